@@ -1,0 +1,78 @@
+# medsft: every target creates the virtual environment and installs the project on first use.
+PYTHON    ?= python3
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.medsft-installed
+export MEDSFT_SHARED ?= $(abspath ../shared)
+
+# make data
+SRC       ?=
+NAME      ?=
+TOKENIZER ?=
+# make train
+RECIPE    ?= smoke
+NPROC     ?= 1
+ACCEL     ?= ddp
+RESUME    ?=
+ACCEL_ARGS ?=
+# make eval / infer / demo
+MODEL     ?=
+BASELINE  ?=
+Q         ?=
+ARGS      ?=
+
+.PHONY: setup data train eval infer demo bench smoke test lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	# The CPU wheel of torch first: a bare "torch" requirement would pull a multi-GB CUDA build on CPU boxes.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==2.13.0" || $(PY) -m pip install torch
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+data: $(STAMP)
+	$(PY) -m medsft.cli data $(if $(SRC),--src $(SRC)) $(if $(NAME),--name $(NAME)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) $(ARGS)
+
+train: $(STAMP)
+ifeq ($(NPROC),1)
+	$(PY) -m medsft.cli train --recipe $(RECIPE) $(if $(RESUME),--resume) $(ARGS)
+else
+	$(VENV)/bin/accelerate launch --config_file recipes/accelerate/$(ACCEL).yaml --num_processes $(NPROC) $(ACCEL_ARGS) \
+		-m medsft.train --recipe $(RECIPE) $(if $(RESUME),--resume) $(ARGS)
+endif
+
+eval: $(STAMP)
+	$(PY) -m medsft.cli eval $(if $(MODEL),--model $(MODEL)) $(if $(BASELINE),--baseline $(BASELINE)) $(ARGS)
+
+infer: $(STAMP)
+	$(PY) -m medsft.cli infer $(if $(MODEL),--model $(MODEL)) $(if $(Q),--question "$(Q)") $(ARGS)
+
+demo: $(STAMP)
+	$(PY) -m medsft.cli demo $(if $(MODEL),--model $(MODEL)) $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m medsft.cli bench $(ARGS)
+
+# The offline end-to-end path: sample data -> tiny model training -> evaluation -> demo check.
+smoke: $(STAMP)
+	$(PY) -m medsft.cli data --src data/sample/medical_sample.jsonl --name sample
+	$(PY) -m medsft.cli train --recipe smoke
+	$(PY) -m medsft.cli eval --model output/smoke/final --limit 8 --mcq-limit 20 --name smoke
+	$(PY) -m medsft.cli demo --model output/smoke/final --check
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check medsft tests benchmarks
+	$(VENV)/bin/ruff format --check medsft tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix medsft tests benchmarks
+	$(VENV)/bin/ruff format medsft tests benchmarks
+
+clean:
+	rm -rf output data/processed .pytest_cache .ruff_cache swanlog build *.egg-info

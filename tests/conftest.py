@@ -1,0 +1,50 @@
+"""Shared fixtures: the real Qwen3-1.7B tokenizer and data from the shared folder, and a tiny random Qwen3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medsft.paths import real_tokenizer_dir, shared_dir
+
+
+def require_shared(relative: str) -> Path:
+    """A file or folder of the shared inputs, or skip naming what is missing."""
+    path = shared_dir() / relative
+    if not path.exists():
+        pytest.skip(f"shared input missing: {path} (set MEDSFT_SHARED to the folder that holds it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir() -> Path:
+    path = real_tokenizer_dir()
+    if path is None:
+        pytest.skip(f"shared input missing: {shared_dir() / 'models/Qwen3-1.7B-tokenizer'}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer(tokenizer_dir):
+    from medsft.model import load_tokenizer
+
+    return load_tokenizer(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def real_val_rows() -> Path:
+    return require_shared("data/delicate_medical_r1_data/val.jsonl")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, qwen3_tokenizer) -> Path:
+    """A saved tiny random-weight Qwen3 with the real tokenizer: loads and generates like a real model folder."""
+    from medsft.model import build_tiny_qwen3
+
+    out = tmp_path_factory.mktemp("tiny-qwen3")
+    model = build_tiny_qwen3(qwen3_tokenizer)
+    model.generation_config.eos_token_id = [qwen3_tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    model.save_pretrained(out)
+    qwen3_tokenizer.save_pretrained(out)
+    return out
