@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from medsft.paths import real_tokenizer_dir, shared_dir
+
+# Tests run offline: no hub look-ups, no telemetry, SwanLab never reaches the cloud.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("SWANLAB_MODE", "offline")
 
 
 def require_shared(relative: str) -> Path:
@@ -39,7 +45,7 @@ def real_val_rows() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, qwen3_tokenizer) -> Path:
-    """A saved tiny random-weight Qwen3 with the real tokenizer: loads and generates like a real model folder."""
+    """A saved tiny random-weight Qwen3 with the real tokenizer: loads and generates like a real model."""
     from medsft.model import build_tiny_qwen3
 
     out = tmp_path_factory.mktemp("tiny-qwen3")
