@@ -25,8 +25,19 @@ DEFAULT_SOURCE = "krisfu/delicate_medical_r1_data"
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 THINK_TAGS = ("<think>", "</think>")
 CHAT_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
-TRAIN_NAMES = {"train", "training"}
-VAL_NAMES = {"val", "valid", "validation", "dev"}
+SPLIT_WORDS = {
+    "train": {"train", "training"},
+    "val": {"val", "valid", "validation", "dev"},
+    "test": {"test", "testing"},
+}
+# Hub metadata that shares the data suffixes but holds no rows.
+METADATA_FILES = {
+    "configuration.json",
+    "dataset_infos.json",
+    "dataset_info.json",
+    "dataset_dict.json",
+    "state.json",
+}
 
 # Stable reject reason codes (documented in data/README.md).
 INVALID_UTF8 = "invalid_utf8"
@@ -155,11 +166,26 @@ def find_overlong(
 
 
 def split_of(path: Path) -> str | None:
-    """'train' / 'val' from a file name such as train.jsonl, val-00000.parquet or validation.json."""
-    words = re.split(r"[-_.]", path.name.lower())
-    if words[0] in TRAIN_NAMES:
-        return "train"
-    return "val" if words[0] in VAL_NAMES else None
+    """'train' / 'val' / 'test' from a path such as train.jsonl, data/val-00000.parquet, test/part.json."""
+    words = set(re.split(r"[-_./]", path.with_suffix("").as_posix().lower()))
+    found = [split for split, names in SPLIT_WORDS.items() if words & names]
+    return found[0] if len(found) == 1 else None
+
+
+def choose_files(root: Path, files: list[Path]) -> tuple[list[tuple[Path, str | None]], list[str]]:
+    """(file, kept split) pairs to read, and the files left out.
+
+    Both train and val files present: keep the source's split and leave out the rest. Otherwise pool
+    everything except test files (held out for evaluation) and split it here."""
+    splits = {file: split_of(file.relative_to(root)) for file in files}
+    if len(files) == 1:
+        return [(files[0], None)], []
+    keep = {"train", "val"} <= set(splits.values())
+    chosen = [
+        file for file in files if splits[file] in ({"train", "val"} if keep else {"train", "val", None})
+    ]
+    left_out = [file.relative_to(root).as_posix() for file in files if file not in chosen]
+    return [(file, splits[file] if keep else None) for file in chosen], left_out
 
 
 def jsonl_rows(data: bytes, file: str, split: str | None) -> Iterator[SourceRow]:
@@ -212,7 +238,8 @@ def download_dataset(dataset_id: str) -> Path:
         return Path(dataset_snapshot_download(dataset_id))
     except Exception as error:  # network, auth or "not found": one clear message for all
         raise DataError(
-            f"Could not download the ModelScope dataset {dataset_id!r} ({type(error).__name__}: {error}). "
+            f"{dataset_id!r} is not a local file or folder, and its download as a ModelScope dataset failed "
+            f"({type(error).__name__}: {error}). "
             f"Without network access, download it elsewhere (`modelscope download --dataset {dataset_id} "
             "--local_dir DIR`) and pass the local file or folder: make data SRC=DIR (or --src DIR)."
         ) from error
@@ -235,6 +262,7 @@ def resolve_source(source: str) -> tuple[Path, list[Path]]:
         for file in path.rglob("*")
         if file.is_file()
         and file.suffix in DATA_SUFFIXES
+        and file.name not in METADATA_FILES
         and not any(part.startswith(".") for part in file.relative_to(path).parts)
     )
     if not files:
@@ -245,7 +273,9 @@ def resolve_source(source: str) -> tuple[Path, list[Path]]:
 def default_name(source: str) -> str:
     path = Path(source.rstrip("/"))
     if path.suffix in DATA_SUFFIXES:
-        return f"{path.parent.name}_{path.stem}" if split_of(path) and path.parent.name else path.stem
+        return (
+            f"{path.parent.name}_{path.stem}" if split_of(Path(path.name)) and path.parent.name else path.stem
+        )
     return path.name or "data"
 
 
@@ -299,23 +329,23 @@ def prepare(
 ) -> dict[str, Any]:
     """Convert `source` into out_dir/{train,val,rejects}.jsonl + report.json; returns the report."""
     root, files = resolve_source(source)
-    file_splits = {file: split_of(file) for file in files}
-    keep_splits = {"train", "val"} <= set(file_splits.values())
-    used = [file for file in files if file_splits[file] or not keep_splits]
+    chosen, ignored = choose_files(root, files)
+    keep_splits = any(split for _, split in chosen)
+    if not chosen:
+        raise DataError(f"Source {source!r} holds only test files ({', '.join(ignored)}): pass one of them.")
     inputs = [
         {
             "file": file.relative_to(root).as_posix(),
             "sha256": sha256_file(file),
             "bytes": file.stat().st_size,
-            "split": file_splits[file] if keep_splits else None,
+            "split": split,
         }
-        for file in used
+        for file, split in chosen
     ]
-    ignored = [file.relative_to(root).as_posix() for file in files if file not in used]
 
     rows_read, rejects, accepted = 0, [], []  # accepted: (row, messages, token length or None)
     seen: dict[str, str] = {}
-    for file, entry in zip(used, inputs, strict=True):
+    for (file, _), entry in zip(chosen, inputs, strict=True):
         for row in read_file_rows(file, entry["file"], entry["split"]):
             rows_read += 1
             try:
@@ -389,7 +419,7 @@ def summary(report: dict[str, Any], out_dir: Path) -> str:
     lines = [
         f"source: {report['source']}",
         *(f"  input {i['file']}  sha256 {i['sha256']}" for i in report["inputs"]),
-        *(f"  ignored (neither train nor val): {name}" for name in report["ignored_files"]),
+        *(f"  not read (a test split, or outside train/val): {name}" for name in report["ignored_files"]),
         f"rows read {rows['read']} = converted {rows['converted']} + rejected {rows['rejected']}",
         *(f"  rejected {reason}: {n}" for reason, n in report["rejected_by_reason"].items() if n),
         f"split ({'kept from source' if report['splits']['kept_from_source'] else 'seeded'}): "
@@ -445,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out_dir / (args.name or default_name(args.src))
     try:
         tokenizer = load_length_tokenizer(args.tokenizer) if args.tokenizer else None
-        if tokenizer is None:
+        if tokenizer is None and options.max_length:
             print(f"No --tokenizer: the {options.max_length}-token length check is deferred to training.")
         report = prepare(args.src, out_dir, options, tokenizer=tokenizer, strict=args.strict)
     except DataError as error:

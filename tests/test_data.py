@@ -261,3 +261,16 @@ def test_a_failed_write_leaves_the_previous_output_intact(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="disk full"):
         prepare(str(source), tmp_path / "out")
     assert (tmp_path / "out" / "train.jsonl").read_bytes() == before
+
+
+def test_a_folder_without_a_val_split_is_split_here_and_test_files_stay_out(tmp_path):
+    source = tmp_path / "dataset"
+    write_jsonl(source / "train.jsonl", [row(question=f"训练{i}") for i in range(10)])
+    write_jsonl(source / "extra" / "more.jsonl", [row(question=f"补充{i}") for i in range(10)])
+    write_jsonl(source / "test.jsonl", [row(question="测试")])
+    (source / "configuration.json").write_text('{"framework": "pytorch"}', encoding="utf-8")
+    report = prepare(str(source), tmp_path / "out")
+    assert [entry["file"] for entry in report["inputs"]] == ["extra/more.jsonl", "train.jsonl"]
+    assert report["ignored_files"] == ["test.jsonl"]
+    assert report["rows"] == {"read": 20, "converted": 20, "rejected": 0}
+    assert report["splits"] == {"kept_from_source": False, "train": 18, "val": 2}
