@@ -8,6 +8,7 @@ conversation_token_length, find_overlong, prepare) are the single definition of 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,9 +18,12 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medsft.paths import DEFAULT_SYSTEM_PROMPT, PROCESSED_DIR
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 DEFAULT_SOURCE = "krisfu/delicate_medical_r1_data"
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -114,8 +118,10 @@ def assistant_content(think: str, answer: str) -> str:
 def build_messages(
     question: str, think: str, answer: str, system_prompt: str = DEFAULT_SYSTEM_PROMPT
 ) -> list[dict[str, str]]:
+    """[system, user, assistant]; an empty system prompt leaves the system turn out."""
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return [
-        {"role": "system", "content": system_prompt},
+        *system,
         {"role": "user", "content": question},
         {"role": "assistant", "content": assistant_content(think, answer)},
     ]
@@ -149,13 +155,13 @@ def convert_row(record: Any, options: DataOptions = DataOptions()) -> list[dict[
     return build_messages(texts["question"], texts["think"], texts["answer"], options.system_prompt)
 
 
-def conversation_token_length(tokenizer: Any, messages: list[dict[str, str]]) -> int:
+def conversation_token_length(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> int:
     """Tokens of the whole rendered conversation (template included), exactly as training tokenizes it."""
     return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
 
 
 def find_overlong(
-    tokenizer: Any, conversations: Iterable[list[dict[str, str]]], max_length: int
+    tokenizer: PreTrainedTokenizerBase, conversations: Iterable[list[dict[str, str]]], max_length: int
 ) -> list[tuple[int, int]]:
     """(index, token length) of each conversation longer than max_length: the rule training applies too."""
     lengths = (conversation_token_length(tokenizer, messages) for messages in conversations)
@@ -320,11 +326,52 @@ def split_rows(count: int, val_ratio: float, seed: int) -> set[int]:
     return set(order[:val_count])
 
 
+@dataclass
+class Converted:
+    """Every row read, as an accepted (row, messages, token length or None) or a reject record."""
+
+    rows_read: int = 0
+    accepted: list[tuple[SourceRow, list[dict[str, str]], int | None]] = dataclasses.field(
+        default_factory=list
+    )
+    rejects: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def convert_rows(
+    rows: Iterable[SourceRow], options: DataOptions, tokenizer: PreTrainedTokenizerBase | None
+) -> Converted:
+    """Apply every rule in order (parse, fields, tags, duplicates, length); each row is kept or rejected."""
+    result, seen = Converted(), {}
+    for row in rows:
+        result.rows_read += 1
+        try:
+            if row.error:
+                raise row.error
+            messages = convert_row(row.value, options)
+            key = json.dumps(messages, ensure_ascii=False)
+            if key in seen:
+                raise RowRejected(DUPLICATE, f"same question/think/answer as {seen[key]}")
+            seen[key] = f"{row.file}:{row.line}"
+            length = conversation_token_length(tokenizer, messages) if tokenizer is not None else None
+            if length is not None and options.max_length and length > options.max_length:
+                raise RowRejected(OVERLONG, f"{length} tokens > max_length {options.max_length}", length)
+            result.accepted.append((row, messages, length))
+        except RowRejected as rejected:
+            where = {"file": row.file, "line": row.line}
+            why = {"reason": rejected.reason, "detail": rejected.detail, "tokens": rejected.tokens}
+            result.rejects.append({**where, **why, "raw": row.raw})
+    if result.rows_read != len(result.accepted) + len(result.rejects):  # the no-loss invariant, checked
+        raise AssertionError(
+            f"{result.rows_read} rows read != {len(result.accepted)} + {len(result.rejects)}"
+        )
+    return result
+
+
 def prepare(
     source: str,
     out_dir: Path,
     options: DataOptions = DataOptions(),
-    tokenizer: Any = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
     strict: bool = False,
 ) -> dict[str, Any]:
     """Convert `source` into out_dir/{train,val,rejects}.jsonl + report.json; returns the report."""
@@ -342,30 +389,13 @@ def prepare(
         }
         for file, split in chosen
     ]
-
-    rows_read, rejects, accepted = 0, [], []  # accepted: (row, messages, token length or None)
-    seen: dict[str, str] = {}
-    for (file, _), entry in zip(chosen, inputs, strict=True):
-        for row in read_file_rows(file, entry["file"], entry["split"]):
-            rows_read += 1
-            try:
-                if row.error:
-                    raise row.error
-                messages = convert_row(row.value, options)
-                key = json.dumps(messages, ensure_ascii=False)
-                if key in seen:
-                    raise RowRejected(DUPLICATE, f"same question/think/answer as {seen[key]}")
-                seen[key] = f"{row.file}:{row.line}"
-                length = conversation_token_length(tokenizer, messages) if tokenizer is not None else None
-                if length is not None and options.max_length and length > options.max_length:
-                    raise RowRejected(OVERLONG, f"{length} tokens > max_length {options.max_length}", length)
-                accepted.append((row, messages, length))
-            except RowRejected as rejected:
-                where = {"file": row.file, "line": row.line}
-                why = {"reason": rejected.reason, "detail": rejected.detail, "tokens": rejected.tokens}
-                rejects.append({**where, **why, "raw": row.raw})
-    if rows_read != len(accepted) + len(rejects):  # the no-loss invariant, checked rather than assumed
-        raise AssertionError(f"rows read {rows_read} != converted {len(accepted)} + rejected {len(rejects)}")
+    source_rows = (
+        row
+        for (file, split), entry in zip(chosen, inputs, strict=True)
+        for row in read_file_rows(file, entry["file"], split)
+    )
+    converted = convert_rows(source_rows, options, tokenizer)
+    rows_read, accepted, rejects = converted.rows_read, converted.accepted, converted.rejects
     by_reason = {reason: sum(r["reason"] == reason for r in rejects) for reason in REASONS}
     if strict and rejects:
         shown = "\n".join(f"  {r['file']}:{r['line']} {r['reason']}: {r['detail']}" for r in rejects[:5])

@@ -274,3 +274,9 @@ def test_a_folder_without_a_val_split_is_split_here_and_test_files_stay_out(tmp_
     assert report["ignored_files"] == ["test.jsonl"]
     assert report["rows"] == {"read": 20, "converted": 20, "rejected": 0}
     assert report["splits"] == {"kept_from_source": False, "train": 18, "val": 2}
+
+
+def test_system_prompt_is_configurable_and_can_be_left_out():
+    custom = convert_row(row(), DataOptions(system_prompt="你是一名全科医生。"))
+    assert custom[0] == {"role": "system", "content": "你是一名全科医生。"}
+    assert [m["role"] for m in convert_row(row(), DataOptions(system_prompt=""))] == ["user", "assistant"]
