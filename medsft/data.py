@@ -184,8 +184,6 @@ def choose_files(root: Path, files: list[Path]) -> tuple[list[tuple[Path, str | 
     Both train and val files present: keep the source's split and leave out the rest. Otherwise pool
     everything except test files (held out for evaluation) and split it here."""
     splits = {file: split_of(file.relative_to(root)) for file in files}
-    if len(files) == 1:
-        return [(files[0], None)], []
     keep = {"train", "val"} <= set(splits.values())
     chosen = [
         file for file in files if splits[file] in ({"train", "val"} if keep else {"train", "val", None})
@@ -376,7 +374,8 @@ def prepare(
 ) -> dict[str, Any]:
     """Convert `source` into out_dir/{train,val,rejects}.jsonl + report.json; returns the report."""
     root, files = resolve_source(source)
-    chosen, ignored = choose_files(root, files)
+    picked_one_file = Path(source).expanduser().is_file()
+    chosen, ignored = ([(files[0], None)], []) if picked_one_file else choose_files(root, files)
     keep_splits = any(split for _, split in chosen)
     if not chosen:
         raise DataError(f"Source {source!r} holds only test files ({', '.join(ignored)}): pass one of them.")

@@ -274,6 +274,11 @@ def test_a_folder_without_a_val_split_is_split_here_and_test_files_stay_out(tmp_
     assert report["ignored_files"] == ["test.jsonl"]
     assert report["rows"] == {"read": 20, "converted": 20, "rejected": 0}
     assert report["splits"] == {"kept_from_source": False, "train": 18, "val": 2}
+    only_test = write_jsonl(tmp_path / "held-out" / "test.jsonl", [row()]).parent
+    with pytest.raises(data.DataError, match="only test files"):
+        prepare(str(only_test), tmp_path / "out-test")
+    named_directly = prepare(str(only_test / "test.jsonl"), tmp_path / "out-test")
+    assert named_directly["rows"]["converted"] == 1
 
 
 def test_system_prompt_is_configurable_and_can_be_left_out():
