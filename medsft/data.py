@@ -466,6 +466,8 @@ def load_length_tokenizer(source: str) -> Any:
     """The tokenizer of the model to be trained, which must carry a chat template to measure conversations."""
     from medsft.model import ModelSourceError, load_tokenizer
 
+    if Path(source).is_dir() and not (Path(source) / "tokenizer_config.json").is_file():
+        raise DataError(f"{source!r} holds no tokenizer (no tokenizer_config.json in it).")
     try:
         tokenizer = load_tokenizer(source)
     except (ModelSourceError, OSError, ValueError) as error:
@@ -476,18 +478,35 @@ def load_length_tokenizer(source: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="medsft data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="medsft data",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--src", default=DEFAULT_SOURCE, help="ModelScope dataset id, or a local file/folder")
-    parser.add_argument("--name", help="output subfolder (default: derived from --src)")
+    parser.add_argument("--name", help="output subfolder (derived from --src when not given)")
     parser.add_argument("--out-dir", type=Path, default=PROCESSED_DIR, help="parent of the output subfolder")
-    parser.add_argument("--tokenizer", help="tokenizer folder or model id for the length check")
-    parser.add_argument("--max-length", type=int, default=DataOptions.max_length, help="0 disables the check")
-    parser.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT)
-    parser.add_argument("--question-field", default=DataOptions.question_field)
-    parser.add_argument("--think-field", default=DataOptions.think_field)
-    parser.add_argument("--answer-field", default=DataOptions.answer_field)
-    parser.add_argument("--val-ratio", type=float, default=DataOptions.val_ratio)
-    parser.add_argument("--seed", type=int, default=DataOptions.seed)
+    parser.add_argument(
+        "--tokenizer", help="tokenizer folder or model id; without one the length check is left to training"
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=DataOptions.max_length,
+        help="most tokens per conversation; 0: no limit",
+    )
+    parser.add_argument(
+        "--system-prompt", default=DEFAULT_SYSTEM_PROMPT, help='"" leaves the system turn out'
+    )
+    parser.add_argument(
+        "--question-field", default=DataOptions.question_field, help="raw field of the question"
+    )
+    parser.add_argument("--think-field", default=DataOptions.think_field, help="raw field of the reasoning")
+    parser.add_argument("--answer-field", default=DataOptions.answer_field, help="raw field of the answer")
+    parser.add_argument(
+        "--val-ratio", type=float, default=DataOptions.val_ratio, help="share of rows for val.jsonl"
+    )
+    parser.add_argument("--seed", type=int, default=DataOptions.seed, help="seed of the train/val split")
     parser.add_argument("--strict", action="store_true", help="fail (writing nothing) if any row is rejected")
     args = parser.parse_args(argv)
     if not 0 <= args.val_ratio < 1:

@@ -236,6 +236,10 @@ def test_offline_modelscope_source_gives_a_clear_error(tmp_path, monkeypatch, ca
     )
     assert data.main(["--src", str(tmp_path / "missing.jsonl"), "--out-dir", str(tmp_path)]) == 1
     assert "does not exist" in capsys.readouterr().err
+    assert (
+        data.main(["--src", str(SAMPLE_DATA), "--tokenizer", str(tmp_path), "--out-dir", str(tmp_path)]) == 1
+    )
+    assert "holds no tokenizer" in capsys.readouterr().err
 
 
 def test_default_names():
