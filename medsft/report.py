@@ -32,11 +32,11 @@ METHOD_NOTES = """\
   jieba-segmented words (rouge-chinese; ROUGE-L is its sentence-split LCS). Mean over rows; an empty
   answer scores 0.
 - **BLEU-4 (characters)**: every non-whitespace character is a token. *Corpus* BLEU-4: clipped
-  n-gram matches and lengths summed over all rows, uniform weights, one brevity penalty, no
-  smoothing (the usual corpus definition, as sacrebleu computes it on character tokens). *Sentence*
-  BLEU-4: per row, add-one smoothing of the 2- to 4-gram precisions (NLTK
-  `SmoothingFunction().method2`), then the mean. Scores are in [0, 1]. Word-level or sacrebleu-`zh`
-  BLEU gives different numbers.
+  n-gram matches and lengths summed over all rows, uniform weights, one brevity penalty, no smoothing
+  (equal to sacrebleu `corpus_bleu(..., tokenize="char")` / 100 on whitespace-free text). *Sentence*
+  BLEU-4: per row, add-one smoothing of the 2- to 4-gram precisions (equal to NLTK `sentence_bleu`
+  with `SmoothingFunction().method2`), then the mean. Scores are in [0, 1]; word-level or
+  sacrebleu-`zh` BLEU gives different numbers.
 - **Lengths**: generated tokens up to and including `</think>` (reasoning) and after it, end-of-turn
   excluded (answer). The reference is counted the same way.
 - **Loops**: share of outputs where one unit of up to 200 characters repeats back to back at least 3
