@@ -1,4 +1,4 @@
-"""Model and tokenizer sources: ModelScope id, local folder or Hugging Face id; tiny random Qwen3 for offline runs."""
+"""Model and tokenizer sources (ModelScope id, local folder, Hugging Face id); tiny Qwen3 stand-ins."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class ModelSourceError(RuntimeError):
 
 
 def resolve_model_dir(source: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """A local folder as is; `hf:<id>` from the Hugging Face hub; anything else a ModelScope id (downloaded once)."""
+    """A local folder as is; `hf:<id>` from the Hugging Face hub; else a ModelScope id (downloaded once)."""
     path = Path(source).expanduser()
     if path.is_dir():
         return path.resolve()
@@ -57,7 +57,7 @@ def build_tiny_qwen3(
     num_kv_heads: int = 2,
     seed: int = 0,
 ) -> Qwen3ForCausalLM:
-    """A random-weight Qwen3 with the real architecture and the tokenizer's vocabulary: a stand-in for the weights."""
+    """A random-weight Qwen3 with the real architecture and the tokenizer's vocabulary: a weights stand-in."""
     config = Qwen3Config(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
@@ -74,3 +74,40 @@ def build_tiny_qwen3(
     )
     torch.manual_seed(seed)
     return Qwen3ForCausalLM(config)
+
+
+QWEN3_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+)
+
+
+def build_offline_qwen3_tokenizer() -> PreTrainedTokenizerBase:
+    """A small byte-level tokenizer with Qwen3's chat tokens and original chat template, built offline.
+
+    Every UTF-8 byte is one token (no merges), so any text round-trips; `<think>`, `<|im_end|>` etc. are
+    single special tokens as in the real tokenizer. Stands in for the real one where it cannot be downloaded.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {char: index for index, char in enumerate(bytes_to_unicode().values())}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=list(QWEN3_SPECIAL_TOKENS[1:]),
+        chat_template=original_qwen3_chat_template(),
+    )
+    return tokenizer

@@ -1,0 +1,482 @@
+"""`medsft train`: supervised fine-tuning of Qwen3 with TRL's SFTTrainer, driven by a recipe.
+
+    python -m medsft.train --recipe full_1epoch --learning_rate 2e-5
+    accelerate launch --config_file recipes/accelerate/zero3.yaml --num_processes 8 \
+        -m medsft.train --recipe full_1epoch
+
+Writes output/<recipe>/: checkpoint-*/, final/ (model, tokenizer with Qwen3's original chat template,
+generation config), loss.png, run_card.json, val_answers.jsonl and swanlog/ (SwanLab, when reported to).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from medsft.data import DataError
+from medsft.model import ModelSourceError
+from medsft.paths import REPO_ROOT
+from medsft.recipe import TINY_MODEL, Recipe, RecipeError, load_recipe
+
+
+class PreflightError(RuntimeError):
+    """Something the run needs is missing or unusable; found before any model is loaded."""
+
+
+@dataclass
+class RunData:
+    train_rows: list[dict]
+    val_rows: list[dict]
+    files: dict[str, Path]
+    overlong: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # split -> [(row index, tokens)]
+
+
+# ---------------------------------------------------------------- checks before the model loads
+
+
+def resolve_path(value: str | Path) -> Path:
+    """Absolute as is; relative to the current folder when it exists there, else to the repository."""
+    path = Path(value).expanduser()
+    if path.is_absolute() or path.exists():
+        return path.resolve()
+    return REPO_ROOT / path
+
+
+def newest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint: trainer_state.json is written last, so a crash mid-save leaves none."""
+    complete = [p for p in output_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def check_output_dir(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise PreflightError(
+            f"Output folder {output_dir} is not writable ({error.strerror or error}). "
+            "Choose another one with --output_dir DIR."
+        ) from error
+
+
+def data_files(recipe: Recipe) -> dict[str, Path]:
+    """train/val JSONL files of the recipe's dataset; raises when one that the run needs is missing."""
+    if recipe.medsft.raw_source:
+        return {}  # converted once the tokenizer is loaded (the over-long rule needs it)
+    folder = resolve_path(recipe.medsft.dataset)
+    files = {"train": folder / "train.jsonl", "val": folder / "val.jsonl"}
+    needed = (
+        ["train", "val"] if recipe.sft.eval_strategy != "no" or recipe.medsft.val_questions else ["train"]
+    )
+    for split in needed:
+        if not files[split].is_file():
+            raise PreflightError(
+                f"Data file {files[split]} is missing. Convert the data first (`make data`, or for the smoke "
+                "recipe `make data SRC=data/sample/medical_sample.jsonl NAME=sample`), or point the recipe's "
+                "`dataset:` (or --dataset DIR) at a folder holding train.jsonl and val.jsonl."
+            )
+    return files
+
+
+def resume_checkpoint(recipe: Recipe, output_dir: Path, resume: bool) -> Path | None:
+    checkpoint = newest_checkpoint(output_dir)
+    if resume:
+        if checkpoint is None:
+            raise PreflightError(f"--resume: no complete checkpoint in {output_dir}. Start without --resume.")
+        return checkpoint
+    if checkpoint is not None and not recipe.medsft.overwrite_output_dir:
+        raise PreflightError(
+            f"{output_dir} already holds checkpoints (newest: {checkpoint.name}). Continue it with --resume "
+            "(make train RESUME=1), or start afresh in another folder (--output_dir DIR) or with "
+            "--overwrite_output_dir true (deletes those checkpoints)."
+        )
+    return None
+
+
+def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path]]:
+    output_dir = Path(recipe.sft.output_dir)
+    check_output_dir(output_dir)
+    files = data_files(recipe)
+    raw = recipe.medsft.raw_source
+    if raw and not Path(raw).exists() and (raw.startswith((".", "/", "~")) or Path(raw).suffix):
+        raise PreflightError(f"raw_source {raw} does not exist (a local file, or a ModelScope dataset id).")
+    checkpoint = resume_checkpoint(recipe, output_dir, resume)
+    if checkpoint is None and recipe.medsft.overwrite_output_dir and recipe.sft.process_index == 0:
+        for old in output_dir.glob("checkpoint-*"):
+            shutil.rmtree(old)
+    return checkpoint, files
+
+
+# ---------------------------------------------------------------- model, tokenizer, data
+
+
+def load_tokenizer_and_model_dir(recipe: Recipe):
+    """Resolve the sources first (a missing model fails here, before heavy work), then load the tokenizer."""
+    from medsft.model import build_offline_qwen3_tokenizer, load_tokenizer, resolve_model_dir
+    from medsft.paths import real_tokenizer_dir
+
+    args = recipe.medsft
+    model_dir = None if args.model == TINY_MODEL else resolve_model_dir(args.model, args.model_cache_dir)
+    tokenizer_source = args.tokenizer or model_dir or real_tokenizer_dir()
+    if tokenizer_source is None:
+        print(
+            "medsft train: no Qwen3 tokenizer found; using a byte-level one built offline (Qwen3's template)"
+        )
+        return build_offline_qwen3_tokenizer(), model_dir
+    return load_tokenizer(tokenizer_source, args.model_cache_dir), model_dir
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def load_data(recipe: Recipe, tokenizer, files: dict[str, Path]) -> RunData:
+    from medsft.data import DataOptions, find_overlong, prepare
+
+    output_dir = Path(recipe.sft.output_dir)
+    if recipe.medsft.raw_source:  # the same conversion as `medsft data`, into the run's folder
+        folder = output_dir / "data"
+        options = DataOptions(
+            system_prompt=recipe.medsft.system_prompt, max_length=recipe.sft.max_length or 0
+        )
+        with recipe.sft.main_process_first(desc="converting raw_source"):
+            if recipe.sft.process_index == 0:
+                prepare(recipe.medsft.raw_source, folder, options, tokenizer=tokenizer)
+        files = {"train": folder / "train.jsonl", "val": folder / "val.jsonl"}
+    rows = {split: read_jsonl(path) if path.is_file() else [] for split, path in files.items()}
+    data = RunData(rows.get("train", []), rows.get("val", []), files)
+    if not data.train_rows:
+        raise PreflightError(f"No training rows in {files.get('train')}.")
+    if recipe.sft.max_length:  # over-long rows are rejected, never truncated (that would cut off the answer)
+        for split in ("train", "val"):
+            kept = getattr(data, f"{split}_rows")
+            overlong = find_overlong(tokenizer, (row["messages"] for row in kept), recipe.sft.max_length)
+            dropped = {index for index, _ in overlong}
+            setattr(data, f"{split}_rows", [row for i, row in enumerate(kept) if i not in dropped])
+            data.overlong[split] = overlong
+            if overlong:
+                print(
+                    f"medsft train: {len(overlong)} {split} rows longer than max_length "
+                    f"{recipe.sft.max_length} rejected (row, tokens): {overlong[:10]}"
+                )
+    if recipe.sft.eval_strategy != "no" and not data.val_rows:
+        raise PreflightError(
+            f"eval_strategy is {recipe.sft.eval_strategy!r} but {files.get('val')} has no rows."
+        )
+    return data
+
+
+def load_model(recipe: Recipe, model_dir: Path | None, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    from medsft.model import build_tiny_qwen3
+
+    args = recipe.medsft
+    if args.model == TINY_MODEL:
+        model = build_tiny_qwen3(
+            tokenizer,
+            hidden_size=args.tiny_hidden_size,
+            num_layers=args.tiny_num_layers,
+            seed=recipe.sft.seed,
+        )
+        eos = [tokenizer.convert_tokens_to_ids(token) for token in ("<|im_end|>", "<|endoftext|>")]
+        # Qwen3's own generation defaults (thinking mode), as its generation_config.json ships them
+        model.generation_config.update(
+            eos_token_id=eos, pad_token_id=eos[1], do_sample=True, temperature=0.6, top_p=0.95, top_k=20
+        )
+        return model
+    return AutoModelForCausalLM.from_pretrained(
+        model_dir,
+        dtype=args.dtype,
+        attn_implementation=args.attn_implementation,
+        use_safetensors=True,
+        trust_remote_code=False,
+    )
+
+
+# ---------------------------------------------------------------- training
+
+
+def lora_config(recipe: Recipe):
+    if not recipe.medsft.use_peft:
+        return None
+    from peft import LoraConfig
+
+    args = recipe.medsft
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=args.lora_target_modules or "all-linear",
+        bias="none",
+    )
+
+
+def build_trainer(recipe: Recipe, model, tokenizer, data: RunData, callbacks: list | None = None):
+    """The one place the trainer is constructed."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    messages_only = lambda rows: Dataset.from_list([{"messages": row["messages"]} for row in rows])  # noqa: E731
+    return SFTTrainer(
+        model=model,
+        args=recipe.sft,
+        train_dataset=messages_only(data.train_rows),
+        eval_dataset=messages_only(data.val_rows) if recipe.sft.eval_strategy != "no" else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe),
+        callbacks=callbacks,
+    )
+
+
+def start_tracking(recipe: Recipe) -> Any:
+    """SwanLab run named by the recipe, logged under the output folder; SWANLAB_MODE: cloud/local/offline."""
+    if "swanlab" not in (recipe.sft.report_to or []) or recipe.sft.process_index != 0:
+        return None
+    import swanlab
+
+    settings = dict(
+        project=recipe.medsft.swanlab_project,
+        workspace=recipe.medsft.swanlab_workspace,
+        experiment_name=recipe.sft.run_name,
+        config=recipe.resolved(),
+        logdir=os.environ.get("SWANLAB_LOG_DIR") or str(Path(recipe.sft.output_dir) / "swanlog"),
+    )
+    try:
+        swanlab.init(**settings)
+    except RuntimeError as error:  # cloud mode without a key and no terminal to log in from
+        print(
+            f"medsft train: SwanLab cloud unavailable ({error}); logging offline (upload: swanlab sync DIR)"
+        )
+        swanlab.init(mode="offline", **settings)
+    return swanlab
+
+
+class RankReport(TrainerCallback):
+    """Each process prints the optimizer steps it took in this session: proof that every rank trained."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
+
+    def on_train_end(self, args, state, control, **kwargs):
+        print(
+            f"medsft train: rank {args.process_index}/{args.world_size} took {self.steps} optimizer steps "
+            f"(global step {state.global_step})",
+            flush=True,
+        )
+
+
+def save_final(trainer, recipe: Recipe, tokenizer) -> Path:
+    """final/: full model in safetensors (LoRA merged in), tokenizer with Qwen3's original chat template."""
+    from peft import PeftModel
+
+    from medsft.model import original_qwen3_chat_template
+
+    final_dir = Path(recipe.sft.output_dir) / "final"
+    if isinstance(trainer.model, PeftModel):
+        if recipe.sft.process_index == 0:
+            trainer.model.save_pretrained(Path(recipe.sft.output_dir) / "adapter")
+            trainer.model.merge_and_unload().save_pretrained(final_dir, safe_serialization=True)
+    else:
+        trainer.save_model(str(final_dir))
+    if recipe.sft.process_index == 0:
+        tokenizer.chat_template = original_qwen3_chat_template()  # not TRL's training variant
+        tokenizer.save_pretrained(final_dir)
+    return final_dir
+
+
+# ---------------------------------------------------------------- reports
+
+
+def plot_losses(log_history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    for key, label in (("loss", "train loss"), ("eval_loss", "eval loss")):
+        points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
+        if points:
+            axes.plot(
+                *zip(*points, strict=True),
+                marker="o" if key == "eval_loss" else None,
+                markersize=3,
+                label=label,
+            )
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("loss (assistant tokens)")
+    axes.set_title(path.parent.name)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def answer_val_questions(recipe: Recipe, final_dir: Path, rows: list[dict], tracker: Any) -> list[dict]:
+    """Reload final/ (proves it loads), answer a few validation questions greedily, log them as text."""
+    if not recipe.medsft.val_questions or not rows:
+        return []
+    from medsft.generate import GenerationSettings, load_generator
+
+    generator = load_generator(final_dir, device="cpu" if recipe.sft.use_cpu else None)
+    prompts = [
+        [m for m in row["messages"] if m["role"] != "assistant"]
+        for row in rows[: recipe.medsft.val_questions]
+    ]
+    outputs = generator.generate(
+        prompts, GenerationSettings.greedy(max_new_tokens=recipe.medsft.val_max_new_tokens)
+    )
+    answers = [
+        {
+            "question": prompt[-1]["content"],
+            "reasoning": out.reasoning,
+            "answer": out.answer,
+            "output": out.text,
+        }
+        for prompt, out in zip(prompts, outputs, strict=True)
+    ]
+    if tracker is not None:
+        texts = [tracker.Text(f"问题：{a['question']}\n\n模型输出：{a['output']}") for a in answers]
+        tracker.log({"val_answers": texts})
+    return answers
+
+
+def sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        return {
+            "sha": git("rev-parse", "HEAD") or None,
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        }
+    except (OSError, subprocess.SubprocessError):
+        return {"sha": None, "dirty": None}
+
+
+def run_card(
+    recipe: Recipe, data: RunData, trainer, train_output, resumed_from: Path | None, seconds: float
+) -> dict:
+    packages = ["torch", "transformers", "trl", "datasets", "accelerate", "peft", "swanlab", "deepspeed"]
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    history = trainer.state.log_history
+    last = lambda key: next((entry[key] for entry in reversed(history) if key in entry), None)  # noqa: E731
+    return {
+        "config": recipe.resolved(),
+        "versions": {"python": platform.python_version(), **versions},
+        "git": git_state(),
+        "data": {
+            split: {
+                "file": str(path),
+                "sha256": sha256(path),
+                "rows_used": len(getattr(data, f"{split}_rows")),
+                "rejected_overlong": [{"row": i, "tokens": n} for i, n in data.overlong.get(split, [])],
+            }
+            for split, path in data.files.items()
+        },
+        "seed": recipe.sft.seed,
+        "world_size": recipe.sft.world_size,
+        "device": str(recipe.sft.device),
+        "resumed_from": str(resumed_from) if resumed_from else None,
+        "wall_time_s": round(seconds, 1),
+        "global_step": trainer.state.global_step,
+        "final": {
+            "train_loss": last("loss"),
+            "eval_loss": last("eval_loss"),
+            "mean_train_loss": train_output.training_loss,
+        },
+        "log_history": history,
+    }
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> Path:
+    """Train a recipe end to end; returns the output folder."""
+    started = time.time()
+    checkpoint, files = preflight(recipe, resume)
+    tokenizer, model_dir = load_tokenizer_and_model_dir(recipe)
+    data = load_data(recipe, tokenizer, files)
+    model = load_model(recipe, model_dir, tokenizer)
+    tracker = start_tracking(recipe)
+    trainer = build_trainer(recipe, model, tokenizer, data, [RankReport(), *(callbacks or [])])
+    train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    final_dir = save_final(trainer, recipe, tokenizer)
+    output_dir = Path(recipe.sft.output_dir)
+    if recipe.sft.process_index == 0:
+        trainer.optimizer = None  # frees the optimizer states before the final model is reloaded
+        plot_losses(trainer.state.log_history, output_dir / "loss.png")
+        answers = answer_val_questions(recipe, final_dir, data.val_rows, tracker)
+        lines = "".join(json.dumps(answer, ensure_ascii=False) + "\n" for answer in answers)
+        (output_dir / "val_answers.jsonl").write_text(lines, encoding="utf-8")
+        card = run_card(recipe, data, trainer, train_output, checkpoint, time.time() - started)
+        (output_dir / "run_card.json").write_text(
+            json.dumps(card, ensure_ascii=False, indent=2), encoding="utf-8"
+        )
+        if tracker is not None:
+            tracker.finish()
+        print(f"medsft train: wrote {final_dir}, {output_dir / 'loss.png'}, {output_dir / 'run_card.json'}")
+        final = card["final"]
+        print(f"medsft train: final train loss {final['train_loss']}, eval loss {final['eval_loss']}")
+    trainer.end()
+    return output_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="medsft train",
+        description="Fine-tune Qwen3 with a recipe. Any SFTConfig field or recipe key can be overridden: "
+        "--learning_rate 2e-5 --output_dir DIR --max_steps 10 ...",
+    )
+    parser.add_argument(
+        "--recipe", default="smoke", help="name in recipes/ (smoke, full_1epoch, lora) or a YAML path"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in output_dir"
+    )
+    args, overrides = parser.parse_known_args(argv)
+    try:
+        recipe = load_recipe(args.recipe, overrides)
+        run(recipe, resume=args.resume)
+    except (RecipeError, PreflightError, ModelSourceError, DataError) as error:
+        print(f"medsft train: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
