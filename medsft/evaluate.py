@@ -31,7 +31,7 @@ from medsft.mcq import (
     thinking_conversation,
 )
 from medsft.metrics import SegmentLoss
-from medsft.model import ModelSourceError
+from medsft.model import ModelSourceError, resolve_model_dir
 from medsft.paths import DEFAULT_SYSTEM_PROMPT, OUTPUT_DIR, PROCESSED_DIR, shared_dir
 
 DEFAULT_SPLIT_NAME = "delicate_medical_r1_data"
@@ -540,6 +540,12 @@ def run(args) -> Path:
         raise EvaluationError(
             "--model is required (a folder such as output/full_1epoch/final, or a model id)"
         )
+    # resolve (download) both models first: a wrong second path should not surface after the first one's run
+    sources = {
+        role: str(resolve_model_dir(source))
+        for role, source in (("baseline", args.baseline), ("model", args.model))
+        if source
+    }
     data_path = Path(args.data) if args.data else default_data_path()
     examples = load_examples(data_path, args.limit)
     log(f"in-domain: {len(examples)} rows from {data_path}")
@@ -568,12 +574,12 @@ def run(args) -> Path:
         "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
         "models": {},
     }
-    sources = {"baseline": args.baseline, "model": args.model}
     for role in ROLES:
-        if sources[role]:
+        if role in sources:
             timings = evaluate_model(role, sources[role], examples, questions, args, predictions_dir)
+            given = args.model if role == "model" else args.baseline
             run_info["models"][role] = {
-                "source": sources[role],
+                "source": given,
                 "timings_s": {k: round(v, 2) for k, v in timings.items()},
             }
             (out_dir / "run.json").write_text(

@@ -1,0 +1,255 @@
+"""`medsft eval`: the loss split against an independent masked loss, inputs, the whole report end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from medsft import evaluate
+from medsft.paths import DEFAULT_SYSTEM_PROMPT, SAMPLE_DATA
+
+THINK_OPEN_ID, THINK_CLOSE_ID, IM_END_ID = 151667, 151668, 151645
+
+
+def _sample_rows(count: int) -> list[dict]:
+    with SAMPLE_DATA.open(encoding="utf-8") as handle:
+        raw = [json.loads(line) for line in handle if line.strip()][:count]
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+                {"role": "user", "content": row["question"]},
+                {"role": "assistant", "content": f"<think>\n{row['think']}\n</think>\n\n{row['answer']}"},
+            ]
+        }
+        for row in raw
+    ]
+
+
+@pytest.fixture(scope="module")
+def val_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("split") / "val.jsonl"
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _sample_rows(3)), encoding="utf-8"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tiny_model_dir):
+    from medsft.generate import load_generator
+
+    generator = load_generator(tiny_model_dir, device="cpu")
+    return generator.model, generator.tokenizer
+
+
+def test_loss_split_matches_masked_mean_loss(tiny_lm):
+    model, tokenizer = tiny_lm
+    conversations = [row["messages"] for row in _sample_rows(2)]
+    conversations[1][2]["content"] = (
+        "<think>\n短\n</think>\n\n短答。"  # a much shorter row: padding in the batch
+    )
+    results = evaluate.teacher_forced_losses(model, tokenizer, conversations, batch_size=2, chunk=7)
+    for messages, (reasoning, answer) in zip(conversations, results, strict=True):
+        ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+        ids = list(ids)
+        open_at, close_at = ids.index(THINK_OPEN_ID), ids.index(THINK_CLOSE_ID)
+        end_at = ids.index(IM_END_ID, close_at)
+        assert reasoning.tokens == close_at - open_at + 1
+        assert answer.tokens == end_at - close_at
+        input_ids = torch.tensor([ids])
+        for (first, last), segment in (((open_at, close_at), reasoning), ((close_at + 1, end_at), answer)):
+            labels = torch.full_like(input_ids, -100)
+            labels[0, first : last + 1] = input_ids[0, first : last + 1]
+            with torch.no_grad():
+                expected = model(input_ids=input_ids, labels=labels).loss.item()
+            assert segment.mean == pytest.approx(expected, rel=1e-4)
+
+
+def test_examples_from_processed_raw_and_reasoning_content_rows(tmp_path):
+    processed = _sample_rows(1)[0]
+    raw = {"question": "头痛怎么办？", "think": "先问诱因。", "answer": "休息，必要时就医。"}
+    reasoning_field = {
+        "messages": [
+            {"role": "user", "content": "头痛怎么办？"},
+            {"role": "assistant", "content": "休息。", "reasoning_content": "先问诱因。"},
+        ]
+    }
+    path = tmp_path / "val.jsonl"
+    rows = [processed, raw, reasoning_field]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    first, second, third = evaluate.load_examples(path)
+    assert first.reference_answer in processed["messages"][2]["content"] and first.reference_reasoning
+    assert second.messages[0]["content"] == DEFAULT_SYSTEM_PROMPT and second.question == "头痛怎么办？"
+    assert (second.reference_reasoning, second.reference_answer) == ("先问诱因。", "休息，必要时就医。")
+    assert third.messages[-1]["content"] == "<think>\n先问诱因。\n</think>\n\n休息。"
+    assert [e.index for e in evaluate.load_examples(path, limit=2)] == [0, 1]
+    path.write_text(json.dumps({"prompt": "x"}) + "\n", encoding="utf-8")
+    with pytest.raises(evaluate.EvaluationError, match="row 0"):
+        evaluate.load_examples(path)
+
+
+def test_default_data_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluate, "PROCESSED_DIR", tmp_path)
+    with pytest.raises(evaluate.EvaluationError, match="make data"):
+        evaluate.default_data_path()
+    for name, mtime in (("older", 1_000), ("newer", 2_000)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "val.jsonl").write_text("{}\n")
+        os.utime(tmp_path / name / "val.jsonl", (mtime, mtime))
+    assert evaluate.default_data_path() == tmp_path / "newer" / "val.jsonl"
+    (tmp_path / evaluate.DEFAULT_SPLIT_NAME).mkdir()
+    (tmp_path / evaluate.DEFAULT_SPLIT_NAME / "val.jsonl").write_text("{}\n")
+    assert evaluate.default_data_path() == tmp_path / evaluate.DEFAULT_SPLIT_NAME / "val.jsonl"
+
+
+def test_missing_inputs_give_clear_errors(tmp_path, val_file, tiny_model_dir, capsys):
+    argv = ["--data", str(val_file), "--mcq-mode", "none", "--out-dir", str(tmp_path / "reports")]
+    assert evaluate.main(["--model", str(tmp_path / "nope"), *argv]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    argv = [
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(val_file),
+        "--mcq-file",
+        str(tmp_path / "none.json"),
+    ]
+    code = evaluate.main(argv)
+    assert code == 2 and "--mcq-file not found" in capsys.readouterr().err
+    assert evaluate.main(["--from-predictions", str(tmp_path)]) == 2
+    assert "run.json" in capsys.readouterr().err
+    assert evaluate.main(["--data", str(val_file)]) == 2
+
+
+@pytest.fixture(scope="module")
+def models_to_compare(request, tiny_model_dir, qwen3_tokenizer, tmp_path_factory) -> tuple[Path, Path]:
+    """(model, baseline): the smoke training run's final model and a checkpoint when that fixture exists,
+    else the tiny model and a second tiny model with other random weights."""
+    try:
+        smoke_run = request.getfixturevalue("smoke_run")
+    except pytest.FixtureLookupError:
+        smoke_run = None
+    if smoke_run is not None:
+        checkpoints = sorted(Path(smoke_run).glob("checkpoint-*"))
+        return Path(smoke_run) / "final", checkpoints[0]
+    from medsft.model import build_tiny_qwen3
+
+    baseline = tmp_path_factory.mktemp("tiny-baseline")
+    model = build_tiny_qwen3(qwen3_tokenizer, seed=1)
+    model.generation_config.eos_token_id = [qwen3_tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    model.save_pretrained(baseline)
+    qwen3_tokenizer.save_pretrained(baseline)
+    return tiny_model_dir, baseline
+
+
+@pytest.fixture(scope="module")
+def report_dir(models_to_compare, val_file, tmp_path_factory) -> Path:
+    dev = Path(require_dev())
+    model, baseline = models_to_compare
+    out = tmp_path_factory.mktemp("eval")
+    argv = ["--model", str(model), "--baseline", str(baseline), "--data", str(val_file), "--limit", "2"]
+    argv += ["--mcq-file", str(dev), "--mcq-limit", "4", "--max-new-tokens", "12", "--batch-size", "4"]
+    argv += ["--name", "smoke", "--out-dir", str(out), "--samples", "2"]
+    assert evaluate.main(argv) == 0
+    return out / "smoke"
+
+
+def require_dev() -> Path:
+    from conftest import require_shared
+
+    return require_shared("benchmarks/xmedbench_zh/dev_zh.json")
+
+
+SECTIONS = [
+    "# Evaluation report: smoke",
+    "## Setup",
+    "## In-domain: loss and perplexity",
+    "## In-domain: generation",
+    "## Medical MCQ: thinking mode",
+    "## Medical MCQ: likelihood mode (no reasoning)",
+    "## Samples",
+    "## How the metrics are computed",
+]
+CHARTS = ["loss.png", "similarity.png", "format.png", "lengths.png", "mcq_accuracy.png"]
+
+
+def test_end_to_end_report(report_dir):
+    markdown = (report_dir / "report.md").read_text(encoding="utf-8")
+    for section in SECTIONS:
+        assert section in markdown
+    for chart in CHARTS:
+        assert (report_dir / chart).stat().st_size > 1000
+        assert f"({chart})" in markdown
+    assert markdown.count("<details>") == 2 * 3  # 2 samples × (reference, baseline, model)
+    assert "Δ (model − baseline)" in markdown and "BLEU-4 corpus (characters)" in markdown
+
+    report = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+    assert list(report["models"]) == ["baseline", "model"]
+    for role in ("baseline", "model"):
+        result = report["models"][role]
+        assert result["indomain"]["rows"] == 2
+        for segment in ("reasoning", "answer"):
+            loss = result["indomain"]["loss"][segment]
+            assert loss["tokens"] > 0 and loss["ppl"] == pytest.approx(math.exp(loss["loss"]), rel=1e-4)
+        generation = result["indomain"]["generation"]
+        for key in (
+            "think_compliance",
+            "truncated",
+            "rouge-1",
+            "rouge-2",
+            "rouge-l",
+            "bleu4_corpus",
+            "bleu4_sentence",
+            "reasoning_tokens_mean",
+            "answer_tokens_mean",
+            "loop_share",
+            "distinct4",
+        ):
+            assert generation[key] is not None and generation[key] >= 0, key  # fmt: skip
+        think = result["mcq"]["think"]["accuracy"]
+        likelihood = result["mcq"]["likelihood"]["accuracy"]
+        assert think["overall"]["questions"] == likelihood["overall"]["questions"] == 4
+        assert set(think) == {"cmb-single", "cmexam", "cmmlu-medical", "medqa-mcmle", "overall"}
+        assert 0 <= likelihood["overall"]["accuracy"] <= 1
+        assert set(result["timings_s"]) >= {"loss_s", "generate_s", "mcq_think_s", "mcq_likelihood_s"}
+
+    predictions = report_dir / "predictions"
+    rows = [json.loads(line) for line in (predictions / "model.indomain.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and {"text", "reasoning", "answer", "truncated", "reference_answer", "loss"} <= set(
+        rows[0]
+    )
+    # 12 new tokens cannot finish a reasoning answer: every output is cut at the limit
+    assert (
+        all(row["truncated"] for row in rows)
+        and report["models"]["model"]["indomain"]["generation"]["truncated"] == 1
+    )
+    think_rows = [
+        json.loads(line) for line in (predictions / "model.mcq_think.jsonl").read_text().splitlines()
+    ]
+    assert all(row["correct"] == (row["predicted"] == row["gold"]) for row in think_rows)
+
+
+def test_metrics_recomputed_from_predictions(report_dir):
+    before = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+    (report_dir / "loss.png").unlink()
+    assert evaluate.main(["--from-predictions", str(report_dir)]) == 0
+    after = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+    assert after["models"] == before["models"]
+    assert (report_dir / "loss.png").is_file()
+
+
+def test_missing_benchmark_is_reported_not_fatal(tiny_model_dir, val_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSFT_SHARED", str(tmp_path / "no-shared"))
+    argv = ["--model", str(tiny_model_dir), "--data", str(val_file), "--limit", "1", "--max-new-tokens", "4"]
+    assert evaluate.main([*argv, "--out-dir", str(tmp_path), "--name", "no-mcq"]) == 0
+    markdown = (tmp_path / "no-mcq" / "report.md").read_text(encoding="utf-8")
+    assert "MCQ benchmark skipped" in markdown and "Apollo" in markdown
+    assert not (tmp_path / "no-mcq" / "mcq_accuracy.png").exists()
+    report = json.loads((tmp_path / "no-mcq" / "report.json").read_text(encoding="utf-8"))
+    assert list(report["models"]) == ["model"] and report["models"]["model"]["mcq"] == {}
