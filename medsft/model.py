@@ -30,10 +30,15 @@ def resolve_model_dir(source: str | Path, cache_dir: str | Path | None = None) -
 
         return Path(snapshot_download(source, cache_dir=str(cache_dir) if cache_dir else None))
     except Exception as error:  # network, auth or "not found": one clear message for all
+        download = (
+            f"hf download {source[3:]} --local-dir DIR"
+            if source.startswith("hf:")
+            else f"modelscope download --model {source} --local_dir DIR"
+        )
         raise ModelSourceError(
             f"Could not get model {source!r} ({type(error).__name__}: {error}). Without network access, "
-            f"download it on another machine (e.g. `modelscope download --model {source} --local_dir DIR`) "
-            "and pass the local folder instead: MODEL=/path/to/DIR (or `model: /path/to/DIR` in the recipe)."
+            f"download it on another machine (e.g. `{download}`) and pass the local folder instead: "
+            "MODEL=/path/to/DIR, or `model: /path/to/DIR` in a recipe (make train ARGS=\"--model DIR\")."
         ) from error
 
 

@@ -176,6 +176,8 @@ def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recip
     name = path.stem
     values.setdefault("output_dir", str(OUTPUT_DIR / name))
     values.setdefault("run_name", name)
+    if "gradient_checkpointing" not in values:  # TRL's default (on), under transformers' new name
+        values.setdefault("activation_checkpointing", True)
     for action in parser._actions:  # recipe values become the defaults that overrides replace
         if action.dest in values:
             action.default = values[action.dest]

@@ -54,3 +54,38 @@ def tiny_model_dir(tmp_path_factory, qwen3_tokenizer) -> Path:
     model.save_pretrained(out)
     qwen3_tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory) -> Path:
+    """data/sample converted by `medsft data` into a temporary folder (train.jsonl, val.jsonl)."""
+    from medsft.data import prepare
+    from medsft.paths import SAMPLE_DATA
+
+    out = tmp_path_factory.mktemp("smoke-data")
+    prepare(str(SAMPLE_DATA), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, smoke_data) -> Path:
+    """The smoke recipe trained once (SwanLab offline) into a temporary output folder; returns that folder.
+
+    It holds final/ (tiny Qwen3, tokenizer with Qwen3's chat template), checkpoint-4/ and checkpoint-8/,
+    loss.png, run_card.json, val_answers.jsonl and swanlog/. Treat it as read-only: other tests share it.
+    """
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("smoke-run")
+    env = {**os.environ, "SWANLAB_MODE": "offline"}
+    env.pop("SWANLAB_LOG_DIR", None)
+    command = [sys.executable, "-m", "medsft.train", "--recipe", "smoke", "--output_dir", str(out)]
+    result = subprocess.run(
+        [*command, "--dataset", str(smoke_data)], env=env, capture_output=True, text=True, timeout=900
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"smoke training failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
+    return out
