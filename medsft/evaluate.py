@@ -260,6 +260,8 @@ def generation_settings(args) -> GenerationSettings:
 
 def _release(generator: Generator) -> None:
     generator.model = None
+    if hasattr(generator, "llm"):  # vLLM engine
+        generator.llm = None
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
