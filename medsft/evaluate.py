@@ -19,7 +19,14 @@ from pathlib import Path
 import torch
 
 from medsft import metrics
-from medsft.generate import GenerationSettings, Generator, load_generator, split_reasoning, vllm_usable
+from medsft.generate import (
+    Generation,
+    GenerationSettings,
+    Generator,
+    load_generator,
+    split_reasoning,
+    vllm_usable,
+)
 from medsft.mcq import (
     BenchmarkFormatError,
     Question,
@@ -267,59 +274,28 @@ def _release(generator: Generator) -> None:
         torch.cuda.empty_cache()
 
 
-def evaluate_model(
-    role: str, source: str, examples: list[Example], questions: list[Question], args, predictions_dir: Path
-) -> dict[str, float]:
-    """Write this model's predictions; returns seconds per stage."""
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    log(f"{role}: loading {source}")
-    generator = load_generator(source, device=args.device, dtype=args.dtype, backend="hf")
-    timings["load_s"] = time.perf_counter() - started
-    model, tokenizer = generator.model, generator.tokenizer
+def likelihood_records(model, tokenizer, questions: list[Question], batch_size: int) -> list[dict]:
+    results = score_by_likelihood(model, tokenizer, questions, batch_size)
+    return [
+        {
+            "index": question.index,
+            "source": question.source,
+            "gold": question.answer,
+            "predicted": result.predicted,
+            "scored": result.scored,
+            "correct": result.predicted == question.answer,
+            "letter_logprobs": result.letter_logprobs,
+        }
+        for question, result in zip(questions, results, strict=True)
+    ]
 
-    started = time.perf_counter()
-    losses = teacher_forced_losses(
-        model, tokenizer, [e.messages for e in examples], batch_size=args.batch_size
-    )
-    timings["loss_s"] = time.perf_counter() - started
-    log(f"{role}: loss on {len(examples)} rows, {timings['loss_s']:.1f}s")
 
-    likelihood_records = []
-    if questions and args.mcq_mode in {"likelihood", "both"}:
-        started = time.perf_counter()
-        for question, result in zip(
-            questions, score_by_likelihood(model, tokenizer, questions, args.batch_size), strict=True
-        ):
-            likelihood_records.append(
-                {
-                    "index": question.index,
-                    "source": question.source,
-                    "gold": question.answer,
-                    "predicted": result.predicted,
-                    "scored": result.scored,
-                    "correct": result.predicted == question.answer,
-                    "letter_logprobs": result.letter_logprobs,
-                }
-            )
-        timings["mcq_likelihood_s"] = time.perf_counter() - started
-        log(f"{role}: MCQ likelihood on {len(questions)} questions, {timings['mcq_likelihood_s']:.1f}s")
-
-    use_vllm = args.backend == "vllm" or (args.backend == "auto" and vllm_usable())
-    if use_vllm:
-        _release(generator)
-        generator = load_generator(source, device=args.device, dtype=args.dtype, backend="vllm")
-    settings = generation_settings(args)
-
-    started = time.perf_counter()
-    generations = generator.generate(
-        [e.prompt for e in examples], settings, args.batch_size, progress=args.progress
-    )
-    timings["generate_s"] = time.perf_counter() - started
-    log(f"{role}: generated {len(examples)} answers, {timings['generate_s']:.1f}s")
-    indomain = []
+def indomain_records(
+    examples: list[Example], generations: list[Generation], losses: list[tuple[SegmentLoss, SegmentLoss]]
+) -> list[dict]:
+    records = []
     for example, generation, (reasoning_loss, answer_loss) in zip(examples, generations, losses, strict=True):
-        indomain.append(
+        records.append(
             {
                 "index": example.index,
                 "question": example.question,
@@ -332,36 +308,89 @@ def evaluate_model(
                 **asdict(generation),
             }
         )
-    write_jsonl(predictions_dir / f"{role}.indomain.jsonl", indomain)
-    if likelihood_records:
-        write_jsonl(predictions_dir / f"{role}.mcq_likelihood.jsonl", likelihood_records)
+    return records
 
-    if questions and args.mcq_mode in {"think", "both"}:
+
+def think_records(questions: list[Question], generations: list[Generation]) -> list[dict]:
+    records = []
+    for question, generation in zip(questions, generations, strict=True):
+        extraction = extract_choice(generation.answer, "".join(question.options))  # the answer part only
+        records.append(
+            {
+                "index": question.index,
+                "source": question.source,
+                "question": question.question,
+                "options": question.options,
+                "gold": question.answer,
+                "predicted": extraction.letters,
+                "parsed": extraction.letters is not None,
+                "extraction": extraction.reason,
+                "correct": extraction.letters == question.answer,
+                **asdict(generation),
+            }
+        )
+    return records
+
+
+class _Stopwatch:
+    def __init__(self, role: str):
+        self.role = role
+        self.seconds: dict[str, float] = {}
+
+    def time(self, stage: str, what: str, call):
         started = time.perf_counter()
-        conversations = [thinking_conversation(q) for q in questions]
-        outputs = generator.generate(conversations, settings, args.batch_size, progress=args.progress)
-        timings["mcq_think_s"] = time.perf_counter() - started
-        log(f"{role}: MCQ thinking mode on {len(questions)} questions, {timings['mcq_think_s']:.1f}s")
-        records = []
-        for question, generation in zip(questions, outputs, strict=True):
-            extraction = extract_choice(generation.answer, "".join(question.options))
-            records.append(
-                {
-                    "index": question.index,
-                    "source": question.source,
-                    "question": question.question,
-                    "options": question.options,
-                    "gold": question.answer,
-                    "predicted": extraction.letters,
-                    "parsed": extraction.letters is not None,
-                    "extraction": extraction.reason,
-                    "correct": extraction.letters == question.answer,
-                    **asdict(generation),
-                }
-            )
-        write_jsonl(predictions_dir / f"{role}.mcq_think.jsonl", records)
+        result = call()
+        self.seconds[f"{stage}_s"] = round(time.perf_counter() - started, 2)
+        log(f"{self.role}: {what}, {self.seconds[f'{stage}_s']:.1f}s")
+        return result
+
+
+def evaluate_model(
+    role: str, source: str, examples: list[Example], questions: list[Question], args, predictions_dir: Path
+) -> dict[str, float]:
+    """Score and generate with one model, write its predictions files; returns seconds per stage.
+
+    Loss and likelihood need the Hugging Face model; generation uses it too, or vLLM when asked for.
+    """
+    clock = _Stopwatch(role)
+    generator = clock.time(
+        "load", f"loaded {source}", lambda: load_generator(source, args.device, args.dtype, backend="hf")
+    )
+    tokenizer = generator.tokenizer
+    conversations = [e.messages for e in examples]
+    losses = clock.time(
+        "loss",
+        f"loss on {len(examples)} rows",
+        lambda: teacher_forced_losses(generator.model, tokenizer, conversations, batch_size=args.batch_size),
+    )
+    if questions and args.mcq_mode in {"likelihood", "both"}:
+        records = clock.time(
+            "mcq_likelihood",
+            f"MCQ likelihood on {len(questions)} questions",
+            lambda: likelihood_records(generator.model, tokenizer, questions, args.batch_size),
+        )
+        write_jsonl(predictions_dir / f"{role}.mcq_likelihood.jsonl", records)
+    if args.backend == "vllm" or (args.backend == "auto" and vllm_usable()):
+        _release(generator)
+        generator = load_generator(source, args.device, args.dtype, backend="vllm")
+
+    settings = generation_settings(args)
+    generations = clock.time(
+        "generate",
+        f"generated {len(examples)} answers",
+        lambda: generator.generate([e.prompt for e in examples], settings, args.batch_size, args.progress),
+    )
+    write_jsonl(predictions_dir / f"{role}.indomain.jsonl", indomain_records(examples, generations, losses))
+    if questions and args.mcq_mode in {"think", "both"}:
+        prompts = [thinking_conversation(q) for q in questions]
+        outputs = clock.time(
+            "mcq_think",
+            f"MCQ thinking mode on {len(questions)} questions",
+            lambda: generator.generate(prompts, settings, args.batch_size, args.progress),
+        )
+        write_jsonl(predictions_dir / f"{role}.mcq_think.jsonl", think_records(questions, outputs))
     _release(generator)
-    return timings
+    return clock.seconds
 
 
 # --- metrics from predictions -------------------------------------------------------------------------------
@@ -582,7 +611,7 @@ def run(args) -> Path:
             given = args.model if role == "model" else args.baseline
             run_info["models"][role] = {
                 "source": given,
-                "timings_s": {k: round(v, 2) for k, v in timings.items()},
+                "timings_s": timings,
             }
             (out_dir / "run.json").write_text(
                 json.dumps(run_info, ensure_ascii=False, indent=2), encoding="utf-8"
