@@ -253,3 +253,82 @@ def test_missing_benchmark_is_reported_not_fatal(tiny_model_dir, val_file, tmp_p
     assert not (tmp_path / "no-mcq" / "mcq_accuracy.png").exists()
     report = json.loads((tmp_path / "no-mcq" / "report.json").read_text(encoding="utf-8"))
     assert list(report["models"]) == ["model"] and report["models"]["model"]["mcq"] == {}
+
+
+class RecordingGenerator:
+    """The tiny model for scoring and canned outputs for generation: records what evaluate asks for."""
+
+    def __init__(self, model, tokenizer, outputs):
+        self.model, self.tokenizer, self.outputs, self.calls = model, tokenizer, outputs, []
+
+    def generate(self, conversations, settings, batch_size=8, progress=False):
+        from medsft.generate import Generation, split_reasoning
+
+        self.calls.append((conversations, settings, batch_size))
+        results = []
+        for text in self.outputs[: len(conversations)]:
+            reasoning, answer, well_formed = split_reasoning(text)
+            results.append(Generation(reasoning, answer, well_formed, False, 5, 3, text))
+        return results
+
+
+def test_generation_requests_and_answer_part_extraction(tiny_lm, val_file, tmp_path, monkeypatch):
+    model, tokenizer = tiny_lm
+    dev = tmp_path / "dev.json"
+    rows = [
+        {
+            "question": "问题一",
+            "options": "(A) 甲\n(B) 乙\n(C) 丙\n(D) 丁",
+            "answer": "(C)",
+            "source": "cmexam",
+        },
+        {
+            "question": "问题二",
+            "options": "(A) 甲\n(B) 乙\n(C) 丙\n(D) 丁",
+            "answer": "(A)",
+            "source": "cmexam",
+        },
+    ]
+    dev.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    outputs = [
+        "<think>\n答案：A？\n</think>\n\n答案：C",
+        "<think>\n应该选A\n</think>\n\n无法确定。",
+        "<think>\n未完",
+    ]
+    generator = RecordingGenerator(model, tokenizer, outputs)
+    monkeypatch.setattr(evaluate, "load_generator", lambda *args, **kwargs: generator)
+    argv = [
+        "--model",
+        str(tmp_path),
+        "--data",
+        str(val_file),
+        "--mcq-file",
+        str(dev),
+        "--greedy",
+        "--seed",
+        "7",
+    ]
+    argv += ["--max-new-tokens", "99", "--batch-size", "3", "--out-dir", str(tmp_path / "out"), "--name", "r"]
+    assert evaluate.main(argv) == 0
+
+    (indomain, settings, batch_size), (mcq, mcq_settings, _) = generator.calls
+    assert [m["role"] for m in indomain[0]] == [
+        "system",
+        "user",
+    ]  # the reference answer is never in the prompt
+    assert len(indomain) == 3 and batch_size == 3
+    assert (settings.do_sample, settings.max_new_tokens, settings.seed, settings.enable_thinking) == (
+        False, 99, 7, True
+    )  # fmt: skip
+    assert mcq_settings == settings and "问题一" in mcq[0][1]["content"]
+    records = [json.loads(line) for line in (tmp_path / "out/r/predictions/model.mcq_think.jsonl").open()]
+    # the letters in the reasoning (A) are ignored: C from the answer part, nothing from "无法确定"
+    assert [(r["predicted"], r["correct"], r["parsed"]) for r in records] == [
+        ("C", True, True),
+        (None, False, False),
+    ]
+    report = json.loads((tmp_path / "out/r/report.json").read_text(encoding="utf-8"))
+    assert report["models"]["model"]["mcq"]["think"]["accuracy"]["overall"] == {
+        "questions": 2, "scored": 2, "excluded": 0, "correct": 1, "unparseable": 1, "accuracy": 0.5
+    }  # fmt: skip
+    assert report["models"]["model"]["indomain"]["generation"]["think_compliance"] == pytest.approx(2 / 3)
