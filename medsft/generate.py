@@ -18,7 +18,8 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from medsft.model import resolve_model_dir
+from medsft.model import ModelSourceError, resolve_model_dir
+from medsft.paths import OUTPUT_DIR
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
@@ -323,6 +324,18 @@ def vllm_usable() -> bool:
     return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
 
 
+def newest_final_model(output_dir: Path = OUTPUT_DIR) -> Path:
+    """The most recently written `output/*/final` (the default model of `medsft infer` and `medsft demo`)."""
+    candidates = [path for path in Path(output_dir).glob("*/final") if (path / "config.json").is_file()]
+    if not candidates:
+        raise ModelSourceError(
+            f"No trained model found in {output_dir}/*/final. Train one first (`make train RECIPE=smoke` "
+            "takes a few minutes on CPU) or pass a model: MODEL=/path/to/folder, a ModelScope id such as "
+            "Qwen/Qwen3-1.7B, or hf:<id>."
+        )
+    return max(candidates, key=lambda path: (path / "config.json").stat().st_mtime)
+
+
 def load_generator(
     model: str | Path,
     device: str | None = None,
@@ -352,6 +365,7 @@ __all__ = [
     "Generator",
     "VLLMGenerator",
     "load_generator",
+    "newest_final_model",
     "split_reasoning",
     "vllm_usable",
 ]

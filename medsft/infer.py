@@ -1,0 +1,246 @@
+"""`medsft infer`: stream one answer (reasoning, then answer) to the terminal, or answer a JSONL file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from medsft.generate import Conversation, GenerationSettings, Generator, load_generator, newest_final_model
+from medsft.model import ModelSourceError
+from medsft.paths import DEFAULT_SYSTEM_PROMPT
+
+REASONING_HEADER = "──────── 思考 / Reasoning ────────"
+ANSWER_HEADER = "──────── 回答 / Answer ────────"
+CHUNK_BATCHES = 8  # batches sorted by length together; answers are written after each chunk
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Model and sampling flags shared by `medsft infer` and `medsft demo`."""
+    defaults = GenerationSettings()
+    parser.add_argument(
+        "--model", help="model folder, ModelScope id or hf:<id> (default: the newest output/*/final)"
+    )
+    parser.add_argument("--no-think", action="store_true", help="answer directly (enable_thinking=False)")
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens, help="(%(default)s)")
+    parser.add_argument("--temperature", type=float, default=defaults.temperature, help="(%(default)s)")
+    parser.add_argument("--top-p", type=float, default=defaults.top_p, help="(%(default)s)")
+    parser.add_argument("--top-k", type=int, default=defaults.top_k, help="(%(default)s)")
+    parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    parser.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
+    parser.add_argument(
+        "--system-prompt", default=DEFAULT_SYSTEM_PROMPT, help='system turn, as in training ("" for none)'
+    )
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu … (default: cuda when available)")
+    parser.add_argument("--dtype", default=None, help="bfloat16, float16, float32 (default: bf16 on GPU)")
+
+
+def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
+    return GenerationSettings(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=not args.greedy,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        enable_thinking=not args.no_think,
+        seed=args.seed,
+    )
+
+
+def resolve_model_argument(model: str | None) -> str | Path:
+    """--model as given, else the newest trained model (printed, so the user knows which one answers)."""
+    if model:
+        return model
+    path = newest_final_model()
+    print(f"--model not given: using the newest trained model, {path}", file=sys.stderr)
+    return path
+
+
+def with_system(messages: Conversation, system_prompt: str) -> Conversation:
+    if system_prompt and not any(message.get("role") == "system" for message in messages):
+        return [{"role": "system", "content": system_prompt}, *messages]
+    return list(messages)
+
+
+def stream_answer(
+    generator: Generator, messages: Conversation, settings: GenerationSettings, out: TextIO
+) -> str:
+    """Print reasoning then answer as they arrive, each under its header; returns the answer."""
+    shown_reasoning = shown_answer = ""
+    if settings.enable_thinking:
+        print(REASONING_HEADER, file=out, flush=True)
+    for reasoning, answer, _done in generator.stream(messages, settings):
+        if reasoning.startswith(shown_reasoning) and len(reasoning) > len(shown_reasoning):
+            out.write(reasoning[len(shown_reasoning) :])
+            shown_reasoning = reasoning
+        if answer and not shown_answer:
+            print(("\n\n" if settings.enable_thinking else "") + ANSWER_HEADER, file=out)
+        if answer.startswith(shown_answer) and len(answer) > len(shown_answer):
+            out.write(answer[len(shown_answer) :])
+            shown_answer = answer
+        out.flush()
+    print(file=out, flush=True)
+    if not shown_answer:
+        hint = "the reasoning did not finish: raise --max-new-tokens" if settings.enable_thinking else ""
+        print(f"(no answer was produced{'; ' + hint if hint else ''})", file=out, flush=True)
+    return shown_answer
+
+
+def parse_line(line: str, system_prompt: str) -> tuple[dict, Conversation]:
+    """A JSONL line with `question` (and optional `id`) or `messages` -> (fields to echo, conversation)."""
+    record = json.loads(line)
+    if not isinstance(record, dict):
+        raise ValueError("line is not a JSON object")
+    echo = {key: record[key] for key in ("id", "question") if key in record}
+    if "messages" in record:
+        messages = record["messages"]
+        valid = isinstance(messages, list) and all(
+            isinstance(m, dict)
+            and m.get("role") in {"system", "user", "assistant"}
+            and isinstance(m.get("content"), str)
+            for m in messages
+        )
+        if not valid or not messages or messages[-1]["role"] != "user":
+            raise ValueError("`messages` must be a list of {role, content} turns ending with a user turn")
+        return echo, with_system(messages, system_prompt)
+    question = record.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("no non-empty `question` string (nor `messages`)")
+    return echo, with_system([{"role": "user", "content": question}], system_prompt)
+
+
+def read_requests(path: Path, system_prompt: str) -> Iterator[tuple[dict, Conversation | None]]:
+    """(record, conversation) per input line; a bad line gives an error record and no conversation."""
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            base = {"line": number}
+            try:
+                echo, conversation = parse_line(line, system_prompt)
+            except (ValueError, KeyError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+                yield {**base, "error": f"{type(error).__name__}: {error}"}, None
+                continue
+            yield {**base, **echo}, conversation
+
+
+def answer_file(
+    generator: Generator,
+    input_path: Path,
+    output_path: Path,
+    settings: GenerationSettings,
+    system_prompt: str,
+    batch_size: int,
+) -> dict[str, int]:
+    """One output line per input line, in order; written chunk by chunk so a long run keeps what it did."""
+    from tqdm.auto import tqdm
+
+    requests = list(read_requests(input_path, system_prompt))
+    budget = generator.max_context - settings.max_new_tokens
+    counts = {"lines": len(requests), "answered": 0, "errors": 0, "truncated": 0}
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    chunk = batch_size * CHUNK_BATCHES
+    with (
+        output_path.open("w", encoding="utf-8") as out,
+        tqdm(total=len(requests), desc="answering", unit="q") as bar,
+    ):
+        for start in range(0, len(requests), chunk):
+            records = [dict(record) for record, _ in requests[start : start + chunk]]
+            pending = []
+            for record, (_, conversation) in zip(records, requests[start : start + chunk], strict=True):
+                if conversation is None:
+                    continue
+                length = generator.count_prompt_tokens(conversation, settings.enable_thinking)
+                if length > budget:
+                    record["error"] = (
+                        f"prompt has {length} tokens; at most {budget} fit with --max-new-tokens "
+                        f"{settings.max_new_tokens} (model context {generator.max_context})"
+                    )
+                    continue
+                pending.append((record, conversation))
+            if pending:
+                generations = generator.generate([c for _, c in pending], settings, batch_size=batch_size)
+                for (record, _), generation in zip(pending, generations, strict=True):
+                    record.update(
+                        reasoning=generation.reasoning,
+                        answer=generation.answer,
+                        well_formed=generation.well_formed,
+                        truncated=generation.truncated,
+                        reasoning_tokens=generation.reasoning_tokens,
+                        answer_tokens=generation.answer_tokens,
+                    )
+                    counts["truncated"] += generation.truncated
+            for record in records:
+                counts["errors" if "error" in record else "answered"] += 1
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()
+            bar.update(len(records))
+    return counts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medsft infer",
+        description="Answer a medical question (streamed: reasoning, then answer) or a JSONL file of them.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--question", "-q", help="one question, answered with streaming")
+    source.add_argument("--file", type=Path, help="JSONL: one {question} or {messages} object per line")
+    parser.add_argument(
+        "--output", type=Path, help="answers JSONL for --file (default: <file>.answers.jsonl)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="questions per generate batch (%(default)s)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "hf", "vllm"],
+        default="auto",
+        help="for --file: vLLM when usable (auto)",
+    )
+    add_generation_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.file is not None and not args.file.is_file():
+        print(f"medsft infer: input file {args.file} does not exist", file=sys.stderr)
+        return 2
+    settings = settings_from_args(args)
+    try:
+        model = resolve_model_argument(args.model)
+        backend = args.backend if args.file is not None else "hf"  # streaming goes through transformers
+        generator = load_generator(model, device=args.device, dtype=args.dtype, backend=backend)
+    except ModelSourceError as error:
+        print(f"medsft infer: {error}", file=sys.stderr)
+        return 2
+    print(f"model: {generator.model_dir} ({generator.backend}, {generator.device})", file=sys.stderr)
+    if args.question is not None:
+        if not args.question.strip():
+            print("medsft infer: the question is empty", file=sys.stderr)
+            return 2
+        messages = with_system([{"role": "user", "content": args.question}], args.system_prompt)
+        length = generator.count_prompt_tokens(messages, settings.enable_thinking)
+        if length + settings.max_new_tokens > generator.max_context:
+            print(
+                f"medsft infer: the question is too long ({length} prompt tokens + "
+                f"{settings.max_new_tokens} new tokens > model context {generator.max_context})",
+                file=sys.stderr,
+            )
+            return 2
+        stream_answer(generator, messages, settings, sys.stdout)
+        return 0
+    output = args.output or args.file.with_name(args.file.stem + ".answers.jsonl")
+    counts = answer_file(generator, args.file, output, settings, args.system_prompt, args.batch_size)
+    print(
+        f"wrote {counts['lines']} lines to {output}: {counts['answered']} answered "
+        f"({counts['truncated']} hit --max-new-tokens), {counts['errors']} errors",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
