@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -382,9 +383,7 @@ def git_state() -> dict[str, Any]:
         return {"sha": None, "dirty": None}
 
 
-def run_card(
-    recipe: Recipe, data: RunData, trainer, train_output, resumed_from: Path | None, seconds: float
-) -> dict:
+def run_card(recipe: Recipe, data: RunData, trainer, resumed_from: Path | None, seconds: float) -> dict:
     packages = ["torch", "transformers", "trl", "datasets", "accelerate", "peft", "swanlab", "deepspeed"]
     versions = {}
     for package in packages:
@@ -394,6 +393,7 @@ def run_card(
             versions[package] = None
     history = trainer.state.log_history
     last = lambda key: next((entry[key] for entry in reversed(history) if key in entry), None)  # noqa: E731
+    logged = [entry["loss"] for entry in history if "loss" in entry]
     return {
         "config": recipe.resolved(),
         "versions": {"python": platform.python_version(), **versions},
@@ -416,7 +416,8 @@ def run_card(
         "final": {
             "train_loss": last("loss"),
             "eval_loss": last("eval_loss"),
-            "mean_train_loss": train_output.training_loss,
+            # over the whole run, also when resumed (the Trainer's own average restarts with each session)
+            "mean_logged_train_loss": statistics.fmean(logged) if logged else None,
         },
         "log_history": history,
     }
@@ -434,7 +435,7 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
     model = load_model(recipe, model_dir, tokenizer)
     tracker = start_tracking(recipe)
     trainer = build_trainer(recipe, model, tokenizer, data, [RankReport(), *(callbacks or [])])
-    train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     final_dir = save_final(trainer, recipe, tokenizer)
     output_dir = Path(recipe.sft.output_dir)
     if recipe.sft.process_index == 0:
@@ -443,7 +444,7 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
         answers = answer_val_questions(recipe, final_dir, data.val_rows, tracker)
         lines = "".join(json.dumps(answer, ensure_ascii=False) + "\n" for answer in answers)
         (output_dir / "val_answers.jsonl").write_text(lines, encoding="utf-8")
-        card = run_card(recipe, data, trainer, train_output, checkpoint, time.time() - started)
+        card = run_card(recipe, data, trainer, checkpoint, time.time() - started)
         (output_dir / "run_card.json").write_text(
             json.dumps(card, ensure_ascii=False, indent=2), encoding="utf-8"
         )

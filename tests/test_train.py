@@ -1,0 +1,312 @@
+"""Training: assistant-only loss, smoke outputs, SwanLab offline logs, resume after SIGKILL, 2 ranks."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medsft import train
+from medsft.data import build_messages
+from medsft.model import build_offline_qwen3_tokenizer, build_tiny_qwen3, original_qwen3_chat_template
+from medsft.recipe import RECIPES_DIR, load_recipe
+
+THINK, ANSWER = "先考虑常见病因，再看危险信号。", "多休息、补液；持续高热请就医。"
+ASSISTANT_TURN = f"<think>\n{THINK}\n</think>\n\n{ANSWER}<|im_end|>\n"
+
+# Runs the smoke recipe and blocks right after the first checkpoint is complete, so the parent can SIGKILL it.
+PAUSE_AFTER_FIRST_SAVE = """
+import os, sys, time
+from transformers import TrainerCallback
+from medsft.recipe import load_recipe
+from medsft.train import run
+
+class PauseAfterFirstSave(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        with open(os.environ["SAVED_MARKER"], "w") as marker:
+            marker.write(str(state.global_step))
+        time.sleep(900)
+
+run(load_recipe("smoke", sys.argv[1:]), callbacks=[PauseAfterFirstSave()])
+"""
+
+
+def losses(log_history: list[dict], key: str = "loss", up_to: int | None = None) -> dict[int, float]:
+    return {e["step"]: e[key] for e in log_history if key in e and (up_to is None or e["step"] <= up_to)}
+
+
+def run_card(output_dir: Path) -> dict:
+    return json.loads((output_dir / "run_card.json").read_text(encoding="utf-8"))
+
+
+def train_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "medsft.train", "--recipe", "smoke", *args]
+
+
+def offline_env() -> dict[str, str]:
+    env = {**os.environ, "SWANLAB_MODE": "offline"}
+    env.pop("SWANLAB_LOG_DIR", None)
+    return env
+
+
+# ---------------------------------------------------------------- assistant-only loss
+
+
+def trained_and_masked(tokenizer, tmp_path) -> tuple[str, str]:
+    """(text of the tokens with a loss, text of those without) for one row, via the real trainer set-up."""
+    recipe = load_recipe("smoke", ["--output_dir", str(tmp_path), "--report_to", "none"])
+    row = {"messages": build_messages("发烧39度怎么办？", THINK, ANSWER)}
+    data = train.RunData(train_rows=[row], val_rows=[row], files={})
+    trainer = train.build_trainer(recipe, build_tiny_qwen3(tokenizer), tokenizer, data)
+    example = trainer.train_dataset[0]
+    ids, labels = example["input_ids"], example["labels"]
+    positions = [k for k, label in enumerate(labels) if label != -100]
+    assert positions == list(range(positions[0], len(ids)))  # one contiguous span, up to the end
+    trained = [ids[k] for k in positions]
+    masked = [i for i, label in zip(ids, labels, strict=True) if label == -100]
+    return tokenizer.decode(trained), tokenizer.decode(masked)
+
+
+def test_only_the_assistant_turn_is_trained_real_tokenizer(qwen3_tokenizer, tmp_path):
+    trained, masked = trained_and_masked(qwen3_tokenizer, tmp_path)
+    assert trained == ASSISTANT_TURN
+    assert masked == (
+        "<|im_start|>system\n你是一个医学专家，你需要根据用户的问题，给出带有思考的回答。<|im_end|>\n"
+        "<|im_start|>user\n发烧39度怎么办？<|im_end|>\n<|im_start|>assistant\n"
+    )
+    ids = qwen3_tokenizer(ASSISTANT_TURN, add_special_tokens=False)["input_ids"]
+    assert ids[0] == 151667 and 151668 in ids  # <think> and </think> are single tokens
+
+
+def test_only_the_assistant_turn_is_trained_offline_tokenizer(tmp_path):
+    trained, masked = trained_and_masked(build_offline_qwen3_tokenizer(), tmp_path)
+    assert trained == ASSISTANT_TURN
+    assert masked.endswith("<|im_start|>assistant\n") and THINK not in masked
+
+
+# ---------------------------------------------------------------- one smoke run, checked from every side
+
+
+def test_smoke_run_writes_checkpoints_final_model_plot_and_card(smoke_run, smoke_data):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert {p.name for p in smoke_run.glob("checkpoint-*")} == {"checkpoint-4", "checkpoint-8"}
+    final = smoke_run / "final"
+    assert (final / "model.safetensors").is_file() and (final / "generation_config.json").is_file()
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    assert tokenizer.chat_template == original_qwen3_chat_template()  # not TRL's training variant
+    assert not re.search(r"{%-?\s*generation\s*-?%}", tokenizer.chat_template)  # no training markers
+    model = AutoModelForCausalLM.from_pretrained(final)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "头痛怎么办？"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    output = model.generate(**prompt, max_new_tokens=5, do_sample=False)
+    assert output.shape[1] > prompt["input_ids"].shape[1]
+
+    assert (smoke_run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = run_card(smoke_run)
+    train_losses = losses(card["log_history"])
+    assert sorted(train_losses) == list(range(1, 9))
+    assert train_losses[8] < train_losses[1]  # it learns
+    assert sorted(losses(card["log_history"], "eval_loss")) == [4, 8]
+    assert card["final"]["train_loss"] == train_losses[8] and math.isfinite(card["final"]["eval_loss"])
+    assert card["data"]["train"]["sha256"] == train.sha256(smoke_data / "train.jsonl")
+    assert card["data"]["train"]["rows_used"] == len(train.read_jsonl(smoke_data / "train.jsonl"))
+    assert card["seed"] == 42 and card["global_step"] == 8 and card["wall_time_s"] > 0
+    assert card["versions"]["trl"] and card["git"]["sha"]
+    assert card["config"]["sft"]["learning_rate"] == 5e-3 and card["config"]["medsft"]["model"] == "tiny"
+
+    answers = train.read_jsonl(smoke_run / "val_answers.jsonl")
+    assert len(answers) == 2 and all(a["question"] and a["output"] for a in answers)
+
+
+def read_swanlab_records(swanlog: Path) -> tuple[dict[str, dict[int, float]], set[str]]:
+    """Scalars (key -> step -> value) and media keys from SwanLab's offline run file."""
+    from swanlab.proto.swanlab.record.v1.record_pb2 import Record
+    from swanlab.sdk.internal.core_python.store import DataStoreReader
+
+    [run_file] = swanlog.glob("run-*/run-*.swanlab")
+    reader, scalars, media = DataStoreReader(), {}, set()
+    reader.open(run_file)
+    while (data := reader.scan()) is not None:
+        record = Record()
+        record.ParseFromString(data)
+        if record.HasField("scalar"):
+            scalars.setdefault(record.scalar.key, {})[record.scalar.step] = record.scalar.value.number
+        if record.HasField("media"):
+            media.add(record.media.key)
+    reader.close()
+    return scalars, media
+
+
+def test_swanlab_offline_logs_are_on_disk(smoke_run):
+    scalars, media = read_swanlab_records(smoke_run / "swanlog")
+    history = run_card(smoke_run)["log_history"]
+    assert scalars["train/loss"] == pytest.approx(losses(history))
+    assert scalars["eval/loss"] == pytest.approx(losses(history, "eval_loss"))
+    assert "val_answers" in media  # the validation questions and answers, as text
+    config = next(smoke_run.glob("swanlog/run-*/files/config.yaml")).read_text(encoding="utf-8")
+    assert "medsft-smoke" in config or "learning_rate" in config
+
+
+# ---------------------------------------------------------------- resume after SIGKILL, determinism
+
+
+@pytest.fixture(scope="module")
+def killed_then_resumed(tmp_path_factory, smoke_data) -> tuple[Path, list[dict]]:
+    """A smoke run SIGKILLed once its first checkpoint is complete, then resumed with --resume."""
+    out = tmp_path_factory.mktemp("killed")
+    marker = out.parent / f"{out.name}.saved"
+    args = ["--output_dir", str(out), "--dataset", str(smoke_data), "--val_questions", "0"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", PAUSE_AFTER_FIRST_SAVE, *args],
+        env={**offline_env(), "SAVED_MARKER": str(marker)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 600
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    process.kill()  # SIGKILL: no clean-up, like a crash or a pre-empted cloud box
+    _, stderr = process.communicate()
+    assert marker.exists(), f"the run never saved a checkpoint:\n{stderr[-3000:]}"
+    assert process.returncode == -9 and not (out / "final").exists()
+    before_kill = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+
+    resumed = subprocess.run(
+        train_command(*args, "--resume"), env=offline_env(), capture_output=True, text=True, timeout=900
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return out, before_kill
+
+
+def test_same_recipe_and_seed_give_identical_losses(smoke_run, killed_then_resumed):
+    _, before_kill = killed_then_resumed  # steps 1-4 of a separate process with the same recipe and seed
+    reference = run_card(smoke_run)["log_history"]
+    assert losses(before_kill) == losses(reference, up_to=4)
+    assert losses(before_kill, "eval_loss") == losses(reference, "eval_loss", up_to=4)
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(smoke_run, killed_then_resumed):
+    out, _ = killed_then_resumed
+    card, reference = run_card(out), run_card(smoke_run)
+    assert card["resumed_from"].endswith("checkpoint-4")
+    assert losses(card["log_history"]) == losses(reference["log_history"])  # steps 5-8 trained after resuming
+    assert card["final"] == reference["final"]
+    assert (out / "final" / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------- two processes (DDP over gloo on CPU)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_with_accelerate(tmp_path, smoke_data):
+    out = tmp_path / "ddp"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+    launch += [str(RECIPES_DIR / "accelerate" / "ddp.yaml"), "--num_processes", "2"]
+    launch += ["--main_process_port", str(free_port()), "-m", "medsft.train", "--recipe", "smoke"]
+    launch += [
+        "--output_dir",
+        str(out),
+        "--dataset",
+        str(smoke_data),
+        "--val_questions",
+        "0",
+        "--report_to",
+        "none",
+    ]
+    result = subprocess.run(launch, env=offline_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    for rank in (0, 1):
+        assert f"rank {rank}/2 took 8 optimizer steps" in output
+    assert [
+        p.relative_to(out).as_posix() for p in out.rglob("model.safetensors") if "checkpoint" not in str(p)
+    ] == ["final/model.safetensors"]
+    card = run_card(out)
+    assert card["world_size"] == 2
+    assert (
+        max(losses(card["log_history"], "epoch").values()) > 0.5
+    )  # 2 ranks x 8 rows of 29: over half an epoch
+
+
+# ---------------------------------------------------------------- clear errors before the model loads
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the model source was touched before the error")
+
+    monkeypatch.setattr(train, "load_tokenizer_and_model_dir", fail)
+    monkeypatch.setattr(train, "load_model", fail)
+
+
+def test_missing_data_file(tmp_path, capsys, no_model_loading):
+    code = train.main(
+        ["--recipe", "smoke", "--output_dir", str(tmp_path / "o"), "--dataset", str(tmp_path / "none")]
+    )
+    assert code == 2
+    assert f"Data file {tmp_path / 'none' / 'train.jsonl'} is missing" in capsys.readouterr().err
+
+
+def test_unwritable_output_dir(tmp_path, capsys, smoke_data, no_model_loading):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code = train.main(
+        ["--recipe", "smoke", "--output_dir", str(blocker / "out"), "--dataset", str(smoke_data)]
+    )
+    assert code == 2
+    assert f"Output folder {blocker / 'out'} is not writable" in capsys.readouterr().err
+
+
+def test_bad_recipe(tmp_path, capsys, no_model_loading):
+    code = train.main(["--recipe", "smoke", "--lerning_rate", "1e-4"])
+    assert code == 2
+    assert "Unknown key 'lerning_rate'" in capsys.readouterr().err
+
+
+def test_resume_without_checkpoint(tmp_path, capsys, smoke_data, no_model_loading):
+    code = train.main(
+        ["--recipe", "smoke", "--output_dir", str(tmp_path), "--dataset", str(smoke_data), "--resume"]
+    )
+    assert code == 2
+    assert "no complete checkpoint" in capsys.readouterr().err
+
+
+def test_existing_checkpoints_are_not_overwritten_silently(tmp_path, capsys, smoke_data, no_model_loading):
+    (tmp_path / "checkpoint-500").mkdir()
+    (tmp_path / "checkpoint-500" / "trainer_state.json").write_text("{}")
+    args = ["--output_dir", str(tmp_path), "--dataset", str(smoke_data), "--overwrite_output_dir", "false"]
+    assert train.main(["--recipe", "smoke", *args]) == 2
+    assert "already holds checkpoints (newest: checkpoint-500)" in capsys.readouterr().err
+    assert (tmp_path / "checkpoint-500").is_dir()
+
+
+def test_offline_model_source_fails_before_data_and_training(tmp_path, capsys, smoke_data, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(
+        train, "load_data", lambda *a, **k: pytest.fail("data loaded before the model source")
+    )
+    args = ["--output_dir", str(tmp_path), "--dataset", str(smoke_data), "--model", "hf:Qwen/Qwen3-1.7B"]
+    args += ["--model_cache_dir", str(tmp_path / "cache")]
+    assert train.main(["--recipe", "smoke", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Could not get model 'hf:Qwen/Qwen3-1.7B'" in err and "pass the local folder" in err
