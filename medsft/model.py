@@ -38,7 +38,7 @@ def resolve_model_dir(source: str | Path, cache_dir: str | Path | None = None) -
         raise ModelSourceError(
             f"Could not get model {source!r} ({type(error).__name__}: {error}). Without network access, "
             f"download it on another machine (e.g. `{download}`) and pass the local folder instead: "
-            "MODEL=/path/to/DIR, or `model: /path/to/DIR` in a recipe (make train ARGS=\"--model DIR\")."
+            'MODEL=/path/to/DIR, or `model: /path/to/DIR` in a recipe (make train ARGS="--model DIR").'
         ) from error
 
 

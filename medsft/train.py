@@ -236,7 +236,8 @@ def build_trainer(recipe: Recipe, model, tokenizer, data: RunData, callbacks: li
     from trl import SFTTrainer
 
     messages_only = lambda rows: Dataset.from_list([{"messages": row["messages"]} for row in rows])  # noqa: E731
-    return SFTTrainer(
+    trainer_class = SFTTrainer
+    return trainer_class(
         model=model,
         args=recipe.sft,
         train_dataset=messages_only(data.train_rows),

@@ -17,6 +17,7 @@ import pytest
 from medsft import train
 from medsft.data import build_messages
 from medsft.model import build_offline_qwen3_tokenizer, build_tiny_qwen3, original_qwen3_chat_template
+from medsft.paths import SAMPLE_DATA
 from medsft.recipe import RECIPES_DIR, load_recipe
 
 THINK, ANSWER = "先考虑常见病因，再看危险信号。", "多休息、补液；持续高热请就医。"
@@ -206,6 +207,29 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(smoke_run, killed_the
     assert losses(card["log_history"]) == losses(reference["log_history"])  # steps 5-8 trained after resuming
     assert card["final"] == reference["final"]
     assert (out / "final" / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------- LoRA, raw source converted on the fly
+
+
+def test_lora_from_a_raw_source_is_merged_into_a_full_model(tmp_path, qwen3_tokenizer):
+    from safetensors import safe_open
+
+    out = tmp_path / "lora"
+    overrides = ["--output_dir", str(out), "--raw_source", str(SAMPLE_DATA), "--use_peft", "--lora_r", "4"]
+    overrides += ["--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none"]
+    train.run(load_recipe("smoke", [*overrides, "--val_questions", "1", "--val_max_new_tokens", "4"]))
+
+    converted = json.loads((out / "data" / "report.json").read_text(encoding="utf-8"))  # `medsft data`'s code
+    assert converted["rows"]["read"] == len(SAMPLE_DATA.read_text(encoding="utf-8").splitlines())
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    with safe_open(out / "final" / "model.safetensors", "pt") as merged:
+        names = set(merged.keys())
+        q_proj = merged.get_tensor("model.layers.0.self_attn.q_proj.weight")
+    base = build_tiny_qwen3(qwen3_tokenizer, seed=42)
+    assert names == set(base.state_dict()) - {"lm_head.weight"}  # a plain Qwen3: no LoRA tensors left
+    assert not q_proj.equal(base.model.layers[0].self_attn.q_proj.weight.detach())  # the adapter is merged in
+    assert len(train.read_jsonl(out / "val_answers.jsonl")) == 1  # the merged model reloads and answers
 
 
 # ---------------------------------------------------------------- two processes (DDP over gloo on CPU)
