@@ -154,7 +154,7 @@ def report_dir(models_to_compare, val_file, tmp_path_factory) -> Path:
     model, baseline = models_to_compare
     out = tmp_path_factory.mktemp("eval")
     argv = ["--model", str(model), "--baseline", str(baseline), "--data", str(val_file), "--limit", "2"]
-    argv += ["--mcq-file", str(dev), "--mcq-limit", "4", "--max-new-tokens", "12", "--batch-size", "4"]
+    argv += ["--mcq-file", str(dev), "--mcq-limit", "4", "--max-new-tokens", "8", "--batch-size", "4"]
     argv += ["--name", "smoke", "--out-dir", str(out), "--samples", "2"]
     assert evaluate.main(argv) == 0
     return out / "smoke"
@@ -221,14 +221,13 @@ def test_end_to_end_report(report_dir):
 
     predictions = report_dir / "predictions"
     rows = [json.loads(line) for line in (predictions / "model.indomain.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and {"text", "reasoning", "answer", "truncated", "reference_answer", "loss"} <= set(
-        rows[0]
-    )
-    # 12 new tokens cannot finish a reasoning answer: every output is cut at the limit
-    assert (
-        all(row["truncated"] for row in rows)
-        and report["models"]["model"]["indomain"]["generation"]["truncated"] == 1
-    )
+    assert len(rows) == 2
+    assert {"text", "reasoning", "answer", "truncated", "reference_answer", "loss"} <= set(rows[0])
+    # truncated exactly when all 8 new tokens were used without an end of turn
+    for row in rows:
+        assert row["truncated"] == (row["reasoning_tokens"] + row["answer_tokens"] == 8)
+    shares = report["models"]["model"]["indomain"]["generation"]
+    assert shares["truncated"] == pytest.approx(sum(row["truncated"] for row in rows) / 2)
     think_rows = [
         json.loads(line) for line in (predictions / "model.mcq_think.jsonl").read_text().splitlines()
     ]
