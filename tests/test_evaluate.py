@@ -32,12 +32,9 @@ def _sample_rows(count: int) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def val_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("split") / "val.jsonl"
-    path.write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _sample_rows(3)), encoding="utf-8"
-    )
-    return path
+def val_file(smoke_data) -> Path:
+    """The held-out split `medsft data` writes for the sample data."""
+    return smoke_data / "val.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -315,7 +312,7 @@ def test_generation_requests_and_answer_part_extraction(tiny_lm, val_file, tmp_p
         "system",
         "user",
     ]  # the reference answer is never in the prompt
-    assert len(indomain) == 3 and batch_size == 3
+    assert len(indomain) == len(val_file.read_text(encoding="utf-8").splitlines()) and batch_size == 3
     assert (settings.do_sample, settings.max_new_tokens, settings.seed, settings.enable_thinking) == (
         False, 99, 7, True
     )  # fmt: skip
