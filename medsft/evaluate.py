@@ -522,7 +522,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mcq-columns", help="column names, e.g. question=stem,options=choices,answer=label")
     parser.add_argument("--mcq-subset", help=f"comma-separated sources, e.g. {','.join(MCQ_SUBSETS[:2])}")
     parser.add_argument("--mcq-limit", type=int, help="N questions: seeded sample stratified by source")
-    parser.add_argument("--mcq-mode", choices=["think", "likelihood", "both", "none"], default="both")
+    parser.add_argument(
+        "--mcq-mode",
+        choices=["think", "likelihood", "both", "none"],
+        default="both",
+        help="reasoning then letter extraction, option-letter likelihood, both, or no MCQ (both)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="sampling and MCQ sample seed (42)")
     parser.add_argument("--name", help="report folder name (default: the model folder's name)")
     parser.add_argument("--out-dir", help=f"parent folder of reports ({OUTPUT_DIR / 'eval'})")

@@ -174,6 +174,7 @@ def draw_charts(out_dir: Path, report: dict, predictions: dict) -> dict[str, str
         "Output format and degeneration (share of outputs)",
         "share",
     )
+    axis.set_ylim(0, 1.1)
     _save(figure, out_dir / CHARTS["format"])
     charts["format"] = CHARTS["format"]
 
