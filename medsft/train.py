@@ -110,6 +110,11 @@ def resume_checkpoint(recipe: Recipe, output_dir: Path, resume: bool) -> Path | 
 
 
 def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path]]:
+    sharded = [name for name in ("DEEPSPEED", "FSDP") if os.environ.get(f"ACCELERATE_USE_{name}") == "true"]
+    if recipe.medsft.use_peft and sharded:
+        raise PreflightError(
+            f"LoRA runs on one GPU or with ACCEL=ddp, not {sharded[0]}: its adapter fits anywhere."
+        )
     output_dir = Path(recipe.sft.output_dir)
     check_output_dir(output_dir)
     files = data_files(recipe)
@@ -304,13 +309,14 @@ def save_final(trainer, recipe: Recipe, tokenizer) -> Path:
     if recipe.sft.process_index == 0:
         tokenizer.chat_template = original_qwen3_chat_template()  # not TRL's training variant
         tokenizer.save_pretrained(final_dir)
+        (final_dir / "training_args.bin").unlink(missing_ok=True)  # lives in the checkpoints and the run card
     return final_dir
 
 
 # ---------------------------------------------------------------- reports
 
 
-def plot_losses(log_history: list[dict], path: Path) -> None:
+def plot_losses(log_history: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -328,7 +334,7 @@ def plot_losses(log_history: list[dict], path: Path) -> None:
             )
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("loss (assistant tokens)")
-    axes.set_title(path.parent.name)
+    axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
@@ -363,6 +369,20 @@ def answer_val_questions(recipe: Recipe, final_dir: Path, rows: list[dict], trac
         texts = [tracker.Text(f"问题：{a['question']}\n\n模型输出：{a['output']}") for a in answers]
         tracker.log({"val_answers": texts})
     return answers
+
+
+def release_training_memory(trainer) -> None:
+    """Drop the optimizer states before final/ is reloaded to answer the validation questions."""
+    import gc
+
+    import torch
+
+    trainer.optimizer = trainer.lr_scheduler = None
+    trainer.accelerator._optimizers.clear()
+    trainer.accelerator._schedulers.clear()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def sha256(path: Path) -> str | None:
@@ -440,8 +460,8 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
     final_dir = save_final(trainer, recipe, tokenizer)
     output_dir = Path(recipe.sft.output_dir)
     if recipe.sft.process_index == 0:
-        trainer.optimizer = None  # frees the optimizer states before the final model is reloaded
-        plot_losses(trainer.state.log_history, output_dir / "loss.png")
+        release_training_memory(trainer)
+        plot_losses(trainer.state.log_history, output_dir / "loss.png", recipe.sft.run_name)
         answers = answer_val_questions(recipe, final_dir, data.val_rows, tracker)
         lines = "".join(json.dumps(answer, ensure_ascii=False) + "\n" for answer in answers)
         (output_dir / "val_answers.jsonl").write_text(lines, encoding="utf-8")
@@ -454,6 +474,7 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
         print(f"medsft train: wrote {final_dir}, {output_dir / 'loss.png'}, {output_dir / 'run_card.json'}")
         final = card["final"]
         print(f"medsft train: final train loss {final['train_loss']}, eval loss {final['eval_loss']}")
+    trainer.accelerator.wait_for_everyone()  # the other ranks wait while rank 0 writes the reports
     trainer.end()
     return output_dir
 
