@@ -328,3 +328,17 @@ def test_generation_requests_and_answer_part_extraction(tiny_lm, val_file, tmp_p
         "questions": 2, "scored": 2, "excluded": 0, "correct": 1, "unparseable": 1, "accuracy": 0.5
     }  # fmt: skip
     assert report["models"]["model"]["indomain"]["generation"]["think_compliance"] == pytest.approx(2 / 3)
+
+
+def test_option_parsing_helpers():
+    assert evaluate.parse_columns("question=stem, answer=label") == {"question": "stem", "answer": "label"}
+    assert evaluate.parse_columns(None) == {}
+    with pytest.raises(evaluate.EvaluationError, match="bad item"):
+        evaluate.parse_columns("prompt=x")
+    parser = evaluate.build_parser()
+    assert (
+        evaluate.report_name(parser.parse_args(["--model", "output/full_1epoch/final"]))
+        == "full_1epoch-final"
+    )
+    assert evaluate.report_name(parser.parse_args(["--model", "Qwen/Qwen3-1.7B"])) == "Qwen3-1.7B"
+    assert evaluate.report_name(parser.parse_args(["--model", "m", "--name", "cmp"])) == "cmp"
