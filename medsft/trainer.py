@@ -1,0 +1,249 @@
+"""A faster SFTTrainer: the loss is computed only at trained positions, the gradient built in the same pass.
+
+Why: with a 151,669-token vocabulary the output layer and its cross-entropy are most of the work of a small or
+medium model. The plain causal-LM loss builds logits for every position (prompt included), upcasts them to
+fp32 and runs log-softmax forward and backward as separate passes over `tokens x vocab` floats. TRL 1.16's
+fused LM head avoids the full logits but, off CUDA, scores every position (not only the trained ones),
+recomputes the projection in the backward (4 matrix products instead of 3), upcasts both gradient products to
+fp32 and adds entropy / top-1 passes for its logged metrics.
+
+`trained_token_cross_entropy` gathers the hidden states whose next-token label is trained, projects them in
+chunks of tokens, takes one softmax per chunk and turns it into the logits gradient in place (softmax -
+one-hot), so the backward needs no second projection. The loss and gradients equal the masked cross-entropy of
+the plain path (tests/test_speed_equivalence.py); measured speed-ups are in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import types
+from contextlib import nullcontext
+
+import torch
+from trl import SFTTrainer
+
+IGNORE_INDEX = -100
+# Tokens per projection chunk: a chunk's logits + softmax take chunk x vocab x 2 x (2 or 4) bytes (bf16/fp32).
+DEFAULT_TOKENS_PER_CHUNK = 2048
+# Below this probability -log(p) loses precision (fp32 subnormals); such rows are recomputed with logsumexp.
+_SMALLEST_SAFE_PROBABILITY = 1e-30
+
+
+class _TrainedTokenCrossEntropy(torch.autograd.Function):
+    """`scale` x summed NLL of `targets` under `softmax(hidden @ weight.T)`; gradients built in forward."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, scale, compute_dtype, tokens_per_chunk, needs_grad):
+        num_tokens, vocab = hidden.shape[0], weight.shape[0]
+        weight_c = weight.to(compute_dtype)
+        want_hidden_grad, want_weight_grad = needs_grad
+        grad_hidden = torch.empty_like(hidden) if want_hidden_grad else None
+        grad_weight = None
+        losses = torch.empty(num_tokens, dtype=torch.float32, device=hidden.device)
+        with torch.autocast(hidden.device.type, enabled=False):
+            for start in range(0, num_tokens, tokens_per_chunk):
+                end = min(start + tokens_per_chunk, num_tokens)
+                hidden_c = hidden[start:end].to(compute_dtype)
+                target = targets[start:end]
+                logits = hidden_c @ weight_c.t()
+                # One softmax kernel in the compute dtype: under bf16 the logits gradient is bf16 either way
+                # (as in the plain path); the loss is read from the target's probability.
+                probs = torch.softmax(logits, dim=-1)
+                target_index = torch.arange(end - start, device=hidden.device) * vocab + target
+                target_prob = probs.view(-1)[target_index]
+                loss = -torch.log(target_prob.float())
+                tiny = target_prob.float() < _SMALLEST_SAFE_PROBABILITY
+                if bool(tiny.any()):
+                    rows = logits[tiny].float()
+                    picked = rows.gather(1, target[tiny].unsqueeze(1)).squeeze(1)
+                    loss[tiny] = torch.logsumexp(rows, dim=-1) - picked
+                losses[start:end] = loss
+                del logits
+                if not (want_hidden_grad or want_weight_grad):
+                    continue
+                # d(-log p_target)/d logits = softmax - one_hot(target), in place; scale the small operands
+                probs.view(-1)[target_index] = target_prob - 1
+                if grad_hidden is not None:
+                    grad_hidden[start:end] = (probs @ weight_c).mul_(scale).to(hidden.dtype)
+                if want_weight_grad:
+                    chunk_grad = probs.t() @ (hidden_c * scale)
+                    if grad_weight is None:
+                        grad_weight = chunk_grad.to(torch.float32 if num_tokens > end else weight.dtype)
+                    else:
+                        grad_weight.add_(chunk_grad)
+                del probs
+        if want_weight_grad and grad_weight is None:  # no trained token
+            grad_weight = torch.zeros_like(weight)
+        ctx.save_for_backward(
+            grad_hidden if grad_hidden is not None else torch.empty(0),
+            grad_weight if grad_weight is not None else torch.empty(0),
+        )
+        ctx.has_grads = (grad_hidden is not None, grad_weight is not None)
+        ctx.weight_dtype = weight.dtype
+        return losses.sum() * scale
+
+    @staticmethod
+    def backward(ctx, grad_output):  # type: ignore[override]
+        grad_hidden, grad_weight = ctx.saved_tensors
+        has_hidden, has_weight = ctx.has_grads
+        unit = (
+            grad_output.numel() == 1 and float(grad_output) == 1.0
+        )  # the usual case: skip a pass over the weight
+        if has_hidden and not unit:
+            grad_hidden = grad_hidden * grad_output.to(grad_hidden.dtype)
+        if has_weight and not unit:
+            grad_weight = grad_weight * grad_output
+        return (
+            grad_hidden if has_hidden else None,
+            grad_weight.to(ctx.weight_dtype) if has_weight else None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def trained_token_cross_entropy(
+    hidden_states: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    tokens_per_chunk: int = DEFAULT_TOKENS_PER_CHUNK,
+    head_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal-LM loss from the last hidden states, projecting only positions whose next token is trained.
+
+    hidden_states: (batch, seq, hidden); labels: (batch, seq), -100 where not trained, unshifted as the
+    model's own loss takes them. Returns (loss, number of trained tokens); the loss is the summed NLL divided
+    by `num_items_in_batch` (trained tokens of the whole accumulated batch, as `Trainer` passes it) or by
+    their count.
+    head_dtype: the projection's dtype (default: the autocast dtype, else the hidden states' dtype).
+    """
+    shifted_labels = labels[:, 1:]
+    mask = shifted_labels != IGNORE_INDEX
+    selected = hidden_states[:, :-1][mask]
+    targets = shifted_labels[mask]
+    num_trained = mask.sum()
+    compute_dtype = head_dtype or (
+        torch.get_autocast_dtype(selected.device.type)
+        if torch.is_autocast_enabled(selected.device.type)
+        else selected.dtype
+    )
+    needs_grad = (
+        torch.is_grad_enabled() and selected.requires_grad,
+        torch.is_grad_enabled() and weight.requires_grad,
+    )
+    denominator = num_trained if num_items_in_batch is None else num_items_in_batch
+    scale = 1.0 / max(float(denominator), 1.0)
+    loss = _TrainedTokenCrossEntropy.apply(
+        selected, weight, targets, scale, compute_dtype, tokens_per_chunk, needs_grad
+    )
+    if (
+        selected.shape[0] == 0
+    ):  # keeps the graph connected: backward() works on a batch without trained tokens
+        loss = loss + hidden_states.sum() * 0.0
+    return loss, num_trained
+
+
+def plain_causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The reference: mean masked next-token cross-entropy over full fp32 logits, as `model(labels=...)`."""
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.size(-1)),
+        labels[:, 1:].reshape(-1),
+        ignore_index=IGNORE_INDEX,
+    )
+
+
+def add_trained_token_loss(
+    model: torch.nn.Module,
+    tokens_per_chunk: int = DEFAULT_TOKENS_PER_CHUNK,
+    head_dtype: torch.dtype | None = None,
+) -> None:
+    """Let `model(..., labels=..., trained_token_loss=True)` return the fast loss without building logits.
+
+    The model's forward is patched (not bypassed), so DDP / FSDP / PEFT wrappers still see the call. Without
+    the flag the original forward runs, so evaluation and generation are unchanged.
+    """
+    original_forward = model.forward
+
+    def forward(self, *args, trained_token_loss=False, labels=None, num_items_in_batch=None, **kwargs):
+        if not trained_token_loss:
+            if labels is not None:
+                kwargs["labels"] = labels
+            if num_items_in_batch is not None:
+                kwargs["num_items_in_batch"] = num_items_in_batch
+            return original_forward(*args, **kwargs)
+        kwargs["use_cache"] = False
+        backbone = self.get_decoder() if hasattr(self, "get_decoder") else self.base_model
+        hidden = backbone(*args, **kwargs).last_hidden_state
+        lm_head = self.get_output_embeddings()
+        if getattr(lm_head, "bias", None) is not None:
+            raise ValueError("trained_token_loss supports output layers without bias (Qwen3 has none).")
+        loss, num_trained = trained_token_cross_entropy(
+            hidden.to(lm_head.weight.device),
+            lm_head.weight,
+            labels.to(lm_head.weight.device),
+            num_items_in_batch,
+            tokens_per_chunk,
+            head_dtype,
+        )
+        return types.SimpleNamespace(loss=loss, num_trained=num_trained)
+
+    model.forward = types.MethodType(forward, model)
+
+
+class FastSFTTrainer(SFTTrainer):
+    """SFTTrainer whose training loss is `trained_token_cross_entropy` (same value, fewer and cheaper passes).
+
+    Entropy and token-accuracy logging (each a pass over tokens x vocabulary) are dropped from training;
+    `num_tokens` is still logged. Evaluation with logits (`prediction_loss_only=False`), DFT loss, label
+    smoothing, a custom `compute_loss_func`, MoE aux losses and context / sequence parallel batches use
+    SFTTrainer's own path.
+    """
+
+    def __init__(
+        self,
+        *args,
+        tokens_per_chunk: int = DEFAULT_TOKENS_PER_CHUNK,
+        head_dtype: torch.dtype | None = None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        target = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        add_trained_token_loss(target, tokens_per_chunk, head_dtype)
+
+    def _fast_path_applies(self, inputs: dict, return_outputs: bool) -> bool:
+        return (
+            not return_outputs
+            and "labels" in inputs
+            and "shift_labels" not in inputs
+            and self.args.loss_type == "nll"
+            and self.compute_loss_func is None
+            and self.label_smoother is None
+            and not self.aux_loss_enabled
+        )
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self._fast_path_applies(inputs, return_outputs):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        mode = "train" if self.model.training else "eval"
+        inputs = {**inputs, "use_cache": False}
+        outputs = model(**inputs, trained_token_loss=True, num_items_in_batch=num_items_in_batch)
+        loss = outputs.loss
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        if mode == "train":
+            if "attention_mask" in inputs:
+                local_tokens = inputs["attention_mask"].sum()
+            else:
+                local_tokens = torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
+            self._total_train_tokens += (
+                int(self.accelerator.gather_for_metrics(local_tokens).sum()) // self._tp_size
+            )
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return loss
+
+
+def autocast_context(device_type: str, dtype: torch.dtype | None):
+    """bf16 autocast when asked for, nothing otherwise (used by the benchmarks' manual loops)."""
+    return torch.autocast(device_type, dtype=dtype) if dtype is not None else nullcontext()
