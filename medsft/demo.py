@@ -292,9 +292,11 @@ def free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def run_check(app, host: str, port: int, question: str, max_new_tokens: int, out=sys.stdout) -> int:
+def run_check(app, host: str, port: int, question: str, max_new_tokens: int, out=None) -> int:
     """Serve, ask one question through the public API as a client would, print the stream, shut down."""
     from gradio_client import Client
+
+    out = out or sys.stdout
 
     app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, share=False)
     try:
