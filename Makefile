@@ -60,7 +60,7 @@ bench: $(STAMP)
 smoke: $(STAMP)
 	$(PY) -m medsft.cli data --src data/sample/medical_sample.jsonl --name sample
 	$(PY) -m medsft.cli train --recipe smoke
-	$(PY) -m medsft.cli eval --model output/smoke/final --limit 8 --mcq-limit 20 --name smoke
+	$(PY) -m medsft.cli eval --model output/smoke/final --limit 8 --mcq-limit 20 --max-new-tokens 64 --greedy --name smoke
 	$(PY) -m medsft.cli demo --model output/smoke/final --check
 
 test: $(STAMP)
