@@ -183,7 +183,8 @@ def load_data(recipe: Recipe, tokenizer, files: dict[str, Path]) -> RunData:
                 )
     if recipe.sft.eval_strategy != "no" and not data.val_rows:
         raise PreflightError(
-            f"eval_strategy is {recipe.sft.eval_strategy!r} but {files.get('val')} has no rows."
+            f"{files.get('val')} has no rows to evaluate on (after the max_length rule); "
+            "add validation rows or pass --eval_strategy no."
         )
     return data
 
@@ -238,10 +239,11 @@ def lora_config(recipe: Recipe):
 def build_trainer(recipe: Recipe, model, tokenizer, data: RunData, callbacks: list | None = None):
     """The one place the trainer is constructed."""
     from datasets import Dataset
-    from trl import SFTTrainer
+
+    from medsft.trainer import FastSFTTrainer
 
     messages_only = lambda rows: Dataset.from_list([{"messages": row["messages"]} for row in rows])  # noqa: E731
-    trainer_class = SFTTrainer
+    trainer_class = FastSFTTrainer  # SFTTrainer with the loss only at trained positions (docs/benchmarks.md)
     return trainer_class(
         model=model,
         args=recipe.sft,

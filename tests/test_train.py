@@ -271,6 +271,30 @@ def test_two_processes_with_accelerate(tmp_path, smoke_data):
     )  # 2 ranks x 8 rows of 29: over half an epoch
 
 
+# ---------------------------------------------------------------- data rules at training start
+
+
+def test_overlong_rows_are_rejected_not_truncated(smoke_data, qwen3_tokenizer, tmp_path):
+    from medsft.data import conversation_token_length
+
+    overrides = ["--output_dir", str(tmp_path), "--dataset", str(smoke_data), "--max_length", "240"]
+    overrides += ["--eval_strategy", "no"]  # the 3 validation rows may all be longer
+    recipe = load_recipe("smoke", overrides)
+    data = train.load_data(recipe, qwen3_tokenizer, train.data_files(recipe))
+    rows = train.read_jsonl(smoke_data / "train.jsonl")
+    lengths = [conversation_token_length(qwen3_tokenizer, row["messages"]) for row in rows]
+    assert data.overlong["train"] == [(i, n) for i, n in enumerate(lengths) if n > 240] != []
+    assert data.train_rows == [row for row, n in zip(rows, lengths, strict=True) if n <= 240]
+
+
+def test_resume_skips_a_checkpoint_interrupted_mid_save(tmp_path):
+    for step, complete in ((4, True), (8, True), (12, False)):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert train.newest_checkpoint(tmp_path) == tmp_path / "checkpoint-8"
+
+
 # ---------------------------------------------------------------- clear errors before the model loads
 
 
