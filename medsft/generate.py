@@ -23,6 +23,7 @@ from medsft.paths import OUTPUT_DIR
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
+STREAM_THREAD_NAME = "medsft-generate"
 
 Message = dict[str, str]
 Conversation = list[Message]
@@ -251,7 +252,7 @@ class Generator:
                 errors.append(error)
                 streamer.end()
 
-        thread = threading.Thread(target=run, daemon=True)
+        thread = threading.Thread(target=run, name=STREAM_THREAD_NAME, daemon=True)
         thread.start()
         text = ""
         try:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from tiny_chat_models import THINKING_REPLY_ANSWER, THINKING_REPLY_REASONING, thinking_model_dir
+from tiny_chat_models import (
+    THINKING_REPLY_ANSWER,
+    THINKING_REPLY_REASONING,
+    diverse_model_dir,
+    thinking_model_dir,
+)
 
 from medsft import demo
 from medsft.generate import GenerationSettings, load_generator
@@ -188,3 +195,39 @@ def test_real_browser_chat(server, tmp_path):
         page.locator("#clear").click()
         expect(chat.get_by_text(THINKING_REPLY_ANSWER)).to_have_count(0)
         browser.close()
+
+
+def test_cancelled_request_stops_the_model(tmp_path_factory, qwen3_tokenizer):
+    """A stop (or a client going away) ends generation, instead of it running on to max new tokens."""
+    from gradio_client import Client
+
+    from medsft.generate import STREAM_THREAD_NAME
+
+    endless = load_generator(diverse_model_dir(tmp_path_factory.getbasetemp(), qwen3_tokenizer))
+    last_update: list[str] = []
+    stream = endless.stream
+
+    def recording_stream(*args, **kwargs):
+        for update in stream(*args, **kwargs):
+            last_update[:] = [update[1]]
+            yield update
+
+    endless.stream = recording_stream
+    config = demo.DemoConfig("", None, GenerationSettings(do_sample=False))
+    app = demo.build_app(endless, config)
+    app.queue(default_concurrency_limit=1)
+    port = demo.free_port("127.0.0.1")
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        job = client.submit("你好", [], False, 0.0, 0.95, 4000, api_name="/chat")
+        while len(job.outputs()) < 3:  # generating (a random model never ends its turn by itself)
+            time.sleep(0.05)
+        assert any(thread.name == STREAM_THREAD_NAME for thread in threading.enumerate())
+        job.cancel()
+        while any(thread.name == STREAM_THREAD_NAME for thread in threading.enumerate()):
+            time.sleep(0.1)
+        generated = len(qwen3_tokenizer(last_update[0])["input_ids"])
+        assert generated < 1000  # stopped soon after the cancel, far from the 4000 new tokens allowed
+    finally:
+        app.close()
