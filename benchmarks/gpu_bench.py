@@ -91,6 +91,14 @@ def gpu_variants(liger: bool) -> dict[str, bench.Variant]:
                 torch.bfloat16,
                 **{**common, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1},
                 padding_free=True,
+                max_length=None,  # TRL enforces no max_length without packing; every bench row fits 2048
+            ),
+        ),
+        "medsft-no-checkpointing": bench.Variant(
+            "medsft-no-checkpointing",
+            "medsft without activation checkpointing (faster if memory allows)",
+            bench.sft_trainer_builder(
+                "medsft", torch.bfloat16, **{**common, "activation_checkpointing": False}
             ),
         ),
         "trl": bench.Variant(
@@ -123,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--steps", type=int, default=None, help="optimizer steps per segment (default rows / 4)"
     )
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--variants", default="reference,medsft,medsft-padding-free,trl")
+    parser.add_argument(
+        "--variants", default="reference,medsft,medsft-padding-free,medsft-no-checkpointing,trl"
+    )
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--peak-tflops", type=float, default=H200_BF16_DENSE_TFLOPS)
-    parser.add_argument("--dry-run", action="store_true", help="tiny shape on CPU, 8 rows, 2 steps, 1 repeat")
+    parser.add_argument("--dry-run", action="store_true", help="tiny shape on CPU, 8 rows, 2 steps per path")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -141,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_bench: no CUDA device; use --dry-run to check the script on CPU.", file=sys.stderr)
         return 2
     if args.dry_run:
-        args.rows, args.steps, args.repeats = min(args.rows, 8), 2, 1
+        args.rows, args.steps = min(args.rows, 8), 2
     args.steps = args.steps or max(2, args.rows // 4)
     tokenizer_dir = real_tokenizer_dir()
     if tokenizer_dir is None:
@@ -165,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if liger and "medsft-liger" not in names:
         names.append("medsft-liger")
     bench.VARIANTS.update(variants)
-    print(
-        f"gpu_bench: {device}, {len(raw_rows)} rows, {args.steps} steps × {args.repeats}, {names}", flush=True
-    )
+    print(f"gpu_bench: {device}, {len(raw_rows)} rows, {args.steps} steps per path, {names}", flush=True)
 
     started = time.time()
     with tempfile.TemporaryDirectory() as work_dir:
@@ -181,40 +188,30 @@ def main(argv: list[str] | None = None) -> int:
             Path(work_dir),
             device,
         )
-        segments = bench.run_training(setup, names, args.repeats, lambda text: print(text, flush=True))
-        # Token and Σ s² per row, for MFU (every path sees the same rows; its own template gives its lengths)
-        row_lengths: dict[str, list[int]] = {}
-        for name in names:
-            trainer = variants[name].build(setup, [])
-            row_lengths[name] = [len(item["input_ids"]) for item in trainer.train_dataset]
-            del trainer
-    table, summary = bench.training_table(segments, names, tail_steps=min(4, args.steps))
+        results = bench.run_training(setup, names, lambda text: print(text, flush=True))
+    table, summary = bench.training_table(results, tail_steps=min(4, args.steps))
     per_token, per_square = flops_per_token_terms(config)
-    mfu_lines = ["| path | MFU (median) | model TFLOP/s |", "|---|---:|---:|"]
-    for name in names:
-        runs = [s for s in segments if s.variant == name]
-        lengths = row_lengths[name]
-        rows_per_step = 4
-        steps_timed = len(runs[0].losses) - 1 if runs[0].losses else args.steps - 1
-        step_rows = [
-            lengths[(step * rows_per_step + i) % len(lengths)]
-            for step in range(1, args.steps)
-            for i in range(4)
-        ]
-        flops = per_token * sum(step_rows) + per_square * sum(s * s / 2 for s in step_rows)
-        rates = sorted(flops / s.timed_s / 1e12 for s in runs)
-        median = rates[len(rates) // 2]
-        summary[name]["mfu"] = median / args.peak_tflops
-        summary[name]["steps_timed"] = steps_timed
-        mfu_lines.append(f"| {name} | {100 * median / args.peak_tflops:.1f} % | {median:.0f} |")
+    mfu_lines = ["| path | MFU | model TFLOP/s | all tokens/s |", "|---|---:|---:|---:|"]
+    for result in results:
+        timed = result.step_lengths[1 : len(result.step_seconds)]
+        all_tokens = sum(sum(step) for step in timed)
+        flops = per_token * all_tokens + per_square * sum(s * s / 2 for step in timed for s in step)
+        seconds = sum(result.step_seconds[1:])
+        tflops = flops / seconds / 1e12 if seconds > 0 else float("nan")
+        summary[result.variant]["mfu"] = tflops / args.peak_tflops
+        mfu_lines.append(
+            f"| {result.variant} | {100 * tflops / args.peak_tflops:.1f} % | {tflops:.1f} | "
+            f"{all_tokens / seconds:.0f} |"
+        )
     device_name = torch.cuda.get_device_name() if device == "cuda" else "CPU (dry run, tiny shape)"
     report = (
         f"GPU benchmark, {time.strftime('%Y-%m-%d %H:%M', time.gmtime(started))} UTC, {device_name}, "
         f"shape from {args.config.name} ({config.num_hidden_layers} layers, hidden {config.hidden_size}, "
         f"vocabulary {config.vocab_size}), random init, bf16, max_length {args.max_length}, "
-        f"{len(raw_rows)} real rows, {args.steps} steps per segment, {args.repeats} alternating repeats.\n\n"
+        f"{len(raw_rows)} real rows, {args.steps} optimizer steps per path, taking turns step by step.\n\n"
         f"{table}\n\n{chr(10).join(mfu_lines)}\n\n"
-        f"Peak memory is `torch.cuda.max_memory_allocated` per segment (full-parameter training, AdamW).\n\n"
+        "Peak memory (own): the path's weights and AdamW state plus the most "
+        "`torch.cuda.max_memory_allocated` grew within one of its steps (full-parameter training).\n\n"
         f"Versions: {bench.versions()}.  \nCommand: `python benchmarks/gpu_bench.py {' '.join(sys.argv[1:])}`"
     )
     print("\n" + report)

@@ -150,6 +150,8 @@ class StepClock(TrainerCallback):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         self._rss_start = self.memory.reset()
+        if torch.cuda.is_available():
+            self._rss_start = torch.cuda.memory_allocated()
         self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -161,7 +163,7 @@ class StepClock(TrainerCallback):
         self.step_seconds.append(time.perf_counter() - self._start)
         self.step_cpu_seconds.append(time.process_time() - self._cpu_start)
         if torch.cuda.is_available():
-            self.step_memory_growth.append(torch.cuda.max_memory_allocated())
+            self.step_memory_growth.append(torch.cuda.max_memory_allocated() - self._rss_start)
         else:
             self.step_memory_growth.append(self.memory.peak - self._rss_start)
         if self.lockstep is not None:
@@ -369,6 +371,8 @@ class PathResult:
     step_seconds: list[float]
     step_cpu_seconds: list[float]
     step_memory_growth: list[int]
+    step_lengths: list[list[int]]  # every row's token count (prompt included), per step
+    peak_memory: int  # own weights (+ optimizer state after step 1) + the largest growth within a step
     losses: list[float] = field(default_factory=list)
 
     def tokens_per_s(self, cpu: bool = False) -> float:
@@ -380,6 +384,24 @@ class PathResult:
 
     def step_rates(self) -> list[float]:
         return [t / s for t, s in zip(self.step_tokens[1:], self.step_seconds[1:], strict=False)]
+
+
+def tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+
+
+def own_peak_memory(trainer, step_growth: list[int]) -> int:
+    """A path's own peak: its weights, plus its optimizer state from step 2 on, plus the most a step adds.
+
+    Paths train side by side in one process, so process-wide peaks would count the other path's weights too.
+    """
+    if not step_growth:
+        return 0
+    weights = tensor_bytes(trainer.model.parameters())
+    optimizer = trainer.optimizer
+    states = tensor_bytes(v for state in optimizer.state.values() for v in state.values()) if optimizer else 0
+    later = max(step_growth[1:], default=0)
+    return max(weights + step_growth[0], weights + states + later)
 
 
 def run_training(setup: BenchSetup, names: list[str], log: Callable[[str], None]) -> list[PathResult]:
@@ -409,18 +431,19 @@ def run_training(setup: BenchSetup, names: list[str], log: Callable[[str], None]
     if errors:
         raise errors[0]
     for name in names:
-        args, clock, items = trainers[name].args, clocks[name], per_item[name]
-        rows_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
-        step_tokens = [
-            sum(items[(step * rows_per_step + i) % len(items)] for i in range(rows_per_step))
-            for step in range(len(clock.step_seconds))
-        ]
+        trainer, clock, items = trainers[name], clocks[name], per_item[name]
+        rows_per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
+        lengths = [len(item["input_ids"]) for item in trainer.train_dataset]
+        steps = range(len(clock.step_seconds))
+        rows = [[(step * rows_per_step + i) % len(items) for i in range(rows_per_step)] for step in steps]
         results[name] = PathResult(
             name,
-            step_tokens,
+            [sum(items[i] for i in step_rows) for step_rows in rows],
             clock.step_seconds,
             clock.step_cpu_seconds,
             clock.step_memory_growth,
+            [[lengths[i] for i in step_rows] for step_rows in rows],
+            own_peak_memory(trainer, clock.step_memory_growth),
             clock.losses,
         )
         result = results[name]
@@ -439,7 +462,7 @@ def _fmt_losses(losses: list[float]) -> str:
 
 def training_table(results: list[PathResult], tail_steps: int) -> tuple[str, dict]:
     baseline = results[0]
-    memory_label = "peak GPU memory" if torch.cuda.is_available() else "peak RSS growth in a step"
+    memory_label = "peak memory (own)"
     lines = [
         f"| path | trained tokens/s | × {baseline.variant} (wall) | × (median of step pairs) | × (CPU time) "
         f"| trained tokens/step | {memory_label} | loss step 1 | loss, last {tail_steps} steps |",
@@ -455,7 +478,7 @@ def training_table(results: list[PathResult], tail_steps: int) -> tuple[str, dic
         wall_ratio = result.tokens_per_s() / baseline.tokens_per_s()
         cpu_ratio = result.tokens_per_s(cpu=True) / baseline.tokens_per_s(cpu=True)
         tail = result.losses[-tail_steps:] or [float("nan")]
-        peak = max(result.step_memory_growth) if result.step_memory_growth else 0
+        peak = result.peak_memory
         summary[result.variant] = {
             "tokens_per_s": result.tokens_per_s(),
             "tokens_per_cpu_s": result.tokens_per_s(cpu=True),

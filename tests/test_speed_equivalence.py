@@ -107,7 +107,7 @@ def messages_rows(real_val_rows):
     return [{"messages": convert_row(row)} for row in raw]
 
 
-def _trainer(trainer_class, model, tokenizer, rows, tmp_path, **overrides):
+def _trainer(trainer_class, model, tokenizer, rows, tmp_path, peft_config=None, **overrides):
     from datasets import Dataset
     from trl import SFTConfig
 
@@ -122,7 +122,11 @@ def _trainer(trainer_class, model, tokenizer, rows, tmp_path, **overrides):
         **overrides,
     )
     return trainer_class(
-        model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=peft_config,
     )
 
 
@@ -210,3 +214,27 @@ def test_reference_reproduces_the_original_masking(qwen3_tokenizer, real_val_row
     assert tokenized["input_ids"][-len(trained) :] == trained
     short = original.process_func(example, qwen3_tokenizer, max_length=64)
     assert len(short["input_ids"]) == len(short["labels"]) == 64
+
+
+def test_fast_trainer_matches_sft_trainer_with_a_lora_adapter(qwen3_tokenizer, messages_rows, tmp_path):
+    """With LoRA the output layer is frozen: only the adapters' gradients, equal to the plain path's."""
+    from peft import LoraConfig
+    from trl import SFTTrainer
+
+    def lora():
+        return LoraConfig(
+            task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0
+        )
+
+    rows = messages_rows[:2]
+    plain, fast = (
+        _trainer(cls, _tiny(qwen3_tokenizer), qwen3_tokenizer, rows, tmp_path, peft_config=lora())
+        for cls in (SFTTrainer, FastSFTTrainer)
+    )
+    batch = plain.data_collator([plain.train_dataset[i] for i in range(len(rows))])
+    plain_loss, plain_grads = _loss_and_grads(plain, batch)
+    fast_loss, fast_grads = _loss_and_grads(fast, batch)
+    assert plain_grads and all("lora_" in name for name in plain_grads)
+    torch.testing.assert_close(fast_loss, plain_loss, rtol=1e-5, atol=1e-5)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
