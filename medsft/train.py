@@ -486,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="medsft train",
         description="Fine-tune Qwen3 with a recipe. Any SFTConfig field or recipe key can be overridden: "
         "--learning_rate 2e-5 --output_dir DIR --max_steps 10 ...",
+        epilog="Recipes, outputs, memory, resume, multi-GPU and SwanLab: docs/training.md",
     )
     parser.add_argument(
         "--recipe", default="smoke", help="name in recipes/ (smoke, full_1epoch, lora) or a YAML path"
