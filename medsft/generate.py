@@ -193,6 +193,8 @@ class Generator:
     ) -> list[Generation]:
         """Answers in input order; batches group prompts of similar length (left padded) to waste little."""
         settings = settings or GenerationSettings()
+        if not conversations:
+            return []
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
         prompts = [self.build_prompt(messages, settings.enable_thinking) for messages in conversations]

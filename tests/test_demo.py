@@ -64,6 +64,15 @@ def ask(url: str, question: str, max_new_tokens: int = 64, chat: list | None = N
     return updates, job.result()
 
 
+def wait_for(condition, what: str, limit_s: float = 120) -> None:
+    """Poll until condition() holds; fail (instead of hanging) if it never does."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
 def texts(chat: list, role: str = "assistant") -> list[str]:
     return [demo.bubble_text(bubble) for bubble in chat if bubble["role"] == role]
 
@@ -197,23 +206,31 @@ def test_real_browser_chat(server, tmp_path):
         browser.close()
 
 
-def test_cancelled_request_stops_the_model(tmp_path_factory, qwen3_tokenizer):
-    """A stop (or a client going away) ends generation, instead of it running on to max new tokens."""
+def test_stop_cancel_and_closed_page_stop_the_model(tmp_path_factory, qwen3_tokenizer):
+    """The stop button, an API cancel and a closed page each end generation, not max new tokens later."""
     from gradio_client import Client
+    from playwright.sync_api import sync_playwright
 
     from medsft.generate import STREAM_THREAD_NAME
 
     endless = load_generator(diverse_model_dir(tmp_path_factory.getbasetemp(), qwen3_tokenizer))
-    last_update: list[str] = []
+    last_answer: list[str] = []
     stream = endless.stream
 
     def recording_stream(*args, **kwargs):
         for update in stream(*args, **kwargs):
-            last_update[:] = [update[1]]
+            last_answer[:] = [update[1]]
             yield update
 
-    endless.stream = recording_stream
-    config = demo.DemoConfig("", None, GenerationSettings(do_sample=False))
+    def generating() -> bool:
+        return any(thread.name == STREAM_THREAD_NAME for thread in threading.enumerate())
+
+    def wait_until_stopped() -> int:
+        wait_for(lambda: not generating(), "the model thread to end")
+        return len(qwen3_tokenizer(last_answer[0])["input_ids"])
+
+    endless.stream = recording_stream  # a random model never ends its turn: it would run to max new tokens
+    config = demo.DemoConfig("", None, GenerationSettings(max_new_tokens=4000, do_sample=False))
     app = demo.build_app(endless, config)
     app.queue(default_concurrency_limit=1)
     port = demo.free_port("127.0.0.1")
@@ -221,13 +238,24 @@ def test_cancelled_request_stops_the_model(tmp_path_factory, qwen3_tokenizer):
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         job = client.submit("你好", [], False, 0.0, 0.95, 4000, api_name="/chat")
-        while len(job.outputs()) < 3:  # generating (a random model never ends its turn by itself)
-            time.sleep(0.05)
-        assert any(thread.name == STREAM_THREAD_NAME for thread in threading.enumerate())
+        wait_for(lambda: len(job.outputs()) >= 3, "streamed updates")
+        assert generating()
         job.cancel()
-        while any(thread.name == STREAM_THREAD_NAME for thread in threading.enumerate()):
-            time.sleep(0.1)
-        generated = len(qwen3_tokenizer(last_update[0])["input_ids"])
-        assert generated < 1000  # stopped soon after the cancel, far from the 4000 new tokens allowed
+        assert wait_until_stopped() < 1000  # far from the 4000 new tokens allowed
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            for ending in ("stop button", "closed page"):
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.locator("#question textarea").fill("你好")
+                page.locator("#question textarea").press("Enter")
+                wait_for(generating, f"generation to start ({ending})")
+                if ending == "stop button":
+                    page.locator("#stop").click()
+                else:
+                    page.close()
+                assert wait_until_stopped() < 1000, ending
+            browser.close()
     finally:
         app.close()

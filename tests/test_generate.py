@@ -72,6 +72,7 @@ def test_batched_greedy_equals_one_at_a_time(diverse_generator):
     single = [diverse_generator.generate([conversation], settings)[0] for conversation in conversations]
     assert [g.text for g in batched] == [g.text for g in single]
     assert len({g.text for g in batched}) == len(QUESTIONS)  # outputs really depend on the prompt
+    assert diverse_generator.generate([], settings) == []
     for generation in batched:
         assert generation.truncated  # a random model does not stop by itself within 16 tokens
         assert generation.reasoning_tokens + generation.answer_tokens == 16
