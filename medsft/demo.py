@@ -364,9 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         port = args.port if port_free(args.host, args.port) else free_port(args.host)
         return run_check(app, args.host, port, args.check_question, min(args.max_new_tokens, 128))
+    where = "this machine only" if args.host in {"127.0.0.1", "localhost"} else f"interface {args.host}"
+    print(f"serving on http://{args.host}:{args.port} ({where}; Ctrl+C stops it)", file=sys.stderr)
     if args.share:
         print("--share: the demo is also published on a public gradio.live link", file=sys.stderr)
-    app.launch(server_name=args.host, server_port=args.port, share=args.share)
+    app.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=not args.share)
     return 0
 
 
