@@ -186,6 +186,17 @@ def test_real_browser_chat(server, tmp_path):
         page.wait_for_timeout(500)  # let the opening animation finish before the screenshot
         page.screenshot(path=str(tmp_path / "demo-thinking-open.png"), full_page=True)
 
+        # Retry answers the same question again in place: still one question and one answer in the chat.
+        page.evaluate("window.__chatTexts = []")
+        page.locator("#retry").click()
+
+        def answer_was_replaced() -> bool:
+            return any(THINKING_REPLY_ANSWER not in text for text in page.evaluate("window.__chatTexts"))
+
+        wait_for(answer_was_replaced, "the retried answer to be replaced")
+        expect(chat.get_by_text(THINKING_REPLY_ANSWER)).to_have_count(1, timeout=60_000)
+        expect(chat.get_by_text("我最近总是头痛，晚上睡不好，这是什么原因？")).to_have_count(1)
+
         # HTML and scripts typed by the user are shown as text and never run.
         injection = '<img src=x onerror="window.__xss=1;alert(1)"><script>window.__xss=2</script><b>粗体</b>'
         question.fill(injection)
