@@ -286,7 +286,8 @@ class VLLMGenerator(Generator):
         dtype_name = str(dtype).removeprefix("torch.")
         self.llm = LLM(model=str(model_dir), dtype=dtype_name, max_model_len=max_model_len)
         self.model = None
-        self._max_context = self.llm.llm_engine.model_config.max_model_len
+        engine_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        self._max_context = getattr(engine_config, "max_model_len", None) or tokenizer.model_max_length
         super().__init__(None, tokenizer, "cuda", model_dir)
 
     @property
@@ -297,6 +298,8 @@ class VLLMGenerator(Generator):
         from vllm import SamplingParams
 
         settings = settings or GenerationSettings()
+        if not conversations:
+            return []
         sampling = {"temperature": 0.0}
         if settings.do_sample:
             sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k}
