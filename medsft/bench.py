@@ -263,7 +263,11 @@ MEDSFT_SPEED_SETTINGS: dict = {
 
 
 def sft_trainer_builder(
-    trainer_class_name: str, dtype: torch.dtype, head_dtype: torch.dtype | None = None, **overrides
+    trainer_class_name: str,
+    dtype: torch.dtype,
+    head_dtype: torch.dtype | None = None,
+    compile_layers: bool = False,
+    **overrides,
 ) -> Callable:
     def build(setup: BenchSetup, callbacks: list):
         from datasets import Dataset
@@ -287,7 +291,11 @@ def sft_trainer_builder(
             use_cpu=setup.device == "cpu",
             **settings,
         )
-        extra = {"head_dtype": head_dtype} if trainer_class_name == "medsft" else {}
+        extra = (
+            {"head_dtype": head_dtype, "compile_layers": compile_layers}
+            if trainer_class_name == "medsft"
+            else {}
+        )
         trainer_class = FastSFTTrainer if trainer_class_name == "medsft" else SFTTrainer
         return trainer_class(
             **extra,
@@ -336,6 +344,11 @@ VARIANTS: dict[str, Variant] = {
         "medsft-fp32-bf16-head",
         "medsft with fp32 weights, no autocast, output projection in bf16",
         sft_trainer_builder("medsft", torch.float32, head_dtype=torch.bfloat16, bf16=False),
+    ),
+    "medsft-compile": Variant(
+        "medsft-compile",
+        "medsft with each decoder block compiled (torch.compile, dynamic shapes; compiling is in step 1)",
+        sft_trainer_builder("medsft", torch.bfloat16, compile_layers=True),
     ),
     "medsft-batch4": Variant(
         "medsft-batch4",
@@ -630,7 +643,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rows", type=int, default=64, help="real validation rows to train on (default 64)")
     parser.add_argument(
-        "--steps", type=int, default=None, help="optimizer steps per segment (default: rows / 4, one pass)"
+        "--steps", type=int, default=None, help="optimizer steps per path (default: rows / 4, one pass)"
     )
     parser.add_argument(
         "--repeats", type=int, default=3, help="alternating generation runs of each path (default 3)"

@@ -206,11 +206,15 @@ class FastSFTTrainer(SFTTrainer):
         *args,
         tokens_per_chunk: int = DEFAULT_TOKENS_PER_CHUNK,
         head_dtype: torch.dtype | None = None,
+        compile_layers: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         target = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         add_trained_token_loss(target, tokens_per_chunk, head_dtype)
+        if compile_layers:  # regional compilation: each decoder block once, any sequence length
+            for layer in target.get_decoder().layers:
+                layer.compile(dynamic=True)
 
     def _fast_path_applies(self, inputs: dict, return_outputs: bool) -> bool:
         return (
