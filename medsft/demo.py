@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from medsft.generate import GenerationSettings, Generator, load_generator
-from medsft.infer import add_generation_arguments, resolve_model_argument, with_system
+from medsft.infer import add_generation_arguments, resolve_model_argument, settings_from_args, with_system
 from medsft.model import ModelSourceError
 
 MODEL_QUEUE = "model"  # every event that runs the model shares this concurrency limit
@@ -349,16 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medsft demo: {error}", file=sys.stderr)
         return 2
     print(f"model: {generator.model_dir} ({generator.device})", file=sys.stderr)
-    defaults = GenerationSettings(
-        max_new_tokens=args.max_new_tokens,
-        do_sample=not args.greedy,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        enable_thinking=not args.no_think,
-        seed=args.seed,
-    )
-    config = DemoConfig(args.system_prompt, args.max_input_tokens, defaults, args.lang)
+    config = DemoConfig(args.system_prompt, args.max_input_tokens, settings_from_args(args), args.lang)
     app = build_app(generator, config)
     app.queue(default_concurrency_limit=args.concurrency)
     if args.check:
