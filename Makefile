@@ -36,7 +36,12 @@ setup: $(STAMP)
 data: $(STAMP)
 	$(PY) -m medsft.cli data $(if $(SRC),--src $(SRC)) $(if $(NAME),--name $(NAME)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) $(ARGS)
 
-train: $(STAMP)
+# The smoke recipe reads the converted sample: convert it first when it is missing or older than the sample.
+SAMPLE_SPLIT := data/processed/sample/train.jsonl
+$(SAMPLE_SPLIT): data/sample/medical_sample.jsonl | $(STAMP)
+	$(PY) -m medsft.cli data --src data/sample/medical_sample.jsonl --name sample
+
+train: $(STAMP) $(if $(filter smoke,$(RECIPE)),$(SAMPLE_SPLIT))
 ifeq ($(NPROC),1)
 	$(PY) -m medsft.cli train --recipe $(RECIPE) $(if $(RESUME),--resume) $(ARGS)
 else
