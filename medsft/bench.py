@@ -732,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
             table, raw["training"] = training_table(results, tail_steps=min(4, args.steps))
             descriptions = "\n".join(f"- `{name}`: {VARIANTS[name].description}" for name in names)
             parts.append(
-                f"**Training** ({len(raw_rows)} real rows, {args.steps} optimizer steps per segment, "
+                f"**Training** ({len(raw_rows)} real rows, {args.steps} optimizer steps per path, "
                 "paths take turns step by step, A B B A ...; tokens/s exclude each path's first step)\n\n"
                 f"{table}\n\n{descriptions}"
             )
