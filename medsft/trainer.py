@@ -19,6 +19,7 @@ import types
 from contextlib import nullcontext
 
 import torch
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from trl import SFTTrainer
 
 IGNORE_INDEX = -100
@@ -197,8 +198,8 @@ class FastSFTTrainer(SFTTrainer):
 
     Entropy and token-accuracy logging (each a pass over tokens x vocabulary) are dropped from training;
     `num_tokens` is still logged. Evaluation with logits (`prediction_loss_only=False`), DFT loss, label
-    smoothing, a custom `compute_loss_func`, MoE aux losses and context / sequence parallel batches use
-    SFTTrainer's own path.
+    smoothing, a custom `compute_loss_func`, MoE aux losses, context / sequence parallel batches and DeepSpeed
+    ZeRO-3 use SFTTrainer's own path.
     """
 
     def __init__(
@@ -225,6 +226,9 @@ class FastSFTTrainer(SFTTrainer):
             and self.compute_loss_func is None
             and self.label_smoother is None
             and not self.aux_loss_enabled
+            # ZeRO-3 gathers a weight only inside its own module's forward; the fast loss reads the output
+            # layer's weight directly, so sharded runs use SFTTrainer's loss.
+            and not is_deepspeed_zero3_enabled()
         )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -238,3 +238,25 @@ def test_fast_trainer_matches_sft_trainer_with_a_lora_adapter(qwen3_tokenizer, m
     torch.testing.assert_close(fast_loss, plain_loss, rtol=1e-5, atol=1e-5)
     for name, grad in plain_grads.items():
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_zero3_falls_back_to_sft_trainer_loss(qwen3_tokenizer, messages_rows, tmp_path, monkeypatch):
+    """Under ZeRO-3 the output layer's weight is sharded outside its forward: the fast loss must not run."""
+    import medsft.trainer
+
+    fast = _trainer(FastSFTTrainer, _tiny(qwen3_tokenizer), qwen3_tokenizer, messages_rows, tmp_path)
+    batch = fast.data_collator([fast.train_dataset[i] for i in range(len(messages_rows))])
+    assert fast._fast_path_applies(batch, return_outputs=False)
+    monkeypatch.setattr(medsft.trainer, "is_deepspeed_zero3_enabled", lambda: True)
+    assert not fast._fast_path_applies(batch, return_outputs=False)
+    flags = []
+    patched_forward = fast.model.forward
+
+    def recording_forward(*args, **kwargs):
+        flags.append(kwargs.get("trained_token_loss"))
+        return patched_forward(*args, **kwargs)
+
+    fast.model.forward = recording_forward
+    loss = fast.compute_loss(fast.model, dict(batch))
+    assert flags == [None]  # SFTTrainer's own call, without the trained_token_loss flag
+    assert torch.isfinite(loss)
