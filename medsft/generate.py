@@ -51,9 +51,8 @@ class GenerationSettings:
 class Generation:
     reasoning: str
     answer: str
-    well_formed: (
-        bool  # one <think>…</think> block first, then a non-empty answer (no-think mode: a clean answer)
-    )
+    # one <think>…</think> block first, then a non-empty answer (no-think mode: a clean answer)
+    well_formed: bool
     truncated: bool  # stopped at max_new_tokens (or by a stop request) before the end-of-turn token
     reasoning_tokens: int  # tokens up to and including </think>
     answer_tokens: int  # tokens after </think>, end-of-turn token excluded
