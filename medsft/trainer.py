@@ -139,9 +139,8 @@ def trained_token_cross_entropy(
     loss = _TrainedTokenCrossEntropy.apply(
         selected, weight, targets, scale, compute_dtype, tokens_per_chunk, needs_grad
     )
-    if (
-        selected.shape[0] == 0
-    ):  # keeps the graph connected: backward() works on a batch without trained tokens
+    if selected.shape[0] == 0:
+        # keeps the graph connected: backward() works on a batch without trained tokens
         loss = loss + hidden_states.sum() * 0.0
     return loss, num_trained
 
