@@ -57,6 +57,23 @@ def tiny_model_dir(tmp_path_factory, qwen3_tokenizer) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_lm(tiny_model_dir):
+    """(model, tokenizer) of the tiny model, loaded as evaluation loads models."""
+    from medsft.generate import load_generator
+
+    generator = load_generator(tiny_model_dir, device="cpu")
+    return generator.model, generator.tokenizer
+
+
+@pytest.fixture(scope="session")
+def thinking_model(tmp_path_factory, qwen3_tokenizer) -> Path:
+    """A tiny model that answers every question with one memorised <think>…</think> + answer reply."""
+    from tiny_chat_models import thinking_model_dir
+
+    return thinking_model_dir(tmp_path_factory.getbasetemp(), qwen3_tokenizer)
+
+
+@pytest.fixture(scope="session")
 def smoke_data(tmp_path_factory) -> Path:
     """data/sample converted by `medsft data` into a temporary folder (train.jsonl, val.jsonl)."""
     from medsft.data import prepare

@@ -12,7 +12,6 @@ from tiny_chat_models import (
     THINKING_REPLY_ANSWER,
     THINKING_REPLY_REASONING,
     diverse_model_dir,
-    thinking_model_dir,
 )
 
 from medsft import demo
@@ -32,13 +31,8 @@ MAX_INPUT_TOKENS = 200  # small, so an over-long question is cheap to build
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, qwen3_tokenizer):
-    return thinking_model_dir(tmp_path_factory.getbasetemp(), qwen3_tokenizer)
-
-
-@pytest.fixture(scope="module")
-def generator(model_dir):
-    return load_generator(model_dir)
+def generator(thinking_model):
+    return load_generator(thinking_model)
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +128,9 @@ def test_ui_texts_exist_in_both_languages():
     )
 
 
-def test_demo_check_mode(model_dir, capsys):
+def test_demo_check_mode(thinking_model, capsys):
     port = demo.free_port("127.0.0.1")
-    assert demo.main(["--model", str(model_dir), "--check", "--port", str(port), "--greedy"]) == 0
+    assert demo.main(["--model", str(thinking_model), "--check", "--port", str(port), "--greedy"]) == 0
     out = capsys.readouterr().out
     assert "demo check passed" in out and THINKING_REPLY_ANSWER in out
 

@@ -37,14 +37,6 @@ def val_file(smoke_data) -> Path:
     return smoke_data / "val.jsonl"
 
 
-@pytest.fixture(scope="module")
-def tiny_lm(tiny_model_dir):
-    from medsft.generate import load_generator
-
-    generator = load_generator(tiny_model_dir, device="cpu")
-    return generator.model, generator.tokenizer
-
-
 def test_loss_split_matches_masked_mean_loss(tiny_lm):
     model, tokenizer = tiny_lm
     conversations = [row["messages"] for row in _sample_rows(2)]

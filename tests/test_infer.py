@@ -7,7 +7,7 @@ import os
 import time
 
 import pytest
-from tiny_chat_models import THINKING_REPLY_ANSWER, THINKING_REPLY_REASONING, thinking_model_dir
+from tiny_chat_models import THINKING_REPLY_ANSWER, THINKING_REPLY_REASONING
 
 from medsft import infer
 from medsft.generate import GenerationSettings, newest_final_model
@@ -15,15 +15,10 @@ from medsft.model import ModelSourceError
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, qwen3_tokenizer):
-    return thinking_model_dir(tmp_path_factory.getbasetemp(), qwen3_tokenizer)
-
-
-@pytest.fixture(scope="module")
-def generator(model_dir):
+def generator(thinking_model):
     from medsft.generate import load_generator
 
-    return load_generator(model_dir)
+    return load_generator(thinking_model)
 
 
 class RecordingStream:
@@ -58,32 +53,33 @@ def test_stream_answer_prints_reasoning_then_answer_incrementally(generator):
     assert len(reasoning_pieces) > 3 and len(answer_pieces) > 3  # streamed, not printed at once
 
 
-def test_cli_question_streams_to_stdout(model_dir, capsys):
-    code = infer.main(["--model", str(model_dir), "-q", "头痛怎么办？", "--greedy", "--max-new-tokens", "64"])
+def test_cli_question_streams_to_stdout(thinking_model, capsys):
+    args = ["--model", str(thinking_model), "-q", "头痛怎么办？", "--greedy", "--max-new-tokens", "64"]
+    code = infer.main(args)
     captured = capsys.readouterr()
     assert code == 0
     assert infer.REASONING_HEADER in captured.out and infer.ANSWER_HEADER in captured.out
     assert THINKING_REPLY_REASONING in captured.out
     assert captured.out.rstrip().endswith(THINKING_REPLY_ANSWER)
-    assert str(model_dir) in captured.err  # says which model answers
+    assert str(thinking_model) in captured.err  # says which model answers
 
 
-def test_cli_no_think_has_no_reasoning_header(model_dir, capsys):
+def test_cli_no_think_has_no_reasoning_header(thinking_model, capsys):
     code = infer.main(
-        ["--model", str(model_dir), "-q", "你好", "--no-think", "--greedy", "--max-new-tokens", "8"]
+        ["--model", str(thinking_model), "-q", "你好", "--no-think", "--greedy", "--max-new-tokens", "8"]
     )
     out = capsys.readouterr().out
     assert code == 0 and infer.REASONING_HEADER not in out
 
 
-def test_cli_rejects_empty_and_overlong_questions(model_dir, capsys):
-    assert infer.main(["--model", str(model_dir), "-q", "   "]) == 2
+def test_cli_rejects_empty_and_overlong_questions(thinking_model, capsys):
+    assert infer.main(["--model", str(thinking_model), "-q", "   "]) == 2
     assert "empty" in capsys.readouterr().err
-    assert infer.main(["--model", str(model_dir), "-q", "痛" * 9000]) == 2  # tiny model context: 8192
+    assert infer.main(["--model", str(thinking_model), "-q", "痛" * 9000]) == 2  # tiny model context: 8192
     assert "too long" in capsys.readouterr().err
 
 
-def test_file_mode_writes_one_record_per_line(model_dir, tmp_path, capsys):
+def test_file_mode_writes_one_record_per_line(thinking_model, tmp_path, capsys):
     lines = [
         json.dumps({"id": "a", "question": "头痛怎么办？"}, ensure_ascii=False),
         "this is not json",
@@ -101,7 +97,7 @@ def test_file_mode_writes_one_record_per_line(model_dir, tmp_path, capsys):
     source = tmp_path / "questions.jsonl"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     output = tmp_path / "answers.jsonl"
-    args = ["--model", str(model_dir), "--file", str(source), "--output", str(output), "--greedy"]
+    args = ["--model", str(thinking_model), "--file", str(source), "--output", str(output), "--greedy"]
     assert infer.main([*args, "--max-new-tokens", "48", "--batch-size", "2"]) == 0
     records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
     assert [record["line"] for record in records] == list(range(1, len(lines) + 1))

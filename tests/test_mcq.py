@@ -213,14 +213,6 @@ def prompt_user(prompt: str) -> str:
     return prompt.split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
 
 
-@pytest.fixture(scope="module")
-def tiny_lm(tiny_model_dir):
-    from medsft.generate import load_generator
-
-    generator = load_generator(tiny_model_dir, device="cpu")
-    return generator.model, generator.tokenizer
-
-
 def test_next_token_logits_batched_equals_single(tiny_lm):
     model, tokenizer = tiny_lm
     prompts = ["<|im_start|>user\n短<|im_end|>\n", "<|im_start|>user\n一个长得多的问题，需要填充<|im_end|>\n"]
