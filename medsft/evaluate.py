@@ -537,8 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend",
         choices=["hf", "vllm", "auto"],
-        default="hf",
-        help="generation backend; vllm needs a GPU and `pip install vllm` (hf)",
+        default="auto",
+        help="generation backend; auto: vLLM when it is installed and a GPU is present, else hf (auto)",
     )
     parser.add_argument("--progress", action="store_true", help="progress bars while generating")
     parser.add_argument(
