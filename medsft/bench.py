@@ -13,6 +13,7 @@ docs/benchmarks.md between markers; the rest of that file is kept.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib.util
 import json
@@ -39,8 +40,9 @@ VAL_ROWS = Path("data/delicate_medical_r1_data/val.jsonl")
 BENCH_SHAPE = {"hidden_size": 256, "num_layers": 4, "num_heads": 8, "num_kv_heads": 4}
 
 
+@functools.cache
 def load_original_recipe() -> ModuleType:
-    """benchmarks/original_recipe.py (not part of the installed package)."""
+    """benchmarks/original_recipe.py (not part of the installed package), loaded once."""
     path = REPO_ROOT / "benchmarks" / "original_recipe.py"
     spec = importlib.util.spec_from_file_location("medsft_original_recipe", path)
     if spec is None or spec.loader is None:
@@ -282,12 +284,7 @@ def sft_trainer_builder(
             learning_rate=setup.learning_rate,
             lr_scheduler_type="linear",
             max_steps=setup.steps,
-            logging_steps=1,
-            save_strategy="no",
-            eval_strategy="no",
-            report_to="none",
-            train_sampling_strategy="sequential",
-            disable_tqdm=True,
+            **load_original_recipe().BENCHMARK_RUN_SETTINGS,
             use_cpu=setup.device == "cpu",
             **settings,
         )
