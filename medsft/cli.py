@@ -1,9 +1,18 @@
-"""`medsft <command> …`: one entry point; each command's module owns its own arguments."""
+"""`medsft <command> …`: one entry point; each command's module owns its own arguments.
+
+Errors follow one contract (medsft/errors.py): a MedsftError is one line on stderr and exit code 2;
+`--debug` (or MEDSFT_DEBUG=1) adds its traceback. Progress goes through `logging`.
+"""
 
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
+import traceback
+
+from medsft.errors import EXIT_USAGE, MedsftError
 
 COMMANDS = {
     "data": ("medsft.data", "convert raw {question, think, answer} rows into chat messages"),
@@ -11,28 +20,57 @@ COMMANDS = {
     "eval": ("medsft.evaluate", "in-domain metrics, medical MCQ benchmark, base-vs-tuned report"),
     "infer": ("medsft.infer", "answer a question (streamed) or a file of questions"),
     "demo": ("medsft.demo", "serve the Gradio medical chat"),
-    "bench": ("medsft.bench", "measure training and generation speed against the original recipe"),
 }
+
+log = logging.getLogger("medsft")
 
 
 def usage() -> str:
-    lines = ["usage: medsft <command> [options]", "", "commands:"]
+    lines = ["usage: medsft [--debug] <command> [options]", "", "commands:"]
     lines += [f"  {name:<6} {help_text}" for name, (_, help_text) in COMMANDS.items()]
     lines.append("\n`medsft <command> --help` shows a command's options.")
     return "\n".join(lines)
 
 
+def debug_enabled() -> bool:
+    return os.environ.get("MEDSFT_DEBUG", "").lower() in {"1", "true", "yes"}
+
+
+def configure_logging(command: str, main_process: bool = True) -> None:
+    """`medsft <command>: message` lines on stderr; other ranks of a multi-process run log warnings only."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"medsft {command}: %(message)s"))
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.DEBUG if debug_enabled() else logging.INFO if main_process else logging.WARNING)
+
+
+def run_command(command: str, main, argv: list[str]) -> int:
+    """Run a command's `main(argv)` under the error contract; the exit code it should end with."""
+    configure_logging(command, main_process=os.environ.get("RANK", "0") == "0")
+    try:
+        return int(main(argv) or 0)
+    except MedsftError as error:
+        if debug_enabled():
+            traceback.print_exc()
+        print(f"medsft {command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--debug":
+        os.environ["MEDSFT_DEBUG"] = "1"
+        argv = argv[1:]
     if not argv or argv[0] in {"-h", "--help"}:
         print(usage())
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"medsft: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    return run_command(name, module.main, rest)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,88 @@
+"""Qwen3's chat format, in one place: its special tokens, a row's messages, and reading reasoning back.
+
+An assistant turn with reasoning is `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`: the content Qwen3's own chat
+template renders verbatim after `<|im_start|>assistant\\n`. Every other module builds and reads turns through the
+functions here, never through literal tag strings.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+TURN_START = "<|im_start|>"
+END_OF_TURN = "<|im_end|>"
+PAD_TOKEN = "<|endoftext|>"  # also Qwen3's bos and the tokenizer's eos
+THINK_TAGS = (THINK_OPEN, THINK_CLOSE)
+CHAT_TOKENS = (TURN_START, END_OF_TURN, PAD_TOKEN)
+
+DEFAULT_SYSTEM_PROMPT = "你是一个医学专家，你需要根据用户的问题，给出带有思考的回答。"
+
+Message = dict[str, str]
+Conversation = list[Message]
+
+
+def assistant_content(reasoning: str, answer: str) -> str:
+    """An assistant turn's content with its reasoning, as Qwen3's template renders it."""
+    return f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n\n{answer}"
+
+
+def build_messages(
+    question: str, reasoning: str, answer: str, system_prompt: str = DEFAULT_SYSTEM_PROMPT
+) -> Conversation:
+    """[system, user, assistant]; an empty system prompt leaves the system turn out."""
+    return [
+        *prompt_messages(question, system_prompt),
+        {"role": "assistant", "content": assistant_content(reasoning, answer)},
+    ]
+
+
+def prompt_messages(question: str, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> Conversation:
+    """[system, user]: what the model is asked; an empty system prompt leaves the system turn out."""
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return [*system, {"role": "user", "content": question}]
+
+
+def without_answer(messages: Conversation) -> Conversation:
+    """The conversation up to the last user turn: the prompt of a training row."""
+    return [message for message in messages if message["role"] != "assistant"]
+
+
+class ReasonedText(NamedTuple):
+    """A model output read back: its reasoning, its answer, and whether it has Qwen3's shape."""
+
+    reasoning: str
+    answer: str
+    # exactly one <think>…</think> block first, then a non-empty answer
+    well_formed: bool
+
+
+def split_reasoning(text: str) -> ReasonedText:
+    """Reasoning and answer of a model output; also works on partial (streaming) output.
+
+    While the think block is still open everything is reasoning and the answer is empty. Without any think
+    tags (thinking disabled) the whole text is the answer and `well_formed` is False by this definition.
+    """
+    stripped = text.lstrip()
+    if stripped.startswith(THINK_OPEN):
+        body = stripped[len(THINK_OPEN) :]
+        if THINK_CLOSE not in body:
+            return ReasonedText(body.strip(), "", False)
+        reasoning, answer = (part.strip() for part in body.split(THINK_CLOSE, 1))
+        extra_tags = any(tag in part for tag in THINK_TAGS for part in (reasoning, answer))
+        return ReasonedText(reasoning, answer, bool(answer) and not extra_tags)
+    if THINK_CLOSE in stripped:  # opening tag missing (e.g. put in the prompt by some templates)
+        reasoning, answer = (part.strip() for part in stripped.split(THINK_CLOSE, 1))
+        return ReasonedText(reasoning, answer, False)
+    return ReasonedText("", stripped.strip(), False)
+
+
+def contains_think_tag(text: str) -> bool:
+    return any(tag in text for tag in THINK_TAGS)
+
+
+def special_token_ids(tokenizer) -> dict[str, int]:
+    """Ids of the format's tokens in a tokenizer: {"think_open", "think_close", "end_of_turn", "pad"}."""
+    names = {"think_open": THINK_OPEN, "think_close": THINK_CLOSE, "end_of_turn": END_OF_TURN, "pad": PAD_TOKEN}
+    return {name: tokenizer.convert_tokens_to_ids(token) for name, token in names.items()}
