@@ -20,6 +20,7 @@ COMMANDS = {
     "eval": ("medsft.evaluate", "in-domain metrics, medical MCQ benchmark, base-vs-tuned report"),
     "infer": ("medsft.infer", "answer a question (streamed) or a file of questions"),
     "demo": ("medsft.demo", "serve the Gradio medical chat"),
+    "serve": ("medsft.serve", "serve an OpenAI-compatible chat-completions API"),
 }
 
 log = logging.getLogger("medsft")
