@@ -1,24 +1,68 @@
-"""Where things live: the repository, the shared real inputs, and the default output folders."""
+"""Where things live: files that ship with medsft, the folders commands write to, and the shared real inputs.
+
+Shipped (read-only): the recipes, the sample data and the Qwen3 tokenizer files. A source checkout keeps
+`recipes/` and `data/sample/` at the top of the repository; a wheel carries them inside the package
+(pyproject.toml maps them to `medsft/recipes` and `medsft/sample`). The functions below find them either way.
+
+Written: `output/` and `data/processed/` resolve against the current directory, or the folders named by
+MEDSFT_OUTPUT_DIR / MEDSFT_DATA_DIR. The shared real inputs are in MEDSFT_SHARED, by default `../shared`.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-OUTPUT_DIR = REPO_ROOT / "output"
-PROCESSED_DIR = REPO_ROOT / "data" / "processed"
-SAMPLE_DATA = REPO_ROOT / "data" / "sample" / "medical_sample.jsonl"
+from medsft.chat_format import DEFAULT_SYSTEM_PROMPT  # noqa: F401  (old import place, kept for now)
 
-DEFAULT_SYSTEM_PROMPT = "你是一个医学专家，你需要根据用户的问题，给出带有思考的回答。"
+PACKAGE_DIR = Path(__file__).resolve().parent
+SAMPLE_FILE_NAME = "medical_sample.jsonl"
+
+
+def shipped_folder(installed_name: str, checkout_path: str) -> Path:
+    """A folder installed inside the package (wheel), or its place in the source checkout (editable)."""
+    installed = PACKAGE_DIR / installed_name
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / checkout_path
+
+
+def recipes_dir() -> Path:
+    """The shipped recipes: one YAML file per recipe, and accelerate/ launch configurations."""
+    return shipped_folder("recipes", "recipes")
+
+
+def sample_data_file() -> Path:
+    """The shipped sample of raw {question, think, answer} rows that the smoke recipe trains on."""
+    return shipped_folder("sample", "data/sample") / SAMPLE_FILE_NAME
+
+
+def bundled_tokenizer_dir() -> Path:
+    """The real Qwen3 tokenizer (vocab, merges, chat template) shipped inside the package."""
+    return PACKAGE_DIR / "qwen3_tokenizer"
+
+
+def output_dir() -> Path:
+    """Where runs and reports go: $MEDSFT_OUTPUT_DIR, else output/ in the current directory."""
+    return Path(os.environ.get("MEDSFT_OUTPUT_DIR") or "output").expanduser().absolute()
+
+
+def processed_dir() -> Path:
+    """Where `medsft data` writes converted datasets: $MEDSFT_DATA_DIR, else data/processed/ here."""
+    return Path(os.environ.get("MEDSFT_DATA_DIR") or "data/processed").expanduser().absolute()
 
 
 def shared_dir() -> Path:
-    """Folder of real third-party inputs (tokenizer, data rows, benchmark): $MEDSFT_SHARED or ../shared."""
-    return Path(os.environ.get("MEDSFT_SHARED", REPO_ROOT.parent / "shared")).expanduser().resolve()
+    """Folder of real third-party inputs (tokenizer, data rows, benchmark): $MEDSFT_SHARED, else ../shared."""
+    return Path(os.environ.get("MEDSFT_SHARED") or "../shared").expanduser().resolve()
 
 
 def real_tokenizer_dir() -> Path | None:
     """The real Qwen3-1.7B tokenizer from the shared folder, or None when it is not there."""
     path = shared_dir() / "models" / "Qwen3-1.7B-tokenizer"
     return path if (path / "tokenizer_config.json").is_file() else None
+
+
+# Old names, resolved once at import; use the functions above.
+REPO_ROOT = PACKAGE_DIR.parent
+OUTPUT_DIR = output_dir()
+PROCESSED_DIR = processed_dir()
+SAMPLE_DATA = sample_data_file()
