@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
+import logging
 import random
 import re
 import sys
@@ -20,15 +20,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medsft.paths import DEFAULT_SYSTEM_PROMPT, PROCESSED_DIR
+from medsft.chat_format import CHAT_TOKENS, DEFAULT_SYSTEM_PROMPT, THINK_TAGS, Conversation, build_messages
+from medsft.errors import MedsftError
+from medsft.jsonl import dumps_line, write_json, write_text_atomic
+from medsft.paths import bundled_tokenizer_dir, processed_dir
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+log = logging.getLogger(__name__)
+
 DEFAULT_SOURCE = "krisfu/delicate_medical_r1_data"
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
-THINK_TAGS = ("<think>", "</think>")
-CHAT_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 SPLIT_WORDS = {
     "train": {"train", "training"},
     "val": {"val", "valid", "validation", "dev"},
@@ -68,7 +71,7 @@ REASONS = (
 )
 
 
-class DataError(RuntimeError):
+class DataError(MedsftError):
     """The source cannot be read or converted as asked (clear message for the user)."""
 
 
@@ -110,24 +113,7 @@ def normalise_text(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
-def assistant_content(think: str, answer: str) -> str:
-    """Qwen3's reasoning convention, rendered verbatim by its chat template after `assistant\\n`."""
-    return f"<think>\n{think}\n</think>\n\n{answer}"
-
-
-def build_messages(
-    question: str, think: str, answer: str, system_prompt: str = DEFAULT_SYSTEM_PROMPT
-) -> list[dict[str, str]]:
-    """[system, user, assistant]; an empty system prompt leaves the system turn out."""
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return [
-        *system,
-        {"role": "user", "content": question},
-        {"role": "assistant", "content": assistant_content(think, answer)},
-    ]
-
-
-def convert_row(record: Any, options: DataOptions = DataOptions()) -> list[dict[str, str]]:
+def convert_row(record: Any, options: DataOptions = DataOptions()) -> Conversation:
     """A raw record -> [system, user, assistant] messages, or RowRejected with a reason code."""
     if not isinstance(record, dict):
         raise RowRejected(NOT_AN_OBJECT, f"expected a JSON object, got {type(record).__name__}")
@@ -148,7 +134,8 @@ def convert_row(record: Any, options: DataOptions = DataOptions()) -> list[dict[
             raise RowRejected(EMPTY_FIELD, f"field {field!r} is empty or whitespace")
     for role, field in fields.items():
         if role != "question" and any(tag in texts[role] for tag in THINK_TAGS):
-            raise RowRejected(THINK_TAG_IN_TEXT, f"field {field!r} already contains <think> or </think>")
+            tags = " or ".join(THINK_TAGS)
+            raise RowRejected(THINK_TAG_IN_TEXT, f"field {field!r} already contains the reasoning tag {tags}")
         found = [token for token in CHAT_TOKENS if token in texts[role]]
         if found:
             raise RowRejected(CHAT_TOKEN_IN_TEXT, f"field {field!r} contains the chat token {found[0]}")
@@ -290,19 +277,6 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def jsonl_bytes(rows: Iterable[Any]) -> bytes:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def percentiles(values: Sequence[int]) -> dict[str, float] | None:
     if not values:
         return None
@@ -412,12 +386,11 @@ def prepare(
         "train": [{"messages": m} for i, (_, m, _) in enumerate(accepted) if i not in val_indices],
         "val": [{"messages": m} for i, (_, m, _) in enumerate(accepted) if i in val_indices],
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     outputs = {}
     for name, rows in (*splits.items(), ("rejects", rejects)):
-        data = jsonl_bytes(rows)
-        write_atomically(out_dir / f"{name}.jsonl", data)
-        outputs[f"{name}.jsonl"] = {"rows": len(rows), "sha256": hashlib.sha256(data).hexdigest()}
+        text = "".join(dumps_line(row) for row in rows)
+        write_text_atomic(out_dir / f"{name}.jsonl", text)
+        outputs[f"{name}.jsonl"] = {"rows": len(rows), "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
     measured = [length for _, _, length in accepted if length is not None]
     measured += [r["tokens"] for r in rejects if r["tokens"] is not None]
@@ -438,12 +411,11 @@ def prepare(
         "token_length": percentiles(sorted(measured)),
         "outputs": outputs,
     }
-    report_text = json.dumps(report, ensure_ascii=False, indent=2) + "\n"
-    write_atomically(out_dir / "report.json", report_text.encode("utf-8"))
+    write_json(out_dir / "report.json", report)
     return report
 
 
-def summary(report: dict[str, Any], out_dir: Path) -> str:
+def summary_lines(report: dict[str, Any], out_dir: Path) -> list[str]:
     rows = report["rows"]
     lines = [
         f"source: {report['source']}",
@@ -459,21 +431,25 @@ def summary(report: dict[str, Any], out_dir: Path) -> str:
         lines.append("token length: " + ", ".join(f"{k} {v:g}" for k, v in report["token_length"].items()))
     lines += [f"  wrote {out_dir / name}  sha256 {o['sha256']}" for name, o in report["outputs"].items()]
     lines.append(f"  wrote {out_dir / 'report.json'}")
-    return "\n".join(lines)
+    return lines
 
 
-def load_length_tokenizer(source: str) -> Any:
-    """The tokenizer of the model to be trained, which must carry a chat template to measure conversations."""
+def load_length_tokenizer(source: str | Path | None = None) -> PreTrainedTokenizerBase:
+    """`source` (else the bundled Qwen3 tokenizer), which needs a chat template to measure conversations."""
     from medsft.model import ModelSourceError, load_tokenizer
 
+    source = source or bundled_tokenizer_dir()
+    advice = "Pass a local tokenizer folder: make data TOKENIZER=DIR (or --tokenizer DIR)."
     if Path(source).is_dir() and not (Path(source) / "tokenizer_config.json").is_file():
-        raise DataError(f"{source!r} holds no tokenizer (no tokenizer_config.json in it).")
+        raise DataError(f"{str(source)!r} holds no tokenizer (no tokenizer_config.json in it). {advice}")
     try:
         tokenizer = load_tokenizer(source)
     except (ModelSourceError, OSError, ValueError) as error:
-        raise DataError(f"Could not load the tokenizer {source!r}: {error}") from error
+        raise DataError(f"Could not load the tokenizer {str(source)!r}: {error} {advice}") from error
     if not tokenizer.chat_template:
-        raise DataError(f"The tokenizer {source!r} has no chat template to measure conversations with.")
+        raise DataError(
+            f"The tokenizer {str(source)!r} has no chat template to measure conversations with. {advice}"
+        )
     return tokenizer
 
 
@@ -485,9 +461,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--src", default=DEFAULT_SOURCE, help="ModelScope dataset id, or a local file/folder")
     parser.add_argument("--name", help="output subfolder (derived from --src when not given)")
-    parser.add_argument("--out-dir", type=Path, default=PROCESSED_DIR, help="parent of the output subfolder")
     parser.add_argument(
-        "--tokenizer", help="tokenizer folder or model id; without one the length check is left to training"
+        "--out-dir",
+        type=Path,
+        default=processed_dir(),
+        help="parent of the output subfolder ($MEDSFT_DATA_DIR, else data/processed in the current folder)",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        help="tokenizer folder or model id to measure conversations with (default: the bundled Qwen3 one)",
     )
     parser.add_argument(
         "--max-length",
@@ -521,17 +503,14 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     out_dir = args.out_dir / (args.name or default_name(args.src))
-    try:
-        tokenizer = load_length_tokenizer(args.tokenizer) if args.tokenizer else None
-        if tokenizer is None and options.max_length:
-            print(f"No --tokenizer: the {options.max_length}-token length check is deferred to training.")
-        report = prepare(args.src, out_dir, options, tokenizer=tokenizer, strict=args.strict)
-    except DataError as error:
-        print(f"medsft data: error: {error}", file=sys.stderr)
-        return 1
-    print(summary(report, out_dir))
+    tokenizer = load_length_tokenizer(args.tokenizer)
+    report = prepare(args.src, out_dir, options, tokenizer=tokenizer, strict=args.strict)
+    for line in summary_lines(report, out_dir):
+        log.info(line)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from medsft.cli import run_command
+
+    sys.exit(run_command("data", main, sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real Qwen3-1.7B tokenizer and data from the shared folder, and a tiny random Qwen3."""
+"""Shared fixtures: the bundled Qwen3 tokenizer, real data from the shared folder, and a tiny random Qwen3."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from medsft.paths import real_tokenizer_dir, shared_dir
+from medsft.chat_format import END_OF_TURN
+from medsft.paths import bundled_tokenizer_dir, shared_dir
 
 # Tests run offline: no hub look-ups, no telemetry, SwanLab never reaches the cloud.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("SWANLAB_MODE", "offline")
+# The shared folder as an absolute path, so commands that tests start in other folders find it too.
+os.environ["MEDSFT_SHARED"] = str(shared_dir())
 
 
 def require_shared(relative: str) -> Path:
@@ -25,10 +28,8 @@ def require_shared(relative: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer_dir() -> Path:
-    path = real_tokenizer_dir()
-    if path is None:
-        pytest.skip(f"shared input missing: {shared_dir() / 'models/Qwen3-1.7B-tokenizer'}")
-    return path
+    """The real Qwen3-1.7B tokenizer shipped inside the package: always there, no skip."""
+    return bundled_tokenizer_dir()
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +51,7 @@ def tiny_model_dir(tmp_path_factory, qwen3_tokenizer) -> Path:
 
     out = tmp_path_factory.mktemp("tiny-qwen3")
     model = build_tiny_qwen3(qwen3_tokenizer)
-    model.generation_config.eos_token_id = [qwen3_tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    model.generation_config.eos_token_id = [qwen3_tokenizer.convert_tokens_to_ids(END_OF_TURN)]
     model.save_pretrained(out)
     qwen3_tokenizer.save_pretrained(out)
     return out
@@ -77,10 +78,10 @@ def thinking_model(tmp_path_factory, qwen3_tokenizer) -> Path:
 def smoke_data(tmp_path_factory) -> Path:
     """data/sample converted by `medsft data` into a temporary folder (train.jsonl, val.jsonl)."""
     from medsft.data import prepare
-    from medsft.paths import SAMPLE_DATA
+    from medsft.paths import sample_data_file
 
     out = tmp_path_factory.mktemp("smoke-data")
-    prepare(str(SAMPLE_DATA), out)
+    prepare(str(sample_data_file()), out)
     return out
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
-from medsft import data
-from medsft.data import DataOptions, convert_row, prepare
-from medsft.paths import DEFAULT_SYSTEM_PROMPT, SAMPLE_DATA
+from medsft import cli, data
+from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, THINK_CLOSE, THINK_OPEN, special_token_ids
+from medsft.data import DataError, DataOptions, convert_row, prepare
+from medsft.paths import bundled_tokenizer_dir, sample_data_file
+
+SAMPLE_DATA = sample_data_file()
 
 REAL_VAL_SHA256 = "21b5be3d16fe423bdb114513c0616608af38c22117273474b51ed1564f124190"
 OUTPUT_FILES = ("train.jsonl", "val.jsonl", "rejects.jsonl", "report.json")
@@ -60,8 +64,11 @@ def test_rendering_with_the_real_qwen3_tokenizer(qwen3_tokenizer):
     ]
     assert qwen3_tokenizer.apply_chat_template(as_reasoning, tokenize=False) == rendered
     ids = qwen3_tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
-    assert ids.count(151667) == 1 and ids.count(151668) == 1  # <think>, </think> as single special tokens
-    assert qwen3_tokenizer.convert_ids_to_tokens([151667, 151668]) == ["<think>", "</think>"]
+    special = special_token_ids(qwen3_tokenizer)
+    # The reasoning tags are single special tokens, once each in the conversation.
+    for name, tag in (("think_open", THINK_OPEN), ("think_close", THINK_CLOSE)):
+        assert qwen3_tokenizer.encode(tag, add_special_tokens=False) == [special[name]]
+        assert ids.count(special[name]) == 1
     assert data.conversation_token_length(qwen3_tokenizer, messages) == len(ids)
 
 
@@ -153,11 +160,21 @@ def test_bom_and_crlf_are_normalised_not_rejected(tmp_path):
     assert "<think>\n第一行\n第二行\n</think>\n\n多休息。" in contents
 
 
-def test_strict_fails_with_a_clear_message_and_writes_nothing(tmp_path, capsys):
+@pytest.fixture
+def medsft_logging():
+    """Restores the "medsft" logger after a test ran a command through medsft.cli (which configures it)."""
+    logger = logging.getLogger("medsft")
+    saved = logger.handlers[:], logger.propagate, logger.level
+    yield
+    logger.handlers[:], logger.propagate = saved[0], saved[1]
+    logger.setLevel(saved[2])
+
+
+def test_strict_fails_with_a_clear_message_and_writes_nothing(tmp_path):
     source = write_jsonl(tmp_path / "raw.jsonl", [row(), b"not json"])
-    code = data.main(["--src", str(source), "--out-dir", str(tmp_path / "out"), "--name", "x", "--strict"])
-    assert code != 0
-    message = capsys.readouterr().err
+    with pytest.raises(DataError) as failure:
+        data.main(["--src", str(source), "--out-dir", str(tmp_path / "out"), "--name", "x", "--strict"])
+    message = str(failure.value)
     assert "--strict" in message and "invalid_json=1" in message and "raw.jsonl:2" in message
     assert not (tmp_path / "out" / "x").exists()
     assert data.main(["--src", str(source), "--out-dir", str(tmp_path / "out"), "--name", "x"]) == 0
@@ -172,6 +189,10 @@ def test_sample_conversion_is_deterministic_and_seeded(tmp_path):
     report = json.loads((tmp_path / "a" / "report.json").read_text(encoding="utf-8"))
     assert report["rows"]["rejected"] == 0 and report["rows"]["read"] >= 30
     assert report["splits"]["val"] == round(report["rows"]["read"] * 0.1)
+    # Without --tokenizer the bundled Qwen3 tokenizer measures every conversation.
+    assert report["tokenizer"] == str(bundled_tokenizer_dir())
+    assert report["length_check"] == "rendered conversation <= 2048 tokens"
+    assert 0 < report["token_length"]["min"] <= report["token_length"]["max"] <= 2048
     assert not list(tmp_path.glob("*/.*.tmp"))
     assert (
         data.main(["--src", str(SAMPLE_DATA), "--out-dir", str(tmp_path), "--name", "c", "--seed", "7"]) == 0
@@ -220,26 +241,38 @@ def test_a_source_with_both_splits_keeps_them(tmp_path):
     assert (reject["file"], reject["line"]) == ("data/validation.json", 2)
 
 
-def test_offline_modelscope_source_gives_a_clear_error(tmp_path, monkeypatch, capsys):
+def test_failures_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, medsft_logging):
     import modelscope
 
     def unreachable(dataset_id, **kwargs):
         raise ConnectionError("Failed to resolve 'modelscope.cn'")
 
     monkeypatch.setattr(modelscope, "dataset_snapshot_download", unreachable)
-    assert data.main(["--out-dir", str(tmp_path)]) == 1  # the default source is the ModelScope dataset
-    message = capsys.readouterr().err
-    assert (
-        "krisfu/delicate_medical_r1_data" in message
-        and "--src" in message
-        and "modelscope download" in message
-    )
-    assert data.main(["--src", str(tmp_path / "missing.jsonl"), "--out-dir", str(tmp_path)]) == 1
-    assert "does not exist" in capsys.readouterr().err
-    assert (
-        data.main(["--src", str(SAMPLE_DATA), "--tokenizer", str(tmp_path), "--out-dir", str(tmp_path)]) == 1
-    )
-    assert "holds no tokenizer" in capsys.readouterr().err
+    monkeypatch.delenv("MEDSFT_DEBUG", raising=False)
+    failures = {
+        # the default source is the ModelScope dataset
+        (): ("krisfu/delicate_medical_r1_data", "--src", "modelscope download"),
+        ("--src", str(tmp_path / "missing.jsonl")): ("does not exist",),
+        ("--src", str(SAMPLE_DATA), "--tokenizer", str(tmp_path)): ("holds no tokenizer", "TOKENIZER="),
+    }
+    for arguments, expected in failures.items():
+        assert cli.main(["data", *arguments, "--out-dir", str(tmp_path / "out")]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith("medsft data: ") and captured.err.count("\n") == 1
+        assert all(part in captured.err for part in expected), (arguments, captured.err)
+        assert "Traceback" not in captured.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_progress_goes_to_the_log_on_stderr(tmp_path, capsys, medsft_logging):
+    assert cli.main(["data", "--src", str(SAMPLE_DATA), "--out-dir", str(tmp_path), "--name", "s"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert all(line.startswith("medsft data: ") for line in lines)
+    assert any("rows read" in line and "rejected 0" in line for line in lines)
+    assert any(str(tmp_path / "s" / "report.json") in line for line in lines)
 
 
 def test_default_names():
@@ -258,13 +291,16 @@ def test_a_failed_write_leaves_the_previous_output_intact(tmp_path, monkeypatch)
     before = (tmp_path / "out" / "train.jsonl").read_bytes()
     write_jsonl(source, [row(question=f"新问题{i}") for i in range(4)])
 
-    def crash(fd):
+    def crash(source, destination):
         raise OSError("disk full")
 
-    monkeypatch.setattr(data.os, "fsync", crash)
+    import medsft.jsonl
+
+    monkeypatch.setattr(medsft.jsonl.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         prepare(str(source), tmp_path / "out")
     assert (tmp_path / "out" / "train.jsonl").read_bytes() == before
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted(OUTPUT_FILES)
 
 
 def test_a_folder_without_a_val_split_is_split_here_and_test_files_stay_out(tmp_path):
