@@ -80,4 +80,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format medsft tests benchmarks
 
 clean:
-	rm -rf output data/processed .pytest_cache .ruff_cache swanlog build *.egg-info
+	rm -rf output data/processed .pytest_cache .ruff_cache swanlog build dist *.egg-info

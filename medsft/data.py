@@ -371,11 +371,11 @@ def prepare(
     rows_read, accepted, rejects = converted.rows_read, converted.accepted, converted.rejects
     by_reason = {reason: sum(r["reason"] == reason for r in rejects) for reason in REASONS}
     if strict and rejects:
-        shown = "\n".join(f"  {r['file']}:{r['line']} {r['reason']}: {r['detail']}" for r in rejects[:5])
+        first = "; ".join(f"{r['file']}:{r['line']} {r['reason']} ({r['detail']})" for r in rejects[:3])
         counts = ", ".join(f"{reason}={count}" for reason, count in by_reason.items() if count)
         raise DataError(
-            f"--strict: {len(rejects)} of {rows_read} rows rejected ({counts}); nothing written.\n{shown}\n"
-            "Run without --strict to write them all to rejects.jsonl."
+            f"--strict: {len(rejects)} of {rows_read} rows rejected ({counts}); nothing written. "
+            f"First: {first}. Run without --strict to write them all to rejects.jsonl."
         )
 
     if keep_splits:

@@ -176,6 +176,7 @@ def test_strict_fails_with_a_clear_message_and_writes_nothing(tmp_path):
         data.main(["--src", str(source), "--out-dir", str(tmp_path / "out"), "--name", "x", "--strict"])
     message = str(failure.value)
     assert "--strict" in message and "invalid_json=1" in message and "raw.jsonl:2" in message
+    assert "\n" not in message  # one line, as every command error
     assert not (tmp_path / "out" / "x").exists()
     assert data.main(["--src", str(source), "--out-dir", str(tmp_path / "out"), "--name", "x"]) == 0
     assert read_jsonl(tmp_path / "out" / "x" / "rejects.jsonl")[0]["reason"] == "invalid_json"
