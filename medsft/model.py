@@ -1,4 +1,4 @@
-"""Model and tokenizer sources (ModelScope id, local folder, Hugging Face id); tiny Qwen3 stand-ins."""
+"""Model and tokenizer sources (ModelScope id, local folder, Hugging Face id); a tiny Qwen3 stand-in."""
 
 from __future__ import annotations
 
@@ -8,13 +8,22 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen3Config, Qwen3ForCausalLM
 
+from medsft.chat_format import END_OF_TURN, PAD_TOKEN
+from medsft.errors import MedsftError
+from medsft.paths import bundled_tokenizer_dir
 
-class ModelSourceError(RuntimeError):
+
+class ModelSourceError(MedsftError):
     """A model or tokenizer could not be found locally nor downloaded."""
 
 
-def resolve_model_dir(source: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """A local folder as is; `hf:<id>` from the Hugging Face hub; else a ModelScope id (downloaded once)."""
+def resolve_model_dir(
+    source: str | Path, cache_dir: str | Path | None = None, revision: str | None = None
+) -> Path:
+    """A local folder as is; `hf:<id>` from the Hugging Face hub; else a ModelScope id (downloaded once).
+
+    revision: a branch, tag or commit of the hub / ModelScope repository (default: its default branch).
+    """
     path = Path(source).expanduser()
     if path.is_dir():
         return path.resolve()
@@ -25,10 +34,12 @@ def resolve_model_dir(source: str | Path, cache_dir: str | Path | None = None) -
         if source.startswith("hf:"):
             from huggingface_hub import snapshot_download as hf_snapshot_download
 
-            return Path(hf_snapshot_download(source[3:], cache_dir=cache_dir))
+            return Path(hf_snapshot_download(source[3:], cache_dir=cache_dir, revision=revision))
         from modelscope import snapshot_download
 
-        return Path(snapshot_download(source, cache_dir=str(cache_dir) if cache_dir else None))
+        return Path(
+            snapshot_download(source, cache_dir=str(cache_dir) if cache_dir else None, revision=revision)
+        )
     except Exception as error:  # network, auth or "not found": one clear message for all
         download = (
             f"hf download {source[3:]} --local-dir DIR"
@@ -38,7 +49,8 @@ def resolve_model_dir(source: str | Path, cache_dir: str | Path | None = None) -
         raise ModelSourceError(
             f"Could not get model {source!r} ({type(error).__name__}: {error}). Without network access, "
             f"download it on another machine (e.g. `{download}`) and pass the local folder instead: "
-            'MODEL=/path/to/DIR, or `model: /path/to/DIR` in a recipe (make train ARGS="--model DIR").'
+            "MODEL=/path/to/DIR, or `model_name_or_path: /path/to/DIR` in a recipe "
+            '(make train ARGS="--model_name_or_path DIR").'
         ) from error
 
 
@@ -50,8 +62,13 @@ def original_qwen3_chat_template() -> str:
 def load_tokenizer(source: str | Path, cache_dir: str | Path | None = None) -> PreTrainedTokenizerBase:
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(source, cache_dir))
     if tokenizer.pad_token is None:
-        tokenizer.pad_token = "<|endoftext|>"
+        tokenizer.pad_token = PAD_TOKEN
     return tokenizer
+
+
+def load_bundled_tokenizer() -> PreTrainedTokenizerBase:
+    """The real Qwen3 tokenizer shipped with medsft: for models without their own (the tiny stand-in)."""
+    return load_tokenizer(bundled_tokenizer_dir())
 
 
 def build_tiny_qwen3(
@@ -73,46 +90,9 @@ def build_tiny_qwen3(
         head_dim=hidden_size // num_heads,
         max_position_embeddings=8192,
         tie_word_embeddings=True,
-        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        bos_token_id=tokenizer.convert_tokens_to_ids(PAD_TOKEN),
+        eos_token_id=tokenizer.convert_tokens_to_ids(END_OF_TURN),
+        pad_token_id=tokenizer.convert_tokens_to_ids(PAD_TOKEN),
     )
     torch.manual_seed(seed)
     return Qwen3ForCausalLM(config)
-
-
-QWEN3_SPECIAL_TOKENS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<think>",
-    "</think>",
-    "<tool_call>",
-    "</tool_call>",
-    "<tool_response>",
-    "</tool_response>",
-)
-
-
-def build_offline_qwen3_tokenizer() -> PreTrainedTokenizerBase:
-    """A small byte-level tokenizer with Qwen3's chat tokens and original chat template, built offline.
-
-    Every UTF-8 byte is one token (no merges), so any text round-trips; `<think>`, `<|im_end|>` etc. are
-    single special tokens as in the real tokenizer. Stands in for the real one where it cannot be downloaded.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    vocab = {char: index for index, char in enumerate(bytes_to_unicode().values())}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    backend.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=list(QWEN3_SPECIAL_TOKENS[1:]),
-        chat_template=original_qwen3_chat_template(),
-    )
-    return tokenizer

@@ -1,57 +1,69 @@
-"""Recipes: flat YAML files of TRL `SFTConfig` fields plus a few medsft keys, every key validated.
+"""Recipes: flat YAML files of TRL `SFTConfig` and `ModelConfig` fields plus a few medsft keys.
 
-A recipe is `recipes/<name>.yaml` (or any YAML path). Command-line overrides use the same names
-(`--learning_rate 2e-5`) and are validated the same way. TRL's own CLI forwards unknown keys silently;
-here a misspelt key is an error that names it and suggests the closest valid one.
+A recipe is `<name>.yaml` in the shipped recipes folder, or any YAML path. TRL's own `TrlParser` over
+(MedsftArgs, SFTConfig, ModelConfig) reads it as `trl sft --config` does: the file's values become the
+defaults that `--key value` overrides replace. On top of TRL, before any model or data is loaded:
+- a misspelt key (in the file or an override) is an error naming the closest valid key (TRL passes it on);
+- a key set twice in the file is an error;
+- a value of the wrong type (a bool is not a number, an int field takes no float) or out of range is an error
+  naming the key;
+- settings that only make sense together are checked.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import difflib
-from dataclasses import asdict, dataclass, field, fields
+import math
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import yaml
-from transformers import HfArgumentParser
-from trl import SFTConfig
+from trl import ModelConfig, SFTConfig, TrlParser
 
-from medsft.paths import DEFAULT_SYSTEM_PROMPT, OUTPUT_DIR, REPO_ROOT
+from medsft.chat_format import DEFAULT_SYSTEM_PROMPT
+from medsft.errors import MedsftError
+from medsft.paths import output_dir, recipes_dir
 
-RECIPES_DIR = REPO_ROOT / "recipes"
-TINY_MODEL = "tiny"  # `model: tiny` builds a random-weight Qwen3 in memory (smoke runs, tests)
+TINY_MODEL = "tiny"  # `model_name_or_path: tiny` builds a random-weight Qwen3 in memory (smoke runs, tests)
+RENAMED_KEYS = {
+    "model": "model_name_or_path"
+}  # earlier medsft names of TRL fields, for the "did you mean" hint
 
 
-class RecipeError(ValueError):
-    """A recipe or an override is invalid: unknown key, wrong type, missing file."""
+class RecipeError(MedsftError):
+    """A recipe or an override is invalid: unknown key, wrong type or range, missing file."""
 
 
 @dataclass
 class MedsftArgs:
-    """The medsft keys of a recipe; everything else is a TRL `SFTConfig` field."""
+    """The medsft keys of a recipe: what TRL's `SFTConfig` and `ModelConfig` have no field for."""
 
-    model: str = field(
-        default="Qwen/Qwen3-1.7B",
-        metadata={"help": "ModelScope id, local folder, `hf:<id>` for the Hugging Face hub, or `tiny`."},
-    )
     tokenizer: str | None = field(
         default=None,
-        metadata={"help": "Tokenizer source when it differs from the model (default: the model's own)."},
+        metadata={
+            "help": "Tokenizer source when it differs from the model (default: the model's own; for `tiny`, "
+            "the Qwen3 tokenizer shipped with medsft)."
+        },
     )
     model_cache_dir: str | None = field(
-        default=None, metadata={"help": "Download cache for ModelScope / the hub."}
+        default=None, metadata={"help": "Download cache for ModelScope / the Hugging Face hub."}
     )
-    dtype: str = field(
-        default="bfloat16", metadata={"help": "Weights dtype when loading: bfloat16, float32, auto."}
+    tiny_hidden_size: int = field(default=64, metadata={"help": "Hidden size of `model_name_or_path: tiny`."})
+    tiny_num_layers: int = field(
+        default=2, metadata={"help": "Number of layers of `model_name_or_path: tiny`."}
     )
-    attn_implementation: str | None = field(
-        default=None, metadata={"help": "sdpa (default), eager or flash_attention_2."}
-    )
-    tiny_hidden_size: int = field(default=64, metadata={"help": "Hidden size of `model: tiny`."})
-    tiny_num_layers: int = field(default=2, metadata={"help": "Number of layers of `model: tiny`."})
     dataset: str = field(
-        default="data/processed/delicate_medical_r1_data",
-        metadata={"help": "Folder with train.jsonl and val.jsonl written by `medsft data`."},
+        default="delicate_medical_r1_data",
+        metadata={
+            "help": "Folder with train.jsonl and val.jsonl written by `medsft data`: a name under "
+            "data/processed/ ($MEDSFT_DATA_DIR), or a path."
+        },
     )
     raw_source: str | None = field(
         default=None,
@@ -59,15 +71,6 @@ class MedsftArgs:
     )
     system_prompt: str = field(
         default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System prompt of converted rows."}
-    )
-    use_peft: bool = field(
-        default=False, metadata={"help": "Train a LoRA adapter instead of all parameters."}
-    )
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: list[str] | None = field(
-        default=None, metadata={"help": "Modules to adapt (default: every linear layer of the blocks)."}
     )
     swanlab_project: str = field(default="medsft", metadata={"help": "SwanLab project name."})
     swanlab_workspace: str | None = field(
@@ -91,6 +94,7 @@ class Recipe:
     path: Path
     medsft: MedsftArgs
     sft: SFTConfig
+    model: ModelConfig
 
     def resolved(self) -> dict[str, Any]:
         """Every setting in effect, JSON-friendly (for the run card and the tracker)."""
@@ -98,6 +102,7 @@ class Recipe:
             "recipe": self.name,
             "recipe_path": str(self.path),
             "medsft": asdict(self.medsft),
+            "model": _jsonable(asdict(self.model)),
             "sft": {key: _jsonable(value) for key, value in self.sft.to_dict().items()},
         }
 
@@ -112,91 +117,281 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-class _RecipeParser(HfArgumentParser):
-    """argparse without the exit: a bad value becomes a RecipeError naming it."""
-
-    def error(self, message: str):
-        raise RecipeError(message)
+# ---------------------------------------------------------------- reading the file
 
 
-def valid_keys() -> set[str]:
-    return {f.name for f in fields(MedsftArgs)} | {f.name for f in fields(SFTConfig) if f.init}
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first_line: int, second_line: int):
+        super().__init__(f"key {key!r} is set twice (lines {first_line} and {second_line})")
 
 
-def _override_keys(parser: HfArgumentParser) -> set[str]:
-    """Every `--flag` the parser knows (includes the `--no_<flag>` forms of true-by-default booleans)."""
-    return {option[2:].replace("-", "_") for action in parser._actions for option in action.option_strings}
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a mapping may not repeat a key (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable):  # an unhashable key is PyYAML's own error below
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def read_recipe_file(path: Path) -> dict[str, Any]:
+    try:
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
+    except _DuplicateKey as error:
+        raise RecipeError(f"Recipe {path}: {error}; keep one.") from error
+    except yaml.YAMLError as error:
+        raise RecipeError(f"Recipe {path} is not valid YAML: {error}") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecipeError(f"Recipe {path} cannot be read: {error}") from error
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise RecipeError(f"Recipe {path} must be a mapping of `key: value` lines.")
+    return {str(key): value for key, value in values.items()}
 
 
 def recipe_path(recipe: str | Path) -> Path:
-    """`full_1epoch` -> recipes/full_1epoch.yaml; a path is taken as is."""
+    """`full_1epoch` -> the shipped recipes/full_1epoch.yaml; a path is taken as is."""
     candidate = Path(recipe).expanduser()
     if candidate.suffix in {".yaml", ".yml"} or candidate.parent != Path("."):
         if not candidate.is_file():
             raise RecipeError(f"Recipe file {str(recipe)!r} does not exist.")
         return candidate.resolve()
-    named = RECIPES_DIR / f"{recipe}.yaml"
+    folder = recipes_dir()
+    named = folder / f"{recipe}.yaml"
     if not named.is_file():
-        available = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
-        raise RecipeError(f"No recipe named {str(recipe)!r} in {RECIPES_DIR} (available: {available}).")
+        available = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+        raise RecipeError(f"No recipe named {str(recipe)!r} in {folder} (available: {available}).")
     return named
 
 
-def _unknown_key_error(key: str, where: str) -> RecipeError:
-    close = difflib.get_close_matches(key, sorted(valid_keys()), n=1, cutoff=0.6)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return RecipeError(f"Unknown key {key!r} in {where}.{hint}")
+# ---------------------------------------------------------------- the parser
 
 
-def _check_override_keys(overrides: list[str], parser: HfArgumentParser) -> None:
-    keys = _override_keys(parser)
-    for item in overrides:
-        if item.startswith("--"):
-            key = item[2:].split("=", 1)[0].replace("-", "_")
-            if key not in keys:
-                raise _unknown_key_error(key, "the command-line overrides")
+class RecipeParser(TrlParser):
+    """TrlParser over (MedsftArgs, SFTConfig, ModelConfig); every failure is a RecipeError naming the key."""
+
+    def __init__(self) -> None:
+        super().__init__((MedsftArgs, SFTConfig, ModelConfig))
+        self.fields: dict[str, dataclasses.Field] = {}
+        self.hints: dict[str, Any] = {}
+        for dataclass_type in self.dataclass_types:
+            hints = typing.get_type_hints(dataclass_type)
+            for item in dataclasses.fields(dataclass_type):
+                if item.init:
+                    self.fields[item.name] = item
+                    self.hints[item.name] = hints[item.name]
+        # every `--flag` (also the `--no_<flag>` forms of true-by-default booleans) -> its action
+        self.options = {
+            option[2:].replace("-", "_"): action
+            for action in self._actions
+            for option in action.option_strings
+            if option.startswith("--")
+        }
+
+    def error(self, message: str):
+        raise RecipeError(message)
+
+    def unknown_key_error(self, key: str, where: str) -> RecipeError:
+        close = [RENAMED_KEYS[key]] if key in RENAMED_KEYS else []
+        close = close or difflib.get_close_matches(key, sorted(self.fields), n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return RecipeError(f"Unknown key {key!r} in {where}.{hint}")
+
+    def check_override_keys(self, overrides: list[str]) -> None:
+        for item in overrides:
+            if item.startswith("--"):
+                key = item[2:].split("=", 1)[0].replace("-", "_")
+                if key not in self.options:
+                    raise self.unknown_key_error(key, "the command-line overrides")
+
+    def typed_value(self, key: str, value: Any) -> Any:
+        """A file's value checked against its field's type; a string is read as the command line reads it."""
+        hint, action = self.hints[key], self.options[key]
+        if not _matches(value, hint):
+            if not isinstance(value, str) or action.type is None:
+                raise RecipeError(f"{key} expects {_describe(hint)}, got {_shown(value)}.")
+            try:
+                value = action.type(value)
+            except (ValueError, TypeError, argparse.ArgumentTypeError) as error:
+                raise RecipeError(f"{key} expects {_describe(hint)}, got {_shown(value)}.") from error
+        choices = action.choices
+        items = value if isinstance(value, list) else [value]
+        if choices and value is not None and any(item not in choices for item in items):
+            raise RecipeError(f"{key} must be one of {', '.join(map(str, choices))}; got {_shown(value)}.")
+        return value
+
+    def parse_recipe(
+        self, values: dict[str, Any], overrides: list[str]
+    ) -> tuple[MedsftArgs, SFTConfig, ModelConfig]:
+        """Typed file values as defaults (TRL's config mechanism), then the overrides; ranges checked."""
+        self.set_defaults_with_config(**values)
+        settings = vars(self.parse_args(overrides))
+        check_ranges(settings)
+        return self.parse_dict(settings)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a YAML value has the field's type: no bool for a number, no float for an int."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list or hint is list:
+        return isinstance(value, list) and all(_matches(item, args[0]) for item in value if args)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if origin is typing.Literal:
+        return value in args
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return isinstance(value, hint) or value in {member.value for member in hint}
+    return True  # any other type: TRL's and transformers' own checks apply
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_describe(arg) for arg in args))
+    names = {bool: "true/false", int: "a whole number", float: "a number", str: "text", type(None): "null"}
+    if hint in names:
+        return names[hint]
+    if origin is list:
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    if origin is dict or hint is dict:
+        return "a mapping"
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return "one of " + ", ".join(str(member.value) for member in hint)
+    return getattr(hint, "__name__", str(hint))
+
+
+def _shown(value: Any) -> str:
+    """A YAML value as written, with its kind: `true (a boolean)`, `[1, 2] (a list)`, `'fast'`."""
+    if isinstance(value, str):
+        return repr(value)
+    kinds = {bool: "a boolean", int: "a whole number", float: "a number", list: "a list", dict: "a mapping"}
+    text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    return f"{text} ({kinds[type(value)]})" if type(value) in kinds else text
+
+
+# ---------------------------------------------------------------- value ranges
+
+# steps: > 0, or -1 where TRL means "unset"; sizes >= 1; rates and counts >= 0
+AT_LEAST_ONE = (
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "eval_accumulation_steps",
+    "save_total_limit",
+    "max_length",
+    "lora_r",
+    "lora_alpha",
+    "tiny_hidden_size",
+    "tiny_num_layers",
+    "val_max_new_tokens",
+)
+AT_LEAST_ZERO = (
+    "learning_rate",
+    "weight_decay",
+    "warmup_steps",
+    "max_grad_norm",
+    "adam_epsilon",
+    "seed",
+    "data_seed",
+    "dataloader_num_workers",
+    "val_questions",
+)
+# a step count below 1 is a fraction of the run's steps (transformers' rule)
+ABOVE_ZERO = ("num_train_epochs", "logging_steps", "eval_steps", "save_steps")
+BELOW_ONE = ("lora_dropout", "adam_beta1", "adam_beta2")  # in [0, 1)
+
+
+def check_ranges(settings: dict[str, Any]) -> None:
+    def fail(key: str, rule: str) -> typing.NoReturn:
+        raise RecipeError(f"{key} must be {rule}; got {settings[key]!r}.")
+
+    for key, value in settings.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(key, "a finite number")
+    if settings["max_steps"] != -1 and settings["max_steps"] <= 0:
+        fail("max_steps", "> 0 (or -1: train num_train_epochs)")
+    for keys, holds, rule in (
+        (AT_LEAST_ONE, lambda v: v >= 1, ">= 1"),
+        (AT_LEAST_ZERO, lambda v: v >= 0, ">= 0"),
+        (ABOVE_ZERO, lambda v: v > 0, "> 0"),
+        (BELOW_ONE, lambda v: 0 <= v < 1, ">= 0 and < 1"),
+    ):
+        for key in keys:
+            if settings.get(key) is not None and not holds(settings[key]):
+                fail(key, rule)
+
+
+# ---------------------------------------------------------------- loading
 
 
 def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe, apply `--key value` overrides, and build the validated `MedsftArgs` and `SFTConfig`."""
+    """Read a recipe, apply `--key value` overrides: validated MedsftArgs, SFTConfig and ModelConfig."""
     path = recipe_path(recipe)
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise RecipeError(f"Recipe {path} is not valid YAML: {error}") from error
-    if not isinstance(values, dict):
-        raise RecipeError(f"Recipe {path} must be a mapping of `key: value` lines.")
+    values = read_recipe_file(path)
+    parser = RecipeParser()
     for key in values:
-        if key not in valid_keys():
-            raise _unknown_key_error(str(key), str(path))
-    parser = _RecipeParser((MedsftArgs, SFTConfig))
+        if key not in parser.fields:
+            raise parser.unknown_key_error(key, str(path))
     overrides = list(overrides or [])
-    _check_override_keys(overrides, parser)
+    parser.check_override_keys(overrides)
 
     name = path.stem
-    values.setdefault("output_dir", str(OUTPUT_DIR / name))
+    values.setdefault("output_dir", str(output_dir() / name))
     values.setdefault("run_name", name)
     if "gradient_checkpointing" not in values:  # TRL's default (on), under transformers' new name
         values.setdefault("activation_checkpointing", True)
-    for action in parser._actions:  # recipe values become the defaults that overrides replace
-        if action.dest in values:
-            action.default = values[action.dest]
-            action.required = False
     try:
-        medsft_args, sft_args = parser.parse_args_into_dataclasses(args=overrides)
+        values = {key: parser.typed_value(key, value) for key, value in values.items()}
+    except RecipeError as error:
+        raise RecipeError(f"Recipe {path}: {error}") from error
+    try:
+        medsft_args, sft_args, model_args = parser.parse_recipe(values, overrides)
     except RecipeError as error:
         raise RecipeError(f"Recipe {path} (or its overrides): {error}") from error
-    except (ValueError, TypeError) as error:
-        hint = " This recipe needs a GPU with bf16; on CPU use RECIPE=smoke." if "bf16" in str(error) else ""
+    except (ValueError, TypeError) as error:  # SFTConfig's and ModelConfig's own checks
+        hint = (
+            " This recipe needs a GPU with bf16; on CPU use --recipe smoke." if "bf16" in str(error) else ""
+        )
         raise RecipeError(f"Recipe {path}: {error}{hint}") from error
-    _check_consistency(medsft_args, sft_args, path)
-    return Recipe(name=name, path=path, medsft=medsft_args, sft=sft_args)
+    loaded = Recipe(name=name, path=path, medsft=medsft_args, sft=sft_args, model=model_args)
+    check_consistency(loaded)
+    return loaded
 
 
-def _check_consistency(medsft: MedsftArgs, sft: SFTConfig, path: Path) -> None:
-    if getattr(sft, "trust_remote_code", False):
-        raise RecipeError(f"{path}: trust_remote_code must stay off (Qwen3 needs no remote code).")
+def check_consistency(recipe: Recipe) -> None:
+    """Settings that are each valid but wrong for medsft, or wrong together."""
+    model, sft, where = recipe.model, recipe.sft, str(recipe.path)
+    problems = []
+    if not model.model_name_or_path:
+        problems.append("model_name_or_path is not set (a ModelScope id, a local folder, hf:<id>, or tiny)")
+    if sft.trust_remote_code:
+        problems.append("trust_remote_code must stay off (Qwen3 needs no remote code)")
     if not sft.assistant_only_loss:
-        raise RecipeError(f"{path}: assistant_only_loss must be true (loss on the assistant turn only).")
-    if medsft.val_questions < 0:
-        raise RecipeError(f"{path}: val_questions must be >= 0.")
+        problems.append("assistant_only_loss must be true (loss on the assistant turn only)")
+    if model.load_in_4bit or model.load_in_8bit:
+        problems.append("load_in_4bit / load_in_8bit are not supported by medsft train (use the lora recipe)")
+    if model.lora_task_type != "CAUSAL_LM":
+        problems.append("lora_task_type must be CAUSAL_LM")
+    if model.model_name_or_path == TINY_MODEL and recipe.medsft.tiny_hidden_size % 8:
+        problems.append("tiny_hidden_size must be a multiple of 8 (4 attention heads with an even head size)")
+    if problems:
+        raise RecipeError(f"Recipe {where}: {'; '.join(problems)}.")

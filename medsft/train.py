@@ -4,15 +4,16 @@
     accelerate launch --config_file recipes/accelerate/zero3.yaml --num_processes 8 \
         -m medsft.train --recipe full_1epoch
 
-Writes output/<recipe>/: checkpoint-*/, final/ (model, tokenizer with Qwen3's original chat template,
-generation config), loss.png, run_card.json, val_answers.jsonl and swanlog/ (SwanLab, when reported to).
+Writes output/<recipe>/ (under the current directory, or $MEDSFT_OUTPUT_DIR): checkpoint-*/, final/ (model,
+tokenizer with Qwen3's original chat template, generation config), loss.png, run_card.json, val_answers.jsonl
+and swanlog/ (SwanLab, when reported to).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
+import logging
 import os
 import platform
 import shutil
@@ -28,13 +29,17 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from medsft.data import DataError
-from medsft.model import ModelSourceError
-from medsft.paths import REPO_ROOT
-from medsft.recipe import TINY_MODEL, Recipe, RecipeError, load_recipe
+from medsft.chat_format import special_token_ids, without_answer
+from medsft.cli import run_command
+from medsft.errors import MedsftError
+from medsft.jsonl import iter_jsonl, write_json, write_jsonl
+from medsft.paths import processed_dir, sample_data_file
+from medsft.recipe import TINY_MODEL, Recipe, load_recipe
+
+log = logging.getLogger("medsft.train")  # not __name__: it is "__main__" under `python -m medsft.train`
 
 
-class PreflightError(RuntimeError):
+class PreflightError(MedsftError):
     """Something the run needs is missing or unusable; found before any model is loaded."""
 
 
@@ -49,12 +54,12 @@ class RunData:
 # ---------------------------------------------------------------- checks before the model loads
 
 
-def resolve_path(value: str | Path) -> Path:
-    """Absolute as is; relative to the current folder when it exists there, else to the repository."""
-    path = Path(value).expanduser()
-    if path.is_absolute() or path.exists():
-        return path.resolve()
-    return REPO_ROOT / path
+def dataset_dir(dataset: str) -> Path:
+    """A bare name is a folder under data/processed/ (or $MEDSFT_DATA_DIR); a path is taken as is."""
+    path = Path(dataset).expanduser()
+    if len(path.parts) == 1 and not dataset.startswith("."):
+        return processed_dir() / path
+    return path.absolute()
 
 
 def newest_checkpoint(output_dir: Path) -> Path | None:
@@ -79,7 +84,7 @@ def data_files(recipe: Recipe) -> dict[str, Path]:
     """train/val JSONL files of the recipe's dataset; raises when one that the run needs is missing."""
     if recipe.medsft.raw_source:
         return {}  # converted once the tokenizer is loaded (the over-long rule needs it)
-    folder = resolve_path(recipe.medsft.dataset)
+    folder = dataset_dir(recipe.medsft.dataset)
     files = {"train": folder / "train.jsonl", "val": folder / "val.jsonl"}
     needed = (
         ["train", "val"] if recipe.sft.eval_strategy != "no" or recipe.medsft.val_questions else ["train"]
@@ -87,9 +92,9 @@ def data_files(recipe: Recipe) -> dict[str, Path]:
     for split in needed:
         if not files[split].is_file():
             raise PreflightError(
-                f"Data file {files[split]} is missing. Convert the data first (`make data`, or for the smoke "
-                "recipe `make data SRC=data/sample/medical_sample.jsonl NAME=sample`), or point the recipe's "
-                "`dataset:` (or --dataset DIR) at a folder holding train.jsonl and val.jsonl."
+                f"Data file {files[split]} is missing. Convert the data first (`medsft data`, or for the "
+                f"smoke recipe `medsft data --src {sample_data_file()} --name sample`), or point the "
+                "recipe's `dataset:` (or --dataset DIR) at a folder holding train.jsonl and val.jsonl."
             )
     return files
 
@@ -111,7 +116,7 @@ def resume_checkpoint(recipe: Recipe, output_dir: Path, resume: bool) -> Path | 
 
 def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path]]:
     sharded = [name for name in ("DEEPSPEED", "FSDP") if os.environ.get(f"ACCELERATE_USE_{name}") == "true"]
-    if recipe.medsft.use_peft and sharded:
+    if recipe.model.use_peft and sharded:
         raise PreflightError(
             f"LoRA runs on one GPU or with ACCEL=ddp, not {sharded[0]}: its adapter fits anywhere."
         )
@@ -132,24 +137,32 @@ def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path
 
 
 def load_tokenizer_and_model_dir(recipe: Recipe):
-    """Resolve the sources first (a missing model fails here, before heavy work), then load the tokenizer."""
-    from medsft.model import build_offline_qwen3_tokenizer, load_tokenizer, resolve_model_dir
-    from medsft.paths import real_tokenizer_dir
+    """Resolve the sources first (a missing model fails here, before heavy work), then load the tokenizer.
 
-    args = recipe.medsft
-    model_dir = None if args.model == TINY_MODEL else resolve_model_dir(args.model, args.model_cache_dir)
-    tokenizer_source = args.tokenizer or model_dir or real_tokenizer_dir()
+    The tiny stand-in model has no tokenizer of its own: it uses the Qwen3 tokenizer shipped with medsft.
+    """
+    from medsft.model import load_bundled_tokenizer, load_tokenizer, resolve_model_dir
+
+    source, cache_dir = recipe.model.model_name_or_path, recipe.medsft.model_cache_dir
+    revision = None if recipe.model.model_revision == "main" else recipe.model.model_revision
+    model_dir = None if source == TINY_MODEL else resolve_model_dir(source, cache_dir, revision)
+    tokenizer_source = recipe.medsft.tokenizer or model_dir
     if tokenizer_source is None:
-        print(
-            "medsft train: no Qwen3 tokenizer found; using a byte-level one built offline (Qwen3's template)"
-        )
-        return build_offline_qwen3_tokenizer(), model_dir
-    return load_tokenizer(tokenizer_source, args.model_cache_dir), model_dir
+        return load_bundled_tokenizer(), model_dir
+    return load_tokenizer(tokenizer_source, cache_dir), model_dir
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines if line.strip()]
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a `medsft data` split; a row without a `messages` list is an error naming its line."""
+    rows = []
+    for line, row in iter_jsonl(path):
+        if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+            raise PreflightError(
+                f"{path}, line {line}: not a chat row (an object with a `messages` list). Convert raw "
+                "{question, think, answer} rows with `medsft data` first."
+            )
+        rows.append(row)
+    return rows
 
 
 def load_data(recipe: Recipe, tokenizer, files: dict[str, Path]) -> RunData:
@@ -165,7 +178,7 @@ def load_data(recipe: Recipe, tokenizer, files: dict[str, Path]) -> RunData:
             if recipe.sft.process_index == 0:
                 prepare(recipe.medsft.raw_source, folder, options, tokenizer=tokenizer)
         files = {"train": folder / "train.jsonl", "val": folder / "val.jsonl"}
-    rows = {split: read_jsonl(path) if path.is_file() else [] for split, path in files.items()}
+    rows = {split: read_rows(path) if path.is_file() else [] for split, path in files.items()}
     data = RunData(rows.get("train", []), rows.get("val", []), files)
     if not data.train_rows:
         raise PreflightError(f"No training rows in {files.get('train')}.")
@@ -177,10 +190,18 @@ def load_data(recipe: Recipe, tokenizer, files: dict[str, Path]) -> RunData:
             setattr(data, f"{split}_rows", [row for i, row in enumerate(kept) if i not in dropped])
             data.overlong[split] = overlong
             if overlong:
-                print(
-                    f"medsft train: {len(overlong)} {split} rows longer than max_length "
-                    f"{recipe.sft.max_length} rejected (row, tokens): {overlong[:10]}"
+                log.info(
+                    "%d %s rows longer than max_length %d rejected (row, tokens): %s",
+                    len(overlong),
+                    split,
+                    recipe.sft.max_length,
+                    overlong[:10],
                 )
+        if not data.train_rows:
+            raise PreflightError(
+                f"Every row of {files.get('train')} is longer than max_length {recipe.sft.max_length} "
+                "tokens; raise --max_length or convert shorter rows."
+            )
     if recipe.sft.eval_strategy != "no" and not data.val_rows:
         raise PreflightError(
             f"{files.get('val')} has no rows to evaluate on (after the max_length rule); "
@@ -194,24 +215,28 @@ def load_model(recipe: Recipe, model_dir: Path | None, tokenizer):
 
     from medsft.model import build_tiny_qwen3
 
-    args = recipe.medsft
-    if args.model == TINY_MODEL:
+    if recipe.model.model_name_or_path == TINY_MODEL:
         model = build_tiny_qwen3(
             tokenizer,
-            hidden_size=args.tiny_hidden_size,
-            num_layers=args.tiny_num_layers,
+            hidden_size=recipe.medsft.tiny_hidden_size,
+            num_layers=recipe.medsft.tiny_num_layers,
             seed=recipe.sft.seed,
         )
-        eos = [tokenizer.convert_tokens_to_ids(token) for token in ("<|im_end|>", "<|endoftext|>")]
+        ids = special_token_ids(tokenizer)
         # Qwen3's own generation defaults (thinking mode), as its generation_config.json ships them
         model.generation_config.update(
-            eos_token_id=eos, pad_token_id=eos[1], do_sample=True, temperature=0.6, top_p=0.95, top_k=20
+            eos_token_id=[ids["end_of_turn"], ids["pad"]],
+            pad_token_id=ids["pad"],
+            do_sample=True,
+            temperature=0.6,
+            top_p=0.95,
+            top_k=20,
         )
         return model
     return AutoModelForCausalLM.from_pretrained(
         model_dir,
-        dtype=args.dtype,
-        attn_implementation=args.attn_implementation,
+        dtype=recipe.model.dtype,
+        attn_implementation=recipe.model.attn_implementation,
         use_safetensors=True,
         trust_remote_code=False,
     )
@@ -220,25 +245,10 @@ def load_model(recipe: Recipe, model_dir: Path | None, tokenizer):
 # ---------------------------------------------------------------- training
 
 
-def lora_config(recipe: Recipe):
-    if not recipe.medsft.use_peft:
-        return None
-    from peft import LoraConfig
-
-    args = recipe.medsft
-    return LoraConfig(
-        task_type="CAUSAL_LM",
-        r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
-        target_modules=args.lora_target_modules or "all-linear",
-        bias="none",
-    )
-
-
 def build_trainer(recipe: Recipe, model, tokenizer, data: RunData, callbacks: list | None = None):
     """The one place the trainer is constructed."""
     from datasets import Dataset
+    from trl import get_peft_config
 
     from medsft.trainer import FastSFTTrainer
 
@@ -250,7 +260,7 @@ def build_trainer(recipe: Recipe, model, tokenizer, data: RunData, callbacks: li
         train_dataset=messages_only(data.train_rows),
         eval_dataset=messages_only(data.val_rows) if recipe.sft.eval_strategy != "no" else None,
         processing_class=tokenizer,
-        peft_config=lora_config(recipe),
+        peft_config=get_peft_config(recipe.model),
         callbacks=callbacks,
     )
 
@@ -271,15 +281,13 @@ def start_tracking(recipe: Recipe) -> Any:
     try:
         swanlab.init(**settings)
     except RuntimeError as error:  # cloud mode without a key and no terminal to log in from
-        print(
-            f"medsft train: SwanLab cloud unavailable ({error}); logging offline (upload: swanlab sync DIR)"
-        )
+        log.warning("SwanLab cloud unavailable (%s); logging offline (upload: swanlab sync DIR)", error)
         swanlab.init(mode="offline", **settings)
     return swanlab
 
 
 class RankReport(TrainerCallback):
-    """Each process prints the optimizer steps it took in this session: proof that every rank trained."""
+    """The main process logs the optimizer steps each rank took in this session: proof that all trained."""
 
     def __init__(self) -> None:
         self.steps = 0
@@ -288,10 +296,16 @@ class RankReport(TrainerCallback):
         self.steps += 1
 
     def on_train_end(self, args, state, control, **kwargs):
-        print(
-            f"medsft train: rank {args.process_index}/{args.world_size} took {self.steps} optimizer steps "
-            f"(global step {state.global_step})",
-            flush=True,
+        import torch.distributed as dist
+
+        steps = [self.steps]
+        if dist.is_available() and dist.is_initialized():
+            steps = [None] * dist.get_world_size()
+            dist.all_gather_object(steps, self.steps)
+        log.info(
+            "optimizer steps per rank: %s (global step %d)",
+            ", ".join(f"rank {rank}: {count}" for rank, count in enumerate(steps)),
+            state.global_step,
         )
 
 
@@ -351,10 +365,7 @@ def answer_val_questions(recipe: Recipe, final_dir: Path, rows: list[dict], trac
     from medsft.generate import GenerationSettings, load_generator
 
     generator = load_generator(final_dir, device="cpu" if recipe.sft.use_cpu else None)
-    prompts = [
-        [m for m in row["messages"] if m["role"] != "assistant"]
-        for row in rows[: recipe.medsft.val_questions]
-    ]
+    prompts = [without_answer(row["messages"]) for row in rows[: recipe.medsft.val_questions]]
     outputs = generator.generate(
         prompts, GenerationSettings.greedy(max_new_tokens=recipe.medsft.val_max_new_tokens)
     )
@@ -392,9 +403,12 @@ def sha256(path: Path) -> str | None:
 
 
 def git_state() -> dict[str, Any]:
+    """Commit of the medsft source that ran (null when it is not a git checkout, e.g. an installed wheel)."""
+    source = Path(__file__).resolve().parent
+
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+            ["git", *args], cwd=source, capture_output=True, text=True, timeout=10
         ).stdout.strip()
 
     try:
@@ -465,17 +479,14 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
         release_training_memory(trainer)
         plot_losses(trainer.state.log_history, output_dir / "loss.png", recipe.sft.run_name)
         answers = answer_val_questions(recipe, final_dir, data.val_rows, tracker)
-        lines = "".join(json.dumps(answer, ensure_ascii=False) + "\n" for answer in answers)
-        (output_dir / "val_answers.jsonl").write_text(lines, encoding="utf-8")
+        write_jsonl(output_dir / "val_answers.jsonl", answers)
         card = run_card(recipe, data, trainer, checkpoint, time.time() - started)
-        (output_dir / "run_card.json").write_text(
-            json.dumps(card, ensure_ascii=False, indent=2), encoding="utf-8"
-        )
+        write_json(output_dir / "run_card.json", card)
         if tracker is not None:
             tracker.finish()
-        print(f"medsft train: wrote {final_dir}, {output_dir / 'loss.png'}, {output_dir / 'run_card.json'}")
+        log.info("wrote %s, %s, %s", final_dir, output_dir / "loss.png", output_dir / "run_card.json")
         final = card["final"]
-        print(f"medsft train: final train loss {final['train_loss']}, eval loss {final['eval_loss']}")
+        log.info("final train loss %s, eval loss %s", final["train_loss"], final["eval_loss"])
     trainer.accelerator.wait_for_everyone()  # the other ranks wait while rank 0 writes the reports
     trainer.end()
     return output_dir
@@ -484,8 +495,8 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="medsft train",
-        description="Fine-tune Qwen3 with a recipe. Any SFTConfig field or recipe key can be overridden: "
-        "--learning_rate 2e-5 --output_dir DIR --max_steps 10 ...",
+        description="Fine-tune Qwen3 with a recipe. Any recipe key (a TRL SFTConfig or ModelConfig field, "
+        "or a medsft key) can be overridden: --learning_rate 2e-5 --output_dir DIR --max_steps 10 ...",
         epilog="Recipes, outputs, memory, resume, multi-GPU and SwanLab: docs/training.md",
     )
     parser.add_argument(
@@ -495,14 +506,9 @@ def main(argv: list[str] | None = None) -> int:
         "--resume", action="store_true", help="continue from the newest checkpoint in output_dir"
     )
     args, overrides = parser.parse_known_args(argv)
-    try:
-        recipe = load_recipe(args.recipe, overrides)
-        run(recipe, resume=args.resume)
-    except (RecipeError, PreflightError, ModelSourceError, DataError) as error:
-        print(f"medsft train: {error}", file=sys.stderr)
-        return 2
+    run(load_recipe(args.recipe, overrides), resume=args.resume)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("train", main, sys.argv[1:]))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+from medsft.chat_format import END_OF_TURN
 from medsft.trainer import (
     FastSFTTrainer,
     add_trained_token_loss,
@@ -160,7 +163,9 @@ def test_fast_trainer_matches_sft_trainer_loss_gradients_and_assistant_mask(
     # The mask is exactly the assistant turn <think>…<|im_end|>\n of each row
     for row, ids, labels in zip(messages_rows, batch["input_ids"], batch["labels"], strict=True):
         trained = ids[labels != -100].tolist()
-        expected = qwen3_tokenizer(row["messages"][-1]["content"] + "<|im_end|>\n", add_special_tokens=False)
+        expected = qwen3_tokenizer(
+            row["messages"][-1]["content"] + END_OF_TURN + "\n", add_special_tokens=False
+        )
         assert trained == expected["input_ids"]
 
     plain_loss, plain_grads = _loss_and_grads(plain, batch)
@@ -202,9 +207,10 @@ def test_patched_forward_without_the_flag_is_the_original_forward(qwen3_tokenize
 
 def test_reference_reproduces_the_original_masking(qwen3_tokenizer, real_val_rows):
     """benchmarks/original_recipe.py: prompt masked, `<think>{think}</think> \\n {answer}` + pad trained."""
-    from medsft.bench import load_original_recipe
-
-    original = load_original_recipe()
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "original_recipe.py"
+    spec = importlib.util.spec_from_file_location("original_recipe", path)
+    original = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(original)
     row = json.loads(real_val_rows.read_text(encoding="utf-8").splitlines()[0])
     example = original.original_example(row)
     tokenized = original.process_func(example, qwen3_tokenizer)

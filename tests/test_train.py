@@ -15,13 +15,16 @@ from pathlib import Path
 import pytest
 
 from medsft import train
-from medsft.data import build_messages
-from medsft.model import build_offline_qwen3_tokenizer, build_tiny_qwen3, original_qwen3_chat_template
-from medsft.paths import SAMPLE_DATA
-from medsft.recipe import RECIPES_DIR, load_recipe
+from medsft.chat_format import END_OF_TURN, assistant_content, build_messages, special_token_ids
+from medsft.cli import run_command
+from medsft.jsonl import read_jsonl
+from medsft.model import build_tiny_qwen3, original_qwen3_chat_template
+from medsft.paths import recipes_dir, sample_data_file
+from medsft.recipe import load_recipe
 
+SAMPLE_DATA = sample_data_file()
 THINK, ANSWER = "先考虑常见病因，再看危险信号。", "多休息、补液；持续高热请就医。"
-ASSISTANT_TURN = f"<think>\n{THINK}\n</think>\n\n{ANSWER}<|im_end|>\n"
+ASSISTANT_TURN = assistant_content(THINK, ANSWER) + END_OF_TURN + "\n"
 
 # Runs the smoke recipe and blocks right after the first checkpoint is complete, so the parent can SIGKILL it.
 PAUSE_AFTER_FIRST_SAVE = """
@@ -84,13 +87,26 @@ def test_only_the_assistant_turn_is_trained_real_tokenizer(qwen3_tokenizer, tmp_
         "<|im_start|>user\n发烧39度怎么办？<|im_end|>\n<|im_start|>assistant\n"
     )
     ids = qwen3_tokenizer(ASSISTANT_TURN, add_special_tokens=False)["input_ids"]
-    assert ids[0] == 151667 and 151668 in ids  # <think> and </think> are single tokens
+    tokens = special_token_ids(qwen3_tokenizer)
+    assert ids[0] == tokens["think_open"] and tokens["think_close"] in ids  # single tokens, not pieces
 
 
-def test_only_the_assistant_turn_is_trained_offline_tokenizer(tmp_path):
-    trained, masked = trained_and_masked(build_offline_qwen3_tokenizer(), tmp_path)
+def test_tiny_model_trains_with_the_bundled_real_tokenizer(tmp_path):
+    recipe = load_recipe("smoke", ["--output_dir", str(tmp_path)])
+    tokenizer, model_dir = train.load_tokenizer_and_model_dir(recipe)
+    assert model_dir is None and len(tokenizer) == 151669  # Qwen3's whole vocabulary, special tokens included
+    trained, masked = trained_and_masked(tokenizer, tmp_path)
     assert trained == ASSISTANT_TURN
     assert masked.endswith("<|im_start|>assistant\n") and THINK not in masked
+
+
+def test_bundled_tokenizer_is_the_real_one(qwen3_tokenizer):
+    from medsft.model import load_bundled_tokenizer
+
+    bundled = load_bundled_tokenizer()
+    text = build_messages("发烧39度怎么办？", THINK, ANSWER)
+    assert bundled.apply_chat_template(text) == qwen3_tokenizer.apply_chat_template(text)
+    assert special_token_ids(bundled) == special_token_ids(qwen3_tokenizer)
 
 
 # ---------------------------------------------------------------- one smoke run, checked from every side
@@ -123,12 +139,13 @@ def test_smoke_run_writes_checkpoints_final_model_plot_and_card(smoke_run, smoke
     assert sorted(losses(card["log_history"], "eval_loss")) == [4, 8]
     assert card["final"]["train_loss"] == train_losses[8] and math.isfinite(card["final"]["eval_loss"])
     assert card["data"]["train"]["sha256"] == train.sha256(smoke_data / "train.jsonl")
-    assert card["data"]["train"]["rows_used"] == len(train.read_jsonl(smoke_data / "train.jsonl"))
+    assert card["data"]["train"]["rows_used"] == len(read_jsonl(smoke_data / "train.jsonl"))
     assert card["seed"] == 42 and card["global_step"] == 8 and card["wall_time_s"] > 0
     assert card["versions"]["trl"] and card["git"]["sha"]
-    assert card["config"]["sft"]["learning_rate"] == 5e-3 and card["config"]["medsft"]["model"] == "tiny"
+    assert card["config"]["sft"]["learning_rate"] == 5e-3
+    assert card["config"]["model"]["model_name_or_path"] == "tiny"
 
-    answers = train.read_jsonl(smoke_run / "val_answers.jsonl")
+    answers = read_jsonl(smoke_run / "val_answers.jsonl")
     assert len(answers) == 2 and all(a["question"] and a["output"] for a in answers)
 
 
@@ -229,7 +246,7 @@ def test_lora_from_a_raw_source_is_merged_into_a_full_model(tmp_path, qwen3_toke
     base = build_tiny_qwen3(qwen3_tokenizer, seed=42)
     assert names == set(base.state_dict()) - {"lm_head.weight"}  # a plain Qwen3: no LoRA tensors left
     assert not q_proj.equal(base.model.layers[0].self_attn.q_proj.weight.detach())  # the adapter is merged in
-    assert len(train.read_jsonl(out / "val_answers.jsonl")) == 1  # the merged model reloads and answers
+    assert len(read_jsonl(out / "val_answers.jsonl")) == 1  # the merged model reloads and answers
 
 
 # ---------------------------------------------------------------- two processes (DDP over gloo on CPU)
@@ -244,7 +261,7 @@ def free_port() -> int:
 def test_two_processes_with_accelerate(tmp_path, smoke_data):
     out = tmp_path / "ddp"
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
-    launch += [str(RECIPES_DIR / "accelerate" / "ddp.yaml"), "--num_processes", "2"]
+    launch += [str(recipes_dir() / "accelerate" / "ddp.yaml"), "--num_processes", "2"]
     launch += ["--main_process_port", str(free_port()), "-m", "medsft.train", "--recipe", "smoke"]
     launch += [
         "--output_dir",
@@ -258,9 +275,8 @@ def test_two_processes_with_accelerate(tmp_path, smoke_data):
     ]
     result = subprocess.run(launch, env=offline_env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    output = result.stdout + result.stderr
-    for rank in (0, 1):
-        assert f"rank {rank}/2 took 8 optimizer steps" in output
+    assert "medsft train: optimizer steps per rank: rank 0: 8, rank 1: 8 (global step 8)" in result.stderr
+    assert result.stderr.count("medsft train: wrote ") == 1  # progress lines come from the main process only
     assert [
         p.relative_to(out).as_posix() for p in out.rglob("model.safetensors") if "checkpoint" not in str(p)
     ] == ["final/model.safetensors"]
@@ -281,7 +297,7 @@ def test_overlong_rows_are_rejected_not_truncated(smoke_data, qwen3_tokenizer, t
     overrides += ["--eval_strategy", "no"]  # the 3 validation rows may all be longer
     recipe = load_recipe("smoke", overrides)
     data = train.load_data(recipe, qwen3_tokenizer, train.data_files(recipe))
-    rows = train.read_jsonl(smoke_data / "train.jsonl")
+    rows = read_jsonl(smoke_data / "train.jsonl")
     lengths = [conversation_token_length(qwen3_tokenizer, row["messages"]) for row in rows]
     assert data.overlong["train"] == [(i, n) for i, n in enumerate(lengths) if n > 240] != []
     assert data.train_rows == [row for row, n in zip(rows, lengths, strict=True) if n <= 240]
@@ -298,6 +314,11 @@ def test_resume_skips_a_checkpoint_interrupted_mid_save(tmp_path):
 # ---------------------------------------------------------------- clear errors before the model loads
 
 
+def medsft_train(argv: list[str]) -> int:
+    """`medsft train ARGV` under the command's error contract; returns its exit code."""
+    return run_command("train", train.main, argv)
+
+
 @pytest.fixture
 def no_model_loading(monkeypatch):
     def fail(*args, **kwargs):
@@ -308,17 +329,19 @@ def no_model_loading(monkeypatch):
 
 
 def test_missing_data_file(tmp_path, capsys, no_model_loading):
-    code = train.main(
+    code = medsft_train(
         ["--recipe", "smoke", "--output_dir", str(tmp_path / "o"), "--dataset", str(tmp_path / "none")]
     )
     assert code == 2
-    assert f"Data file {tmp_path / 'none' / 'train.jsonl'} is missing" in capsys.readouterr().err
+    [line] = capsys.readouterr().err.splitlines()  # one line: what failed and what to do
+    assert line.startswith(f"medsft train: Data file {tmp_path / 'none' / 'train.jsonl'} is missing")
+    assert "medsft data --src" in line
 
 
 def test_unwritable_output_dir(tmp_path, capsys, smoke_data, no_model_loading):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    code = train.main(
+    code = medsft_train(
         ["--recipe", "smoke", "--output_dir", str(blocker / "out"), "--dataset", str(smoke_data)]
     )
     assert code == 2
@@ -326,13 +349,13 @@ def test_unwritable_output_dir(tmp_path, capsys, smoke_data, no_model_loading):
 
 
 def test_bad_recipe(tmp_path, capsys, no_model_loading):
-    code = train.main(["--recipe", "smoke", "--lerning_rate", "1e-4"])
+    code = medsft_train(["--recipe", "smoke", "--lerning_rate", "1e-4"])
     assert code == 2
     assert "Unknown key 'lerning_rate'" in capsys.readouterr().err
 
 
 def test_resume_without_checkpoint(tmp_path, capsys, smoke_data, no_model_loading):
-    code = train.main(
+    code = medsft_train(
         ["--recipe", "smoke", "--output_dir", str(tmp_path), "--dataset", str(smoke_data), "--resume"]
     )
     assert code == 2
@@ -343,7 +366,7 @@ def test_existing_checkpoints_are_not_overwritten_silently(tmp_path, capsys, smo
     (tmp_path / "checkpoint-500").mkdir()
     (tmp_path / "checkpoint-500" / "trainer_state.json").write_text("{}")
     args = ["--output_dir", str(tmp_path), "--dataset", str(smoke_data), "--overwrite_output_dir", "false"]
-    assert train.main(["--recipe", "smoke", *args]) == 2
+    assert medsft_train(["--recipe", "smoke", *args]) == 2
     assert "already holds checkpoints (newest: checkpoint-500)" in capsys.readouterr().err
     assert (tmp_path / "checkpoint-500").is_dir()
 
@@ -353,8 +376,58 @@ def test_offline_model_source_fails_before_data_and_training(tmp_path, capsys, s
     monkeypatch.setattr(
         train, "load_data", lambda *a, **k: pytest.fail("data loaded before the model source")
     )
-    args = ["--output_dir", str(tmp_path), "--dataset", str(smoke_data), "--model", "hf:Qwen/Qwen3-1.7B"]
+    args = ["--output_dir", str(tmp_path), "--dataset", str(smoke_data)]
+    args += ["--model_name_or_path", "hf:Qwen/Qwen3-1.7B"]
     args += ["--model_cache_dir", str(tmp_path / "cache")]
-    assert train.main(["--recipe", "smoke", *args]) == 2
+    assert medsft_train(["--recipe", "smoke", *args]) == 2
     err = capsys.readouterr().err
     assert "Could not get model 'hf:Qwen/Qwen3-1.7B'" in err and "pass the local folder" in err
+
+
+# ---------------------------------------------------------------- data the run cannot use
+
+
+def write_rows(folder: Path, train_lines: list[str], val_lines: list[str] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.jsonl").write_text("".join(f"{line}\n" for line in train_lines), encoding="utf-8")
+    (folder / "val.jsonl").write_text("".join(f"{line}\n" for line in val_lines or []), encoding="utf-8")
+    return folder
+
+
+def test_a_dataset_name_is_a_folder_under_the_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSFT_DATA_DIR", str(tmp_path / "processed"))
+    recipe = load_recipe("smoke", ["--output_dir", str(tmp_path / "out")])
+    assert recipe.medsft.dataset == "sample"
+    with pytest.raises(
+        train.PreflightError, match=f"Data file {tmp_path / 'processed' / 'sample' / 'train.jsonl'}"
+    ):
+        train.data_files(recipe)
+    write_rows(tmp_path / "processed" / "sample", ["{}"], ["{}"])
+    assert train.data_files(recipe)["train"] == tmp_path / "processed" / "sample" / "train.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"messages": [', r"train.jsonl, line 2: not valid JSON"),
+        ('{"question": "q", "think": "t", "answer": "a"}', r"train.jsonl, line 2: not a chat row"),
+        ("[1, 2]", r"train.jsonl, line 2: not a chat row"),
+    ],
+)
+def test_a_bad_row_is_an_error_naming_file_and_line(tmp_path, qwen3_tokenizer, line, message):
+    from medsft.errors import MedsftError
+
+    good = json.dumps({"messages": build_messages("头痛怎么办？", THINK, ANSWER)}, ensure_ascii=False)
+    folder = write_rows(tmp_path / "data", [good, line])
+    recipe = load_recipe("smoke", ["--dataset", str(folder), "--output_dir", str(tmp_path / "o")])
+    with pytest.raises(MedsftError, match=message):
+        train.load_data(recipe, qwen3_tokenizer, train.data_files(recipe))
+
+
+def test_every_row_over_long_is_a_clear_error(tmp_path, qwen3_tokenizer):
+    row = json.dumps({"messages": build_messages("头痛怎么办？", THINK, ANSWER)}, ensure_ascii=False)
+    folder = write_rows(tmp_path / "data", [row, row])
+    overrides = ["--dataset", str(folder), "--output_dir", str(tmp_path / "o"), "--max_length", "8"]
+    recipe = load_recipe("smoke", [*overrides, "--eval_strategy", "no", "--val_questions", "0"])
+    with pytest.raises(train.PreflightError, match="Every row of .*train.jsonl is longer than max_length 8"):
+        train.load_data(recipe, qwen3_tokenizer, train.data_files(recipe))
