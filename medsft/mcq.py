@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from medsft.answer_choice import Extraction, extract_choice  # noqa: F401  (re-exported)
 from medsft.paths import DEFAULT_SYSTEM_PROMPT
 
 LETTERS = "ABCDEFGHIJ"
@@ -213,64 +214,6 @@ def likelihood_prompt(tokenizer, question: Question, system_prompt: str = DEFAUL
         {"role": "assistant", "content": ANSWER_PREFIX},
     ]
     return tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
-
-
-# --- extracting the chosen letters -------------------------------------------------------------------------
-
-_GROUP = r"([A-J](?:[\s、,，和及与/]*[A-J])*)(?![A-Za-z])"
-_EXPLICIT = [
-    re.compile(r"(?:答案|正确选项|正确答案|最佳答案|最终答案)(?:应该|应|均)?(?:是|为|选)?[\s:*(]*" + _GROUP),
-    re.compile(r"选(?!项)(?:择)?[\s:*(]*" + _GROUP),  # "选C", "故选择A"; not "选项C" (options are discussed)
-]
-_FORMATTED = [
-    re.compile(r"\(\s*([A-J])\s*\)"),  # (C)
-    re.compile(r"^\s*\**([A-J])\**\s*(?:[.、:]|\s|$)", re.MULTILINE),  # C. / C、 / C: at a line start
-]
-
-
-@dataclass(frozen=True)
-class Extraction:
-    letters: str | None  # sorted letters, None when nothing valid was found
-    reason: str  # how it was found, or why not
-
-
-def _letters(group: str) -> str:
-    return "".join(sorted(set(re.findall(r"[A-J]", group))))
-
-
-def extract_choice(answer: str, valid: str) -> Extraction:
-    """The option letters chosen in an answer (the part after `</think>`: never pass the reasoning).
-
-    Full-width characters are folded first (`Ｃ`→`C`, `（`→`(`, `：`→`:`). In order:
-    1. an explicit statement ("答案：C", "正确答案是A、C", "选C"): the last one counts;
-    2. a letter in brackets "(C)" or at a line start "C." ; taken only when all such mentions agree;
-    3. an answer that is nothing but letters ("AC").
-    A candidate with a letter outside `valid` is rejected.
-    """
-    text = unicodedata.normalize("NFKC", answer)
-    for pattern in _EXPLICIT:
-        for match in reversed(list(pattern.finditer(text))):
-            letters = _letters(match.group(1))
-            if letters and all(letter in valid for letter in letters):
-                return Extraction(letters, "explicit")
-            if letters:
-                return Extraction(None, f"invalid option {letters!r}")
-    for pattern in _FORMATTED:
-        found = {_letters(match.group(1)) for match in pattern.finditer(text)}
-        if len(found) == 1:
-            letters = found.pop()
-            if all(letter in valid for letter in letters):
-                return Extraction(letters, "formatted")
-            return Extraction(None, f"invalid option {letters!r}")
-        if len(found) > 1:
-            return Extraction(None, f"ambiguous: {sorted(found)}")
-    bare = re.sub(r"[\s.。,，、()*]", "", text)
-    if bare and re.fullmatch(r"[A-J]+", bare):
-        letters = _letters(bare)
-        if all(letter in valid for letter in letters):
-            return Extraction(letters, "bare")
-        return Extraction(None, f"invalid option {letters!r}")
-    return Extraction(None, "no option letter found")
 
 
 # --- likelihood scoring -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""MCQ benchmark: loading the three layouts, stratified selection, answer extraction, likelihood scoring."""
+"""MCQ benchmark: loading the three layouts, stratified selection, likelihood scoring (letter extraction is
+tested in test_answer_choice.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ import pytest
 import torch
 from conftest import require_shared
 
-from medsft.generate import split_reasoning
 from medsft.mcq import (
     ANSWER_PREFIX,
     BenchmarkFormatError,
     Question,
     accuracy_table,
-    extract_choice,
     letter_token_ids,
     likelihood_prompt,
     load_questions,
@@ -140,42 +139,6 @@ def test_real_benchmark_files_load():
     }
     assert sum(q.multi for q in dev) == 4
     assert all(q.answer in "".join(q.options) or q.multi for q in dev)
-
-
-@pytest.mark.parametrize(
-    ("answer", "valid", "expected"),
-    [
-        ("答案：C", "ABCDE", "C"),
-        ("(C)", "ABCDE", "C"),
-        ("C. 非离子型", "ABCDE", "C"),
-        ("选C", "ABCDE", "C"),
-        ("AC", "ABCDE", "AC"),
-        ("答案：Ｃ", "ABCDE", "C"),  # full-width letter
-        ("答案：（Ｂ）", "ABCDE", "B"),  # full-width brackets too
-        ("正确答案是A、C、E。", "ABCDE", "ACE"),
-        ("根据以上分析，最终答案为 **D**。", "ABCD", "D"),
-        ("A项错误，B项错误。\n答案：B\n更正：答案：D", "ABCD", "D"),  # the last explicit statement wins
-        ("非离子型表面活性剂毒性低，故选择C。", "ABCDE", "C"),
-        ("答案：E", "ABCD", None),  # outside the option range
-        ("F", "ABCD", None),
-        ("(A) 错误；(C) 正确", "ABCD", None),  # conflicting mentions: not guessed
-        ("维生素C缺乏导致坏血病。", "ABCD", None),  # a letter inside a word is not a choice
-        ("需要做CT检查。", "ABCD", None),
-        ("选项C描述的是坏血病。", "ABCD", None),  # discussing an option is not choosing it
-        ("", "ABCD", None),
-    ],
-)
-def test_extract_choice(answer, valid, expected):
-    assert extract_choice(answer, valid).letters == expected
-
-
-def test_letters_in_the_reasoning_are_ignored():
-    text = "<think>\n答案：A？不对，A是阳离子型。\n</think>\n\n非离子型更安全，答案：C"
-    _, answer, _ = split_reasoning(text)
-    assert extract_choice(answer, "ABCDE").letters == "C"
-    truncated = "<think>\n我认为答案：A，再核对一下"  # reasoning never closed: no answer part
-    _, answer, _ = split_reasoning(truncated)
-    assert extract_choice(answer, "ABCDE").letters is None
 
 
 def test_prompts_use_the_chat_template(qwen3_tokenizer):

@@ -1,0 +1,397 @@
+"""Reading the chosen option letters from a multiple-choice answer, as a careful human grader reads them.
+
+Pass the answer part only (the text after the reasoning): letters in the reasoning are never read.
+
+Rules
+1. Folding. Full-width characters become ASCII (`Ｃ`→`C`, `（`→`(`, `：`→`:`); markdown emphasis `*` and
+   back-ticks are dropped.
+2. Option letters. A letter A-J counts only where it stands as a choice: not touching another Latin
+   letter or a digit (`CT`, `HbA1c`, `IgA`, `维生素B12`, `ECG`, `poly(A)`), not starting a word (`A型血`,
+   `A 型血`, `B超`, `A族`, `C反应蛋白`, `B细胞`, `D-二聚体`), not after a naming word (`vitamin C`, `type A`),
+   and not the English article or pronoun (`A deficiency of…`, `I think…`).
+   Lowercase letters count one at a time (`答案：b`, `(b)`), never as a run (`acid` is a word).
+3. Statements. An answer keyword followed by letters commits to them: `答案：C`, `答：C`, `【答案】C`,
+   `答案：选项C`, `答案是「B」`, `正确答案为A、C、E`, `选C`, `故选择C`, `应为E`, `我认为是D`, `最佳选择是C`,
+   `正确的是B`, `最恰当的处理是C`, `而是D`, `故C。`, `C为正确答案`, `Answer: C`, `The answer is (b)`,
+   `I would choose E`, `it is D`, `C is the correct answer`. A statement does not count when it is
+   - inside quotation marks (`A选项“答案是D”的说法错误`),
+   - negated (`不选A`, `不应选E`, `不要误选C`, `答案A是错误的`; `答案不是A` names nothing),
+   - hypothetical (`如果选A，…`, `若答案是C，则…`, `…，则应选A` after an `如果` clause),
+   - a question (`答案是A？`, `答案是C吗`),
+   - retracted right after (`答案是A。不对，…`, `…等等，…`, `…重新考虑…`, `Wait, …`), or
+   - rejected later (`不选A`, `排除A`, `答案不是A` after `答案是A`).
+4. The final statement wins: a later correction overrides an earlier answer
+   (`答案是A？不对，重新考虑，应选C` → C).
+5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`), a second letter
+   offered as possible (`答案可能是A，也可能是C`, `答案：C（D也对）`), or a choice "among" letters that
+   names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
+   `答案是B和C中的B` → B.
+6. Several letters joined by `、` `,` `和` `及` `与` `and`, by spaces or written together (`AC`,
+   `A、C、E`, `ACE`) are a multi-answer choice, read as written and sorted (`CA` → AC); whether the
+   question allows several answers is the scorer's business (several letters for a single-answer question
+   are simply wrong).
+   A comma ends the choice when an option is discussed after it (`答案是A，B项错误…` → A).
+7. Verdicts. Only without any statement: positive verdicts on options (`C项正确`, `选项C正确`, `(C) 正确`,
+   `C. 正确`, `只有D对`, `A、C、E正确`, `Option C is correct`) are read when they all name the same letters;
+   verdicts naming different options (`A正确，B正确，D正确，C错误`) are unparseable. Negative verdicts
+   (`A项错误`) name nothing.
+8. Formatted letters. Only without statements and verdicts: an answer that is just letters (`C`, `AC`, `(C)`,
+   `**C**`), a letter opening a line (`C. 非离子型`, `C、…`, `B) 粒层`) or in brackets (`…毒性最低（C）`, but
+   not `poly(A)`) is read when all such mentions agree (`(A) 错误；(B) 错误` is unparseable).
+9. A letter outside the question's options makes the answer unparseable (`答案：E` with options A-D).
+Everything else is unparseable, with the reason: an empty or truncated answer (`答案：`, `正确答案是`), a
+non-answer (`无法确定`, `以上都不对`), an option named only by its text. Nothing is ever guessed.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+OPTION_LETTERS = "ABCDEFGHIJ"
+
+
+@dataclass(frozen=True)
+class Extraction:
+    letters: str | None  # the chosen letters, sorted ("C", "ACE"); None when the answer is unparseable
+    reason: str  # the rule that read it (statement, verdict, formatted) or why nothing was read
+    evidence: str = ""  # the text that decided
+
+
+# --- building blocks ----------------------------------------------------------------------------------------
+
+_MULTI_SEP = r"[ \t]*(?:[、,&+]|和|及|与|以及|\band\b)[ \t]*|[ \t]+"
+_HEDGE_SEP = r"[ \t]*(?:/|或者|或是|或|还是|\bor\b)[ \t]*"
+_GROUP = rf"(?<![A-Za-z0-9])[A-Ja-j](?:(?:{_HEDGE_SEP}|{_MULTI_SEP})?[A-Ja-j])*"
+_HEDGE_IN_GROUP = re.compile(_HEDGE_SEP)
+_WORD_STARTS = "型超族组类级区段链群带波肝期字线管药点环帽端片胶座股峰柱轴号室"
+# A letter that starts a word (A型, B超, C反应蛋白, D-二聚体, B12, CT) is no choice.
+_BOUNDARY = (
+    r"(?![A-Za-z0-9\-+′])"
+    rf"(?![ \t]*(?:[{_WORD_STARTS}]|蛋白|细胞|受体|因子|抗原|抗体|病毒|反应|淋巴|超声))"
+)
+_CLOSERS = r"[ \t)\]】」』”’\"'>》]*"
+# A letter after these names a vitamin, type or group, not an option: "vitamin C", "type A", "维生素C".
+_NAMING_WORD = re.compile(
+    r"(?:维生素|血型|因子|导联"
+    r"|(?i:\b(?:vitamin|type|hepatitis|group|class|grade|stage|phase|factor|lead|wave|zone)))[ \t]*$"
+)
+_NOT_A_CHOICE_WORD = {"is", "are", "was", "and", "or", "because", "since", "as", "which", "would", "should"}
+_NOT_A_CHOICE_WORD |= {"seems", "fits", "matches", "best", "correct", "right", "here", "only", "also", "for"}
+
+_STRONG_KEYWORD = "|".join(
+    [
+        r"答案",
+        r"(?<![回解作])答(?=[ \t]*:)",
+        r"正确的?(?:选项|选择)",
+        r"最佳(?:选项|选择)",
+        r"选择|选(?!项)",
+        r"应(?:该|当)?(?:是|为|选择?)",
+        r"我(?:认为|觉得|选择?|倾向于选?|的选择)",
+        r"的(?:选项|选择)?(?:是|为)",
+        r"最(?:佳|合适|恰当|合理|正确|可能|符合题意|适宜|有效|准确)[^,，。.;；:\n]{0,8}?(?:是|为)",
+        r"首选[^,，。.;；:\n]{0,6}?(?:是|为)",
+        r"而是",
+        r"(?i:\b(?:the\s+)?(?:(?:final|correct|right|best|my)\s+)*answers?\b)",
+        r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
+        r"(?i:\b(?:choose|pick|select|go\s+with)\b)",
+        r"(?i:\b(?:it|this)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
+    ]
+)
+# These commit only when the letter ends the sentence or clause: "故C。", "诊断为B。", "diagnosis is B."
+_WEAK_KEYWORD = (
+    r"故|因此|所以|因而|综上所述|综上|结论|(?<![不并])(?:是|为)|(?i:\b(?:is|therefore|thus|hence|so)\b)"
+)
+_STRICT_END = r"(?=[ \t)\]】」』”’\"']*(?:$|[。.,;!\n]|项))"
+_CONNECTOR = (
+    r"(?:[ \t\n:=>\-—–#\"'“‘「『【\[(<《)\]】」』”’》]"
+    r"|应该|应当|应|就|当然|才|仍然|仍|还是|则|即|均|都|也|可能|最可能|肯定|显然|一定|是|为|选择|选|选项|答案"
+    r"|(?i:option|choice|letter|is|are|would\s+be|should\s+be|must\s+be|will\s+be|clearly|definitely))"
+)
+_STATEMENT = re.compile(
+    rf"(?P<key>{_STRONG_KEYWORD})(?P<conn>{_CONNECTOR}{{0,8}}?)(?P<group>{_GROUP}){_BOUNDARY}"
+    rf"|(?P<weak>{_WEAK_KEYWORD})(?P<wconn>[ \t,:]*(?:选项|(?i:option|choice))?[ \t]*)"
+    rf"(?P<wgroup>[A-J]){_BOUNDARY}{_STRICT_END}"
+)
+
+_VERDICT_ZH = re.compile(
+    r"(?:(?<![A-Za-z0-9\u4e00-\u9fff])|(?<=[故即则而仅有此以见知]))"
+    rf"(?:选项|答案)?[ \t]*[(\[【「\"“]?(?P<group>{_GROUP})[)\]】」\"”]?[ \t]*[.:、]?[ \t]*"
+    r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*的?(?:说法|描述|叙述|表述)?[ \t]*"
+    r"(?:均|都|也|才|是|为|最为|较为)*[ \t]*"
+    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|最符合题意|符合题意|最恰当|最合适|最佳)"
+    r"(?:的答案|的选项|的)?(?=[ \t]*(?:$|[。.,;!)\n]|因为))"
+)
+_VERDICT_EN = re.compile(
+    r"(?i:(?:options?|choices?|answers?)[ \t]+)?\(?"
+    rf"(?P<group>{_GROUP})\)?[ \t]+(?i:is|are|was|seems\s+to\s+be|would\s+be)[ \t]+(?i:the[ \t]+)?"
+    r"(?P<claim>(?i:(?:most[ \t]+)?(?:correct|right|best|true|appropriate)"
+    r"(?:[ \t]+(?:answer|option|choice|one)s?)?|answer))\b"
+)
+_REJECTION = re.compile(
+    r"(?:不选|不应选|不能选|不可选|排除了?|并非|而非|不是|(?i:\bnot\b))"
+    rf"[ \t]*(?:选项)?[ \t]*(?P<group>{_GROUP}){_BOUNDARY}"
+)
+
+_LETTERS_LINE = re.compile(
+    r"^[ \t]*(?:[-•>#][ \t]*)*[(\[【「]?[ \t]*"
+    r"(?P<group>[A-J](?:(?:[ \t]*[、,&][ \t]*|[ \t]+)?[A-J])*)[ \t]*[)\]】」]?[ \t]*[.。]?[ \t]*$",
+    re.MULTILINE,
+)
+_LINE_START = re.compile(
+    rf"^[ \t]*(?:[-•>#][ \t]*)*[(\[【]?[ \t]*(?P<group>[A-J]){_BOUNDARY}"
+    r"(?:[ \t]*(?:[.:)\]】]|、(?![ \t]*[A-J](?![A-Za-z0-9])))|[ \t]+(?=[^\sA-Za-z0-9]))",
+    re.MULTILINE,
+)
+_BRACKETED = re.compile(r"(?<![A-Za-z0-9])[(\[【「][ \t]*(?P<group>[A-Ja-j])[ \t]*[)\]】」]")  # not poly(A)
+
+_TENTATIVE = re.compile(rf"{_CLOSERS}(?:项)?[ \t]*(?:\?|吗|呢)")
+_RETRACTED = re.compile(
+    r"[\s()\]】」』”’\"'项。.,!?…~、\-—]*"
+    r"(?:不对(?!的)|不是[,。!]|不[,。!]|错了|有误|等等|等一下|且慢|再想想|再看看|再考虑|重新(?:考虑|审题|思考|分析)"
+    r"|再仔细|仔细(?:想|看)一下|更正|纠正|(?i:wait|actually|hmm|no[,.!]|correction))"
+)
+_NEGATED_AFTER = re.compile(
+    rf"{_CLOSERS}(?:选项|项)?[ \t]*(?:的说法|说法)?(?:是|也|都|均|则)?[ \t]*"
+    r"(?:不对|错|不正确|不是|不符|不选|排除|除外|(?i:is\s+(?:wrong|incorrect|not)|wrong|incorrect))"
+)
+_NEGATED_BEFORE = re.compile(
+    r"(?:不|没有?|未|别|勿|误|非|并非|而非|避免)(?:要|能|应该?|应当|会|可以?|再|必)?[ \t]*误?[ \t]*$"
+    r"|(?i:\b(?:not|never|n't|cannot)\s*)$"
+)
+_SCOPE = re.compile(rf"{_CLOSERS}(?:两者|二者|两项|三者|这两个|这两项)?(?:之中|当中|中|里面|里|之间)")
+_SCOPE_CHOICE = re.compile(r"[^。.!?;\n]{0,10}?(?<![A-Za-z0-9])(?P<letter>[A-J])(?![A-Za-z0-9])")
+_HEDGE_AFTER = re.compile(
+    rf"{_CLOSERS}[,(]?[ \t]*(?:也可能是?|也有可能是?|或许是?|也许是?|或者是?|或是|或|还是"
+    r"|(?i:or(?:\s+(?:possibly|maybe|perhaps))?))[ \t]*(?:选项)?[ \t]*[A-J](?![A-Za-z0-9])"
+)
+_HEDGE_IN_SENTENCE = re.compile(
+    r"^[^。.!?;\n]*?(?<![A-Za-z0-9])[A-J](?:项|选项)?[ \t]*(?:也|亦)(?:有|很)?(?:可能|可以|对|行|正确|说得通)"
+    r"(?=[ \t]*(?:$|[。.!?;,)\n]))"
+)
+_HYPOTHETICAL = re.compile(
+    r"如果|若|假如|假设|倘若|要是|如若|万一|是否|能否|可否|为什么|为何|(?i:\b(?:if|suppose|assuming|whether|why)\b)"
+)
+_CONSEQUENCE = re.compile(r"^[ \t]*(?:则|那么|那就|就|便|(?i:then\b))")
+_CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
+_SENTENCE_BREAK = re.compile(r"[。.!?;\n]")
+_QUOTES = {"“": "”", "「": "」", "『": "』", "‘": "’", '"': '"'}
+
+
+@dataclass(frozen=True)
+class _Mention:
+    start: int
+    letters: str | None  # None: a hedge between options
+    evidence: str
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _fold(answer: str) -> str:
+    return re.sub(r"[*`]", "", unicodedata.normalize("NFKC", answer))
+
+
+def _quoted_spans(text: str) -> list[tuple[int, int]]:
+    spans = []
+    position = 0
+    while position < len(text):
+        closer = _QUOTES.get(text[position])
+        end = text.find(closer, position + 1) if closer else -1
+        if end == -1:
+            position += 1
+            continue
+        spans.append((position, end))
+        position = end + 1
+    return spans
+
+
+def _letters(group: str) -> str:
+    letters = re.findall(r"[A-Ja-j]", re.sub(r"\b(?:and|or)\b", " ", group))
+    return "".join(sorted({letter.upper() for letter in letters}))
+
+
+def _last_break(pattern: re.Pattern, text: str, end: int) -> int:
+    found = [match.end() for match in pattern.finditer(text, 0, end)]
+    return found[-1] if found else 0
+
+
+def _hypothetical(text: str, start: int) -> bool:
+    clause_start = _last_break(_CLAUSE_BREAK, text, start)
+    if _HYPOTHETICAL.search(text, clause_start, start):
+        return True
+    if _CONSEQUENCE.match(text[clause_start:start]):
+        sentence_start = _last_break(_SENTENCE_BREAK, text, clause_start)
+        return bool(_HYPOTHETICAL.search(text, sentence_start, clause_start))
+    return False
+
+
+def _negated_before(text: str, start: int) -> bool:
+    clause_start = _last_break(_CLAUSE_BREAK, text, start)
+    return bool(_NEGATED_BEFORE.search(text[clause_start:start]))
+
+
+def _is_word(text: str, group: str, group_start: int, group_end: int) -> bool:
+    """Lowercase runs (`acid`), `vitamin C`, and the article or pronoun `A`/`I` before an English word."""
+    if _NAMING_WORD.search(text, max(0, group_start - 12), group_start):
+        return True
+    letters = re.findall(r"[A-Ja-j]", re.sub(r"\b(?:and|or)\b", " ", group))
+    if len(letters) > 1 and any(letter.islower() for letter in letters):  # a run like "acid", not "a, c"
+        return True
+    if group in ("A", "a", "I", "i"):
+        following = re.match(r"[ \t]+([a-z]+)", text[group_end:])
+        return bool(following) and following.group(1) not in _NOT_A_CHOICE_WORD
+    return False
+
+
+def _shrink_at_comma(text: str, group: str, group_end: int) -> str:
+    """`答案是A，B项错误`: a comma ends the choice when the text after the last letter goes on about it."""
+    parts = re.split(r"[ \t]*,[ \t]*", group)
+    if len(parts) == 1:
+        return group
+    ends_here = re.match(r"[ \t)\]】」』”’\"'(]*(?:$|[。.;!?\n])", text[group_end:])
+    verdict_follows = re.match(r"[ \t]*(?:[两三几]?项)?[ \t]*(?:均|都)?[ \t]*(?:正确|对)", text[group_end:])
+    return group if ends_here or verdict_follows else parts[0]
+
+
+def _choice(text: str, group: str, group_end: int) -> tuple[str | None, int]:
+    """The letters a group commits to (None for a hedge), and where the hedge ends (0 without one)."""
+    rest = text[group_end:]
+    scope = _SCOPE.match(rest)
+    if scope:
+        named = _SCOPE_CHOICE.match(rest, scope.end())
+        if named and named.group("letter") in _letters(group):
+            return named.group("letter"), 0
+        return None, group_end + scope.end()
+    if _HEDGE_IN_GROUP.search(group):
+        return None, group_end
+    hedge = _HEDGE_AFTER.match(rest) or _HEDGE_IN_SENTENCE.match(rest)
+    if hedge:
+        return None, group_end + hedge.end()
+    return _letters(group), 0
+
+
+def _counts(text: str, quoted: list[tuple[int, int]], start: int, group_end: int) -> bool:
+    """Whether a statement or verdict between start and group_end is a committed one."""
+    if any(left < start < right for left, right in quoted):
+        return False
+    if _negated_before(text, start) or _hypothetical(text, start):
+        return False
+    return not (_TENTATIVE.match(text, group_end) or _RETRACTED.match(text, group_end))
+
+
+# --- the three readings -------------------------------------------------------------------------------------
+
+
+def _statements(text: str, quoted: list[tuple[int, int]]) -> list[_Mention]:
+    found = []
+    hedged_until = 0  # the letters a hedge offers ("答案可能是A，也可能是C") are no new statement
+    for match in _STATEMENT.finditer(text):
+        strong = match.group("key") is not None
+        name = "group" if strong else "wgroup"
+        group, start = match.group(name), match.start()
+        if start < hedged_until or _is_word(text, group, match.start(name), match.end(name)):
+            continue
+        group = _shrink_at_comma(text, group, match.end(name))
+        group_end = match.start(name) + len(group)
+        if not _counts(text, quoted, start, group_end):
+            continue
+        if strong and ":" not in match.group("conn") and _NEGATED_AFTER.match(text, group_end):
+            continue  # "答案A是错误的"; after a colon ("答案：C项错误") the letter is the answer
+        letters, hedge_end = _choice(text, group, group_end)
+        hedged_until = max(hedged_until, hedge_end)
+        found.append(_Mention(start, letters, text[start:group_end]))
+    for pattern in (_VERDICT_ZH, _VERDICT_EN):
+        for match in pattern.finditer(text):
+            claim = match.group("claim").lower()
+            if any(word in claim for word in ("答案", "选项", "answer", "option", "choice", "one")):
+                mention = _verdict(text, quoted, match)
+                if mention:
+                    found.append(mention)
+    return sorted(found, key=lambda mention: mention.start)
+
+
+def _verdict(text: str, quoted: list[tuple[int, int]], match: re.Match) -> _Mention | None:
+    group, group_end = match.group("group"), match.end("group")
+    if _is_word(text, group, match.start("group"), group_end) or not _counts(
+        text, quoted, match.start(), match.end()
+    ):
+        return None
+    if _HEDGE_IN_GROUP.search(group):
+        return _Mention(match.start(), None, match.group(0))
+    return _Mention(match.start(), _letters(group), match.group(0))
+
+
+def _verdicts(text: str, quoted: list[tuple[int, int]]) -> list[_Mention]:
+    found = []
+    for pattern in (_VERDICT_ZH, _VERDICT_EN):
+        for match in pattern.finditer(text):
+            mention = _verdict(text, quoted, match)
+            if mention:
+                found.append(mention)
+    return found
+
+
+def _formatted(text: str) -> list[_Mention]:
+    found = []
+    letter_lines = []
+    for match in _LETTERS_LINE.finditer(text):
+        found.append(_Mention(match.start(), _letters(match.group("group")), match.group(0).strip()))
+        letter_lines.append((match.start(), match.end()))
+    for pattern in (_LINE_START, _BRACKETED):
+        for match in pattern.finditer(text):
+            if not any(left <= match.start() < right for left, right in letter_lines):
+                found.append(_Mention(match.start(), _letters(match.group("group")), match.group(0).strip()))
+    return found
+
+
+def _rejected(text: str, quoted: list[tuple[int, int]], mention: _Mention) -> bool:
+    """Whether the letters of a statement are rejected later on ("不选A", "排除A", "答案不是A")."""
+    after = mention.start + len(mention.evidence)
+    for match in _REJECTION.finditer(text, after):
+        if any(left < match.start() < right for left, right in quoted):
+            continue
+        if mention.letters and set(_letters(match.group("group"))) & set(mention.letters):
+            return True
+    return False
+
+
+def _decide(mention: _Mention, valid: str, rule: str) -> Extraction:
+    if mention.letters is None:
+        return Extraction(None, "hedge between options", mention.evidence)
+    outside = [letter for letter in mention.letters if letter not in valid]
+    if outside:
+        return Extraction(None, f"invalid option {''.join(outside)!r}", mention.evidence)
+    return Extraction(mention.letters, rule, mention.evidence)
+
+
+def _agreeing(mentions: list[_Mention], valid: str, rule: str, conflict: str) -> Extraction:
+    readings = {mention.letters for mention in mentions}
+    if len(readings) > 1:
+        shown = sorted(reading or "hedge" for reading in readings)
+        return Extraction(None, f"{conflict}: {shown}", "; ".join(mention.evidence for mention in mentions))
+    return _decide(mentions[-1], valid, rule)
+
+
+def extract_choice(answer: str, valid: str) -> Extraction:
+    """The option letters an answer commits to, by the rules in this module's docstring.
+
+    `answer` is the answer part only (after the reasoning); `valid` the question's option letters ("ABCDE").
+    """
+    if not valid or any(letter not in OPTION_LETTERS for letter in valid):
+        raise ValueError(f"valid option letters must be a non-empty string of A-J, got {valid!r}")
+    text = _fold(answer)
+    if not text.strip():
+        return Extraction(None, "empty answer")
+    quoted = _quoted_spans(text)
+    statements = [mention for mention in _statements(text, quoted) if not _rejected(text, quoted, mention)]
+    if statements:
+        return _decide(statements[-1], valid, "statement")
+    verdicts = [mention for mention in _verdicts(text, quoted) if not _rejected(text, quoted, mention)]
+    if verdicts:
+        return _agreeing(verdicts, valid, "verdict", "conflicting verdicts")
+    formatted = _formatted(text)
+    if formatted:
+        return _agreeing(formatted, valid, "formatted", "ambiguous letters")
+    return Extraction(None, "no option letter found")
