@@ -90,7 +90,8 @@ def fresh_venv(folder: Path) -> Path:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    Path(venv_site, "_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    dependencies = [*site.getsitepackages(), site.getusersitepackages()]
+    Path(venv_site, "_dependencies.pth").write_text("\n".join(dependencies) + "\n")
     return python
 
 
