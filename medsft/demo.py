@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import logging
 import os
 import socket
 import sys
@@ -16,9 +17,10 @@ import gradio as gr
 
 from medsft.generate import GenerationSettings, Generator, load_generator
 from medsft.infer import add_generation_arguments, resolve_model_argument, settings_from_args, with_system
-from medsft.model import ModelSourceError
 
 MODEL_QUEUE = "model"  # every event that runs the model shares this concurrency limit
+
+log = logging.getLogger(__name__)
 
 TEXT = {
     "zh": {
@@ -188,7 +190,7 @@ def build_app(generator: Generator, config: DemoConfig) -> gr.Blocks:
         stream = generator.stream(messages, settings, stop)
         try:
             yield chat + chat_messages("", "", settings.enable_thinking, False, 0, text), history, "", notice
-            for reasoning, answer, done in stream:
+            for reasoning, answer, done, _ in stream:
                 bubbles = chat_messages(
                     reasoning, answer, settings.enable_thinking, done, time.monotonic() - started, text
                 )
@@ -343,22 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    try:
-        generator = load_generator(resolve_model_argument(args.model), device=args.device, dtype=args.dtype)
-    except ModelSourceError as error:
-        print(f"medsft demo: {error}", file=sys.stderr)
-        return 2
-    print(f"model: {generator.model_dir} ({generator.device})", file=sys.stderr)
-    config = DemoConfig(args.system_prompt, args.max_input_tokens, settings_from_args(args), args.lang)
+    settings = settings_from_args(args)
+    generator = load_generator(resolve_model_argument(args.model), device=args.device, dtype=args.dtype)
+    log.info("model: %s (%s, %s)", generator.model_dir, generator.backend, generator.device)
+    config = DemoConfig(args.system_prompt, args.max_input_tokens, settings, args.lang)
     app = build_app(generator, config)
     app.queue(default_concurrency_limit=args.concurrency)
     if args.check:
         port = args.port if port_free(args.host, args.port) else free_port(args.host)
         return run_check(app, args.host, port, args.check_question, min(args.max_new_tokens, 128))
     where = "this machine only" if args.host in {"127.0.0.1", "localhost"} else f"interface {args.host}"
-    print(f"serving on http://{args.host}:{args.port} ({where}; Ctrl+C stops it)", file=sys.stderr)
+    log.info("serving on http://%s:%s (%s; Ctrl+C stops it)", args.host, args.port, where)
     if args.share:
-        print("--share: the demo is also published on a public gradio.live link", file=sys.stderr)
+        log.warning("--share: the demo is also published on a public gradio.live link")
     app.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=not args.share)
     return 0
 
@@ -373,4 +372,6 @@ def port_free(host: str, port: int) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from medsft.cli import run_command
+
+    sys.exit(run_command("demo", main, sys.argv[1:]))

@@ -7,54 +7,155 @@ and (3) without loading any model.
 
 from __future__ import annotations
 
-import argparse
-import gc
 import json
+import logging
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 import torch
+from transformers import HfArgumentParser
 
 from medsft import metrics
+from medsft.answer_choice import extract_choice
+from medsft.chat_format import assistant_content, build_messages, special_token_ids, split_reasoning
+from medsft.errors import MedsftError
 from medsft.generate import (
     Generation,
     GenerationSettings,
-    Generator,
     load_generator,
-    split_reasoning,
-    vllm_usable,
+    pick_device,
+    resolve_backend,
 )
+from medsft.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
 from medsft.mcq import (
-    BenchmarkFormatError,
     Question,
     accuracy_table,
-    extract_choice,
     load_questions,
     score_by_likelihood,
     select_questions,
     thinking_conversation,
 )
 from medsft.metrics import SegmentLoss
-from medsft.model import ModelSourceError, resolve_model_dir
-from medsft.paths import DEFAULT_SYSTEM_PROMPT, OUTPUT_DIR, PROCESSED_DIR, shared_dir
+from medsft.model import resolve_model_dir
+from medsft.paths import output_dir, processed_dir, shared_dir
 
 DEFAULT_SPLIT_NAME = "delicate_medical_r1_data"
 MCQ_DIR = Path("benchmarks") / "xmedbench_zh"
 MCQ_SUBSETS = ("cmb-single", "cmexam", "cmmlu-medical", "medqa-mcmle")
-THINK_CLOSE_ID_NAME = "</think>"
-END_OF_TURN = "<|im_end|>"
+MCQ_COLUMNS = ("question", "options", "answer", "source")
 ROLES = ("baseline", "model")  # report order: the reference point first
+PREDICTION_KINDS = ("indomain", "mcq_think", "mcq_likelihood")
+
+log = logging.getLogger(__name__)
 
 
-class EvaluationError(RuntimeError):
-    """An input the evaluation cannot use; the message says what to do."""
+class EvaluationError(MedsftError):
+    """An input or option the evaluation cannot use; the message says what to do."""
 
 
-def log(message: str) -> None:
-    print(f"[eval] {message}", file=sys.stderr, flush=True)
+# --- options ------------------------------------------------------------------------------------------------
+
+
+def _option(help_text: str, default=None, **argparse_kwargs):
+    return field(default=default, metadata={"help": help_text, **argparse_kwargs})
+
+
+@dataclass
+class EvalConfig:
+    """Every option of `medsft eval`. Parsed from the command line by HfArgumentParser (each field is a flag,
+    `--max-new-tokens` and `--max_new_tokens` alike) and written to run.json as it was used."""
+
+    model: str | None = _option("model folder, ModelScope id or hf:<id> (e.g. output/full_1epoch/final)")
+    baseline: str | None = _option("a second model evaluated the same way (e.g. Qwen/Qwen3-1.7B)")
+    data: Path | None = _option("held-out JSONL; unset: data/processed/<name>/val.jsonl", metavar="FILE")
+    limit: int | None = _option("first N held-out rows only (loss and generation)", metavar="N")
+    greedy: bool = _option("greedy decoding instead of Qwen3's recommended sampling", False)
+    max_new_tokens: int = _option("generation limit per answer, reasoning included", 2048, metavar="N")
+    batch_size: int = _option("prompts per forward/generate batch", 8, metavar="N")
+    mcq_file: Path | None = _option(
+        "benchmark file: .json (XMedBench), .csv (CMMLU/C-Eval), .jsonl; unset: XMedBench, see --mcq-split",
+        metavar="FILE",
+    )
+    mcq_split: Literal["dev", "test"] = _option(
+        "XMedBench file under $MEDSFT_SHARED/benchmarks/xmedbench_zh when no --mcq-file", "dev"
+    )
+    mcq_columns: str | None = _option(
+        "column names, e.g. question=stem,options=choices,answer=label", metavar="SPEC"
+    )
+    mcq_subset: str | None = _option(
+        f"comma-separated sources, e.g. {','.join(MCQ_SUBSETS[:2])}", metavar="A,B"
+    )
+    mcq_limit: int | None = _option("N questions: a seeded sample stratified by source", metavar="N")
+    mcq_mode: Literal["think", "likelihood", "both", "none"] = _option(
+        "reasoning then letter extraction, option-letter likelihood, both, or no MCQ", "both"
+    )
+    seed: int = _option("sampling seed and MCQ sample seed", 42, metavar="N")
+    name: str | None = _option("report folder name; unset: the model folder's name")
+    out_dir: Path | None = _option("parent folder of reports; unset: output/eval", metavar="DIR")
+    samples: int = _option("sample answers shown in the report", 3, metavar="N")
+    device: str | None = _option("cuda, cpu, …; unset: cuda when available")
+    dtype: str | None = _option("bfloat16, float16, float32; unset: bf16 on GPU, fp32 on CPU")
+    backend: Literal["hf", "vllm", "auto"] = _option(
+        "generation backend; auto: vLLM when it is installed and the device is a GPU, else hf", "auto"
+    )
+    progress: bool = _option("progress bars while generating", False)
+    from_predictions: Path | None = _option(
+        "recompute metrics, report and charts from an earlier run's folder (no model)", metavar="DIR"
+    )
+
+    def __post_init__(self) -> None:
+        if self.from_predictions is None and not self.model:
+            raise EvaluationError(
+                "--model is required (a folder such as output/full_1epoch/final, or a model id), "
+                "unless --from-predictions DIR recomputes an earlier report."
+            )
+        for flag, value, least in (
+            ("--limit", self.limit, 1),
+            ("--max-new-tokens", self.max_new_tokens, 1),
+            ("--batch-size", self.batch_size, 1),
+            ("--mcq-limit", self.mcq_limit, 1),
+            ("--samples", self.samples, 0),
+        ):
+            if value is not None and value < least:
+                raise EvaluationError(f"{flag} must be at least {least}, not {value}.")
+        parse_columns(self.mcq_columns)  # a bad spec fails here, before any model is loaded
+
+    @property
+    def mcq_subsets(self) -> list[str] | None:
+        return (
+            [name.strip() for name in self.mcq_subset.split(",") if name.strip()] if self.mcq_subset else None
+        )
+
+    def generation_settings(self) -> GenerationSettings:
+        if self.greedy:
+            return GenerationSettings.greedy(max_new_tokens=self.max_new_tokens, seed=self.seed)
+        return GenerationSettings(max_new_tokens=self.max_new_tokens, seed=self.seed)
+
+    def report_name(self) -> str:
+        if self.name:
+            return self.name
+        path = Path(str(self.model or self.from_predictions).rstrip("/"))
+        return path.name if path.name not in {"final", ""} else f"{path.parent.name}-{path.name}"
+
+    def as_json(self) -> dict:
+        return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+
+
+def build_parser() -> HfArgumentParser:
+    return HfArgumentParser(
+        EvalConfig,
+        prog="medsft eval",
+        description="Evaluate a model (and optionally a baseline): held-out split and a medical MCQ set.",
+    )
+
+
+def parse_config(argv: list[str] | None = None) -> EvalConfig:
+    """The options of a command line; a bad flag exits 2 with argparse's usage, a bad value raises."""
+    return EvalConfig(**vars(build_parser().parse_args(argv)))
 
 
 # --- inputs -------------------------------------------------------------------------------------------------
@@ -77,60 +178,54 @@ class Example:
 
 
 def default_data_path() -> Path:
-    preferred = PROCESSED_DIR / DEFAULT_SPLIT_NAME / "val.jsonl"
+    folder = processed_dir()
+    preferred = folder / DEFAULT_SPLIT_NAME / "val.jsonl"
     if preferred.is_file():
         return preferred
-    candidates = sorted(
-        PROCESSED_DIR.glob("*/val.jsonl"), key=lambda path: path.stat().st_mtime, reverse=True
-    )
+    candidates = sorted(folder.glob("*/val.jsonl"), key=lambda path: path.stat().st_mtime, reverse=True)
     if not candidates:
         raise EvaluationError(
-            f"No held-out split found ({PROCESSED_DIR}/*/val.jsonl). Run `make data` first, "
-            "or pass --data FILE "
+            f"No held-out split found ({folder}/*/val.jsonl). Run `make data` first, or pass --data FILE "
             "(processed {messages} rows, or raw {question, think, answer} rows)."
         )
-    log(f"--data not given and {preferred} absent: using the newest split, {candidates[0]}")
+    log.info("--data not given and %s absent: using the newest split, %s", preferred, candidates[0])
     return candidates[0]
 
 
 def _example(row: dict, index: int) -> Example:
+    if not isinstance(row, dict):
+        raise EvaluationError(f"expected a JSON object, got {type(row).__name__}")
     if "messages" in row:
         messages = [dict(message) for message in row["messages"]]
         if len(messages) < 2 or messages[-1].get("role") != "assistant" or messages[-2].get("role") != "user":
-            raise EvaluationError(
-                f"row {index}: messages must end with a user turn and the assistant reference"
-            )
+            raise EvaluationError("messages must end with a user turn and the assistant reference")
         if messages[-1].get("reasoning_content"):
             reasoning, answer = messages[-1].pop("reasoning_content").strip(), messages[-1]["content"].strip()
-            messages[-1]["content"] = f"<think>\n{reasoning}\n</think>\n\n{answer}"
+            messages[-1]["content"] = assistant_content(reasoning, answer)
         else:
             reasoning, answer, _ = split_reasoning(messages[-1]["content"])
     elif {"question", "answer"} <= row.keys():  # a raw row, as the original dataset ships it
         reasoning, answer = str(row.get("think") or "").strip(), str(row["answer"]).strip()
-        messages = [
-            {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
-            {"role": "user", "content": str(row["question"]).strip()},
-            {"role": "assistant", "content": f"<think>\n{reasoning}\n</think>\n\n{answer}"},
-        ]
+        messages = build_messages(str(row["question"]).strip(), reasoning, answer)
     else:
-        raise EvaluationError(
-            f"row {index}: expected `messages` or `question`/`think`/`answer`, got {sorted(row)}"
-        )
+        raise EvaluationError(f"expected `messages` or `question`/`think`/`answer`, got {sorted(row)}")
     return Example(index=index, messages=messages, reference_reasoning=reasoning, reference_answer=answer)
 
 
 def load_examples(path: Path, limit: int | None = None) -> list[Example]:
+    """The rows of a held-out file; `index` is the row's 0-based line number."""
     if not path.is_file():
-        raise EvaluationError(f"data file not found: {path}")
+        raise EvaluationError(f"Data file not found: {path}.")
     examples = []
-    with path.open(encoding="utf-8") as handle:
-        for index, line in enumerate(handle):
-            if limit is not None and len(examples) >= limit:
-                break
-            if line.strip():
-                examples.append(_example(json.loads(line), index))
+    for number, row in iter_jsonl(path):
+        if limit is not None and len(examples) >= limit:
+            break
+        try:
+            examples.append(_example(row, number - 1))
+        except EvaluationError as error:
+            raise EvaluationError(f"{path}, line {number}: {error}") from error
     if not examples:
-        raise EvaluationError(f"{path} has no rows")
+        raise EvaluationError(f"{path} has no rows.")
     return examples
 
 
@@ -145,37 +240,32 @@ def parse_columns(spec: str | None) -> dict[str, str]:
     columns = {}
     for item in spec.split(","):
         key, sep, value = item.partition("=")
-        if not sep or key.strip() not in {"question", "options", "answer", "source"}:
+        if not sep or key.strip() not in MCQ_COLUMNS:
             raise EvaluationError(
-                f"--mcq-columns: bad item {item!r} (use question=…,options=…,answer=…,source=…)"
+                f"--mcq-columns: bad item {item!r} (use question=…,options=…,answer=…,source=…)."
             )
         columns[key.strip()] = value.strip()
     return columns
 
 
-def load_mcq(args) -> tuple[list[Question], Path | None, str | None]:
+def load_mcq(config: EvalConfig) -> tuple[list[Question], Path | None, str | None]:
     """The selected questions, the file, and a note when the benchmark is skipped."""
-    if args.mcq_mode == "none":
+    if config.mcq_mode == "none":
         return [], None, "MCQ benchmark not requested (--mcq-mode none)."
-    path = Path(args.mcq_file) if args.mcq_file else default_mcq_path(args.mcq_split)
+    path = config.mcq_file or default_mcq_path(config.mcq_split)
     if not path.is_file():
-        if args.mcq_file:
-            raise EvaluationError(f"--mcq-file not found: {path}")
+        if config.mcq_file:
+            raise EvaluationError(f"--mcq-file not found: {path}.")
         note = (
             f"MCQ benchmark skipped: {path} not found. Get XMedBench (Chinese split, `test_zh.json` / "
             "`dev_zh.json`) from the Apollo project's public release (FreedomIntelligence/Apollo, XMedBench) "
-            "and "
-            f"put it under $MEDSFT_SHARED/{MCQ_DIR}/, or pass --mcq-file."
+            f"and put it under $MEDSFT_SHARED/{MCQ_DIR}/, or pass --mcq-file."
         )
-        log(note)
+        log.warning(note)
         return [], path, note
-    subsets = [name.strip() for name in args.mcq_subset.split(",")] if args.mcq_subset else None
-    try:
-        questions = load_questions(path, parse_columns(args.mcq_columns))
-        questions = select_questions(questions, subsets, args.mcq_limit, args.seed)
-    except BenchmarkFormatError as error:
-        raise EvaluationError(str(error)) from error
-    log(f"MCQ: {len(questions)} questions from {path}")
+    questions = load_questions(path, parse_columns(config.mcq_columns))
+    questions = select_questions(questions, config.mcq_subsets, config.mcq_limit, config.seed)
+    log.info("MCQ: %d questions from %s", len(questions), path)
     return questions, path, None
 
 
@@ -193,8 +283,8 @@ def teacher_forced_losses(
     after `</think>` to `<|im_end|>` inclusive. Logits are computed in chunks of positions so a 150k
     vocabulary never materialises for a whole batch.
     """
-    think_close_id = tokenizer.convert_tokens_to_ids(THINK_CLOSE_ID_NAME)
-    end_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    format_ids = special_token_ids(tokenizer)
+    think_close_id, end_id = format_ids["think_close"], format_ids["end_of_turn"]
     encoded = []
     for messages in conversations:
         full = tokenizer.apply_chat_template(messages, tokenize=False)
@@ -239,39 +329,7 @@ def teacher_forced_losses(
     return results  # type: ignore[return-value]
 
 
-# --- running one model --------------------------------------------------------------------------------------
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def generation_settings(args) -> GenerationSettings:
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, seed=args.seed)
-    return (
-        GenerationSettings.greedy(max_new_tokens=args.max_new_tokens, seed=args.seed)
-        if args.greedy
-        else settings
-    )
-
-
-def _release(generator: Generator) -> None:
-    generator.model = None
-    if hasattr(generator, "llm"):  # vLLM engine
-        generator.llm = None
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+# --- records of one model ----------------------------------------------------------------------------------
 
 
 def likelihood_records(model, tokenizer, questions: list[Question], batch_size: int) -> list[dict]:
@@ -301,7 +359,7 @@ def indomain_records(
                 "question": example.question,
                 "reference_reasoning": example.reference_reasoning,
                 "reference_answer": example.reference_answer,
-                # reference lengths counted like a generation's: <think>…</think>; answer without <|im_end|>
+                # counted like a generation's: the think block; the answer without the end of turn
                 "reference_reasoning_tokens": reasoning_loss.tokens,
                 "reference_answer_tokens": max(answer_loss.tokens - 1, 0),
                 "loss": {"reasoning": asdict(reasoning_loss), "answer": asdict(answer_loss)},
@@ -341,56 +399,68 @@ class _Stopwatch:
         started = time.perf_counter()
         result = call()
         self.seconds[f"{stage}_s"] = round(time.perf_counter() - started, 2)
-        log(f"{self.role}: {what}, {self.seconds[f'{stage}_s']:.1f}s")
+        log.info("%s: %s, %.1fs", self.role, what, self.seconds[f"{stage}_s"])
         return result
 
 
 def evaluate_model(
-    role: str, source: str, examples: list[Example], questions: list[Question], args, predictions_dir: Path
-) -> dict[str, float]:
-    """Score and generate with one model, write its predictions files; returns seconds per stage.
-
-    Loss and likelihood need the Hugging Face model; generation uses it too, or vLLM when asked for.
-    """
+    role: str,
+    source: str,
+    examples: list[Example],
+    questions: list[Question],
+    config: EvalConfig,
+    predictions_dir: Path,
+) -> dict:
+    """Score and generate with one model and write its predictions files; returns the generation backend
+    and the seconds per stage. Loss and likelihood need the transformers model; generation uses it too, or
+    vLLM when the backend resolves to it (the transformers model is freed first)."""
     clock = _Stopwatch(role)
     generator = clock.time(
-        "load", f"loaded {source}", lambda: load_generator(source, args.device, args.dtype, backend="hf")
+        "load", f"loaded {source}", lambda: load_generator(source, config.device, config.dtype, backend="hf")
     )
     tokenizer = generator.tokenizer
-    conversations = [e.messages for e in examples]
     losses = clock.time(
         "loss",
         f"loss on {len(examples)} rows",
-        lambda: teacher_forced_losses(generator.model, tokenizer, conversations, batch_size=args.batch_size),
+        lambda: teacher_forced_losses(
+            generator.model, tokenizer, [e.messages for e in examples], batch_size=config.batch_size
+        ),
     )
-    if questions and args.mcq_mode in {"likelihood", "both"}:
+    if questions and config.mcq_mode in {"likelihood", "both"}:
         records = clock.time(
             "mcq_likelihood",
             f"MCQ likelihood on {len(questions)} questions",
-            lambda: likelihood_records(generator.model, tokenizer, questions, args.batch_size),
+            lambda: likelihood_records(generator.model, tokenizer, questions, config.batch_size),
         )
         write_jsonl(predictions_dir / f"{role}.mcq_likelihood.jsonl", records)
-    if args.backend == "vllm" or (args.backend == "auto" and vllm_usable()):
-        _release(generator)
-        generator = load_generator(source, args.device, args.dtype, backend="vllm")
+    backend = resolve_backend(config.backend, config.device)
+    if backend != generator.backend:
+        generator.close()
+        generator = clock.time(
+            f"load_{backend}",
+            f"loaded {source} for {backend}",
+            lambda: load_generator(source, config.device, config.dtype, backend=backend),
+        )
 
-    settings = generation_settings(args)
+    settings = config.generation_settings()
     generations = clock.time(
         "generate",
         f"generated {len(examples)} answers",
-        lambda: generator.generate([e.prompt for e in examples], settings, args.batch_size, args.progress),
+        lambda: generator.generate(
+            [e.prompt for e in examples], settings, config.batch_size, config.progress
+        ),
     )
     write_jsonl(predictions_dir / f"{role}.indomain.jsonl", indomain_records(examples, generations, losses))
-    if questions and args.mcq_mode in {"think", "both"}:
+    if questions and config.mcq_mode in {"think", "both"}:
         prompts = [thinking_conversation(q) for q in questions]
         outputs = clock.time(
             "mcq_think",
             f"MCQ thinking mode on {len(questions)} questions",
-            lambda: generator.generate(prompts, settings, args.batch_size, args.progress),
+            lambda: generator.generate(prompts, settings, config.batch_size, config.progress),
         )
         write_jsonl(predictions_dir / f"{role}.mcq_think.jsonl", think_records(questions, outputs))
-    _release(generator)
-    return clock.seconds
+    generator.close()
+    return {"backend": generator.backend, "timings_s": clock.seconds}
 
 
 # --- metrics from predictions -------------------------------------------------------------------------------
@@ -469,22 +539,32 @@ def mcq_metrics(think: list[dict], likelihood: list[dict]) -> dict:
     return result
 
 
-def compute_report(out_dir: Path) -> tuple[dict, dict[str, dict[str, list[dict]]]]:
-    """report.json content and the predictions per role, from <out_dir>/run.json and predictions/."""
+def _read_run(out_dir: Path) -> dict:
     run_path = out_dir / "run.json"
     if not run_path.is_file():
-        raise EvaluationError(f"{run_path} not found: not an evaluation folder (run `medsft eval` first)")
-    run = json.loads(run_path.read_text(encoding="utf-8"))
+        raise EvaluationError(f"{run_path} not found: not an evaluation folder (run `medsft eval` first).")
+    try:
+        run = json.loads(run_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise EvaluationError(f"{run_path} is not valid JSON ({error}).") from error
+    if not isinstance(run, dict) or "config" not in run or "models" not in run:
+        raise EvaluationError(
+            f"{run_path} was not written by this version of `medsft eval` (no config or models): "
+            "run the evaluation again."
+        )
+    return run
+
+
+def compute_report(out_dir: Path) -> tuple[dict, dict[str, dict[str, list[dict]]]]:
+    """report.json content and the predictions per role, from <out_dir>/run.json and predictions/."""
+    run = _read_run(out_dir)
     predictions: dict[str, dict[str, list[dict]]] = {}
     models = {}
     for role in ROLES:
         if role not in run["models"]:
             continue
-        folder = out_dir / "predictions"
-        predictions[role] = {
-            kind: read_jsonl(folder / f"{role}.{kind}.jsonl")
-            for kind in ("indomain", "mcq_think", "mcq_likelihood")
-        }
+        files = {kind: out_dir / "predictions" / f"{role}.{kind}.jsonl" for kind in PREDICTION_KINDS}
+        predictions[role] = {kind: read_jsonl(path) if path.is_file() else [] for kind, path in files.items()}
         models[role] = {
             **run["models"][role],
             "indomain": indomain_metrics(predictions[role]["indomain"]),
@@ -495,145 +575,67 @@ def compute_report(out_dir: Path) -> tuple[dict, dict[str, dict[str, list[dict]]
     return report, predictions
 
 
-# --- CLI ----------------------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="medsft eval",
-        description="Evaluate a model (and optionally a baseline): held-out split and a medical MCQ set.",
-    )
-    parser.add_argument(
-        "--model", help="model folder, ModelScope id or hf:<id> (e.g. output/full_1epoch/final)"
-    )
-    parser.add_argument("--baseline", help="a second model evaluated the same way (e.g. Qwen/Qwen3-1.7B)")
-    parser.add_argument("--data", help="held-out JSONL (default: data/processed/<name>/val.jsonl)")
-    parser.add_argument("--limit", type=int, help="first N held-out rows only (loss and generation)")
-    parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of Qwen3's sampling")
-    parser.add_argument("--max-new-tokens", type=int, default=2048, help="generation limit per answer (2048)")
-    parser.add_argument("--batch-size", type=int, default=8, help="prompts per forward/generate batch (8)")
-    parser.add_argument("--mcq-file", help="benchmark file: .json (XMedBench), .csv (CMMLU/C-Eval), .jsonl")
-    parser.add_argument(
-        "--mcq-split",
-        choices=["dev", "test"],
-        default="dev",
-        help="XMedBench file under $MEDSFT_SHARED/benchmarks/xmedbench_zh when no --mcq-file (dev)",
-    )
-    parser.add_argument("--mcq-columns", help="column names, e.g. question=stem,options=choices,answer=label")
-    parser.add_argument("--mcq-subset", help=f"comma-separated sources, e.g. {','.join(MCQ_SUBSETS[:2])}")
-    parser.add_argument("--mcq-limit", type=int, help="N questions: seeded sample stratified by source")
-    parser.add_argument(
-        "--mcq-mode",
-        choices=["think", "likelihood", "both", "none"],
-        default="both",
-        help="reasoning then letter extraction, option-letter likelihood, both, or no MCQ (both)",
-    )
-    parser.add_argument("--seed", type=int, default=42, help="sampling and MCQ sample seed (42)")
-    parser.add_argument("--name", help="report folder name (default: the model folder's name)")
-    parser.add_argument("--out-dir", help=f"parent folder of reports ({OUTPUT_DIR / 'eval'})")
-    parser.add_argument("--samples", type=int, default=3, help="sample answers shown in the report (3)")
-    parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
-    parser.add_argument("--dtype", help="bfloat16, float16, float32 (default: bf16 on GPU, fp32 on CPU)")
-    parser.add_argument(
-        "--backend",
-        choices=["hf", "vllm", "auto"],
-        default="auto",
-        help="generation backend; auto: vLLM when it is installed and a GPU is present, else hf (auto)",
-    )
-    parser.add_argument("--progress", action="store_true", help="progress bars while generating")
-    parser.add_argument(
-        "--from-predictions",
-        metavar="DIR",
-        help="recompute metrics, report and charts from an earlier run's folder (no model)",
-    )
-    return parser
-
-
-def report_name(args) -> str:
-    if args.name:
-        return args.name
-    path = Path(args.model.rstrip("/"))
-    return path.name if path.name not in {"final", ""} else f"{path.parent.name}-{path.name}"
-
-
 def write_report(out_dir: Path, samples: int) -> dict:
     from medsft.report import render_report
 
     report, predictions = compute_report(out_dir)
     report["report_created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     render_report(out_dir, report, predictions, samples=samples)
-    (out_dir / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
-    log(f"report: {out_dir / 'report.md'}")
+    write_json(out_dir / "report.json", report)
+    log.info("report: %s", out_dir / "report.md")
     return report
 
 
-def run(args) -> Path:
-    if args.from_predictions:
-        out_dir = Path(args.from_predictions)
-        write_report(out_dir, args.samples)
-        return out_dir
-    if not args.model:
-        raise EvaluationError(
-            "--model is required (a folder such as output/full_1epoch/final, or a model id)"
-        )
+# --- running ------------------------------------------------------------------------------------------------
+
+
+def run(config: EvalConfig) -> Path:
+    """Evaluate the model (and the baseline) and write the report; returns the report folder."""
+    if config.from_predictions is not None:
+        write_report(config.from_predictions, config.samples)
+        return config.from_predictions
+    backend = resolve_backend(config.backend, config.device)  # an unusable backend fails before any work
     # resolve (download) both models first: a wrong second path should not surface after the first one's run
-    sources = {
-        role: str(resolve_model_dir(source))
-        for role, source in (("baseline", args.baseline), ("model", args.model))
-        if source
-    }
-    data_path = Path(args.data) if args.data else default_data_path()
-    examples = load_examples(data_path, args.limit)
-    log(f"in-domain: {len(examples)} rows from {data_path}")
-    questions, mcq_path, mcq_note = load_mcq(args)
-    out_dir = Path(args.out_dir) if args.out_dir else OUTPUT_DIR / "eval"
-    out_dir = out_dir / report_name(args)
+    given = {"baseline": config.baseline, "model": config.model}
+    sources = {role: str(resolve_model_dir(source)) for role, source in given.items() if source}
+    data_path = config.data or default_data_path()
+    examples = load_examples(data_path, config.limit)
+    log.info("in-domain: %d rows from %s", len(examples), data_path)
+    questions, mcq_path, mcq_note = load_mcq(config)
+    out_dir = (config.out_dir or output_dir() / "eval") / config.report_name()
     predictions_dir = out_dir / "predictions"
     predictions_dir.mkdir(parents=True, exist_ok=True)
     for stale in predictions_dir.glob("*.jsonl"):
         stale.unlink()
-    settings = generation_settings(args)
     run_info = {
         "name": out_dir.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config.as_json(),
         "data": str(data_path),
         "rows": len(examples),
         "mcq_file": str(mcq_path) if mcq_path else None,
         "mcq_note": mcq_note,
         "mcq_questions": len(questions),
-        "mcq_mode": args.mcq_mode,
-        "mcq_limit": args.mcq_limit,
-        "mcq_subset": args.mcq_subset,
-        "seed": args.seed,
-        "generation": asdict(settings),
-        "backend": args.backend,
-        "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        "generation": asdict(config.generation_settings()),
+        "backend": backend,
+        "device": pick_device(config.device),
         "models": {},
     }
     for role in ROLES:
         if role in sources:
-            timings = evaluate_model(role, sources[role], examples, questions, args, predictions_dir)
-            given = args.model if role == "model" else args.baseline
-            run_info["models"][role] = {
-                "source": given,
-                "timings_s": timings,
-            }
-            (out_dir / "run.json").write_text(
-                json.dumps(run_info, ensure_ascii=False, indent=2), encoding="utf-8"
-            )
-    write_report(out_dir, args.samples)
+            result = evaluate_model(role, sources[role], examples, questions, config, predictions_dir)
+            run_info["models"][role] = {"source": given[role], **result}
+            write_json(out_dir / "run.json", run_info)
+    write_report(out_dir, config.samples)
     return out_dir
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (EvaluationError, ModelSourceError, FileNotFoundError) as error:
-        print(f"medsft eval: {error}", file=sys.stderr)
-        return 2
+    run(parse_config(argv))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from medsft.cli import run_command
+
+    sys.exit(run_command("eval", main, sys.argv[1:]))

@@ -1,32 +1,55 @@
-"""Generation shared by CLI, demo and evaluation: chat template, batching, streaming, reasoning split."""
+"""Generation shared by `medsft infer`, `medsft demo`, `medsft eval` and the API server.
+
+One interface, `Generator`: answer a batch of conversations (`generate`) or stream one answer (`stream`), both
+split into reasoning and answer by medsft.chat_format. Two siblings implement it: `TransformersGenerator`
+(any device, the tested reference) and `VLLMGenerator` (GPU, vLLM's engine). `load_generator` picks one.
+"""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import queue
 import threading
-from collections.abc import Iterator
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
+from tqdm.auto import tqdm
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    GenerationConfig,
     PreTrainedTokenizerBase,
     StoppingCriteria,
     StoppingCriteriaList,
     TextIteratorStreamer,
 )
 
+from medsft import paths
+from medsft.chat_format import (
+    PAD_TOKEN,
+    THINK_OPEN,
+    Conversation,
+    contains_think_tag,
+    special_token_ids,
+    split_reasoning,
+)
+from medsft.errors import MedsftError
 from medsft.model import ModelSourceError, resolve_model_dir
-from medsft.paths import OUTPUT_DIR
 
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
 STREAM_THREAD_NAME = "medsft-generate"
+ENGINE_THREAD_NAME = "medsft-vllm-engine"
+BACKENDS = ("hf", "vllm", "auto")
+Backend = Literal["hf", "vllm", "auto"]
 
-Message = dict[str, str]
-Conversation = list[Message]
+
+class GenerationError(MedsftError):
+    """A generation setting or backend that cannot be used."""
 
 
 @dataclass
@@ -41,6 +64,19 @@ class GenerationSettings:
     enable_thinking: bool = True
     seed: int | None = None
 
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+        if self.do_sample and self.temperature <= 0:
+            problems.append(f"temperature must be above 0 for sampling (else greedy), not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.top_k < 0:
+            problems.append(f"top_k must be 0 (off) or more, not {self.top_k}")
+        if problems:
+            raise GenerationError("; ".join(problems) + ".")
+
     @classmethod
     def greedy(cls, **overrides) -> GenerationSettings:
         """Deterministic decoding (evaluation, tests)."""
@@ -49,125 +85,145 @@ class GenerationSettings:
 
 @dataclass
 class Generation:
+    """One finished answer."""
+
     reasoning: str
     answer: str
-    # one <think>…</think> block first, then a non-empty answer (no-think mode: a clean answer)
+    # one think block first, then a non-empty answer (no-think mode: a clean answer)
     well_formed: bool
-    truncated: bool  # stopped at max_new_tokens (or by a stop request) before the end-of-turn token
-    reasoning_tokens: int  # tokens up to and including </think>
-    answer_tokens: int  # tokens after </think>, end-of-turn token excluded
-    text: str  # the whole decoded output, <think> tags kept
+    truncated: bool  # ended before the end-of-turn token: max_new_tokens reached, or stopped on request
+    reasoning_tokens: int  # tokens up to and including the closing think tag
+    answer_tokens: int  # tokens after it, end-of-turn token excluded
+    text: str  # the whole decoded output, think tags kept
+    prompt_tokens: int = 0
 
 
-def split_reasoning(text: str) -> tuple[str, str, bool]:
-    """(reasoning, answer, well_formed) of a model output; also works on partial (streaming) output.
+class StreamUpdate(NamedTuple):
+    """The answer so far while streaming; the last update has done=True and the finished `generation`."""
 
-    While the think block is still open everything is reasoning and the answer is empty. Without any think
-    tags (thinking disabled) the whole text is the answer and `well_formed` is False by this definition.
-    """
-    stripped = text.lstrip()
-    if stripped.startswith(THINK_OPEN):
-        body = stripped[len(THINK_OPEN) :]
-        if THINK_CLOSE not in body:
-            return body.strip(), "", False
-        reasoning, answer = body.split(THINK_CLOSE, 1)
-        reasoning, answer = reasoning.strip(), answer.strip()
-        extra_tags = any(tag in part for tag in (THINK_OPEN, THINK_CLOSE) for part in (reasoning, answer))
-        return reasoning, answer, bool(answer) and not extra_tags
-    if THINK_CLOSE in stripped:  # opening tag missing (e.g. put in the prompt by some templates)
-        reasoning, answer = stripped.split(THINK_CLOSE, 1)
-        return reasoning.strip(), answer.strip(), False
-    return "", stripped.strip(), False
+    reasoning: str
+    answer: str
+    done: bool = False
+    generation: Generation | None = None
 
 
 def pick_device(device: str | None = None) -> str:
     if device:
         return device
-    if torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def pick_dtype(device: str, dtype: torch.dtype | str | None = None) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     if isinstance(dtype, str) and dtype != "auto":
-        return getattr(torch, dtype)
+        resolved = getattr(torch, dtype, None)
+        if not isinstance(resolved, torch.dtype):
+            raise GenerationError(f"Unknown dtype {dtype!r}: use bfloat16, float16, float32 or auto.")
+        return resolved
     if device.startswith("cuda") and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16 if device.startswith("cuda") else torch.float32
 
 
-class _StopOnEvent(StoppingCriteria):
-    """Ends generation (all rows) as soon as the event is set: a stop button, a disconnected client."""
-
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        return torch.full(
-            (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
-        )
+def vllm_usable() -> bool:
+    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
 
 
-class Generator:
-    """A causal LM with its tokenizer (left padding), ready to answer chats with Qwen3's template."""
+def resolve_backend(backend: str, device: str | None = None) -> Literal["hf", "vllm"]:
+    """The backend that will run: "auto" is vLLM only when it is installed and the device is a GPU."""
+    if backend not in BACKENDS:
+        raise GenerationError(f"Unknown backend {backend!r}: use one of {', '.join(BACKENDS)}.")
+    on_gpu = pick_device(device).startswith("cuda")
+    if backend == "auto":
+        return "vllm" if on_gpu and vllm_usable() else "hf"
+    if backend == "vllm" and not on_gpu:
+        raise GenerationError(f"vLLM needs a GPU, the device is {pick_device(device)!r}: use --backend hf.")
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise GenerationError('vLLM is not installed: `pip install -e ".[vllm]"`, or use --backend hf.')
+    return backend  # type: ignore[return-value]
 
-    backend = "hf"
 
-    def __init__(self, model, tokenizer: PreTrainedTokenizerBase, device: str, model_dir: Path | None = None):
-        self.model = model
+class Generator(ABC):
+    """A model that answers chats in Qwen3's format. Subclasses run the model; prompts and reading the output
+    back (reasoning / answer split, token counts, truncation) are shared here."""
+
+    backend: ClassVar[str]
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        device: str,
+        model_dir: Path | None = None,
+        configured_eos: int | list[int] | None = None,
+    ):
         self.tokenizer = tokenizer
         self.device = device
         self.model_dir = model_dir
-        self.think_close_id = tokenizer.convert_tokens_to_ids(THINK_CLOSE)
-        self.eos_ids = self._eos_ids()
+        format_ids = special_token_ids(tokenizer)
+        self.think_close_id = format_ids["think_close"]
+        self.eos_ids = self._eos_ids(configured_eos, format_ids["end_of_turn"])
 
-    def _eos_ids(self) -> set[int]:
-        ids: set[int] = set()
-        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        if configured is not None:
-            ids.update(configured if isinstance(configured, list) else [configured])
-        for token in ("<|im_end|>", self.tokenizer.eos_token):
-            token_id = self.tokenizer.convert_tokens_to_ids(token) if token else None
+    def _eos_ids(self, configured: int | list[int] | None, end_of_turn: int) -> set[int]:
+        ids = set(configured if isinstance(configured, list) else [] if configured is None else [configured])
+        eos_token = self.tokenizer.eos_token
+        eos = self.tokenizer.convert_tokens_to_ids(eos_token) if eos_token else None
+        for token_id in (end_of_turn, eos):
             if isinstance(token_id, int) and token_id != self.tokenizer.unk_token_id:
                 ids.add(token_id)
         return ids
 
     @property
+    @abstractmethod
     def max_context(self) -> int:
-        """Positions the model was built for (prompt + new tokens)."""
-        config = getattr(self.model, "config", None)
-        return int(getattr(config, "max_position_embeddings", None) or self.tokenizer.model_max_length)
+        """Positions the model can attend to: prompt plus new tokens."""
+
+    @abstractmethod
+    def generate(
+        self,
+        conversations: list[Conversation],
+        settings: GenerationSettings | None = None,
+        batch_size: int = 8,
+        progress: bool = False,
+    ) -> list[Generation]:
+        """One Generation per conversation, in input order."""
+
+    @abstractmethod
+    def stream(
+        self,
+        messages: Conversation,
+        settings: GenerationSettings | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> Iterator[StreamUpdate]:
+        """StreamUpdates as tokens arrive. Setting stop_event, or closing the iterator (a client went away),
+        stops the model; the last update then has done=True and a truncated generation."""
+
+    def close(self) -> None:
+        """Free the model's memory; the generator cannot be used afterwards."""
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def build_prompt(self, messages: Conversation, enable_thinking: bool = True) -> str:
         return self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking
         )
 
-    def count_prompt_tokens(self, messages: Conversation, enable_thinking: bool = True) -> int:
+    def prompt_ids(self, messages: Conversation, enable_thinking: bool = True) -> list[int]:
         prompt = self.build_prompt(messages, enable_thinking)
-        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
-    def _generate_kwargs(self, settings: GenerationSettings) -> dict:
-        kwargs = {"max_new_tokens": settings.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
-        kwargs["eos_token_id"] = sorted(self.eos_ids)
-        if settings.do_sample:
-            kwargs.update(
-                do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k
-            )
-        else:  # neutralise sampling values a model's generation_config may carry
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        return kwargs
+    def count_prompt_tokens(self, messages: Conversation, enable_thinking: bool = True) -> int:
+        return len(self.prompt_ids(messages, enable_thinking))
 
-    def _result(self, new_ids: list[int], enable_thinking: bool, stopped_early: bool = False) -> Generation:
+    def read_output(self, new_ids: list[int], enable_thinking: bool, prompt_tokens: int = 0) -> Generation:
+        """A Generation from the generated token ids (cut at the first end-of-turn token, if any)."""
         end = next((i for i, token in enumerate(new_ids) if token in self.eos_ids), None)
-        truncated = end is None
         content = new_ids if end is None else new_ids[:end]
         text = self.tokenizer.decode(content, skip_special_tokens=True)
         reasoning, answer, well_formed = split_reasoning(text)
         if not enable_thinking:
-            well_formed = bool(answer) and THINK_OPEN not in text and THINK_CLOSE not in text
+            well_formed = bool(answer) and not contains_think_tag(text)
         if self.think_close_id in content:
             reasoning_tokens = content.index(self.think_close_id) + 1
         else:
@@ -176,11 +232,69 @@ class Generator:
             reasoning=reasoning,
             answer=answer,
             well_formed=well_formed,
-            truncated=truncated or stopped_early,
+            truncated=end is None,
             reasoning_tokens=reasoning_tokens,
             answer_tokens=len(content) - reasoning_tokens,
             text=text,
+            prompt_tokens=prompt_tokens,
         )
+
+
+def _split_update(text: str) -> StreamUpdate:
+    reasoning, answer, _ = split_reasoning(text)
+    return StreamUpdate(reasoning, answer)
+
+
+def _final_update(generation: Generation) -> StreamUpdate:
+    return StreamUpdate(generation.reasoning, generation.answer, True, generation)
+
+
+# --- transformers -------------------------------------------------------------------------------------------
+
+
+class _StopOnEvents(StoppingCriteria):
+    """Ends generation (all rows) as soon as one of the events is set: a stop button, a closed stream."""
+
+    def __init__(self, *events: threading.Event):
+        self.events = events
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        stop = any(event.is_set() for event in self.events)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
+class TransformersGenerator(Generator):
+    """A transformers causal LM with its tokenizer (left padding): batched `generate`, threaded streaming."""
+
+    backend = "hf"
+
+    def __init__(self, model, tokenizer: PreTrainedTokenizerBase, device: str, model_dir: Path | None = None):
+        configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        super().__init__(tokenizer, device, model_dir, configured)
+        self.model = model
+
+    @property
+    def max_context(self) -> int:
+        config = getattr(self.model, "config", None)
+        return int(getattr(config, "max_position_embeddings", None) or self.tokenizer.model_max_length)
+
+    def close(self) -> None:
+        self.model = None
+        super().close()
+
+    def _generate_kwargs(self, settings: GenerationSettings) -> dict:
+        kwargs = {
+            "max_new_tokens": settings.max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": sorted(self.eos_ids),
+        }
+        if settings.do_sample:
+            kwargs.update(
+                do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k
+            )
+        else:  # neutralise sampling values a model's generation_config may carry
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kwargs
 
     @torch.inference_mode()
     def generate(
@@ -190,7 +304,7 @@ class Generator:
         batch_size: int = 8,
         progress: bool = False,
     ) -> list[Generation]:
-        """Answers in input order; batches group prompts of similar length (left padded) to waste little."""
+        """Batches group prompts of similar length (left padded) to waste little."""
         settings = settings or GenerationSettings()
         if not conversations:
             return []
@@ -200,24 +314,17 @@ class Generator:
         lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
         order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
         results: list[Generation | None] = [None] * len(prompts)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(prompts), desc="generating", unit="q")
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
-            batch = self.tokenizer(
-                [prompts[i] for i in indices], return_tensors="pt", padding=True, add_special_tokens=False
-            ).to(self.model.device)
-            output = self.model.generate(**batch, **self._generate_kwargs(settings))
-            new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
-            for index, ids in zip(indices, new_tokens, strict=True):
-                results[index] = self._result(ids, settings.enable_thinking)
-            if bar is not None:
+        with _progress_bar(len(prompts), progress) as bar:
+            for start in range(0, len(order), batch_size):
+                indices = order[start : start + batch_size]
+                batch = self.tokenizer(
+                    [prompts[i] for i in indices], return_tensors="pt", padding=True, add_special_tokens=False
+                ).to(self.model.device)
+                output = self.model.generate(**batch, **self._generate_kwargs(settings))
+                new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
+                for index, ids in zip(indices, new_tokens, strict=True):
+                    results[index] = self.read_output(ids, settings.enable_thinking, lengths[index])
                 bar.update(len(indices))
-        if bar is not None:
-            bar.close()
         return results  # type: ignore[return-value]
 
     def stream(
@@ -225,32 +332,30 @@ class Generator:
         messages: Conversation,
         settings: GenerationSettings | None = None,
         stop_event: threading.Event | None = None,
-    ) -> Iterator[tuple[str, str, bool]]:
-        """Yields (reasoning_so_far, answer_so_far, done) as tokens arrive; setting stop_event ends it.
-
-        The last item has done=True. Closing the iterator early (a client went away) also stops the model.
-        """
+    ) -> Iterator[StreamUpdate]:
         settings = settings or GenerationSettings()
-        stop_event = stop_event or threading.Event()
+        closed = threading.Event()  # set when this iterator ends, however it ends
+        stopping = [closed, stop_event] if stop_event is not None else [closed]
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
         prompt = self.build_prompt(messages, settings.enable_thinking)
         inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
+        prompt_length = inputs["input_ids"].shape[1]
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = {
             **inputs,
             **self._generate_kwargs(settings),
             "streamer": streamer,
-            "stopping_criteria": StoppingCriteriaList([_StopOnEvent(stop_event)]),
+            "stopping_criteria": StoppingCriteriaList([_StopOnEvents(*stopping)]),
         }
-        errors: list[BaseException] = []
+        outcome: dict[str, Any] = {}
 
         def run() -> None:
             try:
                 with torch.inference_mode():
-                    self.model.generate(**kwargs)
-            except BaseException as error:  # surfaced in the consumer's thread below
-                errors.append(error)
+                    outcome["ids"] = self.model.generate(**kwargs)[0, prompt_length:].tolist()
+            except BaseException as error:  # raised again in the consumer's thread below
+                outcome["error"] = error
                 streamer.end()
 
         thread = threading.Thread(target=run, name=STREAM_THREAD_NAME, daemon=True)
@@ -259,79 +364,216 @@ class Generator:
         try:
             for piece in streamer:
                 text += piece
-                reasoning, answer, _ = split_reasoning(text)
-                yield reasoning, answer, False
+                yield _split_update(text)
         finally:
-            stop_event.set()  # normal end: no effect; early close: stops the model thread
+            closed.set()  # normal end: no effect; early close: stops the model thread
             thread.join()
-        if errors:
-            raise errors[0]
-        reasoning, answer, _ = split_reasoning(text)
-        yield reasoning, answer, True
+        if "error" in outcome:
+            raise outcome["error"]
+        yield _final_update(self.read_output(outcome["ids"], settings.enable_thinking, prompt_length))
+
+
+def _progress_bar(total: int, shown: bool) -> tqdm:
+    return tqdm(total=total, desc="generating", unit="q", disable=not shown)
+
+
+# --- vLLM ---------------------------------------------------------------------------------------------------
+
+
+class EngineLoop:
+    """Drives a vLLM `LLMEngine` (add_request / step / abort_request / has_unfinished_requests) from one
+    thread and hands each request's outputs to that request's own queue, so batch calls and any number of
+    streams can share one engine. The thread runs while requests are unfinished."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._queues: dict[str, queue.Queue] = {}
+        self._thread: threading.Thread | None = None
+
+    def submit(self, prompt_ids: list[int], params) -> tuple[str, queue.Queue]:
+        """Queue a request; its RequestOutputs (or an engine error) arrive on the returned queue."""
+        request_id = uuid.uuid4().hex
+        outputs: queue.Queue = queue.Queue()
+        with self._lock:
+            self.engine.add_request(request_id, {"prompt_token_ids": prompt_ids}, params)
+            self._queues[request_id] = outputs
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=ENGINE_THREAD_NAME, daemon=True)
+                self._thread.start()
+        return request_id, outputs
+
+    def abort(self, request_ids: Iterable[str]) -> None:
+        with self._lock:
+            live = [request_id for request_id in request_ids if self._queues.pop(request_id, None)]
+            if live:
+                self.engine.abort_request(live)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                try:
+                    if not self._queues:
+                        self._thread = None
+                        return
+                    if not self.engine.has_unfinished_requests():
+                        raise RuntimeError("the vLLM engine dropped requests without finishing them")
+                    outputs = self.engine.step()
+                except BaseException as error:  # every waiting caller gets it
+                    for waiting in self._queues.values():
+                        waiting.put(error)
+                    self._queues.clear()
+                    self._thread = None
+                    return
+                deliveries = []
+                for output in outputs:
+                    target = self._queues.get(output.request_id)
+                    if target is not None:
+                        deliveries.append((target, output))
+                    if output.finished:
+                        self._queues.pop(output.request_id, None)
+            for target, output in deliveries:
+                target.put(output)
+
+
+def vllm_sampling_params(settings: GenerationSettings, stop_token_ids: list[int], final_only: bool):
+    """vLLM SamplingParams equal to what TransformersGenerator asks transformers for."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    sampling = {"temperature": 0.0}
+    if settings.do_sample:
+        sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k}
+    return SamplingParams(
+        max_tokens=settings.max_new_tokens,
+        seed=settings.seed,
+        stop_token_ids=stop_token_ids,
+        skip_special_tokens=True,
+        output_kind=RequestOutputKind.FINAL_ONLY if final_only else RequestOutputKind.CUMULATIVE,
+        **sampling,
+    )
 
 
 class VLLMGenerator(Generator):
-    """Batch generation with vLLM (GPU only). Streaming yields the finished answer at once.
-
-    Not exercised by the test suite (no GPU there); the HF path is the reference.
-    """
+    """Generation with vLLM's engine (GPU only). Batches and streams go through one EngineLoop."""
 
     backend = "vllm"
 
-    def __init__(self, model_dir: Path, dtype: torch.dtype, max_model_len: int | None = None):
+    def __init__(
+        self,
+        engine,
+        tokenizer: PreTrainedTokenizerBase,
+        model_dir: Path | None = None,
+        configured_eos: int | list[int] | None = None,
+        sampling_params: Callable[[GenerationSettings, list[int], bool], Any] = vllm_sampling_params,
+        owner: Any = None,
+    ):
+        super().__init__(tokenizer, "cuda", model_dir, configured_eos)
+        self.loop = EngineLoop(engine)
+        self._sampling_params = sampling_params
+        self._owner = owner  # the vllm.LLM holding the engine: kept alive, freed by close()
+        model_config = getattr(engine, "model_config", None)
+        self._max_context = int(getattr(model_config, "max_model_len", None) or tokenizer.model_max_length)
+
+    @classmethod
+    def load(cls, model_dir: Path, dtype: torch.dtype, max_model_len: int | None = None) -> VLLMGenerator:
         from vllm import LLM
 
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-        dtype_name = str(dtype).removeprefix("torch.")
-        self.llm = LLM(model=str(model_dir), dtype=dtype_name, max_model_len=max_model_len)
-        self.model = None
-        engine_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
-        self._max_context = getattr(engine_config, "max_model_len", None) or tokenizer.model_max_length
-        super().__init__(None, tokenizer, "cuda", model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        llm = LLM(model=str(model_dir), dtype=str(dtype).removeprefix("torch."), max_model_len=max_model_len)
+        configured = GenerationConfig.from_pretrained(model_dir).eos_token_id
+        return cls(llm.llm_engine, tokenizer, model_dir, configured, owner=llm)
 
     @property
     def max_context(self) -> int:
-        return int(self._max_context)
+        return self._max_context
 
-    def generate(self, conversations, settings=None, batch_size=8, progress=False) -> list[Generation]:
-        from vllm import SamplingParams
+    def close(self) -> None:
+        self.loop = None  # type: ignore[assignment]
+        self._owner = None
+        super().close()
 
+    def _completion_ids(self, completion) -> list[int]:
+        ids = list(completion.token_ids)
+        if completion.finish_reason == "stop" and (not ids or ids[-1] not in self.eos_ids):
+            ids.append(min(self.eos_ids))  # the stop token is not in token_ids: mark the end of turn
+        return ids
+
+    @staticmethod
+    def _next_output(outputs: queue.Queue, timeout: float | None = None):
+        output = outputs.get(timeout=timeout)
+        if isinstance(output, BaseException):
+            raise output
+        return output
+
+    def generate(
+        self,
+        conversations: list[Conversation],
+        settings: GenerationSettings | None = None,
+        batch_size: int = 8,
+        progress: bool = False,
+    ) -> list[Generation]:
+        """All prompts go to the engine at once: vLLM schedules its own batches (batch_size is not used)."""
         settings = settings or GenerationSettings()
-        if not conversations:
-            return []
-        sampling = {"temperature": 0.0}
-        if settings.do_sample:
-            sampling = {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k}
-        params = SamplingParams(
-            max_tokens=settings.max_new_tokens,
-            seed=settings.seed,
-            stop_token_ids=sorted(self.eos_ids),
-            skip_special_tokens=True,
-            **sampling,
-        )
-        prompts = [self.build_prompt(messages, settings.enable_thinking) for messages in conversations]
-        outputs = self.llm.generate(prompts, params, use_tqdm=progress)
+        prompts = [self.prompt_ids(messages, settings.enable_thinking) for messages in conversations]
+        params = self._sampling_params(settings, sorted(self.eos_ids), True)
+        requests = [self.loop.submit(ids, params) for ids in prompts]
         results = []
-        for output in outputs:
-            completion = output.outputs[0]
-            ids = list(completion.token_ids)
-            if completion.finish_reason == "stop" and (not ids or ids[-1] not in self.eos_ids):
-                ids.append(min(self.eos_ids))  # vLLM drops the stop token; mark the end of turn
-            results.append(self._result(ids, settings.enable_thinking))
+        try:
+            with _progress_bar(len(requests), progress) as bar:
+                for ids, (_, outputs) in zip(prompts, requests, strict=True):
+                    output = self._next_output(outputs)
+                    while not output.finished:
+                        output = self._next_output(outputs)
+                    completion_ids = self._completion_ids(output.outputs[0])
+                    results.append(self.read_output(completion_ids, settings.enable_thinking, len(ids)))
+                    bar.update(1)
+        finally:
+            self.loop.abort(request_id for request_id, _ in requests[len(results) :])
         return results
 
-    def stream(self, messages, settings=None, stop_event=None) -> Iterator[tuple[str, str, bool]]:
-        result = self.generate([messages], settings)[0]
-        yield result.reasoning, result.answer, True
+    def stream(
+        self,
+        messages: Conversation,
+        settings: GenerationSettings | None = None,
+        stop_event: threading.Event | None = None,
+        poll_s: float = 0.05,
+    ) -> Iterator[StreamUpdate]:
+        settings = settings or GenerationSettings()
+        prompt = self.prompt_ids(messages, settings.enable_thinking)
+        params = self._sampling_params(settings, sorted(self.eos_ids), False)
+        request_id, outputs = self.loop.submit(prompt, params)
+        completion_ids: list[int] = []
+        shown = ""
+        try:
+            while True:
+                if stop_event is not None and stop_event.is_set():
+                    break
+                try:
+                    output = self._next_output(outputs, timeout=poll_s)
+                except queue.Empty:
+                    continue
+                completion = output.outputs[0]
+                completion_ids = (
+                    self._completion_ids(completion) if output.finished else list(completion.token_ids)
+                )
+                if completion.text != shown:
+                    shown = completion.text
+                    yield _split_update(shown)
+                if output.finished:
+                    break
+        finally:
+            self.loop.abort([request_id])  # no effect once finished; else frees the engine's slot
+        yield _final_update(self.read_output(completion_ids, settings.enable_thinking, len(prompt)))
 
 
-def vllm_usable() -> bool:
-    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+# --- loading ------------------------------------------------------------------------------------------------
 
 
-def newest_final_model(output_dir: Path = OUTPUT_DIR) -> Path:
+def newest_final_model(output_dir: Path | None = None) -> Path:
     """The most recently written `output/*/final` (the default model of `medsft infer` and `medsft demo`)."""
-    candidates = [path for path in Path(output_dir).glob("*/final") if (path / "config.json").is_file()]
+    output_dir = Path(output_dir or paths.output_dir())
+    candidates = [path for path in output_dir.glob("*/final") if (path / "config.json").is_file()]
     if not candidates:
         raise ModelSourceError(
             f"No trained model found in {output_dir}/*/final. Train one first (`make train RECIPE=smoke` "
@@ -345,32 +587,19 @@ def load_generator(
     model: str | Path,
     device: str | None = None,
     dtype: torch.dtype | str | None = None,
-    backend: str = "hf",
+    backend: Backend = "hf",
 ) -> Generator:
-    """Load a model folder, ModelScope id or `hf:` id. backend: "hf", "vllm" or "auto" (vLLM when usable)."""
-    if backend not in {"hf", "vllm", "auto"}:
-        raise ValueError(f"backend must be 'hf', 'vllm' or 'auto', not {backend!r}")
+    """Load a model folder, ModelScope id or `hf:` id. backend: "hf", "vllm" or "auto" (vLLM only when it is
+    installed and the device is a GPU)."""
+    chosen = resolve_backend(backend, device)
     model_dir = resolve_model_dir(model)
     device = pick_device(device)
     torch_dtype = pick_dtype(device, dtype)
-    if backend == "vllm" or (backend == "auto" and vllm_usable() and device.startswith("cuda")):
-        return VLLMGenerator(model_dir, torch_dtype)
+    if chosen == "vllm":
+        return VLLMGenerator.load(model_dir, torch_dtype)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     if tokenizer.pad_token is None:
-        tokenizer.pad_token = "<|endoftext|>"
-    tokenizer.padding_side = "left"
+        tokenizer.pad_token = PAD_TOKEN
     causal_lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(device)
     causal_lm.eval()
-    return Generator(causal_lm, tokenizer, device, model_dir)
-
-
-__all__ = [
-    "Generation",
-    "GenerationSettings",
-    "Generator",
-    "VLLMGenerator",
-    "load_generator",
-    "newest_final_model",
-    "split_reasoning",
-    "vllm_usable",
-]
+    return TransformersGenerator(causal_lm, tokenizer, device, model_dir)

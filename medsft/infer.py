@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from medsft.generate import Conversation, GenerationSettings, Generator, load_generator, newest_final_model
-from medsft.model import ModelSourceError
-from medsft.paths import DEFAULT_SYSTEM_PROMPT
+from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, Conversation
+from medsft.errors import MedsftError
+from medsft.generate import BACKENDS, GenerationSettings, Generator, load_generator, newest_final_model
+from medsft.jsonl import dumps_line
 
 REASONING_HEADER = "──────── 思考 / Reasoning ────────"
 ANSWER_HEADER = "──────── 回答 / Answer ────────"
 CHUNK_BATCHES = 8  # batches sorted by length together; answers are written after each chunk
+
+log = logging.getLogger(__name__)
+
+
+class InferenceError(MedsftError):
+    """A question or input file that cannot be answered."""
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,11 +59,11 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
 
 
 def resolve_model_argument(model: str | None) -> str | Path:
-    """--model as given, else the newest trained model (printed, so the user knows which one answers)."""
+    """--model as given, else the newest trained model (logged, so the user knows which one answers)."""
     if model:
         return model
     path = newest_final_model()
-    print(f"--model not given: using the newest trained model, {path}", file=sys.stderr)
+    log.info("--model not given: using the newest trained model, %s", path)
     return path
 
 
@@ -72,7 +80,7 @@ def stream_answer(
     shown_reasoning = shown_answer = ""
     if settings.enable_thinking:
         print(REASONING_HEADER, file=out, flush=True)
-    for reasoning, answer, _done in generator.stream(messages, settings):
+    for reasoning, answer, *_ in generator.stream(messages, settings):
         if reasoning.startswith(shown_reasoning) and len(reasoning) > len(shown_reasoning):
             out.write(reasoning[len(shown_reasoning) :])
             shown_reasoning = reasoning
@@ -173,7 +181,7 @@ def answer_file(
                     counts["truncated"] += generation.truncated
             for record in records:
                 counts["errors" if "error" in record else "answered"] += 1
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.write(dumps_line(record))
             out.flush()
             bar.update(len(records))
     return counts
@@ -195,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--backend",
-        choices=["auto", "hf", "vllm"],
+        choices=BACKENDS,
         default="auto",
-        help="for --file: vLLM when usable (auto)",
+        help="auto: vLLM for --file when it is installed and the device is a GPU, else hf (auto)",
     )
     add_generation_arguments(parser)
     return parser
@@ -206,41 +214,36 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.file is not None and not args.file.is_file():
-        print(f"medsft infer: input file {args.file} does not exist", file=sys.stderr)
-        return 2
+        raise InferenceError(f"Input file {args.file} does not exist.")
+    if args.question is not None and not args.question.strip():
+        raise InferenceError("The question is empty.")
     settings = settings_from_args(args)
-    try:
-        model = resolve_model_argument(args.model)
-        backend = args.backend if args.file is not None else "hf"  # streaming goes through transformers
-        generator = load_generator(model, device=args.device, dtype=args.dtype, backend=backend)
-    except ModelSourceError as error:
-        print(f"medsft infer: {error}", file=sys.stderr)
-        return 2
-    print(f"model: {generator.model_dir} ({generator.backend}, {generator.device})", file=sys.stderr)
+    # one question: transformers unless vLLM is asked for by name (starting vLLM takes longer than answering)
+    backend = args.backend if args.file is not None or args.backend == "vllm" else "hf"
+    generator = load_generator(
+        resolve_model_argument(args.model), device=args.device, dtype=args.dtype, backend=backend
+    )
+    log.info("model: %s (%s, %s)", generator.model_dir, generator.backend, generator.device)
     if args.question is not None:
-        if not args.question.strip():
-            print("medsft infer: the question is empty", file=sys.stderr)
-            return 2
         messages = with_system([{"role": "user", "content": args.question}], args.system_prompt)
         length = generator.count_prompt_tokens(messages, settings.enable_thinking)
         if length + settings.max_new_tokens > generator.max_context:
-            print(
-                f"medsft infer: the question is too long ({length} prompt tokens + "
-                f"{settings.max_new_tokens} new tokens > model context {generator.max_context})",
-                file=sys.stderr,
+            raise InferenceError(
+                f"The question is too long: {length} prompt tokens + {settings.max_new_tokens} new tokens > "
+                f"model context {generator.max_context}. Shorten it or lower --max-new-tokens."
             )
-            return 2
         stream_answer(generator, messages, settings, sys.stdout)
         return 0
     output = args.output or args.file.with_name(args.file.stem + ".answers.jsonl")
     counts = answer_file(generator, args.file, output, settings, args.system_prompt, args.batch_size)
-    print(
+    log.info(
         f"wrote {counts['lines']} lines to {output}: {counts['answered']} answered "
-        f"({counts['truncated']} hit --max-new-tokens), {counts['errors']} errors",
-        file=sys.stderr,
+        f"({counts['truncated']} hit --max-new-tokens), {counts['errors']} errors"
     )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from medsft.cli import run_command
+
+    sys.exit(run_command("infer", main, sys.argv[1:]))

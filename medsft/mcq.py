@@ -16,12 +16,18 @@ from pathlib import Path
 import torch
 
 from medsft.answer_choice import Extraction, extract_choice  # noqa: F401  (re-exported)
-from medsft.paths import DEFAULT_SYSTEM_PROMPT
+from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, Conversation, prompt_messages
+from medsft.errors import MedsftError
+from medsft.jsonl import read_jsonl
 
 LETTERS = "ABCDEFGHIJ"
 
 
-class BenchmarkFormatError(ValueError):
+class BenchmarkError(MedsftError):
+    """A benchmark that cannot be used: a missing file, or a tokenizer that cannot score it."""
+
+
+class BenchmarkFormatError(BenchmarkError):
     """A benchmark file or row that cannot be read as a multiple-choice question."""
 
 
@@ -120,28 +126,36 @@ def load_questions(path: str | Path, columns: dict[str, str] | None = None) -> l
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"benchmark file not found: {path}")
+        raise BenchmarkError(f"Benchmark file not found: {path}.")
     columns = columns or {}
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        rows = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(rows, list):
-            raise BenchmarkFormatError(f"{path}: expected a JSON list of questions")
-    elif suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in handle if line.strip()]
-    elif suffix == ".csv":
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    else:
-        raise BenchmarkFormatError(f"{path}: unknown benchmark format (use .json, .jsonl or .csv)")
+    rows = _read_rows(path)
     questions = []
     for index, raw in enumerate(rows):
+        if not isinstance(raw, dict):
+            raise BenchmarkFormatError(f"{path}, row {index}: expected an object, got {type(raw).__name__}")
         try:
             questions.append(_question(raw, columns, index, default_source=path.stem))
         except BenchmarkFormatError as error:
             raise BenchmarkFormatError(f"{path}, row {index}: {error}") from error
     return questions
+
+
+def _read_rows(path: Path) -> list:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            return read_jsonl(path)
+        if suffix == ".json":
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(rows, list):
+                raise BenchmarkFormatError(f"{path}: expected a JSON list of questions")
+            return rows
+        if suffix == ".csv":
+            with path.open(encoding="utf-8-sig", newline="") as handle:
+                return list(csv.DictReader(handle))
+    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as error:
+        raise BenchmarkFormatError(f"{path}: not readable as {suffix[1:].upper()} ({error})") from error
+    raise BenchmarkFormatError(f"{path}: unknown benchmark format (use .json, .jsonl or .csv)")
 
 
 def select_questions(
@@ -198,19 +212,15 @@ def question_text(question: Question) -> str:
     return f"{INSTRUCTION}\n\n{question.question}\n{options}"
 
 
-def thinking_conversation(question: Question, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict]:
-    return [
-        {"role": "system", "content": system_prompt},
-        {"role": "user", "content": f"{question_text(question)}\n\n{THINKING_REQUEST}"},
-    ]
+def thinking_conversation(question: Question, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> Conversation:
+    return prompt_messages(f"{question_text(question)}\n\n{THINKING_REQUEST}", system_prompt)
 
 
 def likelihood_prompt(tokenizer, question: Question, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> str:
     """The non-thinking prompt with the assistant turn begun by "答案：": Qwen3's template renders the empty
-    think block `<think>\\n\\n</think>\\n\\n` before it, exactly as with enable_thinking=False."""
+    think block before it, exactly as with enable_thinking=False."""
     messages = [
-        {"role": "system", "content": system_prompt},
-        {"role": "user", "content": question_text(question)},
+        *prompt_messages(question_text(question), system_prompt),
         {"role": "assistant", "content": ANSWER_PREFIX},
     ]
     return tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
@@ -225,7 +235,10 @@ def letter_token_ids(tokenizer, letters: str = LETTERS) -> dict[str, int]:
     for letter in letters:
         encoded = tokenizer(letter, add_special_tokens=False)["input_ids"]
         if len(encoded) != 1:
-            raise ValueError(f"option letter {letter!r} is not a single token: {encoded}")
+            raise BenchmarkError(
+                f"The tokenizer splits option letter {letter!r} into {len(encoded)} tokens: likelihood "
+                "scoring needs one token per letter. Use --mcq-mode think with this model."
+            )
         ids[letter] = encoded[0]
     return ids
 

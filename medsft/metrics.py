@@ -1,6 +1,7 @@
 """Metric functions on plain text and token ids: format compliance, ROUGE, BLEU-4, degeneration, loss split.
 
-Everything here is deterministic and model-free, so the report can be recomputed from saved predictions.
+Everything here is deterministic and model-free (no torch, no transformers), so the report can be recomputed
+from saved predictions.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medsft.generate import split_reasoning
+from medsft.chat_format import split_reasoning
 
 ROUGE_KEYS = ("rouge-1", "rouge-2", "rouge-l")
 
@@ -20,8 +21,8 @@ ROUGE_KEYS = ("rouge-1", "rouge-2", "rouge-l")
 
 
 def think_compliant(text: str) -> bool:
-    """Exactly one `<think>…</think>` block at the start, followed by a non-empty answer."""
-    return split_reasoning(text)[2]
+    """Exactly one think block at the start, followed by a non-empty answer."""
+    return split_reasoning(text).well_formed
 
 
 # --- ROUGE on jieba words -----------------------------------------------------------------------------------

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import matplotlib
 
+from medsft.chat_format import END_OF_TURN, THINK_CLOSE, THINK_OPEN
+from medsft.jsonl import write_text_atomic
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -19,16 +22,16 @@ CHARTS = {
 }
 COLORS = {"baseline": "#9aa5b1", "model": "#2f6fde", "reference": "#e0a040"}
 
-METHOD_NOTES = """\
+METHOD_NOTES = f"""\
 - **Loss / perplexity**: teacher forcing over the conversation rendered by the tokenizer's chat
   template. Mean negative log-likelihood per token (nats), separately for the reasoning part
-  (`<think>` … `</think>`, both tags included) and the answer part (after `</think>` up to and
-  including `<|im_end|>`); the boundary is the `</think>` token. Token-weighted over all rows;
+  (`{THINK_OPEN}` … `{THINK_CLOSE}`, both tags included) and the answer part (after `{THINK_CLOSE}` up to and
+  including `{END_OF_TURN}`); the boundary is the `{THINK_CLOSE}` token. Token-weighted over all rows;
   perplexity = exp(loss). System and user tokens are not scored.
-- **Think-format compliance**: share of outputs that start with `<think>`, close it exactly once
-  with `</think>`, hold no further think tags, and end with a non-empty answer. **Truncated**: share
-  that reached `max_new_tokens` before `<|im_end|>`.
-- **ROUGE-1/2/L**: F1 of the answer part (after `</think>`) against the reference answer, on
+- **Think-format compliance**: share of outputs that start with `{THINK_OPEN}`, close it exactly once
+  with `{THINK_CLOSE}`, hold no further think tags, and end with a non-empty answer. **Truncated**: share
+  that reached `max_new_tokens` before `{END_OF_TURN}`.
+- **ROUGE-1/2/L**: F1 of the answer part (after `{THINK_CLOSE}`) against the reference answer, on
   jieba-segmented words (rouge-chinese; ROUGE-L is its sentence-split LCS). Mean over rows; an empty
   answer scores 0.
 - **BLEU-4 (characters)**: every non-whitespace character is a token. *Corpus* BLEU-4: clipped
@@ -37,7 +40,7 @@ METHOD_NOTES = """\
   BLEU-4: per row, add-one smoothing of the 2- to 4-gram precisions (equal to NLTK `sentence_bleu`
   with `SmoothingFunction().method2`), then the mean. Scores are in [0, 1]; word-level or
   sacrebleu-`zh` BLEU gives different numbers.
-- **Lengths**: generated tokens up to and including `</think>` (reasoning) and after it, end-of-turn
+- **Lengths**: generated tokens up to and including `{THINK_CLOSE}` (reasoning) and after it, end-of-turn
   excluded (answer). The reference is counted the same way.
 - **Loops**: share of outputs where one unit of up to 200 characters repeats back to back at least 3
   times over at least 40 characters. **Distinct-4**: distinct character 4-grams / all character
@@ -265,7 +268,7 @@ def _samples_section(report: dict, predictions: dict, count: int) -> list[str]:
 def _mcq_section(report: dict, predictions: dict, mode: str) -> list[str]:
     roles = [r for r in _roles(report) if mode in report["models"][r]["mcq"]]
     if not roles:
-        note = report.get("mcq_note") or f"not run (--mcq-mode {report.get('mcq_mode')})."
+        note = report.get("mcq_note") or f"not run (--mcq-mode {report['config']['mcq_mode']})."
         return [f"_{note}_", ""]
     groups = sorted({g for r in roles for g in report["models"][r]["mcq"][mode]["accuracy"]} - {"overall"})
     groups.append("overall")
@@ -314,6 +317,7 @@ def _mcq_section(report: dict, predictions: dict, mode: str) -> list[str]:
 def render_markdown(report: dict, predictions: dict, charts: dict[str, str], samples: int = 3) -> str:
     models = report["models"]
     generation = report["generation"]
+    config = report["config"]
     decoding = (
         "greedy"
         if not generation["do_sample"]
@@ -330,9 +334,9 @@ def render_markdown(report: dict, predictions: dict, charts: dict[str, str], sam
     lines += [
         f"- held-out data: `{report['data']}`, {report['rows']} rows",
         f"- MCQ: `{report.get('mcq_file')}`, {report.get('mcq_questions', 0)} questions, "
-        f"mode {report['mcq_mode']}",
+        f"mode {config['mcq_mode']}",
         f"- generation: thinking mode, {decoding}, max_new_tokens {generation['max_new_tokens']}, "
-        f"seed {report['seed']}; backend {report['backend']} on {report['device']}",
+        f"seed {config['seed']}; backend {report['backend']} on {report['device']}",
         f"- created {report['created']}",
         "",
     ]
@@ -410,6 +414,4 @@ def render_markdown(report: dict, predictions: dict, charts: dict[str, str], sam
 def render_report(out_dir: Path, report: dict, predictions: dict, samples: int = 3) -> None:
     charts = draw_charts(out_dir, report, predictions)
     report["charts"] = charts
-    (out_dir / "report.md").write_text(
-        render_markdown(report, predictions, charts, samples), encoding="utf-8"
-    )
+    write_text_atomic(out_dir / "report.md", render_markdown(report, predictions, charts, samples))

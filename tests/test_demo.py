@@ -15,8 +15,8 @@ from tiny_chat_models import (
 )
 
 from medsft import demo
+from medsft.chat_format import DEFAULT_SYSTEM_PROMPT
 from medsft.generate import GenerationSettings, load_generator
-from medsft.paths import DEFAULT_SYSTEM_PROMPT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -10,25 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from medsft import evaluate
-from medsft.paths import DEFAULT_SYSTEM_PROMPT, SAMPLE_DATA
-
-THINK_OPEN_ID, THINK_CLOSE_ID, IM_END_ID = 151667, 151668, 151645
+from medsft import cli, evaluate, generate
+from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, assistant_content, build_messages, special_token_ids
+from medsft.jsonl import read_jsonl
+from medsft.model import ModelSourceError
+from medsft.paths import sample_data_file
 
 
 def _sample_rows(count: int) -> list[dict]:
-    with SAMPLE_DATA.open(encoding="utf-8") as handle:
-        raw = [json.loads(line) for line in handle if line.strip()][:count]
-    return [
-        {
-            "messages": [
-                {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
-                {"role": "user", "content": row["question"]},
-                {"role": "assistant", "content": f"<think>\n{row['think']}\n</think>\n\n{row['answer']}"},
-            ]
-        }
-        for row in raw
-    ]
+    raw = read_jsonl(sample_data_file())[:count]
+    return [{"messages": build_messages(row["question"], row["think"], row["answer"])} for row in raw]
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +32,14 @@ def val_file(smoke_data) -> Path:
 def test_loss_split_matches_masked_mean_loss(tiny_lm):
     model, tokenizer = tiny_lm
     conversations = [row["messages"] for row in _sample_rows(2)]
-    conversations[1][2]["content"] = (
-        "<think>\n短\n</think>\n\n短答。"  # a much shorter row: padding in the batch
-    )
+    conversations[1][2]["content"] = assistant_content("短", "短答。")  # a much shorter row: padding
     results = evaluate.teacher_forced_losses(model, tokenizer, conversations, batch_size=2, chunk=7)
+    token = special_token_ids(tokenizer)
     for messages, (reasoning, answer) in zip(conversations, results, strict=True):
         ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
         ids = list(ids)
-        open_at, close_at = ids.index(THINK_OPEN_ID), ids.index(THINK_CLOSE_ID)
-        end_at = ids.index(IM_END_ID, close_at)
+        open_at, close_at = ids.index(token["think_open"]), ids.index(token["think_close"])
+        end_at = ids.index(token["end_of_turn"], close_at)
         assert reasoning.tokens == close_at - open_at + 1
         assert answer.tokens == end_at - close_at
         input_ids = torch.tensor([ids])
@@ -76,15 +67,15 @@ def test_examples_from_processed_raw_and_reasoning_content_rows(tmp_path):
     assert first.reference_answer in processed["messages"][2]["content"] and first.reference_reasoning
     assert second.messages[0]["content"] == DEFAULT_SYSTEM_PROMPT and second.question == "头痛怎么办？"
     assert (second.reference_reasoning, second.reference_answer) == ("先问诱因。", "休息，必要时就医。")
-    assert third.messages[-1]["content"] == "<think>\n先问诱因。\n</think>\n\n休息。"
+    assert third.messages[-1]["content"] == assistant_content("先问诱因。", "休息。")
     assert [e.index for e in evaluate.load_examples(path, limit=2)] == [0, 1]
-    path.write_text(json.dumps({"prompt": "x"}) + "\n", encoding="utf-8")
-    with pytest.raises(evaluate.EvaluationError, match="row 0"):
+    path.write_text("\n" + json.dumps({"prompt": "x"}) + "\n", encoding="utf-8")
+    with pytest.raises(evaluate.EvaluationError, match="line 2: expected `messages`"):
         evaluate.load_examples(path)
 
 
 def test_default_data_path(tmp_path, monkeypatch):
-    monkeypatch.setattr(evaluate, "PROCESSED_DIR", tmp_path)
+    monkeypatch.setenv("MEDSFT_DATA_DIR", str(tmp_path))
     with pytest.raises(evaluate.EvaluationError, match="make data"):
         evaluate.default_data_path()
     for name, mtime in (("older", 1_000), ("newer", 2_000)):
@@ -97,10 +88,10 @@ def test_default_data_path(tmp_path, monkeypatch):
     assert evaluate.default_data_path() == tmp_path / evaluate.DEFAULT_SPLIT_NAME / "val.jsonl"
 
 
-def test_missing_inputs_give_clear_errors(tmp_path, val_file, tiny_model_dir, capsys):
+def test_missing_inputs_give_clear_errors(tmp_path, val_file, tiny_model_dir):
     argv = ["--data", str(val_file), "--mcq-mode", "none", "--out-dir", str(tmp_path / "reports")]
-    assert evaluate.main(["--model", str(tmp_path / "nope"), *argv]) == 2
-    assert "not a folder" in capsys.readouterr().err
+    with pytest.raises(ModelSourceError, match="not a folder"):
+        evaluate.main(["--model", str(tmp_path / "nope"), *argv])
     argv = [
         "--model",
         str(tiny_model_dir),
@@ -109,11 +100,31 @@ def test_missing_inputs_give_clear_errors(tmp_path, val_file, tiny_model_dir, ca
         "--mcq-file",
         str(tmp_path / "none.json"),
     ]
-    code = evaluate.main(argv)
-    assert code == 2 and "--mcq-file not found" in capsys.readouterr().err
-    assert evaluate.main(["--from-predictions", str(tmp_path)]) == 2
-    assert "run.json" in capsys.readouterr().err
-    assert evaluate.main(["--data", str(val_file)]) == 2
+    with pytest.raises(evaluate.EvaluationError, match="--mcq-file not found"):
+        evaluate.main(argv)
+    with pytest.raises(evaluate.EvaluationError, match="run.json"):
+        evaluate.main(["--from-predictions", str(tmp_path)])
+    (tmp_path / "run.json").write_text('{"name": "old", "models": {}}', encoding="utf-8")
+    with pytest.raises(evaluate.EvaluationError, match="run the evaluation again"):
+        evaluate.main(["--from-predictions", str(tmp_path)])
+    with pytest.raises(evaluate.EvaluationError, match="--model is required"):
+        evaluate.main(["--data", str(val_file)])
+    assert not (tmp_path / "reports").exists()  # nothing was written before the errors
+
+
+def test_command_line_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    medsft_log = logging.getLogger("medsft")
+    for name in ("handlers", "propagate", "level"):  # run_command configures the logger: restore it after
+        monkeypatch.setattr(medsft_log, name, getattr(medsft_log, name))
+    monkeypatch.delenv("MEDSFT_DEBUG", raising=False)
+    assert cli.run_command("eval", evaluate.main, ["--from-predictions", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medsft eval: ") and "run.json" in err and len(err.strip().splitlines()) == 1
+    assert cli.run_command("eval", evaluate.main, ["--model", "m", "--max-new-tokens", "0"]) == 2
+    assert "--max-new-tokens must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # an unknown flag: argparse's usage error
+        evaluate.main(["--model", "m", "--temperature", "0.5"])
+    assert exit_info.value.code == 2
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +219,12 @@ def test_end_to_end_report(report_dir):
         assert 0 <= likelihood["overall"]["accuracy"] <= 1
         assert set(result["timings_s"]) >= {"loss_s", "generate_s", "mcq_think_s", "mcq_likelihood_s"}
 
+    run = json.loads((report_dir / "run.json").read_text(encoding="utf-8"))
+    config = run["config"]
+    assert config == report["config"]
+    assert (config["max_new_tokens"], config["batch_size"], config["mcq_limit"]) == (8, 4, 4)
+    assert run["generation"]["max_new_tokens"] == 8 and run["models"]["model"]["backend"] == "hf"
+
     predictions = report_dir / "predictions"
     rows = [json.loads(line) for line in (predictions / "model.indomain.jsonl").read_text().splitlines()]
     assert len(rows) == 2
@@ -246,18 +263,29 @@ def test_missing_benchmark_is_reported_not_fatal(tiny_model_dir, val_file, tmp_p
 class RecordingGenerator:
     """The tiny model for scoring and canned outputs for generation: records what evaluate asks for."""
 
+    backend = "hf"
+
     def __init__(self, model, tokenizer, outputs):
         self.model, self.tokenizer, self.outputs, self.calls = model, tokenizer, outputs, []
+        self.loads: list[dict] = []
+
+    def load(self, source, device=None, dtype=None, backend="hf"):
+        self.loads.append({"device": device, "backend": backend})
+        return self
 
     def generate(self, conversations, settings, batch_size=8, progress=False):
-        from medsft.generate import Generation, split_reasoning
+        from medsft.chat_format import split_reasoning
+        from medsft.generate import Generation
 
         self.calls.append((conversations, settings, batch_size))
         results = []
         for text in self.outputs[: len(conversations)]:
             reasoning, answer, well_formed = split_reasoning(text)
-            results.append(Generation(reasoning, answer, well_formed, False, 5, 3, text))
+            results.append(Generation(reasoning, answer, well_formed, False, 5, 3, text, prompt_tokens=9))
         return results
+
+    def close(self) -> None:
+        pass
 
 
 def test_generation_requests_and_answer_part_extraction(tiny_lm, val_file, tmp_path, monkeypatch):
@@ -284,8 +312,11 @@ def test_generation_requests_and_answer_part_extraction(tiny_lm, val_file, tmp_p
         "<think>\n未完",
     ]
     generator = RecordingGenerator(model, tokenizer, outputs)
-    monkeypatch.setattr(evaluate, "load_generator", lambda *args, **kwargs: generator)
+    monkeypatch.setattr(evaluate, "load_generator", generator.load)
+    monkeypatch.setattr(generate, "vllm_usable", lambda: True)  # as on a GPU box with vLLM installed
     argv = [
+        "--device",
+        "cpu",
         "--model",
         str(tmp_path),
         "--data",
@@ -320,6 +351,9 @@ def test_generation_requests_and_answer_part_extraction(tiny_lm, val_file, tmp_p
         "questions": 2, "scored": 2, "excluded": 0, "correct": 1, "unparseable": 1, "accuracy": 0.5
     }  # fmt: skip
     assert report["models"]["model"]["indomain"]["generation"]["think_compliance"] == pytest.approx(2 / 3)
+    # --backend auto on --device cpu: transformers only, never vLLM
+    assert generator.loads == [{"device": "cpu", "backend": "hf"}]
+    assert report["backend"] == report["models"]["model"]["backend"] == "hf" and report["device"] == "cpu"
 
 
 def test_option_parsing_helpers():
@@ -327,10 +361,36 @@ def test_option_parsing_helpers():
     assert evaluate.parse_columns(None) == {}
     with pytest.raises(evaluate.EvaluationError, match="bad item"):
         evaluate.parse_columns("prompt=x")
-    parser = evaluate.build_parser()
-    assert (
-        evaluate.report_name(parser.parse_args(["--model", "output/full_1epoch/final"]))
-        == "full_1epoch-final"
+    with pytest.raises(evaluate.EvaluationError, match="bad item"):  # checked while parsing the options
+        evaluate.parse_config(["--model", "m", "--mcq-columns", "prompt=x"])
+    assert evaluate.parse_config(["--model", "output/full_1epoch/final"]).report_name() == "full_1epoch-final"
+    assert evaluate.parse_config(["--model", "Qwen/Qwen3-1.7B"]).report_name() == "Qwen3-1.7B"
+    assert evaluate.parse_config(["--model", "m", "--name", "cmp"]).report_name() == "cmp"
+
+
+def test_options_are_one_typed_config(capsys):
+    config = evaluate.parse_config(
+        ["--model", "m", "--max-new-tokens", "64", "--greedy", "--mcq-subset", "cmexam, cmb-single"]
     )
-    assert evaluate.report_name(parser.parse_args(["--model", "Qwen/Qwen3-1.7B"])) == "Qwen3-1.7B"
-    assert evaluate.report_name(parser.parse_args(["--model", "m", "--name", "cmp"])) == "cmp"
+    assert isinstance(config, evaluate.EvalConfig)
+    assert (config.max_new_tokens, config.greedy, config.batch_size, config.backend) == (64, True, 8, "auto")
+    assert config.mcq_subsets == ["cmexam", "cmb-single"]
+    assert config.generation_settings() == generate.GenerationSettings.greedy(max_new_tokens=64, seed=42)
+    underscored = evaluate.parse_config(["--model", "m", "--max_new_tokens", "64", "--batch_size", "2"])
+    assert (underscored.max_new_tokens, underscored.batch_size) == (64, 2)  # both spellings of a flag
+    as_json = evaluate.parse_config(["--model", "m", "--data", "d/val.jsonl"]).as_json()
+    assert as_json["data"] == "d/val.jsonl" and json.loads(json.dumps(as_json)) == as_json
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.parse_config(["--mcq-mode", "all"])  # not one of the choices
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.parse_config(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for flag, words in (
+        ("--max-new-tokens", "generation limit per answer"),
+        ("--from-predictions DIR", "recompute metrics"),
+        ("--backend {hf,vllm,auto}", "vLLM when it is installed"),
+        ("--mcq-limit N", "stratified by source"),
+    ):
+        assert flag in help_text and words in help_text, flag

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
@@ -10,8 +11,17 @@ import pytest
 from tiny_chat_models import THINKING_REPLY_ANSWER, THINKING_REPLY_REASONING
 
 from medsft import infer
-from medsft.generate import GenerationSettings, newest_final_model
+from medsft.chat_format import THINK_TAGS
+from medsft.generate import GenerationError, GenerationSettings, newest_final_model
 from medsft.model import ModelSourceError
+
+
+@pytest.fixture
+def medsft_log(caplog, monkeypatch):
+    """Records the `medsft` loggers' lines (cli.configure_logging may have stopped their propagation)."""
+    monkeypatch.setattr(logging.getLogger("medsft"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="medsft")
+    return caplog
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +57,13 @@ def test_stream_answer_prints_reasoning_then_answer_incrementally(generator):
     text = out.text
     assert text.index(infer.REASONING_HEADER) < text.index(THINKING_REPLY_REASONING)
     assert text.index(THINKING_REPLY_REASONING) < text.index(infer.ANSWER_HEADER) < text.index(answer)
-    assert "<think>" not in text and "</think>" not in text
+    assert not any(tag in text for tag in THINK_TAGS)
     reasoning_pieces = [w for w in out.writes if w and w in THINKING_REPLY_REASONING]
     answer_pieces = [w for w in out.writes if w and w in THINKING_REPLY_ANSWER]
     assert len(reasoning_pieces) > 3 and len(answer_pieces) > 3  # streamed, not printed at once
 
 
-def test_cli_question_streams_to_stdout(thinking_model, capsys):
+def test_cli_question_streams_to_stdout(thinking_model, capsys, medsft_log):
     args = ["--model", str(thinking_model), "-q", "头痛怎么办？", "--greedy", "--max-new-tokens", "64"]
     code = infer.main(args)
     captured = capsys.readouterr()
@@ -61,7 +71,7 @@ def test_cli_question_streams_to_stdout(thinking_model, capsys):
     assert infer.REASONING_HEADER in captured.out and infer.ANSWER_HEADER in captured.out
     assert THINKING_REPLY_REASONING in captured.out
     assert captured.out.rstrip().endswith(THINKING_REPLY_ANSWER)
-    assert str(thinking_model) in captured.err  # says which model answers
+    assert str(thinking_model) in medsft_log.text and str(thinking_model) not in captured.out  # a log line
 
 
 def test_cli_no_think_has_no_reasoning_header(thinking_model, capsys):
@@ -72,14 +82,18 @@ def test_cli_no_think_has_no_reasoning_header(thinking_model, capsys):
     assert code == 0 and infer.REASONING_HEADER not in out
 
 
-def test_cli_rejects_empty_and_overlong_questions(thinking_model, capsys):
-    assert infer.main(["--model", str(thinking_model), "-q", "   "]) == 2
-    assert "empty" in capsys.readouterr().err
-    assert infer.main(["--model", str(thinking_model), "-q", "痛" * 9000]) == 2  # tiny model context: 8192
-    assert "too long" in capsys.readouterr().err
+def test_cli_rejects_empty_and_overlong_questions(thinking_model):
+    with pytest.raises(infer.InferenceError, match="empty"):
+        infer.main(["--model", str(thinking_model), "-q", "   "])
+    with pytest.raises(infer.InferenceError, match="too long"):
+        infer.main(["--model", str(thinking_model), "-q", "痛" * 9000])  # tiny model context: 8192
+    with pytest.raises(GenerationError, match="needs a GPU"):
+        infer.main(["--model", str(thinking_model), "-q", "你好", "--backend", "vllm", "--device", "cpu"])
+    with pytest.raises(GenerationError, match="temperature"):
+        infer.main(["--model", str(thinking_model), "-q", "你好", "--temperature", "0"])
 
 
-def test_file_mode_writes_one_record_per_line(thinking_model, tmp_path, capsys):
+def test_file_mode_writes_one_record_per_line(thinking_model, tmp_path, capsys, medsft_log):
     lines = [
         json.dumps({"id": "a", "question": "头痛怎么办？"}, ensure_ascii=False),
         "this is not json",
@@ -109,17 +123,15 @@ def test_file_mode_writes_one_record_per_line(thinking_model, tmp_path, capsys):
     assert all(record["answer"] and record["reasoning"] for record in answered)
     assert records[0]["id"] == "a" and records[0]["answer"] == THINKING_REPLY_ANSWER
     assert [record["id"] for record in records[8:]] == [f"q{i}" for i in range(11)]
-    err = capsys.readouterr().err
-    assert (
-        f"wrote {len(lines)} lines" in err and "6 errors" in err and "answering" in err
-    )  # tqdm bar on stderr
+    assert "answering" in capsys.readouterr().err  # tqdm bar on stderr
+    assert f"wrote {len(lines)} lines" in medsft_log.text and "6 errors" in medsft_log.text
 
 
-def test_missing_file_and_missing_model(tmp_path, capsys):
-    assert infer.main(["--model", str(tmp_path), "--file", str(tmp_path / "none.jsonl")]) == 2
-    assert "does not exist" in capsys.readouterr().err
-    assert infer.main(["--model", str(tmp_path / "no-such-dir"), "-q", "x"]) == 2
-    assert "not a folder" in capsys.readouterr().err
+def test_missing_file_and_missing_model(tmp_path):
+    with pytest.raises(infer.InferenceError, match="does not exist"):
+        infer.main(["--model", str(tmp_path), "--file", str(tmp_path / "none.jsonl")])
+    with pytest.raises(ModelSourceError, match="not a folder"):
+        infer.main(["--model", str(tmp_path / "no-such-dir"), "-q", "x"])
 
 
 def test_newest_final_model(tmp_path):

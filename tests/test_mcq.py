@@ -10,8 +10,11 @@ import pytest
 import torch
 from conftest import require_shared
 
+from medsft.errors import MedsftError
+from medsft.jsonl import JsonlError
 from medsft.mcq import (
     ANSWER_PREFIX,
+    BenchmarkError,
     BenchmarkFormatError,
     Question,
     accuracy_table,
@@ -92,6 +95,29 @@ def test_bad_rows_are_named(tmp_path):
     with pytest.raises(BenchmarkFormatError, match="unknown benchmark format"):
         (tmp_path / "x.txt").write_text("x")
         load_questions(tmp_path / "x.txt")
+
+
+def test_unreadable_files_are_user_errors(tmp_path):
+    with pytest.raises(BenchmarkError, match="not found"):
+        load_questions(tmp_path / "missing.json")
+    (tmp_path / "broken.json").write_text("[{", encoding="utf-8")
+    with pytest.raises(BenchmarkFormatError, match="broken.json"):
+        load_questions(tmp_path / "broken.json")
+    (tmp_path / "broken.jsonl").write_text(json.dumps(XMED_ROWS[0]) + "\n{oops\n", encoding="utf-8")
+    with pytest.raises(JsonlError, match="line 2"):
+        load_questions(tmp_path / "broken.jsonl")
+    (tmp_path / "list.jsonl").write_text("[1, 2]\n", encoding="utf-8")
+    with pytest.raises(BenchmarkFormatError, match="row 0: expected an object"):
+        load_questions(tmp_path / "list.jsonl")
+    assert issubclass(BenchmarkError, MedsftError) and issubclass(JsonlError, MedsftError)
+
+
+def test_letters_that_are_not_one_token_are_refused():
+    def splitting_tokenizer(text, add_special_tokens=False):
+        return {"input_ids": [1, 2]}
+
+    with pytest.raises(BenchmarkError, match="--mcq-mode think"):
+        letter_token_ids(splitting_tokenizer, "AB")
 
 
 def _questions(counts: dict[str, int]) -> list[Question]:

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 
 from medsft import metrics
 from medsft.metrics import SegmentLoss
+
+
+def test_metrics_are_model_free():
+    """`medsft eval --from-predictions` recomputes metrics without torch or transformers."""
+    script = (
+        "import sys, medsft.metrics; "
+        "print(sorted(m for m in ('torch', 'transformers', 'medsft.generate') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(

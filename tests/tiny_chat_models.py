@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from medsft.paths import DEFAULT_SYSTEM_PROMPT
+from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, END_OF_TURN, assistant_content, special_token_ids
 
 THINKING_REPLY_REASONING = "患者头痛，需考虑紧张性头痛。"
 THINKING_REPLY_ANSWER = "建议规律作息，必要时就医。"
@@ -23,7 +23,7 @@ def _base(tokenizer):
     from medsft.model import build_tiny_qwen3
 
     model = build_tiny_qwen3(tokenizer)
-    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    model.generation_config.eos_token_id = [special_token_ids(tokenizer)["end_of_turn"]]
     return model
 
 
@@ -48,12 +48,12 @@ def diverse_model_dir(base: Path, tokenizer) -> Path:
 
 
 def thinking_model_dir(base: Path, tokenizer) -> Path:
-    """A tiny Qwen3 that memorised one reply, `<think>REASONING</think>ANSWER`, to any question."""
+    """A tiny Qwen3 that memorised one reply, REASONING in a think block then ANSWER, to any question."""
     out = base / "thinking-qwen3"
     if (out / "config.json").is_file():
         return out
     model = _base(tokenizer)
-    target = f"<think>\n{THINKING_REPLY_REASONING}\n</think>\n\n{THINKING_REPLY_ANSWER}<|im_end|>"
+    target = assistant_content(THINKING_REPLY_REASONING, THINKING_REPLY_ANSWER) + END_OF_TURN
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     sequences, labels = [], []
     for question, system in itertools.product(_TRAIN_QUESTIONS, ([], [DEFAULT_SYSTEM_TURN])):
