@@ -4,6 +4,9 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.medsft-installed
 export MEDSFT_SHARED ?= $(abspath ../shared)
+# Where medsft writes (medsft/paths.py): relative to this folder unless the environment names other folders.
+DATA_DIR   := $(or $(MEDSFT_DATA_DIR),data/processed)
+OUTPUT_DIR := $(or $(MEDSFT_OUTPUT_DIR),output)
 
 # make data
 SRC       ?=
@@ -37,7 +40,7 @@ data: $(STAMP)
 	$(PY) -m medsft.cli data $(if $(SRC),--src $(SRC)) $(if $(NAME),--name $(NAME)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) $(ARGS)
 
 # The smoke recipe reads the converted sample: convert it first when it is missing or older than the sample.
-SAMPLE_SPLIT := data/processed/sample/train.jsonl
+SAMPLE_SPLIT := $(DATA_DIR)/sample/train.jsonl
 $(SAMPLE_SPLIT): data/sample/medical_sample.jsonl | $(STAMP)
 	$(PY) -m medsft.cli data --src data/sample/medical_sample.jsonl --name sample
 
@@ -65,8 +68,8 @@ bench: $(STAMP)
 smoke: $(STAMP)
 	$(PY) -m medsft.cli data --src data/sample/medical_sample.jsonl --name sample
 	$(PY) -m medsft.cli train --recipe smoke
-	$(PY) -m medsft.cli eval --model output/smoke/final --limit 8 --mcq-limit 20 --max-new-tokens 64 --greedy --name smoke
-	$(PY) -m medsft.cli demo --model output/smoke/final --check
+	$(PY) -m medsft.cli eval --model $(OUTPUT_DIR)/smoke/final --limit 8 --mcq-limit 20 --max-new-tokens 64 --greedy --name smoke
+	$(PY) -m medsft.cli demo --model $(OUTPUT_DIR)/smoke/final --check
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
