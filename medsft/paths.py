@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from medsft.chat_format import DEFAULT_SYSTEM_PROMPT  # noqa: F401  (old import place, kept for now)
-
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLE_FILE_NAME = "medical_sample.jsonl"
 
@@ -53,16 +51,3 @@ def processed_dir() -> Path:
 def shared_dir() -> Path:
     """Folder of real third-party inputs (tokenizer, data rows, benchmark): $MEDSFT_SHARED, else ../shared."""
     return Path(os.environ.get("MEDSFT_SHARED") or "../shared").expanduser().resolve()
-
-
-def real_tokenizer_dir() -> Path | None:
-    """The real Qwen3-1.7B tokenizer from the shared folder, or None when it is not there."""
-    path = shared_dir() / "models" / "Qwen3-1.7B-tokenizer"
-    return path if (path / "tokenizer_config.json").is_file() else None
-
-
-# Old names, resolved once at import; use the functions above.
-REPO_ROOT = PACKAGE_DIR.parent
-OUTPUT_DIR = output_dir()
-PROCESSED_DIR = processed_dir()
-SAMPLE_DATA = sample_data_file()
