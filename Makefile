@@ -24,7 +24,7 @@ BASELINE  ?=
 Q         ?=
 ARGS      ?=
 
-.PHONY: setup data train eval infer demo bench smoke test lint format clean
+.PHONY: setup data train eval infer demo serve bench smoke test lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ infer: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m medsft.cli demo $(if $(MODEL),--model $(MODEL)) $(ARGS)
+
+# OpenAI-compatible API on 127.0.0.1:8000 (docs/serving.md); ARGS="--host 0.0.0.0 --api-key …" to expose it.
+serve: $(STAMP)
+	$(PY) -m medsft.cli serve $(if $(MODEL),--model $(MODEL)) $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m medsft.cli bench $(ARGS)
