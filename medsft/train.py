@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -30,6 +31,13 @@ from typing import Any
 from transformers import TrainerCallback
 
 from medsft.chat_format import special_token_ids, without_answer
+from medsft.checkpoint import (
+    checkpoint_damage,
+    checkpoints_newest_first,
+    progress,
+    read_trainer_state,
+    training_is_done,
+)
 from medsft.cli import run_command
 from medsft.errors import MedsftError
 from medsft.jsonl import iter_jsonl, write_json, write_jsonl
@@ -99,12 +107,53 @@ def data_files(recipe: Recipe) -> dict[str, Path]:
     return files
 
 
+def resumable_checkpoint(recipe: Recipe, output_dir: Path) -> Path:
+    """The newest intact checkpoint in output_dir; newer damaged ones are named in the log and skipped."""
+    damaged = []
+    for checkpoint in checkpoints_newest_first(output_dir):
+        problem = checkpoint_damage(checkpoint, needs_optimizer=not recipe.sft.save_only_model)
+        if problem is None:
+            if damaged and recipe.sft.process_index == 0:
+                for skipped in damaged:
+                    log.warning("%s; skipped", skipped)
+                log.warning("resuming from %s, the newest intact checkpoint", checkpoint.name)
+            return checkpoint
+        damaged.append(f"{checkpoint.name}: {problem}")
+    if not damaged:
+        raise PreflightError(f"--resume: no complete checkpoint in {output_dir}. Start without --resume.")
+    raise PreflightError(
+        f"--resume: no intact checkpoint in {output_dir} ({'; '.join(damaged)}). Start afresh without "
+        "--resume (--overwrite_output_dir true deletes these checkpoints) or in another --output_dir."
+    )
+
+
+def requested_checkpoint(recipe: Recipe) -> Path:
+    """The checkpoint named by resume_from_checkpoint, validated like the ones --resume picks."""
+    path = Path(recipe.sft.resume_from_checkpoint).expanduser()
+    where = f"resume_from_checkpoint {path}"
+    if not path.is_dir():
+        raise PreflightError(
+            f"{where} does not exist. Point it at a checkpoint-N folder of an earlier run, or use --resume "
+            "to continue from the newest intact checkpoint in output_dir."
+        )
+    if not (path / "trainer_state.json").is_file():
+        raise PreflightError(
+            f"{where} is not a training checkpoint (no trainer_state.json). Point it at a checkpoint-N "
+            "folder (final/ holds the model only), or use --resume."
+        )
+    problem = checkpoint_damage(path, needs_optimizer=not recipe.sft.save_only_model)
+    if problem:
+        raise PreflightError(f"{where}: {problem}. Point it at an intact checkpoint, or use --resume.")
+    return path
+
+
 def resume_checkpoint(recipe: Recipe, output_dir: Path, resume: bool) -> Path | None:
-    checkpoint = newest_checkpoint(output_dir)
+    """The checkpoint to continue from: resume_from_checkpoint, else with --resume the newest intact one."""
+    if recipe.sft.resume_from_checkpoint:
+        return requested_checkpoint(recipe)
     if resume:
-        if checkpoint is None:
-            raise PreflightError(f"--resume: no complete checkpoint in {output_dir}. Start without --resume.")
-        return checkpoint
+        return resumable_checkpoint(recipe, output_dir)
+    checkpoint = newest_checkpoint(output_dir)
     if checkpoint is not None and not recipe.medsft.overwrite_output_dir:
         raise PreflightError(
             f"{output_dir} already holds checkpoints (newest: {checkpoint.name}). Continue it with --resume "
@@ -130,7 +179,77 @@ def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path
     if checkpoint is None and recipe.medsft.overwrite_output_dir and recipe.sft.process_index == 0:
         for old in output_dir.glob("checkpoint-*"):
             shutil.rmtree(old)
+    finished = checkpoint is not None and trained_to_the_end(recipe, checkpoint)
+    if finished and sharded and not run_is_complete(recipe, checkpoint):
+        raise PreflightError(
+            f"{checkpoint} holds the whole run, but final/ or run_card.json is missing. Write them from it "
+            "in one process (no model sharding): python -m medsft.train with the same recipe and --resume."
+        )
     return checkpoint, files
+
+
+def trained_to_the_end(recipe: Recipe, checkpoint: Path) -> bool:
+    return training_is_done(read_trainer_state(checkpoint), recipe.sft.max_steps, recipe.sft.num_train_epochs)
+
+
+def final_model_present(output_dir: Path) -> bool:
+    final = output_dir / "final"
+    weights = ("model.safetensors", "model.safetensors.index.json")
+    return (final / "config.json").is_file() and any((final / name).is_file() for name in weights)
+
+
+def run_is_complete(recipe: Recipe, checkpoint: Path) -> bool:
+    """`checkpoint` trained to the run's end, and final/ and run_card.json were written from that training.
+
+    The run card's log history starts with the checkpoint's: a card left by an earlier run does not count.
+    """
+    output_dir = Path(recipe.sft.output_dir)
+    state = read_trainer_state(checkpoint)
+    if not training_is_done(state, recipe.sft.max_steps, recipe.sft.num_train_epochs):
+        return False
+    try:
+        card = json.loads((output_dir / "run_card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    history = state.get("log_history", [])
+    return (
+        final_model_present(output_dir)
+        and isinstance(card, dict)
+        and card.get("global_step") == state["global_step"]
+        and card.get("log_history", [])[: len(history)] == history
+    )
+
+
+def report_complete(recipe: Recipe, checkpoint: Path) -> None:
+    state = read_trainer_state(checkpoint)
+    log.info(
+        "%s is complete: trained to %s (%s), final/ and run_card.json written; nothing to do. To train "
+        "longer, raise --max_steps (or --num_train_epochs) and --resume.",
+        recipe.sft.output_dir,
+        progress(state, recipe.sft.max_steps, recipe.sft.num_train_epochs),
+        checkpoint.name,
+    )
+
+
+def train_or_restore(trainer, recipe: Recipe, checkpoint: Path | None) -> None:
+    """Train, from `checkpoint` when given. A checkpoint that holds the whole run is loaded, not trained on:
+    the Trainer would take one step past the end."""
+    if checkpoint is None or not trained_to_the_end(recipe, checkpoint):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        return
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    weights = checkpoint
+    if recipe.sft.load_best_model_at_end and state.best_model_checkpoint:
+        weights = Path(state.best_model_checkpoint)  # what the Trainer loads at the end of training
+    log.info(
+        "%s holds the whole run: final/ and the reports are written from %s, with no training step",
+        checkpoint.name,
+        weights.name,
+    )
+    trainer._load_from_checkpoint(str(weights))  # the Trainer's own loader: full weights or a LoRA adapter
+    trainer.state = state
 
 
 # ---------------------------------------------------------------- model, tokenizer, data
@@ -467,12 +586,15 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
     """Train a recipe end to end; returns the output folder."""
     started = time.time()
     checkpoint, files = preflight(recipe, resume)
+    if checkpoint is not None and run_is_complete(recipe, checkpoint):
+        report_complete(recipe, checkpoint)
+        return Path(recipe.sft.output_dir)
     tokenizer, model_dir = load_tokenizer_and_model_dir(recipe)
     data = load_data(recipe, tokenizer, files)
     model = load_model(recipe, model_dir, tokenizer)
     tracker = start_tracking(recipe)
     trainer = build_trainer(recipe, model, tokenizer, data, [RankReport(), *(callbacks or [])])
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_or_restore(trainer, recipe, checkpoint)
     final_dir = save_final(trainer, recipe, tokenizer)
     output_dir = Path(recipe.sft.output_dir)
     if recipe.sft.process_index == 0:
@@ -503,7 +625,10 @@ def main(argv: list[str] | None = None) -> int:
         "--recipe", default="smoke", help="name in recipes/ (smoke, full_1epoch, lora) or a YAML path"
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue from the newest checkpoint in output_dir"
+        "--resume",
+        action="store_true",
+        help="continue from the newest intact checkpoint in output_dir (a finished run is left as it is); "
+        "--resume_from_checkpoint PATH continues from a given checkpoint",
     )
     args, overrides = parser.parse_known_args(argv)
     run(load_recipe(args.recipe, overrides), resume=args.resume)
