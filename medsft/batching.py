@@ -18,7 +18,7 @@ import inspect
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +48,8 @@ class Sampling:
 class _Row:
     prompt_ids: list[int]
     sampling: Sampling
-    deliver: Callable[[object], None]
+    outputs: asyncio.Queue  # new token lists, then _END (or an exception); read on `loop`
+    loop: asyncio.AbstractEventLoop
     rng: torch.Generator | None = None
     generated: int = 0
     position: int = 0  # position id of the next token fed to the model
@@ -102,16 +103,8 @@ class ContinuousBatcher:
         return thread is not None and thread.is_alive()
 
     async def stream(self, prompt_ids: list[int], sampling: Sampling) -> AsyncIterator[list[int]]:
-        loop = asyncio.get_running_loop()
-        outputs: asyncio.Queue = asyncio.Queue()
-
-        def deliver(item: object) -> None:
-            try:
-                loop.call_soon_threadsafe(outputs.put_nowait, item)
-            except RuntimeError:  # the event loop is gone (server shutting down): nobody to deliver to
-                row.cancelled = True
-
-        row = self._submit(prompt_ids, sampling, deliver)
+        row = self._submit(prompt_ids, sampling, asyncio.get_running_loop())
+        outputs = row.outputs
         try:
             while True:
                 tokens: list[int] = []
@@ -131,7 +124,7 @@ class ContinuousBatcher:
         finally:
             row.cancelled = True  # no effect once finished; else the row leaves the batch at the next step
 
-    def _submit(self, prompt_ids: list[int], sampling: Sampling, deliver: Callable[[object], None]) -> _Row:
+    def _submit(self, prompt_ids: list[int], sampling: Sampling, loop: asyncio.AbstractEventLoop) -> _Row:
         if not prompt_ids:
             raise ValueError("empty prompt")
         if sampling.max_new_tokens < 1:
@@ -140,7 +133,7 @@ class ContinuousBatcher:
         if sampling.do_sample and sampling.seed is not None:
             rng = torch.Generator(device=self.device)
             rng.manual_seed(sampling.seed)
-        row = _Row(list(prompt_ids), sampling, deliver, rng=rng)
+        row = _Row(list(prompt_ids), sampling, asyncio.Queue(), loop, rng=rng)
         with self._lock:
             self._waiting.append(row)
             if self._thread is None:
@@ -167,8 +160,7 @@ class ContinuousBatcher:
                         self._decode_step()
                 except Exception as error:  # every request in the batch gets it; waiting ones go on
                     log.exception("generation failed")
-                    for row in {*self._rows, *admitted}:
-                        row.deliver(error)
+                    _deliver([(row, error) for row in {*self._rows, *admitted}])
                     self._rows, self._cache, self._mask = [], None, None
 
     def _prefill(self, rows: list[_Row]) -> None:
@@ -230,16 +222,18 @@ class ContinuousBatcher:
         return chosen
 
     def _advance(self, rows: list[_Row], tokens: list[int]) -> None:
+        deliveries: list[tuple[_Row, object]] = []
         for row, token in zip(rows, tokens, strict=True):
             if row.cancelled:
                 continue
             row.generated += 1
             row.last_token = token
             self.generated_tokens += 1
-            row.deliver([token])
+            deliveries.append((row, [token]))
             if token in self.eos_ids or row.generated >= row.sampling.max_new_tokens:
                 row.finished = True
-                row.deliver(_END)
+                deliveries.append((row, _END))
+        _deliver(deliveries)
 
     def _append_to_batch(self, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor) -> None:
         """Both caches left padded to one length, then stacked: every row's padding stays on its left."""
@@ -283,6 +277,24 @@ class ContinuousBatcher:
         )
         self._mask = mask[:, start:]
         self._rows = [self._rows[index] for index in keep]
+
+
+def _deliver(deliveries: list[tuple[_Row, object]]) -> None:
+    """Hand items to their rows' queues: one wake-up of each event loop per step, not one per row."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Row, object]]] = {}
+    for row, item in deliveries:
+        by_loop.setdefault(row.loop, []).append((row, item))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_put_all, items)
+        except RuntimeError:  # the event loop is gone (server shutting down): nobody to deliver to
+            for row, _ in items:
+                row.cancelled = True
+
+
+def _put_all(items: list[tuple[_Row, object]]) -> None:
+    for row, item in items:
+        row.outputs.put_nowait(item)
 
 
 def _pad_left(tensor: torch.Tensor, length: int) -> torch.Tensor:
