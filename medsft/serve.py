@@ -143,7 +143,7 @@ def parse_request(raw: bytes) -> ChatCompletionRequest:
     return request
 
 
-UNION_MEMBERS = {"str", "int", "float", "bool", "list[TextPart]", "list[str]", "dict[str,any]"}
+UNION_MEMBERS = {"str", "list[str]", "list[TextPart]"}  # how pydantic tags the members of the unions above
 
 
 def validation_error(errors: list) -> APIError:
@@ -199,8 +199,7 @@ class Server:
 
     @property
     def capacity(self) -> int:
-        batch = getattr(self.model.engine, "max_batch_size", 0)
-        return batch + self.settings.max_queue
+        return self.model.engine.max_batch_size + self.settings.max_queue
 
     def conversation(self, request: ChatCompletionRequest) -> list[dict[str, str]]:
         """Role and text of each message: reasoning sent back in earlier replies is left out of the prompt
