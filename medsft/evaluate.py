@@ -1,20 +1,24 @@
-"""`medsft eval`: in-domain loss and generation metrics, a medical MCQ benchmark, and a base-vs-tuned report.
+"""`medsft eval`: in-domain loss and generation metrics, a medical MCQ benchmark (one file, or a folder of
+subject files), and a base-vs-tuned report with intervals, chance levels and paired tests.
 
-Stages: (1) each model writes its predictions (JSONL) under <out>/predictions/; (2) metrics are computed from
-those files only; (3) report.md, report.json and the charts are written. `--from-predictions DIR` reruns (2)
-and (3) without loading any model.
+Stages: (1) each model writes its predictions (JSONL) under <out>/predictions/, and run.json records what ran
+(options, files, backend, dtype, device, commit, versions); (2) metrics are computed from those files only;
+(3) report.md, report.json and the charts are written. `--from-predictions DIR` reruns (2) and (3) without
+loading any model.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from transformers import HfArgumentParser
@@ -28,13 +32,18 @@ from medsft.generate import (
     GenerationSettings,
     load_generator,
     pick_device,
+    pick_dtype,
     resolve_backend,
 )
 from medsft.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
 from medsft.mcq import (
     Question,
     accuracy_table,
-    load_questions,
+    benchmark_files,
+    describe_formats,
+    load_benchmark,
+    macro_average,
+    paired_comparison,
     score_by_likelihood,
     select_questions,
     thinking_conversation,
@@ -49,6 +58,8 @@ MCQ_SUBSETS = ("cmb-single", "cmexam", "cmmlu-medical", "medqa-mcmle")
 MCQ_COLUMNS = ("question", "options", "answer", "source")
 ROLES = ("baseline", "model")  # report order: the reference point first
 PREDICTION_KINDS = ("indomain", "mcq_think", "mcq_likelihood")
+MCQ_MODES = {"think": "mcq_think", "likelihood": "mcq_likelihood"}  # mode -> predictions kind
+VERSIONED_PACKAGES = ("medsft", "torch", "transformers", "vllm", "jieba", "rouge-chinese", "numpy")
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +87,10 @@ class EvalConfig:
     greedy: bool = _option("greedy decoding instead of Qwen3's recommended sampling", False)
     max_new_tokens: int = _option("generation limit per answer, reasoning included", 2048, metavar="N")
     batch_size: int = _option("prompts per forward/generate batch", 8, metavar="N")
-    mcq_file: Path | None = _option(
-        "benchmark file: .json (XMedBench), .csv (CMMLU/C-Eval), .jsonl; unset: XMedBench, see --mcq-split",
-        metavar="FILE",
+    mcq_file: list[Path] | None = _option(
+        "benchmark files, folders (e.g. CMMLU's data/test/) or glob patterns, each file a subject: .json "
+        "(XMedBench), .csv (CMMLU/C-Eval), .jsonl; see --list-benchmarks; unset: XMedBench, see --mcq-split",
+        metavar="PATH",
     )
     mcq_split: Literal["dev", "test"] = _option(
         "XMedBench file under $MEDSFT_SHARED/benchmarks/xmedbench_zh when no --mcq-file", "dev"
@@ -106,9 +118,10 @@ class EvalConfig:
     from_predictions: Path | None = _option(
         "recompute metrics, report and charts from an earlier run's folder (no model)", metavar="DIR"
     )
+    list_benchmarks: bool = _option("print the benchmark formats --mcq-file understands, and exit", False)
 
     def __post_init__(self) -> None:
-        if self.from_predictions is None and not self.model:
+        if self.from_predictions is None and not self.model and not self.list_benchmarks:
             raise EvaluationError(
                 "--model is required (a folder such as output/full_1epoch/final, or a model id), "
                 "unless --from-predictions DIR recomputes an earlier report."
@@ -142,7 +155,12 @@ class EvalConfig:
         return path.name if path.name not in {"final", ""} else f"{path.parent.name}-{path.name}"
 
     def as_json(self) -> dict:
-        return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+        def plain(value):
+            if isinstance(value, list):
+                return [plain(item) for item in value]
+            return str(value) if isinstance(value, Path) else value
+
+        return {key: plain(value) for key, value in asdict(self).items()}
 
 
 def build_parser() -> HfArgumentParser:
@@ -248,40 +266,52 @@ def parse_columns(spec: str | None) -> dict[str, str]:
     return columns
 
 
-def load_mcq(config: EvalConfig) -> tuple[list[Question], Path | None, str | None]:
-    """The selected questions, the file, and a note when the benchmark is skipped."""
+def load_mcq(config: EvalConfig) -> tuple[list[Question], list[Path], str | None]:
+    """The selected questions, the files they come from, and a note when the benchmark is skipped."""
     if config.mcq_mode == "none":
-        return [], None, "MCQ benchmark not requested (--mcq-mode none)."
-    path = config.mcq_file or default_mcq_path(config.mcq_split)
-    if not path.is_file():
-        if config.mcq_file:
-            raise EvaluationError(f"--mcq-file not found: {path}.")
-        note = (
-            f"MCQ benchmark skipped: {path} not found. Get XMedBench (Chinese split, `test_zh.json` / "
-            "`dev_zh.json`) from the Apollo project's public release (FreedomIntelligence/Apollo, XMedBench) "
-            f"and put it under $MEDSFT_SHARED/{MCQ_DIR}/, or pass --mcq-file."
-        )
-        log.warning(note)
-        return [], path, note
-    questions = load_questions(path, parse_columns(config.mcq_columns))
+        return [], [], "MCQ benchmark not requested (--mcq-mode none)."
+    if config.mcq_file:
+        files = benchmark_files(config.mcq_file)
+    else:
+        path = default_mcq_path(config.mcq_split)
+        if not path.is_file():
+            note = (
+                f"MCQ benchmark skipped: {path} not found. Get XMedBench (Chinese split, `test_zh.json` "
+                "/ `dev_zh.json`) from the Apollo project's public release (FreedomIntelligence/Apollo, "
+                f"XMedBench) and put it under $MEDSFT_SHARED/{MCQ_DIR}/, or pass --mcq-file."
+            )
+            log.warning(note)
+            return [], [path], note
+        files = [path]
+    questions = load_benchmark(files, parse_columns(config.mcq_columns))
     questions = select_questions(questions, config.mcq_subsets, config.mcq_limit, config.seed)
-    log.info("MCQ: %d questions from %s", len(questions), path)
-    return questions, path, None
+    where = files[0] if len(files) == 1 else f"{len(files)} files"
+    log.info("MCQ: %d questions from %s", len(questions), where)
+    return questions, files, None
 
 
 # --- teacher-forced loss ------------------------------------------------------------------------------------
 
 
+class TurnLoss(NamedTuple):
+    """The teacher-forced loss of one assistant turn, in two parts."""
+
+    reasoning: SegmentLoss
+    answer: SegmentLoss  # the answer, the end-of-turn token and the template's newline after it
+    answer_text_tokens: int  # answer tokens before the end-of-turn token (as a generation's are counted)
+
+
 @torch.inference_mode()
 def teacher_forced_losses(
     model, tokenizer, conversations: list[list[dict]], batch_size: int = 4, chunk: int = 512
-) -> list[tuple[SegmentLoss, SegmentLoss]]:
-    """(reasoning, answer) summed NLL and token counts of each conversation's last (assistant) turn.
+) -> list[TurnLoss]:
+    """Summed NLL and token counts of each conversation's last (assistant) turn: the tokens training learns
+    from, so that the pooled loss equals the trainer's eval_loss on the same rows.
 
     The conversation is rendered with the tokenizer's chat template; the assistant turn starts after the
     generation prompt; the reasoning part runs from `<think>` to `</think>` inclusive, the answer part from
-    after `</think>` to `<|im_end|>` inclusive. Logits are computed in chunks of positions so a 150k
-    vocabulary never materialises for a whole batch.
+    after `</think>` to the end of the turn (`<|im_end|>` and the newline the template writes after it).
+    Logits are computed in chunks of positions so a 150k vocabulary never materialises for a whole batch.
     """
     format_ids = special_token_ids(tokenizer)
     think_close_id, end_id = format_ids["think_close"], format_ids["end_of_turn"]
@@ -295,14 +325,14 @@ def teacher_forced_losses(
             )
         ids = tokenizer(full, add_special_tokens=False)["input_ids"]
         start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        reasoning, answer = metrics.assistant_segments(ids, start, think_close_id, end_id)
-        encoded.append((ids[: answer.stop], reasoning, answer))
+        reasoning, answer = metrics.assistant_segments(ids, start, think_close_id)
+        encoded.append((ids, reasoning, answer))
 
     device = next(model.parameters()).device
     head = model.get_output_embeddings()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
-    results: list[tuple[SegmentLoss, SegmentLoss] | None] = [None] * len(encoded)
+    results: list[TurnLoss | None] = [None] * len(encoded)
     for begin in range(0, len(order), batch_size):
         indices = order[begin : begin + batch_size]
         width = max(len(encoded[i][0]) for i in indices)
@@ -325,7 +355,10 @@ def teacher_forced_losses(
                     logits, targets[offset : offset + chunk], reduction="none"
                 )
                 token_nll.extend(nll.tolist())
-            results[i] = metrics.segment_losses(token_nll, reasoning, answer)
+            reasoning_loss, answer_loss = metrics.segment_losses(token_nll, reasoning, answer)
+            answer_ids = ids[answer.start : answer.stop]
+            text_tokens = answer_ids.index(end_id) if end_id in answer_ids else len(answer_ids)
+            results[i] = TurnLoss(reasoning_loss, answer_loss, text_tokens)
     return results  # type: ignore[return-value]
 
 
@@ -342,6 +375,7 @@ def likelihood_records(model, tokenizer, questions: list[Question], batch_size: 
             "predicted": result.predicted,
             "scored": result.scored,
             "correct": result.predicted == question.answer,
+            "options": question.options,
             "letter_logprobs": result.letter_logprobs,
         }
         for question, result in zip(questions, results, strict=True)
@@ -349,10 +383,10 @@ def likelihood_records(model, tokenizer, questions: list[Question], batch_size: 
 
 
 def indomain_records(
-    examples: list[Example], generations: list[Generation], losses: list[tuple[SegmentLoss, SegmentLoss]]
+    examples: list[Example], generations: list[Generation], losses: list[TurnLoss]
 ) -> list[dict]:
     records = []
-    for example, generation, (reasoning_loss, answer_loss) in zip(examples, generations, losses, strict=True):
+    for example, generation, loss in zip(examples, generations, losses, strict=True):
         records.append(
             {
                 "index": example.index,
@@ -360,9 +394,9 @@ def indomain_records(
                 "reference_reasoning": example.reference_reasoning,
                 "reference_answer": example.reference_answer,
                 # counted like a generation's: the think block; the answer without the end of turn
-                "reference_reasoning_tokens": reasoning_loss.tokens,
-                "reference_answer_tokens": max(answer_loss.tokens - 1, 0),
-                "loss": {"reasoning": asdict(reasoning_loss), "answer": asdict(answer_loss)},
+                "reference_reasoning_tokens": loss.reasoning.tokens,
+                "reference_answer_tokens": loss.answer_text_tokens,
+                "loss": {"reasoning": asdict(loss.reasoning), "answer": asdict(loss.answer)},
                 **asdict(generation),
             }
         )
@@ -515,28 +549,58 @@ def indomain_metrics(records: list[dict]) -> dict:
     }
 
 
-def _accuracy(records: list[dict]) -> dict:
-    return {
-        name: {k: _finite(v) if isinstance(v, float) else v for k, v in row.items()}
-        for name, row in accuracy_table(records).items()
-    }
+def _json_ready(value):
+    """Floats rounded to 6 digits and NaN as null, through nested dicts and lists."""
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(item) for item in value]
+    return value
+
+
+def _require_options(records: list[dict], kind: str) -> None:
+    if any("options" not in record for record in records):
+        raise EvaluationError(
+            f"the {kind} predictions have no `options` (written by an earlier version of `medsft eval`): "
+            "run the evaluation again."
+        )
 
 
 def mcq_metrics(think: list[dict], likelihood: list[dict]) -> dict:
+    """Per mode: the accuracy table (per source and pooled "overall", with intervals, chance levels and
+    answer distributions) and the macro average over sources."""
     result: dict = {}
     if think:
+        _require_options(think, "thinking-mode")
         result["think"] = {
-            "accuracy": _accuracy(think),
+            "accuracy": _json_ready(accuracy_table(think)),
+            "macro": _json_ready(macro_average(think)),
             "truncated": _finite(metrics.share(r["truncated"] for r in think)),
             "think_compliance": _finite(metrics.share(metrics.think_compliant(r["text"]) for r in think)),
             "multi_answer_questions": sum(len(r["gold"]) > 1 for r in think),
         }
     if likelihood:
+        _require_options(likelihood, "likelihood-mode")
         result["likelihood"] = {
-            "accuracy": _accuracy(likelihood),
+            "accuracy": _json_ready(accuracy_table(likelihood)),
+            "macro": _json_ready(macro_average(likelihood)),
             "multi_answer_excluded": sum(not r["scored"] for r in likelihood),
         }
     return result
+
+
+def mcq_comparison(predictions: dict[str, dict[str, list[dict]]]) -> dict:
+    """Per mode, baseline vs model on the same questions: McNemar's test per source and overall."""
+    if not {"baseline", "model"} <= predictions.keys():
+        return {}
+    comparison = {}
+    for mode, kind in MCQ_MODES.items():
+        base, tuned = predictions["baseline"][kind], predictions["model"][kind]
+        if base and tuned:
+            comparison[mode] = _json_ready(paired_comparison(base, tuned))
+    return comparison
 
 
 def _read_run(out_dir: Path) -> dict:
@@ -572,6 +636,7 @@ def compute_report(out_dir: Path) -> tuple[dict, dict[str, dict[str, list[dict]]
         }
     report = {key: value for key, value in run.items() if key != "models"}
     report["models"] = models
+    report["comparison"] = mcq_comparison(predictions)
     return report, predictions
 
 
@@ -589,6 +654,41 @@ def write_report(out_dir: Path, samples: int) -> dict:
 # --- running ------------------------------------------------------------------------------------------------
 
 
+def hardware_name(device: str) -> str:
+    """The GPU's name, or the CPU model."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def environment(config: EvalConfig, backend: str) -> dict:
+    """What ran, for run.json: the generation backend that runs (never "auto"), the dtype and device the
+    models load with, the code commit and the package versions."""
+    from medsft.train import git_state
+
+    device = pick_device(config.device)
+    versions = {"python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "backend": backend,
+        "dtype": str(pick_dtype(device, config.dtype)).removeprefix("torch."),
+        "device": device,
+        "device_name": hardware_name(device),
+        "cuda": torch.version.cuda,
+        "code": git_state(),
+        "versions": versions,
+    }
+
+
 def run(config: EvalConfig) -> Path:
     """Evaluate the model (and the baseline) and write the report; returns the report folder."""
     if config.from_predictions is not None:
@@ -601,7 +701,7 @@ def run(config: EvalConfig) -> Path:
     data_path = config.data or default_data_path()
     examples = load_examples(data_path, config.limit)
     log.info("in-domain: %d rows from %s", len(examples), data_path)
-    questions, mcq_path, mcq_note = load_mcq(config)
+    questions, mcq_files, mcq_note = load_mcq(config)
     out_dir = (config.out_dir or output_dir() / "eval") / config.report_name()
     predictions_dir = out_dir / "predictions"
     predictions_dir.mkdir(parents=True, exist_ok=True)
@@ -613,12 +713,12 @@ def run(config: EvalConfig) -> Path:
         "config": config.as_json(),
         "data": str(data_path),
         "rows": len(examples),
-        "mcq_file": str(mcq_path) if mcq_path else None,
+        "mcq_files": [str(path) for path in mcq_files],
         "mcq_note": mcq_note,
         "mcq_questions": len(questions),
+        "mcq_sources": len({q.source for q in questions}),
         "generation": asdict(config.generation_settings()),
-        "backend": backend,
-        "device": pick_device(config.device),
+        **environment(config, backend),
         "models": {},
     }
     for role in ROLES:
@@ -631,7 +731,11 @@ def run(config: EvalConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    run(parse_config(argv))
+    config = parse_config(argv)
+    if config.list_benchmarks:
+        print(describe_formats())
+        return 0
+    run(config)
     return 0
 
 

@@ -1,16 +1,19 @@
-"""Medical multiple-choice benchmark: loading (XMedBench JSON, CMMLU/C-Eval CSV, JSONL), prompts, answer
-extraction, and two scoring modes: reasoning then letter extraction, or next-token likelihood."""
+"""Medical multiple-choice benchmark: loading (XMedBench JSON, CMMLU/C-Eval CSV folders, JSONL), prompts, two
+scoring modes (reasoning then letter extraction, or next-token likelihood), and accuracy tables with their
+uncertainty (intervals, chance levels, answer distributions, paired tests; see medsft.significance)."""
 
 from __future__ import annotations
 
 import csv
+import glob
 import json
+import logging
 import random
 import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,9 +21,18 @@ import torch
 from medsft.answer_choice import Extraction, extract_choice  # noqa: F401  (re-exported)
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, Conversation, prompt_messages
 from medsft.errors import MedsftError
-from medsft.jsonl import read_jsonl
+from medsft.significance import (
+    accuracy_interval,
+    answer_counts,
+    chance_level,
+    dominant_answer,
+    mcnemar,
+    overall_accuracy,
+)
 
 LETTERS = "ABCDEFGHIJ"
+
+log = logging.getLogger(__name__)
 
 
 class BenchmarkError(MedsftError):
@@ -73,41 +85,67 @@ def parse_options(options: str | dict | list) -> dict[str, str]:
     return parsed
 
 
-def parse_answer(answer: str, options: dict[str, str]) -> str:
-    """`"(C)"`, `"C"`, `"ACE"`, `"A,C"` → sorted letters, all of them valid options."""
-    letters = "".join(sorted(set(re.findall(r"[A-J]", unicodedata.normalize("NFKC", str(answer)).upper()))))
-    if not letters or any(letter not in options for letter in letters):
-        raise BenchmarkFormatError(f"answer {answer!r} is not among the options {list(options)}")
+# option letters, optionally bracketed and separated: C, (C), ACE, (ACE), A,C, A、C, A C, [A, C]
+_ANSWER_LETTERS = re.compile(r"[(\[]?\s*([A-J](?:\s*[,、/;]?\s*[A-J])*)\s*[)\]]?\.?")
+
+
+def parse_answer(answer: str | list, options: dict[str, str]) -> str:
+    """`"(C)"`, `"C"`, `"ACE"`, `"A,C"`, `["A", "C"]` → sorted letters, each one among the options.
+
+    Anything else is a BenchmarkFormatError: a missing answer, a number, or words around the letters
+    (`"Answer: B"` is not read as A, B and E)."""
+    if isinstance(answer, list) and answer and all(isinstance(item, str) for item in answer):
+        text = ",".join(answer)
+    elif isinstance(answer, str):
+        text = answer
+    elif answer is None:
+        raise BenchmarkFormatError("answer is missing (null)")
+    else:
+        raise BenchmarkFormatError(f"answer {answer!r} is a {type(answer).__name__}, not option letters")
+    if not text.strip():
+        raise BenchmarkFormatError("answer is empty")
+    match = _ANSWER_LETTERS.fullmatch(unicodedata.normalize("NFKC", text).strip().upper())
+    if not match:
+        raise BenchmarkFormatError(f"answer {answer!r} is not option letters such as C, (C), ACE or A,C")
+    letters = "".join(sorted(set(re.findall(r"[A-J]", match.group(1)))))
+    outside = [letter for letter in letters if letter not in options]
+    if outside:
+        raise BenchmarkFormatError(
+            f"answer {answer!r} names {', '.join(outside)}, not among the options {list(options)}"
+        )
     return letters
 
 
-def _question(raw: dict, columns: dict[str, str], index: int, default_source: str) -> Question:
-    def column(name: str) -> str | None:
-        wanted = columns.get(name, name)
-        for key in raw:
-            if str(key).strip().lower() == wanted.lower():
-                return key
-        return None
+def _find_column(raw: dict, name: str) -> str | None:
+    for key in raw:
+        if key is not None and str(key).strip().lower() == name.lower():
+            return key
+    return None
 
-    question_key, answer_key = column("question"), column("answer")
+
+def _question(raw: dict, columns: dict[str, str], index: int, default_source: str) -> Question:
+    question_key = _find_column(raw, columns.get("question", "question"))
+    answer_key = _find_column(raw, columns.get("answer", "answer"))
     if question_key is None or answer_key is None:
         raise BenchmarkFormatError(
-            f"row {index}: needs columns {columns.get('question', 'question')!r} and "
+            f"needs columns {columns.get('question', 'question')!r} and "
             f"{columns.get('answer', 'answer')!r}, has {list(raw)}"
         )
-    options_key = column("options")
+    options_key = _find_column(raw, columns.get("options", "options"))
     if options_key is not None:
         options = parse_options(raw[options_key])
     else:  # one column per letter, as the CMMLU / C-Eval CSV files
         letter_keys = {}
         for letter in LETTERS:
-            key = next((k for k in raw if str(k).strip().upper() == letter), None)
+            key = _find_column(raw, letter)
             if key is None or raw[key] is None or str(raw[key]).strip() == "":
                 break
             letter_keys[letter] = key
         options = parse_options({letter: raw[key] for letter, key in letter_keys.items()})
-    source_key = column("source")
+    source_key = _find_column(raw, columns.get("source", "source"))
     source = str(raw[source_key]).strip() if source_key is not None and raw[source_key] else default_source
+    if not isinstance(raw[question_key], str) or not raw[question_key].strip():
+        raise BenchmarkFormatError(f"question is empty or not text ({raw[question_key]!r})")
     return Question(
         question=str(raw[question_key]).strip(),
         options=options,
@@ -117,34 +155,123 @@ def _question(raw: dict, columns: dict[str, str], index: int, default_source: st
     )
 
 
-def load_questions(path: str | Path, columns: dict[str, str] | None = None) -> list[Question]:
+def subject_name(path: Path) -> str:
+    """The subject a benchmark file holds: its name without the extension and without C-Eval's split suffix
+    (`clinical_medicine_val.csv` → `clinical_medicine`; CMMLU's `clinical_knowledge.csv` stays as it is)."""
+    return _SPLIT_SUFFIX.sub("", path.stem) or path.stem
+
+
+_SPLIT_SUFFIX = re.compile(r"_(?:val|dev|test)$")
+
+
+def _refuse_unanswered(path: Path, rows: list, columns: dict[str, str]) -> None:
+    """A file without answers (C-Eval's test split keeps them private) cannot be scored: say so once."""
+    wanted = columns.get("answer", "answer")
+    answers = [row[key] for row in rows if (key := _find_column(row, wanted)) is not None]
+    if rows and not any(answer is not None and str(answer).strip() for answer in answers):
+        found = "empty" if answers else "missing"
+        header = list(rows[0])
+        raise BenchmarkFormatError(
+            f"{path} has no answers (the {wanted!r} column is {found}; columns: {header}), so it cannot be "
+            "scored. C-Eval's test files are like this: their answers are not public. Use C-Eval's val/ "
+            "(or dev/) files, or name the answer column with --mcq-columns answer=…."
+        )
+
+
+def load_questions(
+    path: str | Path,
+    columns: dict[str, str] | None = None,
+    default_source: str | None = None,
+    first_index: int = 0,
+    skipped: list[SkippedRow] | None = None,
+) -> list[Question]:
     """Read a benchmark file by its extension: `.json` (a list of rows, XMedBench layout), `.jsonl` or `.csv`.
 
     `columns` renames fields, e.g. {"question": "stem", "options": "choices", "answer": "label"}.
-    Without an options column, the letter columns A, B, C, … are the options. Rows without a source get the
-    file's name. A malformed row raises BenchmarkFormatError naming the row.
+    Without an options column, the letter columns A, B, C, … are the options. Rows without a source get
+    `default_source` (unset: the file's subject name, see `subject_name`). Question indexes count from
+    `first_index`. A row that is not a usable question (a JSONL line that is not UTF-8 JSON, not an object,
+    an answer that is not option letters …) is skipped: logged with its reason and added to `skipped`.
+    A file without answers, or without one usable question, raises BenchmarkFormatError naming it.
     """
     path = Path(path)
     if not path.is_file():
         raise BenchmarkError(f"Benchmark file not found: {path}.")
     columns = columns or {}
     rows = _read_rows(path)
+    left_out: list[SkippedRow] = []
+    usable = {}
+    for number, raw in enumerate(rows):
+        if isinstance(raw, _UnreadableRow):
+            left_out.append(SkippedRow(str(path), first_index + number, raw.reason))
+        elif not isinstance(raw, dict):
+            reason = f"expected an object, got {type(raw).__name__}"
+            left_out.append(SkippedRow(str(path), first_index + number, reason))
+        else:
+            usable[number] = raw
+    _refuse_unanswered(path, list(usable.values()), columns)
+    source = default_source or subject_name(path)
     questions = []
-    for index, raw in enumerate(rows):
-        if not isinstance(raw, dict):
-            raise BenchmarkFormatError(f"{path}, row {index}: expected an object, got {type(raw).__name__}")
+    for number, raw in usable.items():
         try:
-            questions.append(_question(raw, columns, index, default_source=path.stem))
+            questions.append(_question(raw, columns, first_index + number, default_source=source))
         except BenchmarkFormatError as error:
-            raise BenchmarkFormatError(f"{path}, row {index}: {error}") from error
+            left_out.append(SkippedRow(str(path), first_index + number, str(error)))
+    left_out.sort(key=lambda row: row.row)
+    if not questions:
+        if not left_out:
+            raise BenchmarkFormatError(f"{path} has no questions.")
+        first = left_out[0]
+        raise BenchmarkFormatError(
+            f"{path}, row {first.row - first_index}: {first.reason} (no usable question in the file: "
+            f"{len(left_out)} rows skipped)."
+        )
+    for row in left_out[:SKIPPED_ROWS_LOGGED]:
+        log.warning("%s, row %d skipped: %s", path, row.row - first_index, row.reason)
+    if len(left_out) > SKIPPED_ROWS_LOGGED:
+        log.warning("%s: %d more rows skipped", path, len(left_out) - SKIPPED_ROWS_LOGGED)
+    if skipped is not None:
+        skipped.extend(left_out)
     return questions
+
+
+SKIPPED_ROWS_LOGGED = 20
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A benchmark row that is not a usable question, and why."""
+
+    file: str
+    row: int  # the index the question would have had (its position in the file, plus first_index)
+    reason: str
+
+
+@dataclass(frozen=True)
+class _UnreadableRow:
+    reason: str
+
+
+def _jsonl_rows(path: Path) -> list:
+    """Each non-blank line's value; a line that is not UTF-8 JSON is an _UnreadableRow, skipped later."""
+    rows: list = []
+    for number, line in enumerate(path.read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line.decode("utf-8")))
+        except UnicodeDecodeError as error:
+            rows.append(_UnreadableRow(f"line {number} is not UTF-8 ({error.reason} at byte {error.start})"))
+        except (ValueError, RecursionError) as error:
+            rows.append(_UnreadableRow(f"line {number} is not JSON ({error})"))
+    return rows
 
 
 def _read_rows(path: Path) -> list:
     suffix = path.suffix.lower()
     try:
         if suffix == ".jsonl":
-            return read_jsonl(path)
+            return _jsonl_rows(path)
         if suffix == ".json":
             rows = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(rows, list):
@@ -156,6 +283,115 @@ def _read_rows(path: Path) -> list:
     except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as error:
         raise BenchmarkFormatError(f"{path}: not readable as {suffix[1:].upper()} ({error})") from error
     raise BenchmarkFormatError(f"{path}: unknown benchmark format (use .json, .jsonl or .csv)")
+
+
+@dataclass(frozen=True)
+class BenchmarkFormat:
+    name: str
+    files: str
+    columns: str
+    note: str
+
+
+BENCHMARK_FORMATS = (
+    BenchmarkFormat(
+        "XMedBench, Chinese part (Apollo project; the default)",
+        "test_zh.json, dev_zh.json: one JSON list of questions",
+        'question, options ("(A) …\\n(B) …"), answer ("(C)", multi-answer "(ACE)"), source',
+        "sources cmb-single, cmexam, cmmlu-medical, medqa-mcmle",
+    ),
+    BenchmarkFormat(
+        "CMMLU",
+        "data/test/<subject>.csv or data/dev/<subject>.csv: one CSV per subject",
+        "an unnamed index column (ignored), Question, A, B, C, D, Answer",
+        "pass the folder: every file is a subject, named by its file",
+    ),
+    BenchmarkFormat(
+        "C-Eval",
+        "val/<subject>_val.csv or dev/<subject>_dev.csv: one CSV per subject",
+        "id, question, A, B, C, D, answer, explanation (id and explanation ignored)",
+        "the subject drops the _val/_dev suffix; test/ files have no answers and are refused",
+    ),
+    BenchmarkFormat(
+        "Own files",
+        ".jsonl (one question a line), .json (a list) or .csv",
+        "question, answer, and options (text as above, a list, or {letter: text}) or one column per "
+        "letter A, B, …; source optional",
+        "rename with --mcq-columns question=…,options=…,answer=…,source=…",
+    ),
+)
+
+
+def describe_formats() -> str:
+    """What `medsft eval --list-benchmarks` prints."""
+    lines = [
+        "Benchmark formats that --mcq-file understands (several files, a folder or a glob pattern; each",
+        "file is a subject unless its rows have a source column). Column names are matched ignoring case;",
+        "answers may be written C, (C), ACE or A,C; up to 10 options, A to J.",
+    ]
+    for benchmark in BENCHMARK_FORMATS:
+        lines += [
+            "",
+            benchmark.name,
+            f"  files:   {benchmark.files}",
+            f"  columns: {benchmark.columns}",
+            f"  note:    {benchmark.note}",
+        ]
+    return "\n".join(lines)
+
+
+BENCHMARK_SUFFIXES = (".csv", ".json", ".jsonl")
+_GLOB_CHARACTERS = re.compile(r"[*?\[]")
+
+
+def benchmark_files(specs: Sequence[str | Path]) -> list[Path]:
+    """The files that `--mcq-file` names: files, folders (their .csv, .json and .jsonl files, not recursive)
+    and glob patterns (`cmmlu/test/*.csv`), in the order given, folders and patterns sorted by name."""
+    files: list[Path] = []
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in BENCHMARK_SUFFIXES
+            )
+            if not found:
+                raise BenchmarkError(f"Benchmark folder {path} has no {', '.join(BENCHMARK_SUFFIXES)} files.")
+        elif path.is_file():
+            found = [path]
+        elif _GLOB_CHARACTERS.search(str(spec)):
+            found = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+            if not found:
+                raise BenchmarkError(f"Benchmark pattern {spec!r} matches no file.")
+        else:
+            raise BenchmarkError(f"Benchmark file not found: {path}.")
+        files += [p for p in found if p not in files]
+    return files
+
+
+def load_benchmark(
+    paths: Sequence[Path], columns: dict[str, str] | None = None, skipped: list[SkippedRow] | None = None
+) -> list[Question]:
+    """The questions of several files, each file one subject (unless its rows name their source); question
+    indexes run through all files in order, so every question has its own (a skipped row keeps its index
+    unused). Rows that are not usable questions are added to `skipped`."""
+    named: dict[str, Path] = {}
+    for path in paths:
+        subject = subject_name(path)
+        if subject in named:
+            raise BenchmarkFormatError(
+                f"{named[subject]} and {path} are both subject {subject!r}: pass one of them."
+            )
+        named[subject] = path
+    questions: list[Question] = []
+    next_index = 0
+    for path in paths:
+        left_out: list[SkippedRow] = []
+        found = load_questions(path, columns, first_index=next_index, skipped=left_out)
+        questions += found
+        next_index += len(found) + len(left_out)
+        if skipped is not None:
+            skipped.extend(left_out)
+    return questions
 
 
 def select_questions(
@@ -308,27 +544,96 @@ def score_by_likelihood(
     return results
 
 
-# --- accuracy -----------------------------------------------------------------------------------------------
+# --- accuracy ---------------------------------------------------------------------------------------------
 
 
-def accuracy_table(records: Sequence[dict]) -> dict[str, dict]:
-    """Per source and overall: questions, scored, correct, unparseable, accuracy (correct / scored).
+def _option_count(record: dict) -> int:
+    return len(record["options"])
 
-    Each record has `source`, `correct` (bool), and optionally `scored` (False: excluded) and `parsed`.
+
+def accuracy_table(records: Sequence[dict], confidence: float = 0.95) -> dict[str, dict]:
+    """Per source, and "overall" pooled over all questions: how many questions, scored, excluded, correct and
+    unparseable; the accuracy (correct / scored) with its Wilson interval (`ci95`); the chance level of those
+    questions and whether the interval lies above it; the predicted and gold answer distributions; and the
+    answer given for more than 60 % of the questions (`dominant`), if any.
+
+    Each record has `source`, `gold`, `predicted` (None: no letter), `correct`, `options` (letter → text),
+    and optionally `scored` (False: excluded from this accuracy) and `parsed`.
     """
     groups: dict[str, list[dict]] = defaultdict(list)
     for record in records:
         groups[record["source"]].append(record)
-    table = {}
-    for name, group in [*sorted(groups.items()), ("overall", list(records))]:
-        scored = [r for r in group if r.get("scored", True)]
-        correct = sum(bool(r["correct"]) for r in scored)
-        table[name] = {
-            "questions": len(group),
-            "scored": len(scored),
-            "excluded": len(group) - len(scored),
-            "correct": correct,
-            "unparseable": sum(not r.get("parsed", True) for r in scored),
-            "accuracy": correct / len(scored) if scored else float("nan"),
-        }
-    return table
+    return {
+        name: _accuracy_row(group, confidence)
+        for name, group in [*sorted(groups.items()), ("overall", list(records))]
+    }
+
+
+def _accuracy_row(group: list[dict], confidence: float) -> dict:
+    scored = [r for r in group if r.get("scored", True)]
+    correct = sum(bool(r["correct"]) for r in scored)
+    row: dict = {
+        "questions": len(group),
+        "scored": len(scored),
+        "excluded": len(group) - len(scored),
+        "correct": correct,
+        "unparseable": sum(not r.get("parsed", True) for r in scored),
+        "accuracy": correct / len(scored) if scored else float("nan"),
+        "ci95": None,
+        "chance": None,
+        "above_chance": None,
+        "predicted": answer_counts(r["predicted"] for r in scored),
+        "gold": answer_counts(r["gold"] for r in scored),
+        "dominant": None,
+    }
+    if scored:
+        interval = accuracy_interval(correct, len(scored), confidence)
+        chance = chance_level([r["gold"] for r in scored], [_option_count(r) for r in scored])
+        dominant = dominant_answer([r["predicted"] for r in scored])
+        row["ci95"] = [interval.low, interval.high]
+        row["chance"] = asdict(chance)
+        row["above_chance"] = interval.low > chance.level
+        row["dominant"] = asdict(dominant) if dominant else None
+    return row
+
+
+def macro_average(records: Sequence[dict]) -> dict | None:
+    """The overall accuracy as CMMLU and C-Eval results are quoted: the mean of the per-source (subject)
+    accuracies, each source counting once, and the mean of their chance levels; None when nothing was
+    scored."""
+    scored = [r for r in records if r.get("scored", True)]
+    if not scored:
+        return None
+    overall = overall_accuracy([bool(r["correct"]) for r in scored], [r["source"] for r in scored])
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for record in scored:
+        by_source[record["source"]].append(record)
+    chances = [
+        chance_level([r["gold"] for r in group], [_option_count(r) for r in group]).level
+        for group in by_source.values()
+    ]
+    return {
+        "accuracy": overall.macro,
+        "sources": len(overall.groups),
+        "chance_level": sum(chances) / len(chances),
+    }
+
+
+def paired_comparison(base: Sequence[dict], tuned: Sequence[dict], alpha: float = 0.05) -> dict[str, dict]:
+    """Per source and "overall": McNemar's test of two models on the questions both were scored on (matched
+    by `index`): the discordant counts, the accuracy difference (tuned − base), the p-value, and
+    `beyond_noise` when p < alpha."""
+    base_by_index = {r["index"]: r for r in base if r.get("scored", True)}
+    pairs = [
+        (base_by_index[r["index"]], r) for r in tuned if r.get("scored", True) and r["index"] in base_by_index
+    ]
+    groups: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    for pair in pairs:
+        groups[pair[1]["source"]].append(pair)
+    result = {}
+    for name, group in [*sorted(groups.items()), ("overall", pairs)]:
+        if not group:
+            continue
+        test = mcnemar([bool(b["correct"]) for b, _ in group], [bool(t["correct"]) for _, t in group])
+        result[name] = {**asdict(test), "beyond_noise": test.p_value < alpha}
+    return result

@@ -7,6 +7,7 @@ from saved predictions.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,27 +31,44 @@ def think_compliant(text: str) -> bool:
 _rouge = None
 
 
-def jieba_words(text: str) -> str:
-    """Space-separated jieba words (whitespace tokens dropped): the input rouge-chinese expects."""
-    import jieba
-
-    return " ".join(word for word in jieba.cut(text) if word.strip())
-
-
-def rouge_f(prediction: str, reference: str) -> dict[str, float]:
-    """ROUGE-1/2/L F1 of one prediction against one reference, on jieba-segmented words (rouge-chinese).
-
-    An empty prediction or reference scores 0 (rouge-chinese itself refuses empty input).
-    """
+def _rouge_scorer():
     global _rouge
-    hypothesis, target = jieba_words(prediction), jieba_words(reference)
-    if not hypothesis or not target:
-        return dict.fromkeys(ROUGE_KEYS, 0.0)
     if _rouge is None:
         from rouge_chinese import Rouge
 
         _rouge = Rouge()
-    scores = _rouge.get_scores(hypothesis, target)[0]
+    return _rouge
+
+
+def is_punctuation(word: str) -> bool:
+    """A word made only of punctuation (Unicode categories P*: `。`, `，`, `……`, `!?`)."""
+    return bool(word) and all(unicodedata.category(char).startswith("P") for char in word)
+
+
+def jieba_words(text: str) -> str:
+    """Space-separated jieba words of one sentence, whitespace and punctuation dropped."""
+    import jieba
+
+    words = (word.strip() for word in jieba.cut(text))
+    return " ".join(word for word in words if word and not is_punctuation(word))
+
+
+def rouge_words(text: str) -> str:
+    """The text as it is scored: one sentence a line (split by rouge-chinese's own rule: after 。！？ and at
+    line breaks), each sentence as space-separated jieba words without punctuation."""
+    lines = (jieba_words(sentence) for sentence in _rouge_scorer().cut_sent(text))
+    return "\n".join(line for line in lines if line)
+
+
+def rouge_f(prediction: str, reference: str) -> dict[str, float]:
+    """ROUGE-1/2/L F1 of one prediction against one reference, on jieba-segmented words (rouge-chinese;
+    ROUGE-L over sentences). Punctuation is not a word: it never matches, and a prediction or reference
+    without words (empty, whitespace or punctuation only) scores 0 (rouge-chinese refuses empty input).
+    """
+    hypothesis, target = rouge_words(prediction), rouge_words(reference)
+    if not hypothesis or not target:
+        return dict.fromkeys(ROUGE_KEYS, 0.0)
+    scores = _rouge_scorer().get_scores(hypothesis, target)[0]
     # rouge-chinese returns F1 with a 1e-8 smoothing term: a perfect match gives 0.999999995.
     return {key: round(scores[key]["f"], 6) for key in ROUGE_KEYS}
 
@@ -166,23 +184,22 @@ class SegmentLoss:
 
 
 def assistant_segments(
-    input_ids: Sequence[int], assistant_start: int, think_close_id: int, end_id: int
+    input_ids: Sequence[int], assistant_start: int, think_close_id: int
 ) -> tuple[range, range]:
-    """Token positions of the reasoning part (`<think>` … `</think>`) and of the answer part (after `</think>`
-    up to and including the end-of-turn token) of an assistant turn starting at `assistant_start`.
+    """Token positions of the reasoning part (`<think>` … `</think>`) and of the answer part of the assistant
+    turn that starts at `assistant_start` and ends the rendered conversation.
 
-    Without a `</think>` token the whole turn counts as answer.
+    The answer part runs from after `</think>` to the end: the answer, the end-of-turn token and what the
+    chat template writes after it (Qwen3: a newline). These are the tokens training learns from
+    (assistant_only_loss), so the two parts together give the trainer's loss. Without a `</think>` token the
+    whole turn counts as answer.
     """
     ids = list(input_ids)
     try:
-        end = ids.index(end_id, assistant_start) + 1
-    except ValueError:
-        end = len(ids)
-    try:
-        close = ids.index(think_close_id, assistant_start, end) + 1
+        close = ids.index(think_close_id, assistant_start) + 1
     except ValueError:
         close = assistant_start
-    return range(assistant_start, close), range(close, end)
+    return range(assistant_start, close), range(close, len(ids))
 
 
 def segment_losses(

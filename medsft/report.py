@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 from pathlib import Path
 
 import matplotlib
@@ -21,19 +22,24 @@ CHARTS = {
     "mcq": "mcq_accuracy.png",
 }
 COLORS = {"baseline": "#9aa5b1", "model": "#2f6fde", "reference": "#e0a040"}
+CHANCE_COLOR = "#d62728"
+MODES = ("think", "likelihood")
+MODE_TITLES = {"think": "MCQ accuracy, thinking mode", "likelihood": "MCQ accuracy, option-letter likelihood"}
 
 METHOD_NOTES = f"""\
 - **Loss / perplexity**: teacher forcing over the conversation rendered by the tokenizer's chat
   template. Mean negative log-likelihood per token (nats), separately for the reasoning part
-  (`{THINK_OPEN}` … `{THINK_CLOSE}`, both tags included) and the answer part (after `{THINK_CLOSE}` up to and
-  including `{END_OF_TURN}`); the boundary is the `{THINK_CLOSE}` token. Token-weighted over all rows;
-  perplexity = exp(loss). System and user tokens are not scored.
+  (`{THINK_OPEN}` … `{THINK_CLOSE}`, both tags included) and the answer part (after `{THINK_CLOSE}` to the
+  end of the turn: `{END_OF_TURN}` and the newline after it). These are exactly the tokens training learns
+  from, so the loss over both parts equals the trainer's `eval_loss` on the same rows. Token-weighted over
+  all rows; perplexity = exp(loss). System and user tokens are not scored.
 - **Think-format compliance**: share of outputs that start with `{THINK_OPEN}`, close it exactly once
   with `{THINK_CLOSE}`, hold no further think tags, and end with a non-empty answer. **Truncated**: share
   that reached `max_new_tokens` before `{END_OF_TURN}`.
 - **ROUGE-1/2/L**: F1 of the answer part (after `{THINK_CLOSE}`) against the reference answer, on
-  jieba-segmented words (rouge-chinese; ROUGE-L is its sentence-split LCS). Mean over rows; an empty
-  answer scores 0.
+  jieba-segmented words (rouge-chinese; ROUGE-L over sentences split at 。！？ and line breaks).
+  Punctuation is not a word: it never matches, and an answer that is empty or punctuation only scores 0.
+  Mean over rows.
 - **BLEU-4 (characters)**: every non-whitespace character is a token. *Corpus* BLEU-4: clipped
   n-gram matches and lengths summed over all rows, uniform weights, one brevity penalty, no smoothing
   (equal to sacrebleu `corpus_bleu(..., tokenize="char")` / 100 on whitespace-free text). *Sentence*
@@ -45,16 +51,26 @@ METHOD_NOTES = f"""\
 - **Loops**: share of outputs where one unit of up to 200 characters repeats back to back at least 3
   times over at least 40 characters. **Distinct-4**: distinct character 4-grams / all character
   4-grams of the whole output (lower: more repetitive).
-- **MCQ, thinking mode**: the model answers in thinking mode; the chosen letters are extracted from
-  the answer part only (letters in the reasoning are ignored): the last explicit statement (`答案：C`,
-  `选C`, full-width letters folded), else a bracketed `(C)` or line-start `C.` letter when all such
-  mentions agree, else an answer made of letters only (`AC`). Letters outside the question's options
-  are rejected. Multi-answer questions count as correct only on an exact set match. Unparseable
-  answers count as wrong and are listed.
+- **MCQ, thinking mode**: the model answers in thinking mode; the chosen letters are read from the
+  answer part only (letters in the reasoning are ignored) by written rules (docs/evaluation.md): the
+  final committed statement wins; quoted, negated, hypothetical and retracted mentions do not count; a
+  hedge between options, a letter outside the options or a truncated answer is unparseable, never
+  guessed. Multi-answer questions count as correct only on an exact set match. Unparseable answers count
+  as wrong and are listed.
 - **MCQ, likelihood mode**: no reasoning. Prompt with the empty think block (as
   `enable_thinking=False`) and the answer begun with `答案：`; the option letter with the highest
   next-token log-probability is the choice (as the CMMLU / C-Eval harnesses do). Multi-answer
   questions cannot be chosen by one token: they are excluded from this accuracy and counted.
+- **Uncertainty**: each accuracy has its 95 % Wilson score interval. The chance level of a source is the
+  higher of uniform guessing (1 / options; 1 / (2^options − 1) for a multi-answer question) and always
+  giving its most frequent gold answer; † marks an accuracy whose interval reaches it. A model that gives
+  one answer for more than 60 % of a source's questions is flagged next to the gold distribution.
+- **Overall**: *pooled*, every question counts once; *macro*, the mean of the per-source (per-subject)
+  accuracies, as CMMLU and C-Eval results are quoted (no interval: it is not one proportion).
+- **Baseline vs model**: McNemar's test on the questions both answered: only the questions exactly one
+  of them got right count (exact binomial test below 25 of them, else chi-square with continuity
+  correction); p < 0.05 is reported as beyond noise. With many sources about 1 test in 20 comes out
+  below 0.05 by chance alone; the pooled test is the one to quote.
 - **MCQ sample**: `--mcq-limit N` draws N questions with a seeded random sample stratified by source
   (shares proportional to source sizes, each source at least one question).
 """
@@ -208,29 +224,57 @@ def draw_charts(out_dir: Path, report: dict, predictions: dict) -> dict[str, str
     _save(figure, out_dir / CHARTS["lengths"])
     charts["lengths"] = CHARTS["lengths"]
 
-    modes = [m for m in ("think", "likelihood") if any(m in models[r]["mcq"] for r in roles)]
+    modes = [m for m in MODES if any(m in models[r]["mcq"] for r in roles)]
     if modes:
-        figure, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), 3.8), squeeze=False)
-        for axis, mode in zip(axes[0], modes, strict=True):
-            groups = sorted(
-                {g for r in roles for g in models[r]["mcq"].get(mode, {}).get("accuracy", {})} - {"overall"}
-            )
-            groups.append("overall")
-            series = {
-                r: [
-                    models[r]["mcq"].get(mode, {}).get("accuracy", {}).get(g, {}).get("accuracy")
-                    for g in groups
-                ]
-                for r in roles
-            }
-            title = (
-                "MCQ accuracy, thinking mode" if mode == "think" else "MCQ accuracy, option-letter likelihood"
-            )
-            _grouped_bars(axis, groups, series, title, "accuracy")
-            axis.set_ylim(0, 1.05)
-        _save(figure, out_dir / CHARTS["mcq"])
+        _mcq_chart(out_dir / CHARTS["mcq"], report, modes)
         charts["mcq"] = CHARTS["mcq"]
     return charts
+
+
+def _mcq_chart(path: Path, report: dict, modes: list[str]) -> None:
+    """Horizontal bars per source (subject), pooled and macro overall: accuracy with its 95 % interval and a
+    red tick at the chance level."""
+    roles = _roles(report)
+    height = 1.4 + 0.22 * max(len(_sources(report, m)) + 2 for m in modes) * max(len(roles), 1)
+    figure, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), max(3.8, height)), squeeze=False)
+    for axis, mode in zip(axes[0], modes, strict=True):
+        groups = [*_sources(report, mode), "overall"]
+        labels = [*groups[:-1], "overall (pooled)", "overall (macro)"]
+        bar = 0.8 / max(len(roles), 1)
+        for number, role in enumerate(roles):
+            mcq = report["models"][role]["mcq"].get(mode)
+            if mcq is None:
+                continue
+            values, low, high = [], [], []
+            for group in groups:
+                row = mcq["accuracy"].get(group) or {}
+                value = row.get("accuracy") or 0.0
+                interval = row.get("ci95") or [value, value]
+                values.append(value)
+                low.append(value - interval[0])
+                high.append(interval[1] - value)
+            positions = [i + (number - (len(roles) - 1) / 2) * bar for i in range(len(labels))]
+            color = COLORS.get(role)
+            whiskers = {"ecolor": "#444444", "elinewidth": 1, "capsize": 2}
+            axis.barh(
+                positions[:-1], values, bar, xerr=[low, high], color=color, label=role, error_kw=whiskers
+            )
+            macro = (mcq.get("macro") or {}).get("accuracy") or 0.0
+            axis.barh(positions[-1], macro, bar, color=color)  # no interval: a mean, not one proportion
+        reference = report["models"][roles[-1]]["mcq"].get(mode) or report["models"][roles[0]]["mcq"][mode]
+        chances = [((reference["accuracy"].get(g) or {}).get("chance") or {}).get("level") for g in groups]
+        chances.append((reference.get("macro") or {}).get("chance_level"))
+        for i, level in enumerate(chances):
+            if level is not None:
+                axis.plot([level, level], [i - 0.45, i + 0.45], color=CHANCE_COLOR, linewidth=2)
+        axis.plot([], [], color=CHANCE_COLOR, linewidth=2, label="chance level")
+        axis.set_yticks(range(len(labels)), labels, fontsize=7)
+        axis.invert_yaxis()
+        axis.set_xlim(0, 1)
+        axis.set_xlabel("accuracy (whiskers: 95 % Wilson interval)")
+        axis.set_title(MODE_TITLES[mode], fontsize=10)
+        axis.legend(fontsize=7, loc="lower right")
+    _save(figure, path)
 
 
 # --- markdown -----------------------------------------------------------------------------------------------
@@ -265,22 +309,153 @@ def _samples_section(report: dict, predictions: dict, count: int) -> list[str]:
     return lines
 
 
+def _sources(report: dict, mode: str) -> list[str]:
+    """The sources (subjects) of a mode, sorted, without "overall"."""
+    return sorted(
+        {g for m in report["models"].values() for g in m["mcq"].get(mode, {}).get("accuracy", {})}
+        - {"overall"}
+    )
+
+
+def _accuracy_cell(row: dict | None) -> str:
+    if not row or row.get("accuracy") is None:
+        return "–"
+    low, high = row["ci95"]
+    mark = "" if row.get("above_chance") else " †"
+    return f"{_pct(row['accuracy'])} [{100 * low:.1f}–{100 * high:.1f}]{mark}"
+
+
+def _p_value(test: dict | None) -> str:
+    if not test:
+        return "–"
+    verdict = "beyond noise" if test["beyond_noise"] else "within noise"
+    return f"{test['p_value']:.3g} ({verdict})"
+
+
+def _distribution(counts: dict[str, int], dominant: dict | None = None) -> str:
+    total = sum(counts.values())
+    if not total:
+        return "–"
+    text = " · ".join(f"{answer} {100 * count / total:.0f}%" for answer, count in counts.items())
+    if dominant:
+        text += f" **⚠ {dominant['answer']} {100 * dominant['share']:.0f}%**"
+    return text
+
+
+def _accuracy_table(report: dict, mode: str, roles: list[str]) -> list[str]:
+    comparison = report.get("comparison", {}).get(mode, {}) if len(roles) == 2 else {}
+    cells = ["source", "n", "chance"] + [f"{role} accuracy [95 % CI]" for role in roles]
+    if len(roles) == 2:
+        cells += ["Δ (model − baseline)", "McNemar p"]
+    lines = ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
+    reference = report["models"][roles[-1]]["mcq"][mode]
+    for group in [*_sources(report, mode), "overall"]:
+        rows = [report["models"][role]["mcq"][mode]["accuracy"].get(group) for role in roles]
+        shown = reference["accuracy"].get(group) or {}
+        label = "**overall (pooled)**" if group == "overall" else group
+        chance = (shown.get("chance") or {}).get("level")
+        line = [label, str(shown.get("scored", "–")), _pct(chance), *(_accuracy_cell(row) for row in rows)]
+        if len(roles) == 2:
+            test = comparison.get(group)
+            line += [f"{100 * test['difference']:+.1f} pt" if test else "–", _p_value(test)]
+        lines.append("| " + " | ".join(line) + " |")
+    macros = [report["models"][role]["mcq"][mode].get("macro") or {} for role in roles]
+    line = [
+        f"**overall (macro, {macros[-1].get('sources', 0)} sources)**",
+        "",
+        _pct(macros[-1].get("chance_level")),
+        *(_pct(macro.get("accuracy")) for macro in macros),
+    ]
+    if len(roles) == 2:
+        both = [macro.get("accuracy") for macro in macros]
+        line += [f"{100 * (both[1] - both[0]):+.1f} pt" if None not in both else "–", "–"]
+    lines.append("| " + " | ".join(line) + " |")
+    return lines
+
+
+def _verdict(report: dict, mode: str) -> list[str]:
+    comparison = report.get("comparison", {}).get(mode, {})
+    overall = comparison.get("overall")
+    if not overall:
+        return []
+    lines = [
+        f"Baseline vs model on the same {overall['pairs']} questions: the model alone answered "
+        f"{overall['tuned_only']} correctly, the baseline alone {overall['base_only']}; Δ = "
+        f"{100 * overall['difference']:+.1f} pt, McNemar ({overall['method']}) p = {overall['p_value']:.3g}: "
+        + (
+            "**the change is beyond noise** (p < 0.05)."
+            if overall["beyond_noise"]
+            else "**the change is within noise** (p ≥ 0.05): no evidence that it changed this accuracy."
+        )
+    ]
+    per_source = {name: test for name, test in comparison.items() if name != "overall"}
+    if len(per_source) > 1:
+        beyond = sorted(name for name, test in per_source.items() if test["beyond_noise"])
+        lines.append(
+            f"Per source, {len(beyond)} of {len(per_source)} differ beyond noise"
+            + (f" ({', '.join(beyond)})" if beyond else "")
+            + f"; with {len(per_source)} tests at the 5 % level about {len(per_source) / 20:.1f} are "
+            "expected by chance alone."
+        )
+    return lines
+
+
+def _distribution_table(report: dict, mode: str, roles: list[str]) -> list[str]:
+    lines = [
+        "Answer distribution: the gold answers and each model's answers (of the scored questions; ⚠ one "
+        "answer for more than 60 % of the questions).",
+        "",
+        "| source | gold | " + " | ".join(roles) + " |",
+        "|" + "---|" * (2 + len(roles)),
+    ]
+    reference = report["models"][roles[-1]]["mcq"][mode]["accuracy"]
+    for group in [*_sources(report, mode), "overall"]:
+        rows = [report["models"][role]["mcq"][mode]["accuracy"].get(group) or {} for role in roles]
+        gold = (reference.get(group) or {}).get("gold", {})
+        cells = [_distribution(row.get("predicted", {}), row.get("dominant")) for row in rows]
+        label = "**overall**" if group == "overall" else group
+        lines.append("| " + " | ".join([label, _distribution(gold), *cells]) + " |")
+    return lines
+
+
+def _bias_warnings(report: dict, mode: str, roles: list[str]) -> list[str]:
+    lines = []
+    for role in roles:
+        table = report["models"][role]["mcq"][mode]["accuracy"]
+        for group in [*_sources(report, mode), "overall"]:
+            row = table.get(group) or {}
+            if row.get("dominant"):
+                dominant = row["dominant"]
+                gold_share = row["gold"].get(dominant["answer"], 0) / max(row["scored"], 1)
+                lines.append(
+                    f"- **Letter bias**: {role} answers {dominant['answer']} for "
+                    f"{100 * dominant['share']:.0f}% of the {group} questions (gold {dominant['answer']}: "
+                    f"{100 * gold_share:.0f}%); its accuracy there says more about the answer key than "
+                    "about the model."
+                )
+    return lines
+
+
 def _mcq_section(report: dict, predictions: dict, mode: str) -> list[str]:
     roles = [r for r in _roles(report) if mode in report["models"][r]["mcq"]]
     if not roles:
         note = report.get("mcq_note") or f"not run (--mcq-mode {report['config']['mcq_mode']})."
         return [f"_{note}_", ""]
-    groups = sorted({g for r in roles for g in report["models"][r]["mcq"][mode]["accuracy"]} - {"overall"})
-    groups.append("overall")
-    lines = _header(report, "source")
-    for group in groups:
-
-        def accuracy(model, group=group):
-            return model["mcq"][mode]["accuracy"][group]["accuracy"]
-
-        table = report["models"][roles[-1]]["mcq"][mode]["accuracy"].get(group, {})
-        lines.append(_row(report, f"{group} (n={table.get('scored', '?')})", accuracy, _pct))
+    lines = _accuracy_table(report, mode, roles)
+    lines += [
+        "",
+        "† the 95 % interval reaches the chance level: no evidence of knowledge beyond guessing.",
+        "",
+    ]
+    verdict = _verdict(report, mode) if len(roles) == 2 else []
+    for paragraph in verdict:
+        lines += [paragraph, ""]
+    warnings = _bias_warnings(report, mode, roles)
+    lines += [*warnings, *([""] if warnings else [])]
+    lines += _distribution_table(report, mode, roles)
+    lines.append("")
     if mode == "think":
+        lines += _header(report)
         lines.append(
             _row(
                 report,
@@ -309,9 +484,15 @@ def _mcq_section(report: dict, predictions: dict, mode: str) -> list[str]:
                     )
     else:
         excluded = report["models"][roles[-1]]["mcq"]["likelihood"]["multi_answer_excluded"]
-        lines += ["", f"Multi-answer questions excluded from this accuracy: {excluded}."]
+        lines += [f"Multi-answer questions excluded from this accuracy: {excluded}."]
     lines.append("")
     return lines
+
+
+def _benchmark_files(files: list[str]) -> str:
+    if len(files) <= 2:
+        return ", ".join(f"`{name}`" for name in files) or "none"
+    return f"{len(files)} files under `{os.path.commonpath(files)}`"
 
 
 def render_markdown(report: dict, predictions: dict, charts: dict[str, str], samples: int = 3) -> str:
@@ -331,12 +512,19 @@ def render_markdown(report: dict, predictions: dict, charts: dict[str, str], sam
             f"{k.removesuffix('_s')} {v:.0f}s" for k, v in models[role].get("timings_s", {}).items()
         )
         lines.append(f"- **{role}**: `{models[role]['source']}` ({timings})")
+    code = report.get("code") or {}
+    commit = (code.get("sha") or "unknown")[:12] + (" (uncommitted changes)" if code.get("dirty") else "")
+    versions = ", ".join(
+        f"{name} {version}" for name, version in report.get("versions", {}).items() if version
+    )
     lines += [
         f"- held-out data: `{report['data']}`, {report['rows']} rows",
-        f"- MCQ: `{report.get('mcq_file')}`, {report.get('mcq_questions', 0)} questions, "
-        f"mode {config['mcq_mode']}",
+        f"- MCQ: {_benchmark_files(report.get('mcq_files', []))}, {report.get('mcq_questions', 0)} questions "
+        f"from {report.get('mcq_sources', 0)} sources, mode {config['mcq_mode']}",
         f"- generation: thinking mode, {decoding}, max_new_tokens {generation['max_new_tokens']}, "
-        f"seed {config['seed']}; backend {report['backend']} on {report['device']}",
+        f"seed {config['seed']}; backend {report['backend']}, {report.get('dtype')} on {report['device']} "
+        f"({report.get('device_name') or 'unknown hardware'})",
+        f"- code: commit {commit}; {versions}",
         f"- created {report['created']}",
         "",
     ]

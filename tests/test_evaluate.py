@@ -1,4 +1,5 @@
-"""`medsft eval`: the loss split against an independent masked loss, inputs, the whole report end to end."""
+"""`medsft eval`: the loss split against an independent masked loss and the trainer's eval_loss, inputs,
+provenance, the whole report end to end (XMedBench and a CMMLU-style folder of subjects)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,8 @@ import torch
 
 from medsft import cli, evaluate, generate
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, assistant_content, build_messages, special_token_ids
-from medsft.jsonl import read_jsonl
+from medsft.jsonl import read_jsonl, write_jsonl
+from medsft.mcq import BenchmarkError, describe_formats
 from medsft.model import ModelSourceError
 from medsft.paths import sample_data_file
 
@@ -35,20 +39,49 @@ def test_loss_split_matches_masked_mean_loss(tiny_lm):
     conversations[1][2]["content"] = assistant_content("短", "短答。")  # a much shorter row: padding
     results = evaluate.teacher_forced_losses(model, tokenizer, conversations, batch_size=2, chunk=7)
     token = special_token_ids(tokenizer)
-    for messages, (reasoning, answer) in zip(conversations, results, strict=True):
+    for messages, (reasoning, answer, answer_text_tokens) in zip(conversations, results, strict=True):
         ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
         ids = list(ids)
         open_at, close_at = ids.index(token["think_open"]), ids.index(token["think_close"])
         end_at = ids.index(token["end_of_turn"], close_at)
+        assert tokenizer.decode(ids[end_at + 1 :]) == "\n"  # the template's newline after the end of turn
+        turn_end = len(ids) - 1
         assert reasoning.tokens == close_at - open_at + 1
-        assert answer.tokens == end_at - close_at
+        assert answer.tokens == turn_end - close_at and answer_text_tokens == end_at - close_at - 1
         input_ids = torch.tensor([ids])
-        for (first, last), segment in (((open_at, close_at), reasoning), ((close_at + 1, end_at), answer)):
+        parts = (((open_at, close_at), reasoning), ((close_at + 1, turn_end), answer))
+        for (first, last), segment in parts:
             labels = torch.full_like(input_ids, -100)
             labels[0, first : last + 1] = input_ids[0, first : last + 1]
             with torch.no_grad():
                 expected = model(input_ids=input_ids, labels=labels).loss.item()
             assert segment.mean == pytest.approx(expected, rel=1e-4)
+
+
+def test_loss_equals_the_trainers_eval_loss(tmp_path):
+    """The held-out loss covers exactly the tokens training learns from: pooled over both parts it is the
+    trainer's eval_loss on the same rows and model."""
+    from medsft import train
+    from medsft.recipe import load_recipe
+
+    rows = _sample_rows(3)
+    rows[2]["messages"][2]["content"] = assistant_content(
+        "短", "短答。"
+    )  # rows of different lengths: padding
+    recipe = load_recipe("smoke", ["--output_dir", str(tmp_path), "--report_to", "none"])
+    tokenizer, model_dir = train.load_tokenizer_and_model_dir(recipe)
+    model = train.load_model(recipe, model_dir, tokenizer)
+    trainer = train.build_trainer(recipe, model, tokenizer, train.RunData(rows[:1], rows, {}))
+    assert len(rows) <= recipe.sft.per_device_eval_batch_size  # one batch: eval_loss is token-weighted
+    eval_loss = trainer.evaluate()["eval_loss"]
+    losses = evaluate.teacher_forced_losses(
+        trainer.model, tokenizer, [r["messages"] for r in rows], batch_size=2
+    )
+    scored = sum(loss.reasoning.tokens + loss.answer.tokens for loss in losses)
+    learned = sum(sum(label != -100 for label in row["labels"]) for row in trainer.eval_dataset)
+    assert scored == learned
+    nll = sum(loss.reasoning.nll + loss.answer.nll for loss in losses)
+    assert nll / scored == pytest.approx(eval_loss, rel=1e-5)
 
 
 def test_examples_from_processed_raw_and_reasoning_content_rows(tmp_path):
@@ -100,7 +133,7 @@ def test_missing_inputs_give_clear_errors(tmp_path, val_file, tiny_model_dir):
         "--mcq-file",
         str(tmp_path / "none.json"),
     ]
-    with pytest.raises(evaluate.EvaluationError, match="--mcq-file not found"):
+    with pytest.raises(BenchmarkError, match="Benchmark file not found"):
         evaluate.main(argv)
     with pytest.raises(evaluate.EvaluationError, match="run.json"):
         evaluate.main(["--from-predictions", str(tmp_path)])
@@ -218,12 +251,18 @@ def test_end_to_end_report(report_dir):
         assert set(think) == {"cmb-single", "cmexam", "cmmlu-medical", "medqa-mcmle", "overall"}
         assert 0 <= likelihood["overall"]["accuracy"] <= 1
         assert set(result["timings_s"]) >= {"loss_s", "generate_s", "mcq_think_s", "mcq_likelihood_s"}
+        for mode in ("think", "likelihood"):
+            assert_accuracy_rows(result["mcq"][mode])
+    assert set(report["comparison"]) == {"think", "likelihood"}
+    assert set(report["comparison"]["think"]) == set(think)
+    assert report["comparison"]["think"]["overall"]["pairs"] == 4
 
     run = json.loads((report_dir / "run.json").read_text(encoding="utf-8"))
     config = run["config"]
     assert config == report["config"]
     assert (config["max_new_tokens"], config["batch_size"], config["mcq_limit"]) == (8, 4, 4)
     assert run["generation"]["max_new_tokens"] == 8 and run["models"]["model"]["backend"] == "hf"
+    assert_provenance(run)
 
     predictions = report_dir / "predictions"
     rows = [json.loads(line) for line in (predictions / "model.indomain.jsonl").read_text().splitlines()]
@@ -238,6 +277,36 @@ def test_end_to_end_report(report_dir):
         json.loads(line) for line in (predictions / "model.mcq_think.jsonl").read_text().splitlines()
     ]
     assert all(row["correct"] == (row["predicted"] == row["gold"]) for row in think_rows)
+
+
+def assert_accuracy_rows(mode_result: dict) -> None:
+    """Every accuracy has its interval and chance level, and the answer distributions are there."""
+    for name, row in mode_result["accuracy"].items():
+        low, high = row["ci95"]
+        assert 0 <= low <= row["accuracy"] <= high <= 1, name
+        chance = row["chance"]
+        assert chance["level"] == max(chance["uniform"], chance["majority"]) and 0 < chance["level"] <= 1
+        assert row["above_chance"] == (low > chance["level"])
+        assert sum(row["gold"].values()) == sum(row["predicted"].values()) == row["scored"]
+        assert row["dominant"] is None or row["dominant"]["share"] > 0.6
+    sources = [row for name, row in mode_result["accuracy"].items() if name != "overall"]
+    macro = mode_result["macro"]
+    assert macro["sources"] == len(sources)
+    assert macro["accuracy"] == pytest.approx(
+        sum(row["accuracy"] for row in sources) / len(sources), abs=1e-5
+    )
+
+
+def assert_provenance(run: dict) -> None:
+    """run.json says what ran: the backend (never "auto"), dtype, device, code commit, package versions."""
+    assert run["backend"] in {"hf", "vllm"} and run["config"]["backend"] == "auto"
+    assert all(model["backend"] == run["backend"] for model in run["models"].values())
+    assert run["dtype"] == ("float32" if run["device"] == "cpu" else run["dtype"])
+    assert run["device"] == generate.pick_device() and run["device_name"]
+    assert re.fullmatch(r"[0-9a-f]{40}", run["code"]["sha"]) and isinstance(run["code"]["dirty"], bool)
+    versions = run["versions"]
+    assert versions["torch"] == torch.__version__ and versions["medsft"] and versions["python"]
+    assert set(versions) >= {"transformers", "vllm", "jieba", "rouge-chinese"}
 
 
 def test_metrics_recomputed_from_predictions(report_dir):
@@ -258,6 +327,120 @@ def test_missing_benchmark_is_reported_not_fatal(tiny_model_dir, val_file, tmp_p
     assert not (tmp_path / "no-mcq" / "mcq_accuracy.png").exists()
     report = json.loads((tmp_path / "no-mcq" / "report.json").read_text(encoding="utf-8"))
     assert list(report["models"]) == ["model"] and report["models"]["model"]["mcq"] == {}
+
+
+@pytest.fixture(scope="module")
+def cmmlu_report(models_to_compare, val_file, tmp_path_factory) -> Path:
+    """Baseline and model on a CMMLU-style folder of three subject CSVs, in one run."""
+    from test_mcq import write_cmmlu_folder
+
+    folder = write_cmmlu_folder(tmp_path_factory.mktemp("cmmlu") / "data" / "test")
+    model, baseline = models_to_compare
+    out = tmp_path_factory.mktemp("eval-cmmlu")
+    argv = ["--model", str(model), "--baseline", str(baseline), "--data", str(val_file), "--limit", "1"]
+    argv += ["--mcq-file", str(folder), "--max-new-tokens", "4", "--greedy", "--batch-size", "9"]
+    argv += ["--name", "cmmlu", "--out-dir", str(out), "--samples", "1"]
+    assert evaluate.main(argv) == 0
+    return out / "cmmlu"
+
+
+SUBJECTS = ["anatomy", "clinical_knowledge", "virology"]
+
+
+def test_cmmlu_folder_in_one_run_per_subject_and_macro(cmmlu_report):
+    report = json.loads((cmmlu_report / "report.json").read_text(encoding="utf-8"))
+    for role in ("baseline", "model"):
+        for mode, questions in (("think", 9), ("likelihood", 9)):
+            result = report["models"][role]["mcq"][mode]
+            assert list(result["accuracy"]) == [*SUBJECTS, "overall"]
+            assert [result["accuracy"][s]["questions"] for s in SUBJECTS] == [3, 2, 4]
+            assert result["accuracy"]["overall"]["questions"] == questions
+            assert result["macro"]["sources"] == 3
+            assert_accuracy_rows(result)
+            # four options, gold letters spread: uniform guessing or the commonest gold letter
+            assert result["accuracy"]["virology"]["chance"]["level"] == 0.5  # C twice of four
+    for mode in ("think", "likelihood"):
+        assert list(report["comparison"][mode]) == [*SUBJECTS, "overall"]
+        assert report["comparison"][mode]["overall"]["pairs"] == 9
+    markdown = (cmmlu_report / "report.md").read_text(encoding="utf-8")
+    for subject in SUBJECTS:
+        assert f"| {subject} |" in markdown
+    assert markdown.count("**overall (macro, 3 sources)**") == 2  # one per mode
+    assert markdown.count("McNemar p") == 2 and "Answer distribution" in markdown
+    assert "baseline accuracy [95 % CI]" in markdown and "3 files under" in markdown
+    run = json.loads((cmmlu_report / "run.json").read_text(encoding="utf-8"))
+    assert [Path(f).name for f in run["mcq_files"]] == [f"{s}.csv" for s in SUBJECTS]
+    assert (run["mcq_questions"], run["mcq_sources"]) == (9, 3)
+    assert_provenance(run)
+
+
+def _rewrite_think(path: Path, answer_of) -> None:
+    records = read_jsonl(path)
+    for record in records:
+        record["predicted"] = answer_of(record)
+        record["parsed"] = record["predicted"] is not None
+        record["correct"] = record["predicted"] == record["gold"]
+    write_jsonl(path, records)
+
+
+def test_report_flags_letter_bias_and_says_whether_the_change_is_noise(cmmlu_report, tmp_path):
+    folder = tmp_path / "biased"
+    shutil.copytree(cmmlu_report, folder)
+    # the baseline answers every question right; the model always answers A (gold A: 3 of 9)
+    _rewrite_think(folder / "predictions" / "baseline.mcq_think.jsonl", lambda record: record["gold"])
+    _rewrite_think(folder / "predictions" / "model.mcq_think.jsonl", lambda record: "A")
+    assert evaluate.main(["--from-predictions", str(folder)]) == 0
+    report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    think = report["models"]["model"]["mcq"]["think"]
+    assert think["accuracy"]["overall"]["dominant"] == {"answer": "A", "share": 1.0}
+    assert think["accuracy"]["overall"]["predicted"] == {"A": 9}
+    assert think["accuracy"]["overall"]["gold"] == {"A": 3, "B": 3, "C": 3}
+    assert think["accuracy"]["overall"]["above_chance"] is False  # 3/9 right: no better than guessing
+    assert report["models"]["baseline"]["mcq"]["think"]["accuracy"]["overall"]["dominant"] is None
+    overall = report["comparison"]["think"]["overall"]
+    # 6 questions only the baseline got right, none the other way: exact p = 2 / 2^6
+    assert (overall["base_only"], overall["tuned_only"], overall["method"]) == (6, 0, "exact binomial")
+    assert overall["p_value"] == pytest.approx(2 / 64) and overall["beyond_noise"] is True
+    assert overall["difference"] == pytest.approx(-6 / 9)
+    markdown = (folder / "report.md").read_text(encoding="utf-8")
+    assert "**Letter bias**: model answers A for 100% of the overall questions (gold A: 33%)" in markdown
+    assert "**the change is beyond noise** (p < 0.05)" in markdown
+    assert "-66.7 pt" in markdown and "0.0312 (beyond noise)" in markdown
+    assert "A 100% **⚠ A 100%**" in markdown  # the flag sits next to the distribution
+    assert "33.3% [12.1–64.6] †" in markdown  # 3/9 with its Wilson interval, not above chance
+
+
+def test_list_benchmarks_needs_no_model(capsys):
+    assert evaluate.main(["--list-benchmarks"]) == 0
+    assert capsys.readouterr().out.strip() == describe_formats()
+
+
+def test_ceval_test_files_are_refused_with_one_message(
+    tiny_model_dir, val_file, tmp_path, capsys, monkeypatch
+):
+    from test_mcq import write_ceval_folders
+
+    medsft_log = logging.getLogger("medsft")
+    for name in ("handlers", "propagate", "level"):
+        monkeypatch.setattr(medsft_log, name, getattr(medsft_log, name))
+    root = write_ceval_folders(tmp_path / "ceval")
+    argv = ["--model", str(tiny_model_dir), "--data", str(val_file), "--mcq-file", str(root / "test")]
+    assert cli.run_command("eval", evaluate.main, [*argv, "--out-dir", str(tmp_path / "out")]) == 2
+    *progress, message = capsys.readouterr().err.strip().splitlines()  # the error is one line, the last
+    assert all("no answers" not in line for line in progress) and message.startswith("medsft eval: ")
+    assert "physician_test.csv has no answers" in message and "val/" in message and "row" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_cpu_device_never_runs_vllm(monkeypatch):
+    """On a GPU machine with vLLM installed, --device cpu stays on transformers; `vllm` there is an error."""
+    monkeypatch.setattr(generate, "vllm_usable", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert generate.resolve_backend("auto", "cpu") == "hf"
+    assert generate.resolve_backend("auto", None) == "vllm"  # the same machine, device unset: the GPU
+    assert generate.resolve_backend("hf", None) == "hf"
+    with pytest.raises(generate.GenerationError, match="vLLM needs a GPU"):
+        generate.resolve_backend("vllm", "cpu")
 
 
 class RecordingGenerator:
@@ -347,13 +530,19 @@ def test_generation_requests_and_answer_part_extraction(tiny_lm, val_file, tmp_p
         (None, False, False),
     ]
     report = json.loads((tmp_path / "out/r/report.json").read_text(encoding="utf-8"))
-    assert report["models"]["model"]["mcq"]["think"]["accuracy"]["overall"] == {
-        "questions": 2, "scored": 2, "excluded": 0, "correct": 1, "unparseable": 1, "accuracy": 0.5
+    overall = report["models"]["model"]["mcq"]["think"]["accuracy"]["overall"]
+    assert {key: overall[key] for key in ("questions", "scored", "excluded", "correct", "unparseable")} == {
+        "questions": 2, "scored": 2, "excluded": 0, "correct": 1, "unparseable": 1
     }  # fmt: skip
+    assert overall["accuracy"] == 0.5 and overall["predicted"] == {"C": 1, "unparseable": 1}
+    assert overall["gold"] == {"A": 1, "C": 1} and overall["dominant"] is None
+    # four options, gold A once and C once: always answering A scores 1/2, above uniform guessing (1/4)
+    assert overall["chance"] == {"uniform": 0.25, "majority": 0.5, "majority_answer": "A", "level": 0.5}
     assert report["models"]["model"]["indomain"]["generation"]["think_compliance"] == pytest.approx(2 / 3)
     # --backend auto on --device cpu: transformers only, never vLLM
     assert generator.loads == [{"device": "cpu", "backend": "hf"}]
     assert report["backend"] == report["models"]["model"]["backend"] == "hf" and report["device"] == "cpu"
+    assert report["dtype"] == "float32"
 
 
 def test_option_parsing_helpers():

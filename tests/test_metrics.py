@@ -55,6 +55,23 @@ def test_rouge_empty_prediction_scores_zero():
     assert metrics.rouge_f("   ", "参考答案")["rouge-l"] == 0.0
 
 
+@pytest.mark.parametrize("answer", ["。", "，。！", "……", "?!", "（）。\n——"])
+def test_rouge_punctuation_only_answer_scores_zero(answer):
+    reference = "高血压患者应低盐饮食，规律服药。定期监测血压！……"  # holds every punctuation mark tried
+    assert metrics.rouge_f(answer, reference) == {"rouge-1": 0.0, "rouge-2": 0.0, "rouge-l": 0.0}
+
+
+def test_rouge_punctuation_never_matches():
+    # without the shared "，" and "。" the two answers have no word in common
+    assert metrics.rouge_f("多喝水，早点睡。", "注意休息，及时就医。")["rouge-1"] == 0.0
+    # punctuation neither adds to nor takes from a score: the same words score the same
+    assert metrics.rouge_f("注意 休息", "注意休息，及时就医。") == metrics.rouge_f(
+        "注意，休息！", "注意休息，及时就医。"
+    )
+    # ROUGE-L still runs over sentences (split after 。！？ and at line breaks)
+    assert metrics.rouge_words("注意休息。及时就医！") == "注意 休息\n及时 就医"
+
+
 def test_bleu_perfect_and_disjoint():
     answer = "发热时多休息、多喝水，体温超过38.5℃可服用布洛芬。"
     assert metrics.sentence_bleu4(answer, answer) == pytest.approx(1.0)
@@ -108,21 +125,21 @@ def test_distinct_n():
 
 
 def test_assistant_segments_and_losses():
-    think_close, end = 9, 5
-    # prompt 1 2 3; assistant turn from index 3: <think>=7 … </think>=9, answer 4 4, end 5, newline 6
-    ids = [1, 2, 3, 7, 8, 8, think_close, 4, 4, end, 6]
-    reasoning, answer = metrics.assistant_segments(ids, 3, think_close, end)
+    think_close, end, newline = 9, 5, 6
+    # prompt 1 2 3; assistant turn from index 3: <think>=7 … </think>=9, answer 4 4, end of turn, newline
+    ids = [1, 2, 3, 7, 8, 8, think_close, 4, 4, end, newline]
+    reasoning, answer = metrics.assistant_segments(ids, 3, think_close)
     assert list(reasoning) == [3, 4, 5, 6]
-    assert list(answer) == [7, 8, 9]
-    nll = [0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 99.0]
+    assert list(answer) == [7, 8, 9, 10]  # the newline after the end of turn is learned too
+    nll = [0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0]
     reasoning_loss, answer_loss = metrics.segment_losses(nll, reasoning, answer)
     assert (reasoning_loss.nll, reasoning_loss.tokens) == (10.0, 4)
-    assert (answer_loss.nll, answer_loss.tokens) == (60.0, 3)
-    assert answer_loss.mean == 20.0
-    assert answer_loss.perplexity == pytest.approx(math.exp(20.0))
-    # no </think>: everything up to the end of turn is answer
-    reasoning, answer = metrics.assistant_segments([1, 2, 4, 4, end], 2, think_close, end)
-    assert len(reasoning) == 0 and list(answer) == [2, 3, 4]
+    assert (answer_loss.nll, answer_loss.tokens) == (100.0, 4)
+    assert answer_loss.mean == 25.0
+    assert answer_loss.perplexity == pytest.approx(math.exp(25.0))
+    # no </think>: the whole turn is answer
+    reasoning, answer = metrics.assistant_segments([1, 2, 4, 4, end, newline], 2, think_close)
+    assert len(reasoning) == 0 and list(answer) == [2, 3, 4, 5]
 
 
 def test_segment_loss_pooling_is_token_weighted():
