@@ -65,8 +65,9 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(PY) -m medsft.cli serve $(if $(MODEL),--model $(MODEL)) $(ARGS)
 
+# Speed against the original recipe (benchmarks/, not part of the package): docs/benchmarks.md
 bench: $(STAMP)
-	$(PY) -m medsft.cli bench $(ARGS)
+	$(PY) -m benchmarks.bench $(ARGS)
 
 # The offline end-to-end path: sample data -> tiny model training -> evaluation -> demo check.
 smoke: $(STAMP)

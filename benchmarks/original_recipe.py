@@ -61,21 +61,10 @@ def original_dataset(
     )
 
 
-# What a timed run changes in any training path: log every step, no saving, evaluation or tracking, rows in
-# file order, no progress bar. Shared with medsft's path in medsft/bench.py.
-BENCHMARK_RUN_SETTINGS: dict = {
-    "logging_steps": 1,
-    "save_strategy": "no",
-    "eval_strategy": "no",
-    "report_to": "none",
-    "train_sampling_strategy": "sequential",
-    "disable_tqdm": True,
-}
-
-
 def original_training_arguments(
-    output_dir: str, max_steps: int, learning_rate: float = 1e-4
+    output_dir: str, max_steps: int, learning_rate: float = 1e-4, **run_settings
 ) -> TrainingArguments:
+    """The original's TrainingArguments; `run_settings`: what a timed run changes (logging, no saving)."""
     return TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=1,
@@ -83,7 +72,7 @@ def original_training_arguments(
         activation_checkpointing=True,  # the original's gradient_checkpointing=True (transformers 5 name)
         learning_rate=learning_rate,
         max_steps=max_steps,
-        **BENCHMARK_RUN_SETTINGS,
+        **run_settings,
     )
 
 
@@ -96,12 +85,13 @@ def build_original_trainer(
     learning_rate: float = 1e-4,
     callbacks: list | None = None,
     max_length: int = MAX_LENGTH,
+    run_settings: dict | None = None,
 ) -> Trainer:
     """The original train.py's Trainer around `model` (already bf16, as the original loads it)."""
     model.enable_input_require_grads()
     return Trainer(
         model=model,
-        args=original_training_arguments(output_dir, max_steps, learning_rate),
+        args=original_training_arguments(output_dir, max_steps, learning_rate, **(run_settings or {})),
         train_dataset=original_dataset(raw_rows, tokenizer, max_length),
         data_collator=DataCollatorForSeq2Seq(tokenizer=tokenizer, padding=True),
         callbacks=callbacks,
