@@ -1,8 +1,8 @@
 """Qwen3's chat format, in one place: its special tokens, a row's messages, and reading reasoning back.
 
-An assistant turn with reasoning is `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`: the content Qwen3's own chat
-template renders verbatim after `<|im_start|>assistant\\n`. Every other module builds and reads turns through the
-functions here, never through literal tag strings.
+An assistant turn with reasoning is `<think>\\n{reasoning}\\n</think>\\n\\n{answer}`: the content that
+Qwen3's own chat template renders verbatim after `<|im_start|>assistant\\n`. Every other module builds and
+reads turns through the functions here, never through literal tag strings.
 """
 
 from __future__ import annotations
@@ -84,5 +84,10 @@ def contains_think_tag(text: str) -> bool:
 
 def special_token_ids(tokenizer) -> dict[str, int]:
     """Ids of the format's tokens in a tokenizer: {"think_open", "think_close", "end_of_turn", "pad"}."""
-    names = {"think_open": THINK_OPEN, "think_close": THINK_CLOSE, "end_of_turn": END_OF_TURN, "pad": PAD_TOKEN}
+    names = {
+        "think_open": THINK_OPEN,
+        "think_close": THINK_CLOSE,
+        "end_of_turn": END_OF_TURN,
+        "pad": PAD_TOKEN,
+    }
     return {name: tokenizer.convert_tokens_to_ids(token) for name, token in names.items()}

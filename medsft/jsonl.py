@@ -25,7 +25,11 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
                 continue
             try:
                 yield number, json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            except json.JSONDecodeError as error:
+                raise JsonlError(
+                    f"{path}, line {number}: not valid JSON ({error.msg} at column {error.colno})."
+                ) from error
+            except (UnicodeDecodeError, RecursionError) as error:
                 raise JsonlError(f"{path}, line {number}: not valid JSON ({error}).") from error
 
 
@@ -38,7 +42,7 @@ def dumps_line(value: Any) -> str:
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
-    """Write rows to a temporary file beside `path`, then rename it over `path`: readers never see half a file."""
+    """Write rows to a temporary file beside `path`, then rename it over `path`: never half a file."""
     return write_text_atomic(path, "".join(dumps_line(row) for row in rows))
 
 
@@ -49,7 +53,7 @@ def write_json(path: str | Path, value: Any) -> Path:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed below, before the rename)
         "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
     )
     try:
