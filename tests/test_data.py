@@ -194,7 +194,7 @@ def test_sample_conversion_is_deterministic_and_seeded(tmp_path):
     assert report["tokenizer"] == str(bundled_tokenizer_dir())
     assert report["length_check"] == "rendered conversation <= 2048 tokens"
     assert 0 < report["token_length"]["min"] <= report["token_length"]["max"] <= 2048
-    assert not list(tmp_path.glob("*/.*.tmp"))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a", "b"]  # no lock, no temporary folder
     assert (
         data.main(["--src", str(SAMPLE_DATA), "--out-dir", str(tmp_path), "--name", "c", "--seed", "7"]) == 0
     )
@@ -212,9 +212,10 @@ def test_field_name_flags(tmp_path):
     assert report["rows"] == {"read": 5, "converted": 5, "rejected": 0}
     first = read_jsonl(tmp_path / "o1" / "train.jsonl")[0]["messages"]
     assert first[1]["content"].startswith("问题") and first[2]["content"] == "<think>\n推理\n</think>\n\n回答"
-    assert data.main(["--src", str(source), "--out-dir", str(tmp_path), "--name", "default-fields"]) == 0
-    report = json.loads((tmp_path / "default-fields" / "report.json").read_text(encoding="utf-8"))
-    assert report["rejected_by_reason"]["missing_field"] == 5
+    # The default field names find nothing: a run that converts no row fails, naming the flags to use.
+    with pytest.raises(DataError, match="0 of 5 rows converted .*missing_field=5.*--question-field"):
+        data.main(["--src", str(source), "--out-dir", str(tmp_path), "--name", "default-fields"])
+    assert not (tmp_path / "default-fields").exists()
 
 
 def test_a_source_with_both_splits_keeps_them(tmp_path):
@@ -234,7 +235,7 @@ def test_a_source_with_both_splits_keeps_them(tmp_path):
     write_jsonl(source / "test.jsonl", [row(question="测试")])
     report = prepare(str(source), tmp_path / "out")
     assert report["splits"] == {"kept_from_source": True, "train": 6, "val": 1}
-    assert report["ignored_files"] == ["test.jsonl"]
+    assert report["skipped_files"] == [{"file": "test.jsonl", "reason": data.TEST_SPLIT_SKIPPED}]
     assert report["rejected_by_reason"]["duplicate"] == 1
     assert_nothing_lost(report)
     assert [r["messages"][1]["content"] for r in read_jsonl(tmp_path / "out" / "val.jsonl")] == ["验证0"]
@@ -286,24 +287,6 @@ def test_default_names():
     assert data.default_name("/data/my_set/") == "my_set"
 
 
-def test_a_failed_write_leaves_the_previous_output_intact(tmp_path, monkeypatch):
-    source = write_jsonl(tmp_path / "raw.jsonl", [row(question=f"问题{i}") for i in range(4)])
-    prepare(str(source), tmp_path / "out")
-    before = (tmp_path / "out" / "train.jsonl").read_bytes()
-    write_jsonl(source, [row(question=f"新问题{i}") for i in range(4)])
-
-    def crash(source, destination):
-        raise OSError("disk full")
-
-    import medsft.jsonl
-
-    monkeypatch.setattr(medsft.jsonl.os, "replace", crash)
-    with pytest.raises(OSError, match="disk full"):
-        prepare(str(source), tmp_path / "out")
-    assert (tmp_path / "out" / "train.jsonl").read_bytes() == before
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == sorted(OUTPUT_FILES)
-
-
 def test_a_folder_without_a_val_split_is_split_here_and_test_files_stay_out(tmp_path):
     source = tmp_path / "dataset"
     write_jsonl(source / "train.jsonl", [row(question=f"训练{i}") for i in range(10)])
@@ -312,7 +295,10 @@ def test_a_folder_without_a_val_split_is_split_here_and_test_files_stay_out(tmp_
     (source / "configuration.json").write_text('{"framework": "pytorch"}', encoding="utf-8")
     report = prepare(str(source), tmp_path / "out")
     assert [entry["file"] for entry in report["inputs"]] == ["extra/more.jsonl", "train.jsonl"]
-    assert report["ignored_files"] == ["test.jsonl"]
+    assert report["skipped_files"] == [
+        {"file": "configuration.json", "reason": "hub metadata, no rows"},
+        {"file": "test.jsonl", "reason": data.TEST_SPLIT_SKIPPED},
+    ]
     assert report["rows"] == {"read": 20, "converted": 20, "rejected": 0}
     assert report["splits"] == {"kept_from_source": False, "train": 18, "val": 2}
     only_test = write_jsonl(tmp_path / "held-out" / "test.jsonl", [row()]).parent
