@@ -597,9 +597,17 @@ def load_generator(
     torch_dtype = pick_dtype(device, dtype)
     if chosen == "vllm":
         return VLLMGenerator.load(model_dir, torch_dtype)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+        causal_lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
+    except (OSError, ValueError) as error:  # no model files in the folder, or damaged ones
+        reason = " ".join(str(error).split())[:300]
+        raise ModelSourceError(
+            f"{model_dir} is not a loadable model folder ({type(error).__name__}: {reason}). Pass a folder "
+            "with config.json, the weights and the tokenizer files, such as output/<recipe>/final."
+        ) from error
     if tokenizer.pad_token is None:
         tokenizer.pad_token = PAD_TOKEN
-    causal_lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(device)
+    causal_lm = causal_lm.to(device)
     causal_lm.eval()
     return TransformersGenerator(causal_lm, tokenizer, device, model_dir)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -26,17 +27,47 @@ class InferenceError(MedsftError):
     """A question or input file that cannot be answered."""
 
 
+def number_in(kind: type, low: float, high: float | None = None, above_low: bool = False) -> Callable:
+    """An argparse type: a finite `kind` (int or float) from `low` (excluded when `above_low`) to `high`."""
+    bounds = f"{'above' if above_low else 'at least'} {low}" + (
+        f" and at most {high}" if high is not None else ""
+    )
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'}, not {text!r}"
+            ) from None
+        below = value <= low if above_low else value < low
+        if not math.isfinite(value) or below or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {bounds}, not {text}")
+        return value
+
+    return parse
+
+
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
-    """Model and sampling flags shared by `medsft infer` and `medsft demo`."""
+    """Model and sampling flags shared by `medsft infer` and `medsft demo`; out-of-range values are argument
+    errors, before any model loads."""
     defaults = GenerationSettings()
     parser.add_argument(
         "--model", help="model folder, ModelScope id or hf:<id> (default: the newest output/*/final)"
     )
     parser.add_argument("--no-think", action="store_true", help="answer directly (enable_thinking=False)")
-    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens, help="(%(default)s)")
-    parser.add_argument("--temperature", type=float, default=defaults.temperature, help="(%(default)s)")
-    parser.add_argument("--top-p", type=float, default=defaults.top_p, help="(%(default)s)")
-    parser.add_argument("--top-k", type=int, default=defaults.top_k, help="(%(default)s)")
+    parser.add_argument(
+        "--max-new-tokens", type=number_in(int, 1), default=defaults.max_new_tokens, help="(%(default)s)"
+    )
+    parser.add_argument(
+        "--temperature", type=number_in(float, 0), default=defaults.temperature, help="(%(default)s)"
+    )
+    parser.add_argument(
+        "--top-p", type=number_in(float, 0, 1, above_low=True), default=defaults.top_p, help="(%(default)s)"
+    )
+    parser.add_argument(
+        "--top-k", type=number_in(int, 0), default=defaults.top_k, help="(%(default)s; 0: off)"
+    )
     parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
     parser.add_argument(
@@ -102,6 +133,10 @@ def parse_line(line: str, system_prompt: str) -> tuple[dict, Conversation]:
     record = json.loads(line)
     if not isinstance(record, dict):
         raise ValueError("line is not a JSON object")
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("line holds a lone surrogate escape (such as \\ud800): not text") from None
     echo = {key: record[key] for key in ("id", "question") if key in record}
     if "messages" in record:
         messages = record["messages"]
@@ -121,13 +156,19 @@ def parse_line(line: str, system_prompt: str) -> tuple[dict, Conversation]:
 
 
 def read_requests(path: Path, system_prompt: str) -> Iterator[tuple[dict, Conversation | None]]:
-    """(record, conversation) per input line; a bad line gives an error record and no conversation."""
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
+    """(record, conversation) per input line; a bad line (not UTF-8, not JSON, no question) gives an error
+    record and no conversation, and the other lines are answered."""
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
             base = {"line": number}
             try:
+                line = (raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw).decode("utf-8")
+            except UnicodeDecodeError as error:
+                yield {**base, "error": f"not UTF-8 text ({error.reason} at byte {error.start})"}, None
+                continue
+            try:
                 echo, conversation = parse_line(line, system_prompt)
-            except (ValueError, KeyError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+            except (ValueError, KeyError, TypeError, RecursionError) as error:  # incl. JSONDecodeError
                 yield {**base, "error": f"{type(error).__name__}: {error}"}, None
                 continue
             yield {**base, **echo}, conversation
@@ -199,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, help="answers JSONL for --file (default: <file>.answers.jsonl)"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=8, help="questions per generate batch (%(default)s)"
+        "--batch-size", type=number_in(int, 1), default=8, help="questions per generate batch (%(default)s)"
     )
     parser.add_argument(
         "--backend",

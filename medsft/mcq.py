@@ -280,8 +280,9 @@ def _read_rows(path: Path) -> list:
         if suffix == ".csv":
             with path.open(encoding="utf-8-sig", newline="") as handle:
                 return list(csv.DictReader(handle))
-    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as error:
-        raise BenchmarkFormatError(f"{path}: not readable as {suffix[1:].upper()} ({error})") from error
+    except (UnicodeDecodeError, ValueError, RecursionError, csv.Error) as error:  # ValueError: bad JSON
+        reason = "nested too deeply" if isinstance(error, RecursionError) else error
+        raise BenchmarkFormatError(f"{path}: not readable as {suffix[1:].upper()} ({reason})") from error
     raise BenchmarkFormatError(f"{path}: unknown benchmark format (use .json, .jsonl or .csv)")
 
 
