@@ -60,7 +60,15 @@ def original_qwen3_chat_template() -> str:
 
 
 def load_tokenizer(source: str | Path, cache_dir: str | Path | None = None) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(source, cache_dir))
+    folder = resolve_model_dir(source, cache_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as error:  # no tokenizer files, or damaged ones
+        reason = " ".join(str(error).split())[:300]
+        raise ModelSourceError(
+            f"{folder} holds no usable tokenizer ({type(error).__name__}: {reason}). Pass a model folder "
+            "with its tokenizer files (tokenizer.json, tokenizer_config.json)."
+        ) from error
     if tokenizer.pad_token is None:
         tokenizer.pad_token = PAD_TOKEN
     return tokenizer

@@ -146,7 +146,7 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
     except _DuplicateKey as error:
         raise RecipeError(f"Recipe {path}: {error}; keep one.") from error
     except yaml.YAMLError as error:
-        raise RecipeError(f"Recipe {path} is not valid YAML: {error}") from error
+        raise RecipeError(f"Recipe {path} is not valid YAML: {' '.join(str(error).split())}") from error
     except (OSError, UnicodeDecodeError) as error:
         raise RecipeError(f"Recipe {path} cannot be read: {error}") from error
     if values is None:

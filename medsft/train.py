@@ -170,12 +170,12 @@ def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path
             f"LoRA runs on one GPU or with ACCEL=ddp, not {sharded[0]}: its adapter fits anywhere."
         )
     output_dir = Path(recipe.sft.output_dir)
-    check_output_dir(output_dir)
     files = data_files(recipe)
     raw = recipe.medsft.raw_source
     if raw and not Path(raw).exists() and (raw.startswith((".", "/", "~")) or Path(raw).suffix):
         raise PreflightError(f"raw_source {raw} does not exist (a local file, or a ModelScope dataset id).")
     checkpoint = resume_checkpoint(recipe, output_dir, resume)
+    check_output_dir(output_dir)  # made once the inputs are known good: a refused run leaves no folder
     if checkpoint is None and recipe.medsft.overwrite_output_dir and recipe.sft.process_index == 0:
         for old in output_dir.glob("checkpoint-*"):
             shutil.rmtree(old)

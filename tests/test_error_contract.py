@@ -1,0 +1,203 @@
+"""The error contract, command by command: bad arguments and bad files end with exit status 2 and one clear
+line on stderr (`medsft <command>: …`, or argparse's `medsft <command>: error: …` under its usage), no
+traceback, and no file or folder left behind. Every case fails before a model loads.
+
+The table runs through `medsft.cli.main` in this process (importing each command once); one case per command
+also runs as a real `python -m medsft.cli` process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medsft import cli
+
+ROW = {"question": "头痛怎么办？", "think": "先分析原因。", "answer": "多休息。"}
+CHAT_ROW = {
+    "messages": [
+        {"role": "user", "content": "头痛怎么办？"},
+        {"role": "assistant", "content": "<think>\n想\n</think>\n\n休息"},
+    ]
+}
+FILES = {  # name -> content, created in the case's folder on request
+    "raw.jsonl": json.dumps(ROW, ensure_ascii=False) + "\n",
+    "empty.jsonl": "\n\n",
+    "broken.json": '[{"question": "q", "think": "t", "answer": "a"} {"question": "q2"}]',
+    "text.parquet": json.dumps(ROW) + "\n",
+    "notes.txt": "hello",
+    "chat.jsonl": json.dumps(CHAT_ROW, ensure_ascii=False) + "\n",
+    "bad.yaml": "learning_rate: [1e-4\n",
+    "twice.yaml": "learning_rate: 1.0e-4\nmax_steps: 2\nlearning_rate: 2.0e-4\n",
+    "set/train.jsonl": json.dumps(CHAT_ROW, ensure_ascii=False) + "\n",
+    "set/val.jsonl": json.dumps(CHAT_ROW, ensure_ascii=False) + "\n",
+    "nomodel/readme.txt": "not a model",
+    "nodata/readme.md": "# nothing here",
+    "questions.jsonl": json.dumps({"question": "头痛怎么办？"}, ensure_ascii=False) + "\n",
+}
+# (command line with @ for the case's folder, files it needs, a part of the expected error line)
+CASES = [
+    # data
+    ("data --src @/missing.jsonl", [], "does not exist"),
+    ("data --src @/raw.jsonl --name ../x", ["raw.jsonl"], "--name"),
+    ("data --src @/raw.jsonl --name /abs", ["raw.jsonl"], "--name"),
+    ("data --src @/raw.jsonl --max-length -1", ["raw.jsonl"], "--max-length"),
+    ("data --src @/raw.jsonl --max-length 0", ["raw.jsonl"], "--max-length"),
+    ("data --src @/raw.jsonl --val-ratio 1.5", ["raw.jsonl"], "--val-ratio"),
+    ("data --src @/raw.jsonl --question-field ''", ["raw.jsonl"], "--question-field"),
+    ("data --src @/raw.jsonl --tokenizer @/nomodel", ["raw.jsonl", "nomodel/readme.txt"], "tokenizer"),
+    ("data --src @/broken.json --max-length none", ["broken.json"], "not a valid JSON array"),
+    ("data --src @/text.parquet --max-length none", ["text.parquet"], "not a readable Parquet file"),
+    ("data --src @/empty.jsonl --max-length none", ["empty.jsonl"], "holds no rows"),
+    ("data --src @/chat.jsonl --max-length none", ["chat.jsonl"], "already a chat row"),
+    ("data --src @/notes.txt", ["notes.txt"], "unsupported file type"),
+    ("data --src @/nodata", ["nodata/readme.md"], "holds no"),
+    ("data --src @/raw.jsonl --strict --question-field q", ["raw.jsonl"], "--strict"),
+    # train
+    ("train --recipe nope", [], "No recipe named 'nope'"),
+    ("train --recipe @/missing.yaml", [], "does not exist"),
+    ("train --recipe @/bad.yaml", ["bad.yaml"], "not valid YAML"),
+    ("train --recipe @/twice.yaml", ["twice.yaml"], "learning_rate"),
+    ("train --learning_rate true", [], "learning_rate"),
+    ("train --max_steps -5", [], "max_steps"),
+    ("train --max_steps 2.7", [], "max_steps"),
+    ("train --per_device_train_batch_size 0", [], "per_device_train_batch_size"),
+    ("train --no_such_key 1", [], "no_such_key"),
+    ("train --dataset @/missing", [], "is missing"),
+    (
+        "train --dataset @/set --resume_from_checkpoint @/missing",
+        ["set/train.jsonl", "set/val.jsonl"],
+        "missing",
+    ),
+    # eval
+    ("eval", [], "--model is required"),
+    ("eval --model @/missing", [], "is not a folder with a model"),
+    ("eval --model @/nomodel --data @/missing.jsonl", ["nomodel/readme.txt"], "not found"),
+    ("eval --model @/nomodel --limit -1", ["nomodel/readme.txt"], "--limit"),
+    ("eval --model @/nomodel --batch_size 0", ["nomodel/readme.txt"], "--batch-size"),
+    ("eval --model @/nomodel --max_new_tokens -5", ["nomodel/readme.txt"], "--max-new-tokens"),
+    ("eval --model @/nomodel --mcq_mode bogus", ["nomodel/readme.txt"], "--mcq_mode"),
+    ("eval --model @/nomodel --mcq_columns bogus", ["nomodel/readme.txt"], "--mcq-columns"),
+    ("eval --from_predictions @/missing", [], "run.json"),
+    # infer
+    ("infer", [], "--question/-q --file is required"),
+    ("infer -q ' ' --model @/nomodel", ["nomodel/readme.txt"], "question is empty"),
+    ("infer --file @/missing.jsonl --model @/nomodel", ["nomodel/readme.txt"], "does not exist"),
+    ("infer -q 头痛 --max-new-tokens -5", [], "--max-new-tokens"),
+    ("infer -q 头痛 --temperature -1", [], "--temperature"),
+    ("infer -q 头痛 --top-p 0", [], "--top-p"),
+    ("infer --file @/questions.jsonl --batch-size 0", ["questions.jsonl"], "--batch-size"),
+    ("infer -q 头痛 --model @/missing", [], "is not a folder with a model"),
+    ("infer -q 头痛 --model @/nomodel", ["nomodel/readme.txt"], "not a loadable model folder"),
+    (
+        "infer --file @/questions.jsonl --model @/nomodel",
+        ["questions.jsonl", "nomodel/readme.txt"],
+        "loadable",
+    ),
+    ("infer -q 头痛", [], "No trained model found"),
+    # demo --check
+    ("demo --check", [], "No trained model found"),
+    ("demo --check --model @/missing", [], "is not a folder with a model"),
+    ("demo --check --model @/nomodel", ["nomodel/readme.txt"], "not a loadable model folder"),
+    ("demo --check --max-new-tokens 0", [], "--max-new-tokens"),
+    ("demo --check --temperature -1", [], "--temperature"),
+]
+if (Path(cli.__file__).parent / "serve.py").is_file():
+    CASES += [
+        ("serve", [], "No trained model found"),
+        ("serve --model @/missing", [], "is not a folder with a model"),
+        ("serve --max-batch-size 0", [], "--max-batch-size"),
+        ("serve --temperature -1", [], "--temperature"),
+    ]
+PROCESS_CASES = [  # one per command, as a real process
+    "data --src @/broken.json --max-length none",
+    "train --max_steps -5",
+    "eval --model @/missing",
+    "infer -q 头痛 --model @/nomodel",
+    "demo --check --model @/missing",
+    *(["serve --model @/missing"] if any(case[0].startswith("serve") for case in CASES) else []),
+]
+
+
+def arguments(command: str, folder: Path) -> list[str]:
+    return [part.replace("@", str(folder)) for part in shlex.split(command)]
+
+
+def make_folder(folder: Path, names: list[str]) -> None:
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(FILES[name], encoding="utf-8")
+
+
+def tree(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under `folder`, with size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def error_line(command: str, stderr: str) -> str:
+    """The one line that says what failed (argparse prints its usage block above it)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr, stderr
+    message = [line for line in lines if not line.startswith(("usage:", " "))]
+    assert len(message) == 1, stderr
+    assert message[0].startswith(f"medsft {command}: "), stderr
+    return message[0]
+
+
+@pytest.fixture
+def case_folder(tmp_path, monkeypatch):
+    """A fresh working folder; outputs and processed data would go inside it."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("MEDSFT_OUTPUT_DIR", str(folder / "output"))
+    monkeypatch.setenv("MEDSFT_DATA_DIR", str(folder / "processed"))
+    monkeypatch.delenv("MEDSFT_DEBUG", raising=False)
+    logger = logging.getLogger("medsft")
+    saved = logger.handlers[:], logger.propagate, logger.level
+    yield folder
+    logger.handlers[:], logger.propagate = saved[0], saved[1]
+    logger.setLevel(saved[2])
+
+
+@pytest.mark.parametrize(("command", "names", "expected"), CASES, ids=[case[0] for case in CASES])
+def test_a_bad_argument_or_file_is_one_line_and_exit_2(case_folder, capfd, command, names, expected):
+    make_folder(case_folder, names)
+    before = tree(case_folder)
+    capfd.readouterr()
+    try:
+        status = cli.main(arguments(command, case_folder))
+    except SystemExit as exit_:  # argparse
+        status = exit_.code
+    captured = capfd.readouterr()
+    assert status == 2, captured.err
+    line = error_line(command.split()[0], captured.err)
+    assert expected in line, line
+    assert captured.out == ""
+    assert tree(case_folder) == before  # nothing written, nothing created, nothing changed
+
+
+@pytest.mark.parametrize("command", PROCESS_CASES)
+def test_a_real_process_ends_the_same_way(tmp_path, command):
+    make_folder(tmp_path, ["broken.json", "nomodel/readme.txt"])
+    before = tree(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "medsft.cli", *arguments(command, tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MEDSFT_OUTPUT_DIR": str(tmp_path / "output"), "MEDSFT_DEBUG": ""},
+    )
+    assert result.returncode == 2, result.stderr
+    error_line(command.split()[0], result.stderr)
+    assert result.stdout == ""
+    assert tree(tmp_path) == before
