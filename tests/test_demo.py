@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -122,6 +124,14 @@ def test_history_keeps_answers_only_and_drops_oldest_turns(generator):
 
 def test_ui_texts_exist_in_both_languages():
     assert demo.TEXT["zh"].keys() == demo.TEXT["en"].keys()
+    shown = [
+        text
+        for lang in demo.TEXT.values()
+        for value in lang.values()
+        for text in (value if isinstance(value, list) else [value])
+    ]
+    symbols = {char for text in shown for char in text if unicodedata.category(char) == "So"}
+    assert not symbols, "emoji and symbols render as empty boxes with a CJK font alone"
     assert (
         "不构成医疗建议" in demo.TEXT["zh"]["disclaimer"]
         and "not medical advice" in demo.TEXT["en"]["disclaimer"]
@@ -140,19 +150,108 @@ def test_safe_launch_defaults():
     assert (args.host, args.port, args.share, args.concurrency) == ("127.0.0.1", 6006, False, 1)
 
 
-@pytest.mark.slow
-def test_real_browser_chat(server, tmp_path):
+def test_stopped_answer_keeps_its_text_and_ends_with_a_note():
+    zh = demo.TEXT["zh"]
+    thought, answer = demo.chat_messages("推理", "部分回答", True, True, 1.0, zh, stopped=True)
+    assert thought["metadata"]["status"] == "done" and thought["content"] == "推理"
+    assert answer["content"].startswith("部分回答") and zh["stopped"] in answer["content"]
+    # stopped while still reasoning: the thought stays, the note replaces the missing answer
+    thought, note = demo.chat_messages("推理中", "", True, True, 1.0, zh, stopped=True)
+    assert (
+        thought["content"] == "推理中"
+        and zh["stopped"] in note["content"]
+        and zh["no_answer"] not in note["content"]
+    )
+    # ran out of tokens while reasoning (not stopped): says how to get an answer
+    assert demo.chat_messages("推理中", "", True, True, 1.0, zh)[-1]["content"] == zh["no_answer"]
+
+
+ERRORS = ".toast-body.error, .wrap .error"  # gradio's error toast and a component's red error label
+
+
+def launch_browser(playwright):
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (see .ci/run)")
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Screenshots go to the test's folder; MEDSFT_DEMO_SCREENSHOTS=docs refreshes the ones in the docs."""
+    folder = Path(os.environ.get("MEDSFT_DEMO_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def inside(box: dict, width: int, height: int) -> bool:
+    return (
+        box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= width
+        and box["y"] + box["height"] <= height
+    )
+
+
+def box(page, selector: str) -> dict:
+    found = page.locator(selector).first.bounding_box()
+    assert found, f"{selector} is not displayed"
+    return found
+
+
+@pytest.mark.slow
+def test_first_screen_on_desktop_and_phone(server, tmp_path):
+    """An empty chat shows the welcome line and the example questions without scrolling; on a phone the input
+    sits at the bottom of the first screen and the chat fills the rest."""
     from playwright.sync_api import expect, sync_playwright
 
+    shots = screenshot_dir(tmp_path)
+    examples = demo.TEXT["zh"]["examples_list"]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        browser = launch_browser(playwright)
+        for name, (width, height), phone in (("desktop", (1280, 800), False), ("mobile", (390, 844), True)):
+            page = browser.new_page(
+                viewport={"width": width, "height": height},
+                device_scale_factor=2 if phone else 1,
+                is_mobile=phone,
+                has_touch=phone,
+            )
+            page.goto(server)
+            expect(page.locator("#chatbot .placeholder")).to_contain_text("medsft")
+            expect(page.locator("#chatbot button.example")).to_have_count(len(examples))
+            for selector in ("#disclaimer", "#chatbot .placeholder", "#question", "#send", "#thinking"):
+                assert inside(box(page, selector), width, height), f"{name}: {selector} is below the fold"
+            question = box(page, "#question")
+            for example in page.locator("#chatbot button.example").all():
+                example_box = example.bounding_box()
+                assert example_box and inside(example_box, width, height), (
+                    f"{name}: an example is below the fold"
+                )
+                assert example_box["y"] + example_box["height"] <= question["y"]
+            assert page.evaluate("document.documentElement.scrollWidth") <= width, (
+                f"{name}: sideways scrolling"
+            )
+            if phone:
+                chat = box(page, "#chatbot")
+                assert question["y"] + question["height"] >= height - 100, "the input is not at the bottom"
+                assert chat["height"] >= 0.5 * height, "the chat does not fill the screen"
+                assert page.locator("#stop").is_hidden()
+                page.screenshot(path=str(shots / "demo_mobile.png"))
+            page.close()
+        browser.close()
+
+
+@pytest.mark.slow
+def test_real_browser_chat(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = screenshot_dir(tmp_path)
+    with sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
         dialogs: list[str] = []
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         page.goto(server)
         expect(page.get_by_text("不构成医疗建议")).to_be_visible()
+        expect(page.get_by_text(demo.TEXT["zh"]["thinking"], exact=True)).to_be_visible()
         question = page.locator("#question textarea")
 
         # Record every text the chat shows, to see the answer arrive piece by piece.
@@ -172,13 +271,22 @@ def test_real_browser_chat(server, tmp_path):
         seen = page.evaluate("window.__chatTexts")
         partial = {text for text in seen if "建议" in text and THINKING_REPLY_ANSWER not in text}
         assert partial, "the answer appeared at once, not streamed"
-        page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
 
-        # The thinking block is collapsible: opening it shows the reasoning.
+        # The thinking block is collapsible: opening it (once the answer is complete) shows the reasoning.
+        expect(page.locator("#send")).to_be_visible()
         chat.get_by_text(demo.TEXT["zh"]["thought_title"]).first.click()
         expect(chat.get_by_text(THINKING_REPLY_REASONING)).to_be_visible()
         page.wait_for_timeout(500)  # let the opening animation finish before the screenshot
-        page.screenshot(path=str(tmp_path / "demo-thinking-open.png"), full_page=True)
+        page.screenshot(path=str(shots / "demo.png"))
+
+        # Clear starts over: the welcome line and the examples come back, and one click asks an example.
+        page.locator("#clear").click()
+        expect(chat.get_by_text(THINKING_REPLY_ANSWER)).to_have_count(0)
+        first_question = demo.TEXT["zh"]["examples_list"][0]
+        page.locator("#chatbot button.example").first.click()
+        expect(chat.get_by_text(first_question)).to_be_visible()
+        expect(chat.get_by_text(THINKING_REPLY_ANSWER)).to_be_visible(timeout=60_000)
+        expect(page.locator("#send")).to_be_visible()
 
         # Retry answers the same question again in place: still one question and one answer in the chat.
         page.evaluate("window.__chatTexts = []")
@@ -189,7 +297,7 @@ def test_real_browser_chat(server, tmp_path):
 
         wait_for(answer_was_replaced, "the retried answer to be replaced")
         expect(chat.get_by_text(THINKING_REPLY_ANSWER)).to_have_count(1, timeout=60_000)
-        expect(chat.get_by_text("我最近总是头痛，晚上睡不好，这是什么原因？")).to_have_count(1)
+        expect(chat.get_by_text(first_question)).to_have_count(1)
 
         # HTML and scripts typed by the user are shown as text and never run.
         injection = '<img src=x onerror="window.__xss=1;alert(1)"><script>window.__xss=2</script><b>粗体</b>'
@@ -202,19 +310,27 @@ def test_real_browser_chat(server, tmp_path):
         assert "<b>粗体</b>" in chat.inner_text()
 
         # Empty input: a friendly message, nothing sent.
+        expect(page.locator("#send")).to_be_visible()
         page.locator("#send").click()
         expect(page.locator("#notice")).to_contain_text(demo.TEXT["zh"]["empty"])
 
-        # Clear empties the chat.
+        # Clear empties the chat, and the welcome line and examples come back.
         page.locator("#clear").click()
         expect(chat.get_by_text(THINKING_REPLY_ANSWER)).to_have_count(0)
+        expect(page.locator("#chatbot button.example")).to_have_count(len(demo.TEXT["zh"]["examples_list"]))
+        assert page.locator(ERRORS).count() == 0
         browser.close()
 
 
+# Answer characters on screen when Stop is clicked: 0 = as soon as Stop appears, before the first token.
+STOP_AFTER_CHARS = (0, 1, 3, 8, 15, 30, 50, 80, 120, 180, 260)
+
+
 def test_stop_cancel_and_closed_page_stop_the_model(tmp_path_factory, qwen3_tokenizer):
-    """The stop button, an API cancel and a closed page each end generation, not max new tokens later."""
+    """Stop ends the answer cleanly at any moment; an API cancel and a closed page end generation too, not max
+    new tokens later, even when the page closes before its event stream reached the server."""
     from gradio_client import Client
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     from medsft.generate import STREAM_THREAD_NAME
 
@@ -235,13 +351,24 @@ def test_stop_cancel_and_closed_page_stop_the_model(tmp_path_factory, qwen3_toke
         return len(qwen3_tokenizer(last_answer[0])["input_ids"])
 
     endless.stream = recording_stream  # a random model never ends its turn: it would run to max new tokens
+    forward = endless.model.forward
+
+    def paced_forward(*args, **kwargs):
+        # about 100 tokens a second, a real model's pace: the browser keeps up with the stream even on a busy
+        # machine, so Stop is clicked while the model is where the page shows it
+        time.sleep(0.01)
+        return forward(*args, **kwargs)
+
+    endless.model.forward = paced_forward
     config = demo.DemoConfig("", None, GenerationSettings(max_new_tokens=4000, do_sample=False))
     app = demo.build_app(endless, config)
     app.queue(default_concurrency_limit=1)
     port = demo.free_port("127.0.0.1")
+    url = f"http://127.0.0.1:{port}/"
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    stopped_note = demo.TEXT["zh"]["stopped"]
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client = Client(url, verbose=False)
         job = client.submit("你好", [], False, 0.0, 0.95, 4000, api_name="/chat")
         wait_for(lambda: len(job.outputs()) >= 3, "streamed updates")
         assert generating()
@@ -249,17 +376,83 @@ def test_stop_cancel_and_closed_page_stop_the_model(tmp_path_factory, qwen3_toke
         assert wait_until_stopped() < 1000  # far from the 4000 new tokens allowed
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            for ending in ("stop button", "closed page"):
+            browser = launch_browser(playwright)
+            width, height = 1280, 720
+            page = browser.new_page(locale="zh-CN", viewport={"width": width, "height": height})
+            page.goto(url)
+            # Count every error element that ever appears, however briefly.
+            page.evaluate(
+                """(selector) => {
+                    window.__errors = 0;
+                    new MutationObserver(() => {
+                        const shown = document.querySelectorAll(selector).length;
+                        window.__errors = Math.max(window.__errors, shown);
+                    }).observe(document.body, {childList: true, subtree: true, attributes: true});
+                }""",
+                ERRORS,
+            )
+            question, send, stop = (
+                page.locator("#question textarea"),
+                page.locator("#send"),
+                page.locator("#stop"),
+            )
+            bubbles = page.locator("#chatbot [data-testid='bot']")
+            page.get_by_label(demo.TEXT["zh"]["thinking"]).uncheck()  # a random model writes no reasoning
+            expect(stop).to_be_hidden()
+            for count, chars in enumerate(STOP_AFTER_CHARS):
+                answers_before = bubbles.count()
+                question.fill(f"第{count}个问题")
+                question.press("Enter")
+                expect(stop).to_be_visible(timeout=30_000)  # Stop takes Send's place while generating
+                expect(send).to_be_hidden()
+                if chars:
+                    page.wait_for_function(
+                        """([before, chars]) => {
+                            const bubbles = document.querySelectorAll("#chatbot [data-testid='bot']");
+                            const answer = bubbles[before];
+                            return answer !== undefined && answer.innerText.trim().length >= chars;
+                        }""",
+                        arg=[answers_before, chars],
+                        timeout=60_000,
+                    )
+                stop.click()
+                expect(send).to_be_visible(timeout=30_000)
+                expect(stop).to_be_hidden()
+                expect(bubbles).to_have_count(answers_before + 1)
+                answer = bubbles.last
+                expect(answer).to_contain_text(stopped_note)
+                if chars:  # the partial answer stays above the note
+                    assert len(answer.inner_text().replace(stopped_note, "").strip("（） \n")) >= 1
+                assert wait_until_stopped() < 1000, f"stop after {chars} characters"
+                assert page.locator(ERRORS).count() == 0 and page.evaluate("window.__errors") == 0
+                expect(question).to_be_editable()
+                # long answers scroll inside the chat: the page keeps its size and the input stays in view
+                assert page.evaluate("document.documentElement.scrollHeight") <= height
+                assert inside(box(page, "#question"), width, height)
+                if count == 5:
+                    page.locator("#clear").click()
+                    expect(page.locator("#chatbot button.example").first).to_be_visible()
+
+            # Clear while generating: the answer stops and nothing of it comes back.
+            question.fill("再问一个问题")
+            question.press("Enter")
+            expect(stop).to_be_visible(timeout=30_000)
+            page.locator("#clear").click()
+            assert wait_until_stopped() < 1000, "clear"
+            expect(send).to_be_visible(timeout=30_000)
+            expect(page.locator("#chatbot [data-testid='bot']")).to_have_count(0)
+            assert page.evaluate("window.__errors") == 0
+            page.close()
+
+            for ending in ("closed page", "page closed before its event stream connected"):
                 page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{port}/")
+                page.goto(url)
+                if ending != "closed page":  # the server never sees this page's event stream
+                    page.route("**/queue/data**", lambda route: None)
                 page.locator("#question textarea").fill("你好")
                 page.locator("#question textarea").press("Enter")
                 wait_for(generating, f"generation to start ({ending})")
-                if ending == "stop button":
-                    page.locator("#stop").click()
-                else:
-                    page.close()
+                page.close()
                 assert wait_until_stopped() < 1000, ending
             browser.close()
     finally:
