@@ -6,7 +6,8 @@ its KV cache appended to the batch's), a finished or cancelled request leaves it
 gets its own sampling settings and seed. `VLLMEngine` puts vLLM's async engine behind the same interface
 on a GPU.
 
-Both hand out `stream(prompt_ids, sampling)`: an async iterator of new token ids. The end-of-turn token, when
+Both hand out `stream(prompt_ids, settings)` (settings: a GenerationSettings, its enable_thinking already in
+the prompt): an async iterator of new token ids. The end-of-turn token, when
 the model produces it, is the last id yielded. Closing the iterator early (a client went away) ends that
 request's generation and nobody else's. A consumer that reads slowly only lets its own tokens pile up.
 """
@@ -26,28 +27,18 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from medsft.generate import GenerationSettings
+
 log = logging.getLogger(__name__)
 
 BATCH_THREAD_NAME = "medsft-serve-batch"
 _END = object()  # delivered after a request's last token
 
 
-@dataclass(frozen=True)
-class Sampling:
-    """How one request picks its tokens. top_k=0 turns top-k off; do_sample=False is greedy."""
-
-    max_new_tokens: int
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int | None = None
-
-
 @dataclass(eq=False)
 class _Row:
     prompt_ids: list[int]
-    sampling: Sampling
+    sampling: GenerationSettings
     outputs: asyncio.Queue  # new token lists, then _END (or an exception); read on `loop`
     loop: asyncio.AbstractEventLoop
     rng: torch.Generator | None = None
@@ -102,7 +93,7 @@ class ContinuousBatcher:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
-    async def stream(self, prompt_ids: list[int], sampling: Sampling) -> AsyncIterator[list[int]]:
+    async def stream(self, prompt_ids: list[int], sampling: GenerationSettings) -> AsyncIterator[list[int]]:
         row = self._submit(prompt_ids, sampling, asyncio.get_running_loop())
         outputs = row.outputs
         try:
@@ -124,11 +115,11 @@ class ContinuousBatcher:
         finally:
             row.cancelled = True  # no effect once finished; else the row leaves the batch at the next step
 
-    def _submit(self, prompt_ids: list[int], sampling: Sampling, loop: asyncio.AbstractEventLoop) -> _Row:
+    def _submit(
+        self, prompt_ids: list[int], sampling: GenerationSettings, loop: asyncio.AbstractEventLoop
+    ) -> _Row:
         if not prompt_ids:
             raise ValueError("empty prompt")
-        if sampling.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, not {sampling.max_new_tokens}")
         rng = None
         if sampling.do_sample and sampling.seed is not None:
             rng = torch.Generator(device=self.device)
@@ -346,7 +337,7 @@ class VLLMEngine:
     waiting = 0  # vLLM queues inside its own scheduler
     thread_alive = False
 
-    async def stream(self, prompt_ids: list[int], sampling: Sampling) -> AsyncIterator[list[int]]:
+    async def stream(self, prompt_ids: list[int], sampling: GenerationSettings) -> AsyncIterator[list[int]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind

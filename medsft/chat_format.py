@@ -91,3 +91,29 @@ def special_token_ids(tokenizer) -> dict[str, int]:
         "pad": PAD_TOKEN,
     }
     return {name: tokenizer.convert_tokens_to_ids(token) for name, token in names.items()}
+
+
+def render_prompt(tokenizer, messages: Conversation, enable_thinking: bool = True) -> str:
+    """The conversation as the model continues it: the tokenizer's chat template with the assistant turn
+    opened (enable_thinking=False puts Qwen3's empty think block in the prompt)."""
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking
+    )
+
+
+def prompt_token_ids(tokenizer, messages: Conversation, enable_thinking: bool = True) -> list[int]:
+    """The ids of `render_prompt` (its special tokens are already in the text)."""
+    prompt = render_prompt(tokenizer, messages, enable_thinking)
+    return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+def reply_end_ids(tokenizer, configured: int | list[int] | None = None) -> set[int]:
+    """The ids that end a reply: the format's end of turn, the tokenizer's eos and the model's configured
+    eos (generation_config.eos_token_id: one id, a list or None)."""
+    ids = set(configured if isinstance(configured, list) else [] if configured is None else [configured])
+    eos_token = tokenizer.eos_token
+    eos = tokenizer.convert_tokens_to_ids(eos_token) if eos_token else None
+    for token_id in (special_token_ids(tokenizer)["end_of_turn"], eos):
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+            ids.add(token_id)
+    return ids

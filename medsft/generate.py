@@ -36,6 +36,9 @@ from medsft.chat_format import (
     THINK_OPEN,
     Conversation,
     contains_think_tag,
+    prompt_token_ids,
+    render_prompt,
+    reply_end_ids,
     special_token_ids,
     split_reasoning,
 )
@@ -160,18 +163,8 @@ class Generator(ABC):
         self.tokenizer = tokenizer
         self.device = device
         self.model_dir = model_dir
-        format_ids = special_token_ids(tokenizer)
-        self.think_close_id = format_ids["think_close"]
-        self.eos_ids = self._eos_ids(configured_eos, format_ids["end_of_turn"])
-
-    def _eos_ids(self, configured: int | list[int] | None, end_of_turn: int) -> set[int]:
-        ids = set(configured if isinstance(configured, list) else [] if configured is None else [configured])
-        eos_token = self.tokenizer.eos_token
-        eos = self.tokenizer.convert_tokens_to_ids(eos_token) if eos_token else None
-        for token_id in (end_of_turn, eos):
-            if isinstance(token_id, int) and token_id != self.tokenizer.unk_token_id:
-                ids.add(token_id)
-        return ids
+        self.think_close_id = special_token_ids(tokenizer)["think_close"]
+        self.eos_ids = reply_end_ids(tokenizer, configured_eos)
 
     @property
     @abstractmethod
@@ -205,13 +198,10 @@ class Generator(ABC):
             torch.cuda.empty_cache()
 
     def build_prompt(self, messages: Conversation, enable_thinking: bool = True) -> str:
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking
-        )
+        return render_prompt(self.tokenizer, messages, enable_thinking)
 
     def prompt_ids(self, messages: Conversation, enable_thinking: bool = True) -> list[int]:
-        prompt = self.build_prompt(messages, enable_thinking)
-        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return prompt_token_ids(self.tokenizer, messages, enable_thinking)
 
     def count_prompt_tokens(self, messages: Conversation, enable_thinking: bool = True) -> int:
         return len(self.prompt_ids(messages, enable_thinking))

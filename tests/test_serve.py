@@ -18,18 +18,12 @@ import pytest
 import uvicorn
 from tiny_chat_models import THINKING_REPLY_ANSWER, THINKING_REPLY_REASONING
 
-from medsft.batching import Sampling
 from medsft.chat_format import END_OF_TURN, THINK_CLOSE, THINK_OPEN, assistant_content
-from medsft.generate import vllm_usable
-from medsft.serve import (
-    ChatCompletionRequest,
-    Reply,
-    ServedModel,
-    Server,
-    ServerSettings,
-    build_app,
-    load_model,
-)
+from medsft.generate import GenerationSettings, vllm_usable
+from medsft.openai_protocol import ChatCompletionRequest
+from medsft.reply import Reply
+from medsft.serve import Server, ServerSettings, build_app
+from medsft.served_model import ServedModel, load_model
 
 NAME = "medsft-test"
 KEY = "test-key"
@@ -456,7 +450,7 @@ class FailingEngine:
     running = waiting = largest_batch = generated_tokens = 0
     thread_alive = False
 
-    async def stream(self, prompt_ids: list[int], sampling: Sampling):
+    async def stream(self, prompt_ids: list[int], sampling: GenerationSettings):
         raise RuntimeError("CUDA out of memory at /secret/path")
         yield []
 
