@@ -17,7 +17,13 @@ from typing import NamedTuple
 import gradio as gr
 
 from medsft.generate import GenerationSettings, Generator, load_generator
-from medsft.infer import add_generation_arguments, resolve_model_argument, settings_from_args, with_system
+from medsft.infer import (
+    add_generation_arguments,
+    number_in,
+    resolve_model_argument,
+    settings_from_args,
+    with_system,
+)
 
 MODEL_QUEUE = "model"  # every event that runs the model shares this concurrency limit
 
@@ -469,14 +475,20 @@ def run_check(app, host: str, port: int, question: str, max_new_tokens: int, out
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medsft demo", description="Serve the Gradio medical chat.")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (%(default)s; 0.0.0.0 exposes it)")
-    parser.add_argument("--port", type=int, default=6006, help="(%(default)s)")
+    parser.add_argument("--port", type=number_in(int, 1, 65535), default=6006, help="(%(default)s)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     parser.add_argument("--lang", choices=["zh", "en"], default="zh", help="UI language (%(default)s)")
     parser.add_argument(
-        "--concurrency", type=int, default=1, help="requests generating at once; others wait in the queue (1)"
+        "--concurrency",
+        type=number_in(int, 1),
+        default=1,
+        help="requests generating at once; others wait in the queue (1)",
     )
     parser.add_argument(
-        "--max-input-tokens", type=int, default=None, help="prompt limit (default: context - max new tokens)"
+        "--max-input-tokens",
+        type=number_in(int, 1),
+        default=None,
+        help="prompt limit (default: context - max new tokens)",
     )
     parser.add_argument(
         "--check", action="store_true", help="serve, answer one question via the API, print it, exit"

@@ -108,6 +108,10 @@ CASES = [
     ("demo --check --model @/nomodel", ["nomodel/readme.txt"], "not a loadable model folder"),
     ("demo --check --max-new-tokens 0", [], "--max-new-tokens"),
     ("demo --check --temperature -1", [], "--temperature"),
+    ("demo --port -1", [], "--port"),
+    ("demo --port 70000", [], "--port"),
+    ("demo --concurrency 0", [], "--concurrency"),
+    ("demo --check --max-input-tokens 0", [], "--max-input-tokens"),
 ]
 if (Path(cli.__file__).parent / "serve.py").is_file():
     CASES += [
@@ -115,6 +119,13 @@ if (Path(cli.__file__).parent / "serve.py").is_file():
         ("serve --model @/missing", [], "is not a folder with a model"),
         ("serve --max-batch-size 0", [], "--max-batch-size"),
         ("serve --temperature -1", [], "--temperature"),
+        ("serve --port 70000", [], "--port"),
+        ("serve --port 0", [], "--port"),
+        ("serve --max-queue -1", [], "--max-queue"),
+        ("serve --max-tokens 0", [], "--max-tokens"),
+        ("serve --max-model-len 0", [], "--max-model-len"),
+        ("serve --top-p 1.5", [], "--top-p"),
+        ("serve --top-k -1", [], "--top-k"),
     ]
 PROCESS_CASES = [  # one per command, as a real process
     "data --src @/broken.json --max-length none",
