@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
+import re
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -38,6 +38,7 @@ from medsft.generate import (
 from medsft.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
 from medsft.mcq import (
     Question,
+    SkippedRow,
     accuracy_table,
     benchmark_files,
     describe_formats,
@@ -51,6 +52,7 @@ from medsft.mcq import (
 from medsft.metrics import SegmentLoss
 from medsft.model import resolve_model_dir
 from medsft.paths import output_dir, processed_dir, shared_dir
+from medsft.provenance import describe_device, git_state, package_versions
 
 DEFAULT_SPLIT_NAME = "delicate_medical_r1_data"
 MCQ_DIR = Path("benchmarks") / "xmedbench_zh"
@@ -59,6 +61,7 @@ MCQ_COLUMNS = ("question", "options", "answer", "source")
 ROLES = ("baseline", "model")  # report order: the reference point first
 PREDICTION_KINDS = ("indomain", "mcq_think", "mcq_likelihood")
 MCQ_MODES = {"think": "mcq_think", "likelihood": "mcq_likelihood"}  # mode -> predictions kind
+SKIPPED_ROWS_LISTED = 10  # skipped benchmark rows written out one by one; the rest are counted
 VERSIONED_PACKAGES = ("medsft", "torch", "transformers", "vllm", "jieba", "rouge-chinese", "numpy")
 
 log = logging.getLogger(__name__)
@@ -266,10 +269,18 @@ def parse_columns(spec: str | None) -> dict[str, str]:
     return columns
 
 
-def load_mcq(config: EvalConfig) -> tuple[list[Question], list[Path], str | None]:
-    """The selected questions, the files they come from, and a note when the benchmark is skipped."""
+class McqInput(NamedTuple):
+    questions: list[Question]  # the selected ones
+    files: list[Path]
+    note: str | None  # why there are no questions, when the benchmark is not run
+    skipped: list[SkippedRow]  # rows of the files that are not usable questions
+
+
+def load_mcq(config: EvalConfig) -> McqInput:
+    """The selected questions, the files they come from, a note when the benchmark is not run, and the rows
+    left out of it."""
     if config.mcq_mode == "none":
-        return [], [], "MCQ benchmark not requested (--mcq-mode none)."
+        return McqInput([], [], "MCQ benchmark not requested (--mcq-mode none).", [])
     if config.mcq_file:
         files = benchmark_files(config.mcq_file)
     else:
@@ -281,13 +292,26 @@ def load_mcq(config: EvalConfig) -> tuple[list[Question], list[Path], str | None
                 f"XMedBench) and put it under $MEDSFT_SHARED/{MCQ_DIR}/, or pass --mcq-file."
             )
             log.warning(note)
-            return [], [path], note
+            return McqInput([], [path], note, [])
         files = [path]
-    questions = load_benchmark(files, parse_columns(config.mcq_columns))
+    skipped: list[SkippedRow] = []
+    questions = load_benchmark(files, parse_columns(config.mcq_columns), skipped=skipped)
     questions = select_questions(questions, config.mcq_subsets, config.mcq_limit, config.seed)
     where = files[0] if len(files) == 1 else f"{len(files)} files"
-    log.info("MCQ: %d questions from %s", len(questions), where)
-    return questions, files, None
+    log.info("MCQ: %d questions from %s (%d rows skipped)", len(questions), where, len(skipped))
+    return McqInput(questions, files, None, skipped)
+
+
+def skipped_summary(skipped: list[SkippedRow]) -> dict:
+    """run.json's account of the benchmark rows left out: how many, how many for each reason (reasons that
+    differ only in numbers, such as a line or column, count together), and the first rows with their
+    file, row index (as question indexes count) and reason."""
+    reasons = Counter(re.sub(r"\d+", "N", row.reason) for row in skipped)
+    return {
+        "rows": len(skipped),
+        "by_reason": dict(reasons.most_common()),
+        "first": [asdict(row) for row in skipped[:SKIPPED_ROWS_LISTED]],
+    }
 
 
 # --- teacher-forced loss ------------------------------------------------------------------------------------
@@ -654,38 +678,16 @@ def write_report(out_dir: Path, samples: int) -> dict:
 # --- running ------------------------------------------------------------------------------------------------
 
 
-def hardware_name(device: str) -> str:
-    """The GPU's name, or the CPU model."""
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def environment(config: EvalConfig, backend: str) -> dict:
     """What ran, for run.json: the generation backend that runs (never "auto"), the dtype and device the
     models load with, the code commit and the package versions."""
-    from medsft.train import git_state
-
     device = pick_device(config.device)
-    versions = {"python": platform.python_version()}
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
     return {
         "backend": backend,
         "dtype": str(pick_dtype(device, config.dtype)).removeprefix("torch."),
-        "device": device,
-        "device_name": hardware_name(device),
-        "cuda": torch.version.cuda,
+        **describe_device(device),
         "code": git_state(),
-        "versions": versions,
+        "versions": package_versions(VERSIONED_PACKAGES),
     }
 
 
@@ -701,7 +703,8 @@ def run(config: EvalConfig) -> Path:
     data_path = config.data or default_data_path()
     examples = load_examples(data_path, config.limit)
     log.info("in-domain: %d rows from %s", len(examples), data_path)
-    questions, mcq_files, mcq_note = load_mcq(config)
+    mcq = load_mcq(config)
+    questions = mcq.questions
     out_dir = (config.out_dir or output_dir() / "eval") / config.report_name()
     predictions_dir = out_dir / "predictions"
     predictions_dir.mkdir(parents=True, exist_ok=True)
@@ -713,10 +716,11 @@ def run(config: EvalConfig) -> Path:
         "config": config.as_json(),
         "data": str(data_path),
         "rows": len(examples),
-        "mcq_files": [str(path) for path in mcq_files],
-        "mcq_note": mcq_note,
+        "mcq_files": [str(path) for path in mcq.files],
+        "mcq_note": mcq.note,
         "mcq_questions": len(questions),
         "mcq_sources": len({q.source for q in questions}),
+        "mcq_skipped": skipped_summary(mcq.skipped),
         "generation": asdict(config.generation_settings()),
         **environment(config, backend),
         "models": {},

@@ -495,6 +495,13 @@ def _benchmark_files(files: list[str]) -> str:
     return f"{len(files)} files under `{os.path.commonpath(files)}`"
 
 
+def _skipped_rows(report: dict) -> str:
+    count = (report.get("mcq_skipped") or {}).get("rows", 0)
+    if not count:
+        return ""
+    return f"; {count} benchmark rows skipped as unusable (reasons: `mcq_skipped` in report.json)"
+
+
 def render_markdown(report: dict, predictions: dict, charts: dict[str, str], samples: int = 3) -> str:
     models = report["models"]
     generation = report["generation"]
@@ -520,7 +527,7 @@ def render_markdown(report: dict, predictions: dict, charts: dict[str, str], sam
     lines += [
         f"- held-out data: `{report['data']}`, {report['rows']} rows",
         f"- MCQ: {_benchmark_files(report.get('mcq_files', []))}, {report.get('mcq_questions', 0)} questions "
-        f"from {report.get('mcq_sources', 0)} sources, mode {config['mcq_mode']}",
+        f"from {report.get('mcq_sources', 0)} sources, mode {config['mcq_mode']}{_skipped_rows(report)}",
         f"- generation: thinking mode, {decoding}, max_new_tokens {generation['max_new_tokens']}, "
         f"seed {config['seed']}; backend {report['backend']}, {report.get('dtype')} on {report['device']} "
         f"({report.get('device_name') or 'unknown hardware'})",

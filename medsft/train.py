@@ -16,15 +16,12 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +39,7 @@ from medsft.cli import run_command
 from medsft.errors import MedsftError
 from medsft.jsonl import iter_jsonl, write_json, write_jsonl
 from medsft.paths import processed_dir, sample_data_file
+from medsft.provenance import git_state, package_versions
 from medsft.recipe import TINY_MODEL, Recipe, load_recipe
 
 log = logging.getLogger("medsft.train")  # not __name__: it is "__main__" under `python -m medsft.train`
@@ -521,38 +519,16 @@ def sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
-def git_state() -> dict[str, Any]:
-    """Commit of the medsft source that ran (null when it is not a git checkout, e.g. an installed wheel)."""
-    source = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=source, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-
-    try:
-        return {
-            "sha": git("rev-parse", "HEAD") or None,
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        }
-    except (OSError, subprocess.SubprocessError):
-        return {"sha": None, "dirty": None}
+RUN_CARD_PACKAGES = ("torch", "transformers", "trl", "datasets", "accelerate", "peft", "swanlab", "deepspeed")
 
 
 def run_card(recipe: Recipe, data: RunData, trainer, resumed_from: Path | None, seconds: float) -> dict:
-    packages = ["torch", "transformers", "trl", "datasets", "accelerate", "peft", "swanlab", "deepspeed"]
-    versions = {}
-    for package in packages:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
     history = trainer.state.log_history
     last = lambda key: next((entry[key] for entry in reversed(history) if key in entry), None)  # noqa: E731
     logged = [entry["loss"] for entry in history if "loss" in entry]
     return {
         "config": recipe.resolved(),
-        "versions": {"python": platform.python_version(), **versions},
+        "versions": package_versions(RUN_CARD_PACKAGES),
         "git": git_state(),
         "data": {
             split: {

@@ -329,6 +329,29 @@ def test_missing_benchmark_is_reported_not_fatal(tiny_model_dir, val_file, tmp_p
     assert list(report["models"]) == ["model"] and report["models"]["model"]["mcq"] == {}
 
 
+def test_skipped_benchmark_rows_are_counted_in_the_report(tiny_model_dir, val_file, tmp_path):
+    good = {"question": "属于上皮组织的是", "options": "(A) 表皮\n(B) 肌层", "answer": "A"}
+    lines = [good, '{"question": "broken", ', {**good, "answer": None}, '{"question": "broken", ', good]
+    benchmark = tmp_path / "mine.jsonl"
+    benchmark.write_text(
+        "\n".join(line if isinstance(line, str) else json.dumps(line, ensure_ascii=False) for line in lines),
+        encoding="utf-8",
+    )
+    argv = ["--model", str(tiny_model_dir), "--data", str(val_file), "--limit", "1", "--max-new-tokens", "4"]
+    argv += ["--mcq-file", str(benchmark), "--mcq-mode", "likelihood", "--out-dir", str(tmp_path)]
+    assert evaluate.main([*argv, "--name", "skips"]) == 0
+    report = json.loads((tmp_path / "skips" / "report.json").read_text(encoding="utf-8"))
+    skipped = report["mcq_skipped"]
+    assert report["mcq_questions"] == 2 and skipped["rows"] == 3
+    assert skipped["by_reason"]["answer is missing (null)"] == 1
+    (json_reason,) = [reason for reason in skipped["by_reason"] if reason.startswith("line N is not JSON")]
+    assert skipped["by_reason"][json_reason] == 2  # lines 2 and 4: one reason
+    assert [(row["file"], row["row"]) for row in skipped["first"]] == [(str(benchmark), i) for i in (1, 2, 3)]
+    assert skipped["first"][0]["reason"].startswith("line 2 is not JSON")
+    markdown = (tmp_path / "skips" / "report.md").read_text(encoding="utf-8")
+    assert "3 benchmark rows skipped as unusable" in markdown
+
+
 @pytest.fixture(scope="module")
 def cmmlu_report(models_to_compare, val_file, tmp_path_factory) -> Path:
     """Baseline and model on a CMMLU-style folder of three subject CSVs, in one run."""
