@@ -239,10 +239,22 @@ def test_first_screen_on_desktop_and_phone(server, tmp_path):
         browser.close()
 
 
+def pace(monkeypatch, generator, seconds_per_token: float) -> None:
+    """Slow the tiny model to a real one's pace, so a busy browser still renders the answer as it grows."""
+    forward = generator.model.forward
+
+    def paced_forward(*args, **kwargs):
+        time.sleep(seconds_per_token)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(generator.model, "forward", paced_forward)
+
+
 @pytest.mark.slow
-def test_real_browser_chat(server, tmp_path):
+def test_real_browser_chat(server, generator, monkeypatch, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
+    pace(monkeypatch, generator, 0.05)
     shots = screenshot_dir(tmp_path)
     with sync_playwright() as playwright:
         browser = launch_browser(playwright)
@@ -326,7 +338,7 @@ def test_real_browser_chat(server, tmp_path):
 STOP_AFTER_CHARS = (0, 1, 3, 8, 15, 30, 50, 80, 120, 180, 260)
 
 
-def test_stop_cancel_and_closed_page_stop_the_model(tmp_path_factory, qwen3_tokenizer):
+def test_stop_cancel_and_closed_page_stop_the_model(tmp_path_factory, qwen3_tokenizer, monkeypatch):
     """Stop ends the answer cleanly at any moment; an API cancel and a closed page end generation too, not max
     new tokens later, even when the page closes before its event stream reached the server."""
     from gradio_client import Client
@@ -351,15 +363,7 @@ def test_stop_cancel_and_closed_page_stop_the_model(tmp_path_factory, qwen3_toke
         return len(qwen3_tokenizer(last_answer[0])["input_ids"])
 
     endless.stream = recording_stream  # a random model never ends its turn: it would run to max new tokens
-    forward = endless.model.forward
-
-    def paced_forward(*args, **kwargs):
-        # about 100 tokens a second, a real model's pace: the browser keeps up with the stream even on a busy
-        # machine, so Stop is clicked while the model is where the page shows it
-        time.sleep(0.01)
-        return forward(*args, **kwargs)
-
-    endless.model.forward = paced_forward
+    pace(monkeypatch, endless, 0.01)  # the page keeps up, so Stop is clicked where the page shows the model
     config = demo.DemoConfig("", None, GenerationSettings(max_new_tokens=4000, do_sample=False))
     app = demo.build_app(endless, config)
     app.queue(default_concurrency_limit=1)
