@@ -3,6 +3,9 @@ PYTHON    ?= python3
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.medsft-installed
+# vLLM's own environment (make setup-vllm): eval, infer and serve run in it when it exists.
+VLLM_VENV ?= .venv-vllm
+APP_PY    := $(if $(wildcard $(VLLM_VENV)/bin/python),$(VLLM_VENV)/bin/python,$(PY))
 export MEDSFT_SHARED ?= $(abspath ../shared)
 # Where medsft writes (medsft/paths.py): relative to this folder unless the environment names other folders.
 DATA_DIR   := $(or $(MEDSFT_DATA_DIR),data/processed)
@@ -24,7 +27,7 @@ BASELINE  ?=
 Q         ?=
 ARGS      ?=
 
-.PHONY: setup data train eval infer demo serve bench smoke test lint format clean
+.PHONY: setup setup-vllm data train eval infer demo serve bench smoke test lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +38,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# vLLM pins its own torch and transformers, older than training needs: a separate environment, for CUDA
+# machines (docs/training.md). medsft goes in without its dependencies; requirements-vllm.txt lists what runs.
+setup-vllm:
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -r requirements-vllm.txt
+	$(VLLM_VENV)/bin/python -m pip install --no-deps -e .
 
 data: $(STAMP)
 	$(PY) -m medsft.cli data $(if $(SRC),--src $(SRC)) $(if $(NAME),--name $(NAME)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) $(ARGS)
@@ -53,17 +64,17 @@ else
 endif
 
 eval: $(STAMP)
-	$(PY) -m medsft.cli eval $(if $(MODEL),--model $(MODEL)) $(if $(BASELINE),--baseline $(BASELINE)) $(ARGS)
+	$(APP_PY) -m medsft.cli eval $(if $(MODEL),--model $(MODEL)) $(if $(BASELINE),--baseline $(BASELINE)) $(ARGS)
 
 infer: $(STAMP)
-	$(PY) -m medsft.cli infer $(if $(MODEL),--model $(MODEL)) $(if $(Q),--question "$(Q)") $(ARGS)
+	$(APP_PY) -m medsft.cli infer $(if $(MODEL),--model $(MODEL)) $(if $(Q),--question "$(Q)") $(ARGS)
 
 demo: $(STAMP)
 	$(PY) -m medsft.cli demo $(if $(MODEL),--model $(MODEL)) $(ARGS)
 
 # OpenAI-compatible API on 127.0.0.1:8000 (docs/serving.md); ARGS="--host 0.0.0.0 --api-key …" to expose it.
 serve: $(STAMP)
-	$(PY) -m medsft.cli serve $(if $(MODEL),--model $(MODEL)) $(ARGS)
+	$(APP_PY) -m medsft.cli serve $(if $(MODEL),--model $(MODEL)) $(ARGS)
 
 # Speed against the original recipe (benchmarks/, not part of the package): docs/benchmarks.md
 bench: $(STAMP)

@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
@@ -41,6 +41,9 @@ from medsft.jsonl import iter_jsonl, write_json, write_jsonl
 from medsft.paths import processed_dir, sample_data_file
 from medsft.provenance import git_state, package_versions
 from medsft.recipe import TINY_MODEL, Recipe, load_recipe
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("medsft.train")  # not __name__: it is "__main__" under `python -m medsft.train`
 
@@ -328,6 +331,7 @@ def load_data(recipe: Recipe, tokenizer, files: dict[str, Path]) -> RunData:
 
 
 def load_model(recipe: Recipe, model_dir: Path | None, tokenizer):
+    import torch
     from transformers import AutoModelForCausalLM
 
     from medsft.model import build_tiny_qwen3
@@ -349,6 +353,8 @@ def load_model(recipe: Recipe, model_dir: Path | None, tokenizer):
             top_p=0.95,
             top_k=20,
         )
+        if recipe.model.dtype not in (None, "auto"):  # as a real checkpoint loads in the recipe's dtype
+            model.to(getattr(torch, recipe.model.dtype))
         return model
     return AutoModelForCausalLM.from_pretrained(
         model_dir,
@@ -426,8 +432,28 @@ class RankReport(TrainerCallback):
         )
 
 
-def save_final(trainer, recipe: Recipe, tokenizer) -> Path:
-    """final/: full model in safetensors (LoRA merged in), tokenizer with Qwen3's original chat template."""
+def save_in_dtype(model, state_dict: dict, final_dir: Path, dtype: torch.dtype) -> None:
+    """Save `state_dict` as `model`'s weights in `dtype`, with `dtype` recorded in its config."""
+    cast = {name: t.to(dtype) if t.is_floating_point() else t for name, t in state_dict.items()}
+    model.save_pretrained(final_dir, state_dict=cast)
+    model.config.dtype = dtype  # save_pretrained records the live parameters' dtype
+    model.config.save_pretrained(final_dir)
+
+
+def save_fsdp_final(trainer, final_dir: Path, dtype: torch.dtype) -> None:
+    """FSDP: gather the full state dict (every rank takes part), save it in `dtype` from the main process.
+
+    Under bf16, accelerate keeps fp32 master copies of the trainable parameters (FSDP2 needs one dtype per
+    group), so the gathered weights are fp32: saved as they are, final/ would be twice the model's size.
+    """
+    state_dict = trainer.accelerator.get_state_dict(trainer.model)
+    if trainer.accelerator.is_main_process:
+        save_in_dtype(trainer.accelerator.unwrap_model(trainer.model), state_dict, final_dir, dtype)
+
+
+def save_final(trainer, recipe: Recipe, tokenizer, dtype: torch.dtype) -> Path:
+    """final/: full model in safetensors (LoRA merged in) in `dtype` (the loaded model's), tokenizer with
+    Qwen3's original chat template."""
     from peft import PeftModel
 
     from medsft.model import original_qwen3_chat_template
@@ -437,6 +463,8 @@ def save_final(trainer, recipe: Recipe, tokenizer) -> Path:
         if recipe.sft.process_index == 0:
             trainer.model.save_pretrained(Path(recipe.sft.output_dir) / "adapter")
             trainer.model.merge_and_unload().save_pretrained(final_dir, safe_serialization=True)
+    elif trainer.is_fsdp_enabled:
+        save_fsdp_final(trainer, final_dir, dtype)
     else:
         trainer.save_model(str(final_dir))
     if recipe.sft.process_index == 0:
@@ -501,15 +529,23 @@ def answer_val_questions(recipe: Recipe, final_dir: Path, rows: list[dict], trac
     return answers
 
 
-def release_training_memory(trainer) -> None:
-    """Drop the optimizer states before final/ is reloaded to answer the validation questions."""
+def release_training_state(trainer) -> None:
+    """On every rank, once final/ is written: drop the optimizer, the distributed wrapper of the model (DDP,
+    FSDP, DeepSpeed's engine) and DeepSpeed's process-wide config, before final/ is reloaded.
+
+    Under ZeRO-3, `from_pretrained` reads that global config and loads through DeepSpeed's sharded context,
+    which broadcasts from rank 0: the main process reloading final/ alone would wait forever for ranks that
+    sit at the closing barrier. With the config unset the reload is an ordinary one.
+    """
     import gc
 
     import torch
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
+    trainer.accelerator.free_memory()  # destroys DeepSpeed's engine; forgets prepared models and optimizers
     trainer.optimizer = trainer.lr_scheduler = None
-    trainer.accelerator._optimizers.clear()
-    trainer.accelerator._schedulers.clear()
+    trainer.model_wrapped = trainer.deepspeed = None
+    unset_hf_deepspeed_config()
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -568,13 +604,14 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
     tokenizer, model_dir = load_tokenizer_and_model_dir(recipe)
     data = load_data(recipe, tokenizer, files)
     model = load_model(recipe, model_dir, tokenizer)
+    saved_dtype = model.dtype  # the recipe's; FSDP upcasts trainable weights to fp32 while training
     tracker = start_tracking(recipe)
     trainer = build_trainer(recipe, model, tokenizer, data, [RankReport(), *(callbacks or [])])
     train_or_restore(trainer, recipe, checkpoint)
-    final_dir = save_final(trainer, recipe, tokenizer)
+    final_dir = save_final(trainer, recipe, tokenizer, saved_dtype)
+    release_training_state(trainer)
     output_dir = Path(recipe.sft.output_dir)
     if recipe.sft.process_index == 0:
-        release_training_memory(trainer)
         plot_losses(trainer.state.log_history, output_dir / "loss.png", recipe.sft.run_name)
         answers = answer_val_questions(recipe, final_dir, data.val_rows, tracker)
         write_jsonl(output_dir / "val_answers.jsonl", answers)

@@ -15,12 +15,18 @@ the plain path (tests/test_speed_equivalence.py); measured speed-ups are in docs
 
 from __future__ import annotations
 
+import logging
 import types
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
+from torch.distributed.tensor import DTensor
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+from transformers.modeling_outputs import CausalLMOutputWithPast
 from trl import SFTTrainer
+
+log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 # Tokens per projection chunk: a chunk's logits + softmax take chunk x vocab x 2 x (2 or 4) bytes (bf16/fp32).
@@ -47,12 +53,16 @@ class _TrainedTokenCrossEntropy(torch.autograd.Function):
                 target = targets[start:end]
                 logits = hidden_c @ weight_c.t()
                 # One softmax kernel in the compute dtype: under bf16 the logits gradient is bf16 either way
-                # (as in the plain path); the loss is read from the target's probability.
+                # (as in the plain path). The target's own column is redone in fp32: 1 - p_target is the sum
+                # of the other columns (accumulated in fp32), exact to the dtype's relative precision where
+                # p_target itself rounds to 1 (bf16 does above 1 - 2^-9: the token's gradient would be 0).
                 probs = torch.softmax(logits, dim=-1)
                 target_index = torch.arange(end - start, device=hidden.device) * vocab + target
-                target_prob = probs.view(-1)[target_index]
-                loss = -torch.log(target_prob.float())
-                tiny = target_prob.float() < _SMALLEST_SAFE_PROBABILITY
+                target_prob = probs.view(-1)[target_index].float()
+                probs.view(-1)[target_index] = 0
+                others = probs.sum(dim=-1).float()
+                loss = torch.where(target_prob > 0.5, -torch.log1p(-others), -torch.log(target_prob))
+                tiny = target_prob < _SMALLEST_SAFE_PROBABILITY
                 if bool(tiny.any()):
                     rows = logits[tiny].float()
                     picked = rows.gather(1, target[tiny].unsqueeze(1)).squeeze(1)
@@ -62,7 +72,7 @@ class _TrainedTokenCrossEntropy(torch.autograd.Function):
                 if not (want_hidden_grad or want_weight_grad):
                     continue
                 # d(-log p_target)/d logits = softmax - one_hot(target), in place; scale the small operands
-                probs.view(-1)[target_index] = target_prob - 1
+                probs.view(-1)[target_index] = (-others).to(probs.dtype)
                 if grad_hidden is not None:
                     grad_hidden[start:end] = (probs @ weight_c).mul_(scale).to(hidden.dtype)
                 if want_weight_grad:
@@ -154,6 +164,35 @@ def plain_causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     )
 
 
+def head_module_cross_entropy(
+    lm_head: torch.nn.Module,
+    hidden_states: torch.Tensor,
+    labels: torch.Tensor,
+    num_items_in_batch: int | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of `trained_token_cross_entropy` through the output layer's own forward and autograd.
+
+    For an output layer whose weight is sharded outside its forward (an FSDP2 unit of its own): calling the
+    module lets its hooks gather the weight and reduce-scatter its gradient. Costs the trained positions'
+    full fp32 logits, as the model's own loss does.
+    """
+    shifted_labels = labels[:, 1:]
+    mask = shifted_labels != IGNORE_INDEX
+    num_trained = mask.sum()
+    logits = lm_head(hidden_states[:, :-1][mask]).float()
+    summed = torch.nn.functional.cross_entropy(logits, shifted_labels[mask], reduction="sum")
+    denominator = num_trained if num_items_in_batch is None else num_items_in_batch
+    return summed / max(float(denominator), 1.0), num_trained
+
+
+@dataclass
+class TrainedTokenLossOutput(CausalLMOutputWithPast):
+    """The fast loss as a model output: DDP looks for the tensors to trace in a ModelOutput (never in an
+    arbitrary object), so with `find_unused_parameters` it finds every parameter the loss used."""
+
+    num_trained: torch.Tensor | None = None
+
+
 def add_trained_token_loss(
     model: torch.nn.Module,
     tokens_per_chunk: int = DEFAULT_TOKENS_PER_CHUNK,
@@ -179,15 +218,23 @@ def add_trained_token_loss(
         lm_head = self.get_output_embeddings()
         if getattr(lm_head, "bias", None) is not None:
             raise ValueError("trained_token_loss supports output layers without bias (Qwen3 has none).")
-        loss, num_trained = trained_token_cross_entropy(
-            hidden.to(lm_head.weight.device),
-            lm_head.weight,
-            labels.to(lm_head.weight.device),
-            num_items_in_batch,
-            tokens_per_chunk,
-            head_dtype,
-        )
-        return types.SimpleNamespace(loss=loss, num_trained=num_trained)
+        hidden, labels = hidden.to(lm_head.weight.device), labels.to(lm_head.weight.device)
+        if isinstance(lm_head.weight, DTensor):
+            # Sharded here (FSDP2 gathers the head only inside its own forward when it is a unit of its own;
+            # accelerate >= 1.15 groups it with the final norm, so Qwen3 does not come here): a matrix product
+            # with a shard would be wrong, so the loss goes through the module.
+            if not getattr(self, "_medsft_sharded_head_logged", False):
+                log.warning(
+                    "the output layer's weight is sharded outside its forward (an FSDP2 unit of its own): "
+                    "the loss runs through the layer's forward (full logits of the trained positions, slower)"
+                )
+                self._medsft_sharded_head_logged = True
+            loss, num_trained = head_module_cross_entropy(lm_head, hidden, labels, num_items_in_batch)
+        else:
+            loss, num_trained = trained_token_cross_entropy(
+                hidden, lm_head.weight, labels, num_items_in_batch, tokens_per_chunk, head_dtype
+            )
+        return TrainedTokenLossOutput(loss=loss, num_trained=num_trained)
 
     model.forward = types.MethodType(forward, model)
 

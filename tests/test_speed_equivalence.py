@@ -75,6 +75,28 @@ def test_bf16_autocast_stays_within_bf16_tolerance_of_fp32():
     torch.testing.assert_close(w.grad, expected_w_grad, rtol=5e-2, atol=5e-3)
 
 
+def test_bf16_confident_token_keeps_its_loss_and_target_gradient():
+    """bf16 rounds a target probability above 1 - 2^-9 to 1 (its loss and p - 1 would be 0): the loss and the
+    target's gradient column come from the other columns, summed in fp32, to bf16's relative precision."""
+    vocab = 64
+    weight = torch.eye(vocab, dtype=torch.bfloat16)  # the hidden state is the logits row
+    logits = torch.zeros(2, vocab)
+    logits[0, 5] = 13.375  # exactly bf16: p(5) = 1 - 9.8e-5
+    hidden_states = torch.zeros(2, 2, vocab, dtype=torch.bfloat16)
+    hidden_states[:, 0] = logits.bfloat16()
+    labels = torch.tensor([[-100, 5], [-100, 7]])  # row 1: all logits equal, p = 1/64
+    h = hidden_states.clone().requires_grad_()
+    loss, _ = trained_token_cross_entropy(h, weight, labels, num_items_in_batch=1)
+    loss.backward()
+    log_probs = torch.log_softmax(logits.double(), dim=-1)
+    expected_loss = -(log_probs[0, 5] + log_probs[1, 7])
+    expected_target_grad = log_probs[0, 5].exp() - 1  # -9.8e-5
+    assert -expected_target_grad.item() == pytest.approx(9.8e-5, rel=1e-2)
+    torch.testing.assert_close(loss.double(), expected_loss, rtol=2e-3, atol=0)
+    assert h.grad[0, 0, 5].item() == pytest.approx(expected_target_grad.item(), rel=1e-2)
+    assert h.grad[1, 0, 7].item() == pytest.approx(1 / vocab - 1, rel=1e-2)
+
+
 def test_vanishing_target_probability_keeps_an_exact_finite_loss():
     labels = torch.tensor([[-100, 2, 3, 4]])
     weight = torch.zeros(10, 4)

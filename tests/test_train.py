@@ -1,4 +1,4 @@
-"""Training: assistant-only loss, smoke outputs, SwanLab offline logs, resume after SIGKILL, 2 ranks."""
+"""Training: assistant-only loss, smoke outputs, SwanLab offline logs, resume after SIGKILL."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from medsft.chat_format import END_OF_TURN, assistant_content, build_messages, s
 from medsft.cli import run_command
 from medsft.jsonl import read_jsonl
 from medsft.model import build_tiny_qwen3, original_qwen3_chat_template
-from medsft.paths import recipes_dir, sample_data_file
+from medsft.paths import sample_data_file
 from medsft.recipe import load_recipe
 
 SAMPLE_DATA = sample_data_file()
@@ -247,44 +246,6 @@ def test_lora_from_a_raw_source_is_merged_into_a_full_model(tmp_path, qwen3_toke
     assert names == set(base.state_dict()) - {"lm_head.weight"}  # a plain Qwen3: no LoRA tensors left
     assert not q_proj.equal(base.model.layers[0].self_attn.q_proj.weight.detach())  # the adapter is merged in
     assert len(read_jsonl(out / "val_answers.jsonl")) == 1  # the merged model reloads and answers
-
-
-# ---------------------------------------------------------------- two processes (DDP over gloo on CPU)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_two_processes_with_accelerate(tmp_path, smoke_data):
-    out = tmp_path / "ddp"
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
-    launch += [str(recipes_dir() / "accelerate" / "ddp.yaml"), "--num_processes", "2"]
-    launch += ["--main_process_port", str(free_port()), "-m", "medsft.train", "--recipe", "smoke"]
-    launch += [
-        "--output_dir",
-        str(out),
-        "--dataset",
-        str(smoke_data),
-        "--val_questions",
-        "0",
-        "--report_to",
-        "none",
-    ]
-    result = subprocess.run(launch, env=offline_env(), capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "medsft train: optimizer steps per rank: rank 0: 8, rank 1: 8 (global step 8)" in result.stderr
-    assert result.stderr.count("medsft train: wrote ") == 1  # progress lines come from the main process only
-    assert [
-        p.relative_to(out).as_posix() for p in out.rglob("model.safetensors") if "checkpoint" not in str(p)
-    ] == ["final/model.safetensors"]
-    card = run_card(out)
-    assert card["world_size"] == 2
-    assert (
-        max(losses(card["log_history"], "epoch").values()) > 0.5
-    )  # 2 ranks x 8 rows of 29: over half an epoch
 
 
 # ---------------------------------------------------------------- data rules at training start
