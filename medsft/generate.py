@@ -143,7 +143,7 @@ def resolve_backend(backend: str, device: str | None = None) -> Literal["hf", "v
     if backend == "vllm" and not on_gpu:
         raise GenerationError(f"vLLM needs a GPU, the device is {pick_device(device)!r}: use --backend hf.")
     if backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise GenerationError('vLLM is not installed: `make setup-vllm`, or use --backend hf.')
+        raise GenerationError("vLLM is not installed: `make setup-vllm`, or use --backend hf.")
     return backend  # type: ignore[return-value]
 
 
