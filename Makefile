@@ -27,7 +27,7 @@ BASELINE  ?=
 Q         ?=
 ARGS      ?=
 
-.PHONY: setup setup-vllm data train eval infer demo serve bench smoke test lint format clean
+.PHONY: setup setup-vllm data train eval infer demo serve bench scale-check smoke test lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -79,6 +79,11 @@ serve: $(STAMP)
 # Speed against the original recipe (benchmarks/, not part of the package): docs/benchmarks.md
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench $(ARGS)
+
+# The whole path at the real Qwen3-1.7B shape, random weights, on CPU: full_1epoch and lora for 2 steps each,
+# eval and infer on their final/ (tens of minutes, ~15 GiB of RAM; not part of `make test`): docs/benchmarks.md
+scale-check: $(STAMP)
+	$(PY) -m benchmarks.scale_check $(ARGS)
 
 # The offline end-to-end path: sample data -> tiny model training -> evaluation -> demo check.
 smoke: $(STAMP)

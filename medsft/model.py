@@ -1,4 +1,5 @@
-"""Model and tokenizer sources (ModelScope id, local folder, Hugging Face id); a tiny Qwen3 stand-in."""
+"""Model and tokenizer sources (ModelScope id, local folder, Hugging Face id); random-weight stand-ins (a tiny
+Qwen3, or any architecture from a config.json)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,21 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen3Config, Qwen3ForCausalLM
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 from medsft.chat_format import END_OF_TURN, PAD_TOKEN
 from medsft.errors import MedsftError
 from medsft.paths import bundled_tokenizer_dir
+
+RANDOM_MODEL_PREFIX = "random:"  # `random:<config.json>`: random weights of that architecture
 
 
 class ModelSourceError(MedsftError):
@@ -104,3 +115,56 @@ def build_tiny_qwen3(
     )
     torch.manual_seed(seed)
     return Qwen3ForCausalLM(config)
+
+
+def random_model_config(source: str | Path | None) -> Path | None:
+    """The config.json named by a `random:<path>` source (a folder means its config.json); None for any other
+    source. A missing file is an error."""
+    if not isinstance(source, str) or not source.startswith(RANDOM_MODEL_PREFIX):
+        return None
+    path = Path(source[len(RANDOM_MODEL_PREFIX) :]).expanduser()
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise ModelSourceError(
+            f"{source!r}: no config.json at {path}. Write `random:<path to a model's config.json>`, e.g. "
+            "random:$MEDSFT_SHARED/models/Qwen3-1.7B-tokenizer/config.json."
+        )
+    return path.resolve()
+
+
+def build_random_model(config_path: Path, dtype: torch.dtype | None = None, seed: int = 0) -> PreTrainedModel:
+    """A random-weight causal LM of the exact architecture in `config_path`, in `dtype` (default: the
+    config's).
+
+    Built in seconds at any size: the modules are created without storage, then each parameter is allocated
+    once in `dtype` and drawn directly (matrices from N(0, initializer_range), 1-D weights such as norm scales
+    1, biases 0, as transformers initialises them) instead of transformers' per-module fp32 initialisation and
+    cast. Tied weights stay one tensor.
+    """
+    from accelerate import init_empty_weights
+
+    try:
+        config = AutoConfig.from_pretrained(config_path)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelSourceError(f"{config_path} is not a model config.json ({error}).") from error
+    dtype = dtype or getattr(config, "dtype", None) or torch.float32
+    with init_empty_weights(include_buffers=False):  # buffers (rotary frequencies) are computed for real
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.tie_weights()  # before the storage: a tied output layer is then the embedding's one tensor
+    generator = torch.Generator().manual_seed(seed)
+    std = getattr(config, "initializer_range", 0.02)
+    materialised: dict[int, tuple[torch.nn.Parameter, torch.nn.Parameter]] = {}  # old (kept alive) -> new
+    for module in model.modules():
+        for name, empty in list(module._parameters.items()):
+            if empty is None:
+                continue
+            if id(empty) not in materialised:
+                tensor = torch.empty(empty.shape, dtype=empty.dtype)
+                if tensor.dim() > 1:
+                    tensor.normal_(0.0, std, generator=generator)
+                else:
+                    tensor.fill_(0.0 if name == "bias" else 1.0)
+                materialised[id(empty)] = (empty, torch.nn.Parameter(tensor, empty.requires_grad))
+            module._parameters[name] = materialised[id(empty)][1]
+    return model

@@ -28,9 +28,11 @@ from trl import ModelConfig, SFTConfig, TrlParser
 
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT
 from medsft.errors import MedsftError
+from medsft.model import ModelSourceError, random_model_config
 from medsft.paths import output_dir, recipes_dir
 
 TINY_MODEL = "tiny"  # `model_name_or_path: tiny` builds a random-weight Qwen3 in memory (smoke runs, tests)
+# `model_name_or_path: random:<config.json>`: random weights of that exact architecture (medsft.model)
 RENAMED_KEYS = {
     "model": "model_name_or_path"
 }  # earlier medsft names of TRL fields, for the "did you mean" hint
@@ -382,7 +384,10 @@ def check_consistency(recipe: Recipe) -> None:
     model, sft, where = recipe.model, recipe.sft, str(recipe.path)
     problems = []
     if not model.model_name_or_path:
-        problems.append("model_name_or_path is not set (a ModelScope id, a local folder, hf:<id>, or tiny)")
+        problems.append(
+            "model_name_or_path is not set (a ModelScope id, a local folder, hf:<id>, tiny "
+            "or random:<config.json>)"
+        )
     if sft.trust_remote_code:
         problems.append("trust_remote_code must stay off (Qwen3 needs no remote code)")
     if not sft.assistant_only_loss:
@@ -391,6 +396,10 @@ def check_consistency(recipe: Recipe) -> None:
         problems.append("load_in_4bit / load_in_8bit are not supported by medsft train (use the lora recipe)")
     if model.lora_task_type != "CAUSAL_LM":
         problems.append("lora_task_type must be CAUSAL_LM")
+    try:
+        random_model_config(model.model_name_or_path)
+    except ModelSourceError as error:
+        problems.append(str(error).rstrip("."))
     if model.model_name_or_path == TINY_MODEL and recipe.medsft.tiny_hidden_size % 8:
         problems.append("tiny_hidden_size must be a multiple of 8 (4 attention heads with an even head size)")
     if problems:

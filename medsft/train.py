@@ -259,13 +259,15 @@ def train_or_restore(trainer, recipe: Recipe, checkpoint: Path | None) -> None:
 def load_tokenizer_and_model_dir(recipe: Recipe):
     """Resolve the sources first (a missing model fails here, before heavy work), then load the tokenizer.
 
-    The tiny stand-in model has no tokenizer of its own: it uses the Qwen3 tokenizer shipped with medsft.
+    The random-weight stand-ins (tiny, random:<config.json>) have no tokenizer of their own: they use the
+    Qwen3 tokenizer shipped with medsft.
     """
-    from medsft.model import load_bundled_tokenizer, load_tokenizer, resolve_model_dir
+    from medsft.model import RANDOM_MODEL_PREFIX, load_bundled_tokenizer, load_tokenizer, resolve_model_dir
 
     source, cache_dir = recipe.model.model_name_or_path, recipe.medsft.model_cache_dir
     revision = None if recipe.model.model_revision == "main" else recipe.model.model_revision
-    model_dir = None if source == TINY_MODEL else resolve_model_dir(source, cache_dir, revision)
+    built_in_memory = source == TINY_MODEL or source.startswith(RANDOM_MODEL_PREFIX)
+    model_dir = None if built_in_memory else resolve_model_dir(source, cache_dir, revision)
     tokenizer_source = recipe.medsft.tokenizer or model_dir
     if tokenizer_source is None:
         return load_bundled_tokenizer(), model_dir
@@ -334,15 +336,20 @@ def load_model(recipe: Recipe, model_dir: Path | None, tokenizer):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from medsft.model import build_tiny_qwen3
+    from medsft.model import build_random_model, build_tiny_qwen3, random_model_config
 
-    if recipe.model.model_name_or_path == TINY_MODEL:
-        model = build_tiny_qwen3(
-            tokenizer,
-            hidden_size=recipe.medsft.tiny_hidden_size,
-            num_layers=recipe.medsft.tiny_num_layers,
-            seed=recipe.sft.seed,
-        )
+    random_config = random_model_config(recipe.model.model_name_or_path)
+    if recipe.model.model_name_or_path == TINY_MODEL or random_config:
+        if random_config:  # `random:<config.json>`: that exact architecture, built in the recipe's dtype
+            dtype = None if recipe.model.dtype in (None, "auto") else getattr(torch, recipe.model.dtype)
+            model = build_random_model(random_config, dtype, seed=recipe.sft.seed)
+        else:
+            model = build_tiny_qwen3(
+                tokenizer,
+                hidden_size=recipe.medsft.tiny_hidden_size,
+                num_layers=recipe.medsft.tiny_num_layers,
+                seed=recipe.sft.seed,
+            )
         ids = special_token_ids(tokenizer)
         # Qwen3's own generation defaults (thinking mode), as its generation_config.json ships them
         model.generation_config.update(

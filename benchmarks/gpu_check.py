@@ -1,0 +1,400 @@
+"""GPU acceptance check at the real Qwen3-1.7B shape: speed, the whole path and the vLLM backend, in one run.
+
+    python -m benchmarks.gpu_check            # one CUDA GPU, within --budget-s (520 s: under 9 minutes)
+    python -m benchmarks.gpu_check --dry-run  # the same script on CPU with a tiny shape: checks the plumbing
+
+No network and nothing installed: what the machine lacks is skipped, and the report says so. Parts, in this
+order, each measured in its own process (Liger's patch is process-wide), each given what is left of the
+budget:
+
+1. speed, side by side with the original recipe (`benchmarks/original_recipe.py`): `reference`, `medsft` as
+   the recipes train (the bench recipe: bf16, batch 1 x 4, activation checkpointing), `medsft-padding-free`,
+   and `medsft-liger` when liger-kernel is installed; random weights of the config's exact shape (`random:`),
+   the same real rows and initial weights for each. Per variant: trained tokens/s, its ratio to the
+   reference, MFU and peak GPU memory (the process's `torch.cuda.max_memory_allocated`).
+2. the scale check's stages (`benchmarks/scale_check.py`) with `--device cuda`: `medsft data`, `full_1epoch`
+   and `lora` for 2 optimizer steps with their shipped recipes, `medsft eval` and `medsft infer` on each
+   final/.
+3. `medsft eval` and `medsft infer` with `--backend vllm` on full_1epoch's final/, when vLLM is installed.
+
+MFU counts model FLOPs the standard way (PaLM, Chowdhery et al. 2022, appendix B): per trained row of s
+tokens 6·N·s + 12·L·H·Q·s², N every parameter once (the tied embedding is the output projection), L layers,
+H heads of size Q; causal masking is not discounted and recomputation is not counted. It is divided by the
+step time and by the GPU's dense bf16 peak (--peak-tflops, default 989 for an H200).
+
+Writes --json (default $MEDSFT_OUTPUT_DIR/gpu_check/gpu_check.json) and the part of docs/benchmarks.md
+between `<!-- gpu_check:begin -->` and `<!-- gpu_check:end -->` (--doc; a dry run writes no doc unless --doc
+is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+
+from benchmarks import scale_check
+from medsft.cli import run_command
+from medsft.errors import MedsftError
+from medsft.jsonl import write_json
+from medsft.paths import output_dir, shared_dir
+
+log = logging.getLogger("medsft.gpu_check")
+
+H200_BF16_DENSE_TFLOPS = 989.0
+SPEED_VARIANTS = ("reference", "medsft", "medsft-padding-free")
+LIGER_VARIANT = "medsft-liger"
+VLLM_STAGES = ("eval-vllm:full_1epoch", "infer-vllm:full_1epoch")
+DOC_BEGIN, DOC_END = "<!-- gpu_check:begin -->", "<!-- gpu_check:end -->"
+# Seconds a part needs at least on an H200 (process start, model build, a few steps); with less left it is
+# skipped rather than started and killed.
+LEAST_SECONDS = {"speed": 45, "data": 10, "train": 75, "eval": 40, "infer": 25, "vllm": 100}
+DRY_SHAPE = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+)
+
+
+class GpuCheckError(MedsftError):
+    """The check cannot run as asked: no GPU without --dry-run, a missing input, a doc without markers."""
+
+
+# ---------------------------------------------------------------- one speed variant (its own process)
+
+
+def count_parameters(config_path: Path) -> int:
+    """Every parameter of the config's model once (tied weights once), counted on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(config_path))
+    model.tie_weights()
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def model_flops(lengths: list[int], parameters: int, config: dict) -> float:
+    """PaLM's model FLOPs for training rows of these lengths: 6·N·s + 12·L·H·Q·s² each."""
+    heads, layers = config["num_attention_heads"], config["num_hidden_layers"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    return sum(6.0 * parameters * s + 12.0 * layers * heads * head_dim * s * s for s in lengths)
+
+
+def speed_child(variant: str, out: Path, config: Path, rows: int, steps: int, peak_tflops: float) -> int:
+    """Train one variant for `steps` optimizer steps with the benchmark harness; write its numbers."""
+    import torch
+
+    from benchmarks import bench, gpu_bench
+
+    levers = {**bench.LEVERS, **gpu_bench.GPU_LEVERS}
+    raw_rows = bench.read_rows(rows)
+    with tempfile.TemporaryDirectory() as work:
+        overrides = ["--model_name_or_path", f"random:{config}"]
+        setup = bench.prepare(bench.BENCH_RECIPE, raw_rows, Path(work), steps, overrides)
+        [result] = bench.run_training(bench.training_paths(setup, [variant], levers))
+    timed = result.step_lengths[1 : len(result.step_seconds)]  # the first step is warm-up
+    seconds = sum(result.step_seconds[1:])
+    lengths = [s for step in timed for s in step]
+    flops = model_flops(lengths, count_parameters(config), json.loads(config.read_text(encoding="utf-8")))
+    cuda = torch.cuda.is_available()
+    numbers = {
+        "variant": variant,
+        "description": result.description,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "trained_tokens_per_s": result.tokens_per_s(),
+        "all_tokens_per_s": sum(map(sum, timed)) / seconds if seconds else None,
+        "model_tflops_per_s": flops / seconds / 1e12 if seconds else None,
+        "mfu": flops / seconds / 1e12 / peak_tflops if seconds else None,
+        "peak_allocated_bytes": torch.cuda.max_memory_allocated() if cuda else None,
+        "peak_reserved_bytes": torch.cuda.max_memory_reserved() if cuda else None,
+        "step_seconds": result.step_seconds,
+        "trained_tokens_per_step": result.step_tokens,
+        "losses": result.losses,
+    }
+    write_json(out, numbers)
+    return 0
+
+
+# ---------------------------------------------------------------- the parent: parts within a budget
+
+
+class Budget:
+    def __init__(self, seconds: float):
+        self.deadline = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+def dry_config(work: Path, config: Path) -> Path:
+    """The config's architecture and vocabulary at a tiny width and depth (--dry-run)."""
+    values = json.loads(config.read_text(encoding="utf-8"))
+    values.update(DRY_SHAPE)
+    path = work / "dry_config.json"
+    path.write_text(json.dumps(values, indent=1), encoding="utf-8")
+    return path
+
+
+def vllm_python() -> Path | None:
+    """The python that has vLLM: this one, or that of vLLM's own environment (make setup-vllm)."""
+    if importlib.util.find_spec("vllm") is not None:
+        return Path(sys.executable)
+    own = Path(os.environ.get("VLLM_VENV", ".venv-vllm")) / "bin" / "python"
+    if own.is_file():
+        check = subprocess.run([str(own), "-c", "import vllm"], capture_output=True, timeout=300)
+        if check.returncode == 0:
+            return own.absolute()
+    return None
+
+
+def stage_kind(name: str) -> str:
+    if "vllm" in name:
+        return "vllm"
+    return name.split(":")[0] if ":" in name else ("data" if name == "data" else "train")
+
+
+def run_speed(args, config: Path, work: Path, variants: list[str], budget: Budget, skipped: list[str]):
+    results = {}
+    for variant in variants:
+        if budget.left() < LEAST_SECONDS["speed"]:
+            skipped.append(f"speed {variant}: time budget spent")
+            continue
+        out = work / f"speed_{variant}.json"
+        out.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "benchmarks.gpu_check", "--speed-child", variant, str(out)]
+        command += ["--config", str(config), "--rows", str(args.rows), "--steps", str(args.steps)]
+        command += ["--peak-tflops", str(args.peak_tflops)]
+        stage = scale_check.run_stage(
+            f"speed {variant}", command, work / "logs" / f"speed_{variant}.log", budget.left()
+        )
+        numbers = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
+        results[variant] = {**numbers, "returncode": stage.returncode, "wall_s": stage.wall_s}
+        results[variant]["log_file"] = stage.log_file
+    return results
+
+
+def run_stages(args, config: Path, work: Path, names: list[str], budget: Budget, skipped: list[str]):
+    vllm = ["--vllm-python", str(args.vllm_python)] if args.vllm_python else []
+    stage_args = scale_check.parse_args(
+        [
+            *("--config", str(config), "--steps", "1" if args.dry_run else "2"),
+            *("--device", args.device, "--work", str(work / "scale"), *vllm),
+        ]
+    )
+    commands = scale_check.stage_commands(stage_args, work / "scale")
+    (work / "scale" / "logs").mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in names:
+        if budget.left() < LEAST_SECONDS[stage_kind(name)]:
+            skipped.append(f"{name}: time budget spent")
+            continue
+        results.append(scale_check.run_named_stage(name, commands, work / "scale", budget.left(), False))
+    return results, stage_args
+
+
+# ---------------------------------------------------------------- the report
+
+
+def speed_table(speed: dict) -> str:
+    reference = speed.get("reference", {}).get("trained_tokens_per_s")
+    lines = [
+        "| variant | trained tokens/s | × reference | all tokens/s | model TFLOP/s | MFU | peak allocated "
+        "| peak reserved | loss: first, last |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+
+    def number(value, spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
+    for variant, row in speed.items():
+        if row.get("returncode"):
+            lines.append(f"| {variant} | **failed (exit {row['returncode']})**, log {row['log_file']} |")
+            continue
+        rate = row.get("trained_tokens_per_s")
+        ratio = rate / reference if rate and reference else None
+        losses = row.get("losses") or []
+        loss = f"{losses[0]:.3f}, {losses[-1]:.3f}" if losses else "–"
+        lines.append(
+            f"| {variant} | {number(rate, '.0f')} | {number(ratio, '.2f')}× | "
+            f"{number(row.get('all_tokens_per_s'), '.0f')} | "
+            f"{number(row.get('model_tflops_per_s'), '.1f')} | "
+            f"{number(row['mfu'] * 100 if row.get('mfu') is not None else None, '.1f')} % | "
+            f"{scale_check.gib(row.get('peak_allocated_bytes'))} | "
+            f"{scale_check.gib(row.get('peak_reserved_bytes'))} | {loss} |"
+        )
+    return "\n".join(lines)
+
+
+def versions(vllm: Path | None) -> str:
+    names = ["torch", "transformers", "trl", "accelerate", "peft", "liger-kernel"]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} not installed")
+    if vllm is None:
+        found.append("vllm not installed")
+    else:
+        ask = (
+            "from importlib.metadata import version as v; print('vllm', v('vllm'), 'with torch', v('torch'))"
+        )
+        answer = subprocess.run([str(vllm), "-c", ask], capture_output=True, text=True, timeout=120)
+        found.append(f"{answer.stdout.strip()} ({vllm})")
+    return f"python {platform.python_version()}, " + ", ".join(found)
+
+
+def markdown(args, speed: dict, stages, stage_args, skipped: list[str], started: float, command: str) -> str:
+    device = next((row["device"] for row in speed.values() if row.get("device")), args.device)
+    title = (
+        "**Dry run on CPU with a tiny shape: it checks the script; its numbers mean nothing.**\n\n"
+        if args.dry_run
+        else ""
+    )
+    scale_part = scale_check.report(stages, stage_args, started, command) if stages else "No stage ran."
+    return "\n".join(
+        [
+            f"{title}GPU check, {time.strftime('%Y-%m-%d %H:%M', time.gmtime(started))} UTC, {device}, "
+            f"{(time.time() - started) / 60:.1f} min. Shape: {args.config}"
+            f"{' shrunk to ' + json.dumps(DRY_SHAPE) if args.dry_run else ''}.",
+            "",
+            f"**Speed** ({args.rows} real rows, {args.steps} optimizer steps per variant, each variant in "
+            "its own process; tokens/s and MFU exclude the first step; MFU against "
+            f"{args.peak_tflops:g} TFLOP/s)",
+            "",
+            speed_table(speed) if speed else "No variant ran.",
+            "",
+            "**Whole path** (scale check stages; the last line is its command, run by this script)",
+            "",
+            scale_part,
+            "",
+            "**Skipped**: " + ("; ".join(skipped) if skipped else "nothing") + ".",
+            "",
+            f"Versions: {versions(args.vllm_python)}.  ",
+            f"Command: `{command}`",
+        ]
+    )
+
+
+def write_doc_section(doc: Path, text: str) -> None:
+    content = doc.read_text(encoding="utf-8")
+    if content.count(DOC_BEGIN) != 1 or content.count(DOC_END) != 1:
+        raise GpuCheckError(f"{doc} needs one {DOC_BEGIN} … {DOC_END} pair to write the section between.")
+    head, rest = content.split(DOC_BEGIN)
+    _, tail = rest.split(DOC_END)
+    doc.write_text(f"{head}{DOC_BEGIN}\n{text}\n{DOC_END}{tail}", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gpu_check", description=__doc__.split("\n\n")[0], allow_abbrev=False
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="CPU, tiny shape, 8 rows, 2 steps, 1 per recipe"
+    )
+    parser.add_argument("--config", type=Path, default=shared_dir() / scale_check.CONFIG)
+    parser.add_argument("--rows", type=int, default=48, help="real rows for the speed part (48)")
+    parser.add_argument("--steps", type=int, default=12, help="optimizer steps per speed variant (12)")
+    parser.add_argument(
+        "--variants", default=",".join(SPEED_VARIANTS), help="speed variants (+ Liger if there)"
+    )
+    parser.add_argument("--stages", default=scale_check.DEFAULT_STAGES, help="scale check stages")
+    parser.add_argument("--budget-s", type=float, default=520.0, help="seconds for everything (520)")
+    parser.add_argument("--peak-tflops", type=float, default=H200_BF16_DENSE_TFLOPS)
+    parser.add_argument("--work", type=Path, help="default: $MEDSFT_OUTPUT_DIR/gpu_check")
+    parser.add_argument("--json", type=Path, help="default: <work>/gpu_check.json")
+    parser.add_argument(
+        "--doc", type=Path, help="doc to write the section into (default: docs/benchmarks.md)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--speed-child"]:
+        variant, out, *rest = argv[1:]
+        child = parse_args(rest)
+        return speed_child(variant, Path(out), child.config, child.rows, child.steps, child.peak_tflops)
+    args = parse_args(argv)
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "VLLM_NO_USAGE_STATS"):
+        os.environ[variable] = "1"  # no network: every process it starts works from local files
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.dry_run:
+        raise GpuCheckError("no CUDA device: run it on a GPU machine, or check the script with --dry-run.")
+    for path in (args.config, shared_dir() / scale_check.ROWS):
+        if not path.is_file():
+            raise GpuCheckError(f"{path} is missing: set MEDSFT_SHARED to the folder with the shared inputs.")
+    budget = Budget(args.budget_s)
+    started = time.time()
+    work = (args.work or output_dir() / "gpu_check").absolute()
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    args.device = "cuda" if cuda else "cpu"
+    if args.dry_run:
+        args.config = dry_config(work, args.config)
+        args.rows, args.steps = min(args.rows, 8), 2
+    skipped: list[str] = []
+    variants = [name.strip() for name in args.variants.split(",") if name.strip()]
+    if importlib.util.find_spec("liger_kernel") is None:
+        skipped.append(f"speed {LIGER_VARIANT}: liger-kernel is not installed")
+    elif not cuda:
+        skipped.append(f"speed {LIGER_VARIANT}: no CUDA (its kernels are Triton)")
+    elif LIGER_VARIANT not in variants:
+        variants.append(LIGER_VARIANT)
+    stages = [name.strip() for name in args.stages.split(",") if name.strip()]
+    args.vllm_python = vllm_python()
+    if args.vllm_python is None:
+        skipped.append(f"{', '.join(VLLM_STAGES)}: vLLM is not installed (make setup-vllm)")
+    elif not cuda:
+        skipped.append(f"{', '.join(VLLM_STAGES)}: no CUDA")
+    else:
+        stages += [name for name in VLLM_STAGES if name not in stages]
+
+    speed = run_speed(args, args.config, work, variants, budget, skipped)
+    stage_results, stage_args = run_stages(args, args.config, work, stages, budget, skipped)
+    command = shlex.join(["python", "-m", "benchmarks.gpu_check", *argv])
+    text = markdown(args, speed, stage_results, stage_args, skipped, started, command)
+    print(text)
+    results = {
+        "dry_run": args.dry_run,
+        "device": args.device,
+        "config": str(args.config),
+        "speed": speed,
+        "stages": [asdict(result) for result in stage_results],
+        "skipped": skipped,
+        "versions": versions(args.vllm_python),
+        "command": command,
+        "wall_s": round(time.time() - started, 1),
+    }
+    write_json(args.json or work / "gpu_check.json", results)
+    doc = args.doc or (None if args.dry_run else Path("docs/benchmarks.md"))
+    if doc is not None:
+        write_doc_section(doc, text)
+    failed = [f"speed {v}" for v, row in speed.items() if row["returncode"]]
+    failed += [result.name for result in stage_results if result.returncode]
+    if failed:
+        raise GpuCheckError(f"failed: {', '.join(failed)}; logs under {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command("gpu_check", main, sys.argv[1:]))
