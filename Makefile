@@ -21,7 +21,7 @@ NPROC     ?= 1
 ACCEL     ?= ddp
 RESUME    ?=
 ACCEL_ARGS ?=
-# make eval / infer / demo
+# make train / eval / infer / demo / serve
 MODEL     ?=
 BASELINE  ?=
 Q         ?=
@@ -55,12 +55,14 @@ SAMPLE_SPLIT := $(DATA_DIR)/sample/train.jsonl
 $(SAMPLE_SPLIT): data/sample/medical_sample.jsonl | $(STAMP)
 	$(PY) -m medsft.cli data --src data/sample/medical_sample.jsonl --name sample
 
+# MODEL= replaces the recipe's model_name_or_path (a local folder, a ModelScope id or hf:<id>).
+TRAIN_ARGS = --recipe $(RECIPE) $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(RESUME),--resume) $(ARGS)
 train: $(STAMP) $(if $(filter smoke,$(RECIPE)),$(SAMPLE_SPLIT))
 ifeq ($(NPROC),1)
-	$(PY) -m medsft.cli train --recipe $(RECIPE) $(if $(RESUME),--resume) $(ARGS)
+	$(PY) -m medsft.cli train $(TRAIN_ARGS)
 else
 	$(VENV)/bin/accelerate launch --config_file recipes/accelerate/$(ACCEL).yaml --num_processes $(NPROC) $(ACCEL_ARGS) \
-		-m medsft.train --recipe $(RECIPE) $(if $(RESUME),--resume) $(ARGS)
+		-m medsft.train $(TRAIN_ARGS)
 endif
 
 eval: $(STAMP)

@@ -823,15 +823,17 @@ def summary_lines(report: dict[str, Any], out_dir: Path) -> list[str]:
 
 def load_length_tokenizer(source: str | Path | None = None) -> PreTrainedTokenizerBase:
     """`source` (else the bundled Qwen3 tokenizer), which needs a chat template to measure conversations."""
-    from medsft.model import ModelSourceError, load_tokenizer
+    from medsft.model import DATA_TOKENIZER_SETTING, ModelSourceError, load_tokenizer
 
     source = source or bundled_tokenizer_dir()
-    advice = "Pass a local tokenizer folder: make data TOKENIZER=DIR (or --tokenizer DIR)."
+    advice = f"Pass a local tokenizer folder: {DATA_TOKENIZER_SETTING.advice()}."
     if Path(source).is_dir() and not (Path(source) / "tokenizer_config.json").is_file():
         raise DataError(f"{str(source)!r} holds no tokenizer (no tokenizer_config.json in it). {advice}")
     try:
-        tokenizer = load_tokenizer(source)
-    except (ModelSourceError, OSError, ValueError) as error:
+        tokenizer = load_tokenizer(source, setting=DATA_TOKENIZER_SETTING)
+    except ModelSourceError:
+        raise  # it names the source and how to pass a folder instead
+    except (OSError, ValueError) as error:
         raise DataError(f"Could not load the tokenizer {str(source)!r}: {error} {advice}") from error
     if not tokenizer.chat_template:
         raise DataError(

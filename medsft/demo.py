@@ -454,22 +454,23 @@ def run_check(app, host: str, port: int, question: str, max_new_tokens: int, out
     try:
         client = Client(f"http://{host}:{port}/", verbose=False)
         job = client.submit(question, [], True, 0.6, 0.95, max_new_tokens, api_name="/chat")
-        updates = 0
-        for chat, *_ in job:
-            updates += 1
-            latest = bubble_text(chat[-1]) if chat else ""
-            print(f"[{updates}] …{latest[-60:]}", file=out, flush=True)
+        print(f"demo check: served on http://{host}:{port}, question sent via its API", file=out, flush=True)
+        updates = sum(1 for _ in job)
         chat, _, notice = job.result()
         assistant = [bubble for bubble in chat if bubble["role"] == "assistant"]
-        print("---- final ----", file=out)
-        for bubble in assistant:
-            title = (bubble.get("metadata") or {}).get("title")
-            print(f"{title or 'answer'}: {bubble_text(bubble)}", file=out)
+        print(f"demo check: answer streamed in {updates} updates", file=out)
+        for bubble in assistant:  # one line each: the reasoning block, then the answer
+            title = (bubble.get("metadata") or {}).get("title") or "answer"
+            text = " ".join(bubble_text(bubble).split())
+            shown = text if len(text) <= 60 else text[:60] + "…"
+            print(f"demo check: {title}: {len(text)} characters: {shown}", file=out)
+        if notice:
+            print(f"demo check: notice: {' '.join(str(notice).split())[:120]}", file=out)
         ok = bool(assistant) and updates > 1 and not notice
-        print(f"demo check {'passed' if ok else 'FAILED'}: {updates} streamed updates", file=out, flush=True)
+        print(f"demo check {'passed' if ok else 'FAILED'}", file=out, flush=True)
         return 0 if ok else 1
     finally:
-        app.close()
+        app.close(verbose=False)
 
 
 def build_parser() -> argparse.ArgumentParser:

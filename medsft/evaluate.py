@@ -50,7 +50,7 @@ from medsft.mcq import (
     thinking_conversation,
 )
 from medsft.metrics import SegmentLoss
-from medsft.model import resolve_model_dir
+from medsft.model import BASELINE_SETTING, MODEL_SETTING, resolve_model_dir
 from medsft.paths import output_dir, processed_dir, shared_dir
 from medsft.provenance import describe_device, git_state, package_versions
 
@@ -699,7 +699,8 @@ def run(config: EvalConfig) -> Path:
     backend = resolve_backend(config.backend, config.device)  # an unusable backend fails before any work
     # resolve (download) both models first: a wrong second path should not surface after the first one's run
     given = {"baseline": config.baseline, "model": config.model}
-    sources = {role: str(resolve_model_dir(source)) for role, source in given.items() if source}
+    setting = {"baseline": BASELINE_SETTING, "model": MODEL_SETTING}  # each error names its own setting
+    sources = {role: str(resolve_model_dir(src, setting=setting[role])) for role, src in given.items() if src}
     data_path = config.data or default_data_path()
     examples = load_examples(data_path, config.limit)
     log.info("in-domain: %d rows from %s", len(examples), data_path)

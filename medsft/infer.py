@@ -1,4 +1,4 @@
-"""`medsft infer`: stream one answer (reasoning, then answer) to the terminal, or answer a JSONL file."""
+"""`medsft infer`: a chat in the terminal, one streamed answer (reasoning, then answer), or a JSONL file."""
 
 from __future__ import annotations
 
@@ -6,18 +6,38 @@ import argparse
 import json
 import logging
 import math
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, Conversation
 from medsft.errors import MedsftError
-from medsft.generate import BACKENDS, GenerationSettings, Generator, load_generator, newest_final_model
+from medsft.generate import (
+    BACKENDS,
+    Generation,
+    GenerationSettings,
+    Generator,
+    load_generator,
+    newest_final_model,
+)
 from medsft.jsonl import dumps_line
 
 REASONING_HEADER = "──────── 思考 / Reasoning ────────"
 ANSWER_HEADER = "──────── 回答 / Answer ────────"
+NOT_MEDICAL_ADVICE = (
+    "仅供参考，不构成医疗建议；如有不适请就医，紧急情况请拨打急救电话。\n"
+    "Not medical advice: answers can be wrong and do not replace a doctor; in an emergency, call for help."
+)
+CHAT_HELP = (
+    "/reset 清空对话 new chat · /think on|off 深度思考 reasoning · Ctrl-C 停止 stop · Ctrl-D 退出 quit"
+)
+CHAT_PROMPT = "\n你 / You › "
 CHUNK_BATCHES = 8  # batches sorted by length together; answers are written after each chunk
 
 log = logging.getLogger(__name__)
@@ -104,28 +124,166 @@ def with_system(messages: Conversation, system_prompt: str) -> Conversation:
     return list(messages)
 
 
+class TerminalStyle(NamedTuple):
+    """ANSI codes for the reasoning and the notes: empty when the output is no terminal or NO_COLOR is set."""
+
+    dim: str = ""
+    reset: str = ""
+
+    @classmethod
+    def for_stream(cls, out: TextIO) -> TerminalStyle:
+        is_terminal = getattr(out, "isatty", lambda: False)()
+        return cls("\x1b[2m", "\x1b[0m") if is_terminal and not os.environ.get("NO_COLOR") else cls()
+
+
+class Reply(NamedTuple):
+    """What one streamed answer left: the answer text and how it ended."""
+
+    answer: str
+    stopped: bool  # by the user (Ctrl-C)
+    generation: Generation | None  # None when the stream ended without its final update
+
+
+class ReplyPrinter:
+    """Prints a streamed reply: the reasoning (dimmed) under its header, only when there is some, then the
+    answer, under its own header when reasoning came first; notes when the reply was cut or stopped."""
+
+    def __init__(self, out: TextIO, style: TerminalStyle | None = None):
+        self.out = out
+        self.style = style or TerminalStyle.for_stream(out)
+        self.reasoning = self.answer = ""
+
+    def show(self, reasoning: str, answer: str) -> None:
+        dim, reset = self.style
+        if reasoning.startswith(self.reasoning) and len(reasoning) > len(self.reasoning):
+            header = "" if self.reasoning else REASONING_HEADER + "\n"
+            self.out.write(f"{dim}{header}{reasoning[len(self.reasoning) :]}{reset}")
+            self.reasoning = reasoning
+        if answer and not self.answer and self.reasoning:
+            self.out.write(f"\n\n{ANSWER_HEADER}\n")
+        if answer.startswith(self.answer) and len(answer) > len(self.answer):
+            self.out.write(answer[len(self.answer) :])
+            self.answer = answer
+        self.out.flush()
+
+    def finish(self, reply: Reply, settings: GenerationSettings) -> None:
+        self.out.write("\n")
+        note = ending_note(reply, settings)
+        if note:
+            self.note(note)
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        dim, reset = self.style
+        print(f"{dim}({text}){reset}", file=self.out, flush=True)
+
+
+def ending_note(reply: Reply, settings: GenerationSettings) -> str | None:
+    """Why an answer is missing or incomplete, in one line; None for a finished answer."""
+    limit = f"--max-new-tokens {settings.max_new_tokens}"
+    if reply.stopped:
+        return "已停止 / stopped" + ("" if reply.answer else ": no answer")
+    if reply.generation is None or not reply.generation.truncated:
+        return None if reply.answer else "no answer was produced"
+    if reply.answer:
+        return f"cut at {limit}: the answer is incomplete; raise {limit.split()[0]} for the rest"
+    return f"the reasoning used all of {limit} and no answer came; raise --max-new-tokens"
+
+
+@contextmanager
+def interrupt_sets(event: threading.Event) -> Iterator[None]:
+    """While streaming, Ctrl-C (SIGINT) sets `event` so the model stops and the partial answer stays."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stream_reply(
+    generator: Generator, messages: Conversation, settings: GenerationSettings, printer: ReplyPrinter
+) -> Reply:
+    """Stream one answer to the printer; Ctrl-C stops it (the partial answer is kept)."""
+    stop = threading.Event()
+    generation = None
+    with interrupt_sets(stop):
+        try:
+            for update in generator.stream(messages, settings, stop_event=stop):
+                printer.show(update.reasoning, update.answer)
+                generation = update.generation or generation
+        except KeyboardInterrupt:  # off the main thread no handler is installed: the stream closes instead
+            stop.set()
+    reply = Reply(printer.answer, stop.is_set(), generation)
+    printer.finish(reply, settings)
+    return reply
+
+
 def stream_answer(
     generator: Generator, messages: Conversation, settings: GenerationSettings, out: TextIO
 ) -> str:
-    """Print reasoning then answer as they arrive, each under its header; returns the answer."""
-    shown_reasoning = shown_answer = ""
-    if settings.enable_thinking:
-        print(REASONING_HEADER, file=out, flush=True)
-    for reasoning, answer, *_ in generator.stream(messages, settings):
-        if reasoning.startswith(shown_reasoning) and len(reasoning) > len(shown_reasoning):
-            out.write(reasoning[len(shown_reasoning) :])
-            shown_reasoning = reasoning
-        if answer and not shown_answer:
-            print(("\n\n" if settings.enable_thinking else "") + ANSWER_HEADER, file=out)
-        if answer.startswith(shown_answer) and len(answer) > len(shown_answer):
-            out.write(answer[len(shown_answer) :])
-            shown_answer = answer
-        out.flush()
-    print(file=out, flush=True)
-    if not shown_answer:
-        hint = "the reasoning did not finish: raise --max-new-tokens" if settings.enable_thinking else ""
-        print(f"(no answer was produced{'; ' + hint if hint else ''})", file=out, flush=True)
-    return shown_answer
+    """Print reasoning then answer as they arrive (see ReplyPrinter); returns the answer."""
+    return stream_reply(generator, messages, settings, ReplyPrinter(out)).answer
+
+
+def prompt_too_long(generator: Generator, messages: Conversation, settings: GenerationSettings) -> str | None:
+    length = generator.count_prompt_tokens(messages, settings.enable_thinking)
+    if length + settings.max_new_tokens <= generator.max_context:
+        return None
+    return f"{length} prompt + {settings.max_new_tokens} new tokens > model context {generator.max_context}"
+
+
+def chat(
+    generator: Generator,
+    settings: GenerationSettings,
+    system_prompt: str,
+    out: TextIO,
+    read_line: Callable[[str], str] = input,
+) -> None:
+    """A multi-turn chat in the terminal until Ctrl-D (or /quit). Earlier answers go back to the model
+    without their reasoning, as Qwen3's chat template renders them."""
+    with suppress(ImportError):  # line editing and history for input(), where the platform has readline
+        import readline  # noqa: F401
+    printer = ReplyPrinter(out)
+    print(NOT_MEDICAL_ADVICE, file=out)
+    print(CHAT_HELP, file=out, flush=True)
+    history: Conversation = []
+    while True:
+        try:
+            line = read_line(CHAT_PROMPT).strip()
+        except EOFError:
+            print(file=out, flush=True)
+            return
+        except KeyboardInterrupt:
+            print(file=out)
+            printer.note("Ctrl-D 退出 / quits")
+            continue
+        if not line:
+            continue
+        if line.startswith("/"):
+            command, _, value = line.partition(" ")
+            if command == "/reset":
+                history.clear()
+                printer.note("对话已清空 / conversation cleared")
+            elif command == "/think" and value.strip() in {"on", "off"}:
+                settings = replace(settings, enable_thinking=value.strip() == "on")
+                printer.note(f"思考 / reasoning: {value.strip()}")
+            elif command in {"/quit", "/exit"}:
+                return
+            else:
+                printer.note(CHAT_HELP)
+            continue
+        messages = with_system([*history, {"role": "user", "content": line}], system_prompt)
+        problem = prompt_too_long(generator, messages, settings)
+        if problem:
+            printer.note(f"too long for the model: {problem}; /reset starts a new conversation")
+            continue
+        printer = ReplyPrinter(out, printer.style)
+        reply = stream_reply(generator, messages, settings, printer)
+        if reply.answer:
+            history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply.answer}]
 
 
 def parse_line(line: str, system_prompt: str) -> tuple[dict, Conversation]:
@@ -231,10 +389,11 @@ def answer_file(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medsft infer",
-        description="Answer a medical question (streamed: reasoning, then answer) or a JSONL file of them.",
+        description="Chat in the terminal (the default), answer one question, or a JSONL file of them; "
+        "answers stream: the reasoning (dimmed), then the answer.",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--question", "-q", help="one question, answered with streaming")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--question", "-q", help="one question, answered with streaming (default: a chat)")
     source.add_argument("--file", type=Path, help="JSONL: one {question} or {messages} object per line")
     parser.add_argument(
         "--output", type=Path, help="answers JSONL for --file (default: <file>.answers.jsonl)"
@@ -267,13 +426,15 @@ def main(argv: list[str] | None = None) -> int:
     log.info("model: %s (%s, %s)", generator.model_dir, generator.backend, generator.device)
     if args.question is not None:
         messages = with_system([{"role": "user", "content": args.question}], args.system_prompt)
-        length = generator.count_prompt_tokens(messages, settings.enable_thinking)
-        if length + settings.max_new_tokens > generator.max_context:
+        problem = prompt_too_long(generator, messages, settings)
+        if problem:
             raise InferenceError(
-                f"The question is too long: {length} prompt tokens + {settings.max_new_tokens} new tokens > "
-                f"model context {generator.max_context}. Shorten it or lower --max-new-tokens."
+                f"The question is too long: {problem}. Shorten it or lower --max-new-tokens."
             )
         stream_answer(generator, messages, settings, sys.stdout)
+        return 0
+    if args.file is None:
+        chat(generator, settings, args.system_prompt, sys.stdout)
         return 0
     output = args.output or args.file.with_name(args.file.stem + ".answers.jsonl")
     counts = answer_file(generator, args.file, output, settings, args.system_prompt, args.batch_size)

@@ -3,8 +3,14 @@ Qwen3, or any architecture from a config.json)."""
 
 from __future__ import annotations
 
+import logging
+import socket
+import threading
+import urllib.request
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import torch
 from transformers import (
@@ -22,25 +28,164 @@ from medsft.errors import MedsftError
 from medsft.paths import bundled_tokenizer_dir
 
 RANDOM_MODEL_PREFIX = "random:"  # `random:<config.json>`: random weights of that architecture
+REACHABILITY_TIMEOUT_S = 2.0  # one connection attempt instead of the hub clients' retries
+
+log = logging.getLogger(__name__)
 
 
 class ModelSourceError(MedsftError):
     """A model or tokenizer could not be found locally nor downloaded."""
 
 
+class ModelSetting(NamedTuple):
+    """How a command is pointed at a local model or tokenizer folder: its make variable and its option."""
+
+    variable: str | None  # None: no make variable of its own, the option goes through ARGS
+    option: str
+
+    def advice(self) -> str:
+        make = f"{self.variable}=/path/to/DIR" if self.variable else f'ARGS="{self.option} /path/to/DIR"'
+        return f"{make} (without make: {self.option} /path/to/DIR)"
+
+
+MODEL_SETTING = ModelSetting("MODEL", "--model")  # infer, demo, serve, the model of eval
+BASELINE_SETTING = ModelSetting("BASELINE", "--baseline")
+TRAIN_MODEL_SETTING = ModelSetting("MODEL", "--model_name_or_path")
+TRAIN_TOKENIZER_SETTING = ModelSetting(None, "--tokenizer")
+DATA_TOKENIZER_SETTING = ModelSetting("TOKENIZER", "--tokenizer")
+
+
+class Hub(NamedTuple):
+    """Where a hub id is downloaded from."""
+
+    name: str
+    endpoint: str
+    download_command: str  # run on a machine with access, into DIR
+
+
+def hub_of(source: str) -> Hub:
+    """`hf:<id>`: the Hugging Face hub; any other id: ModelScope (with their clients' endpoint settings)."""
+    if source.startswith("hf:"):
+        from huggingface_hub import constants
+
+        return Hub("the Hugging Face hub", constants.ENDPOINT, f"hf download {source[3:]} --local-dir DIR")
+    from modelscope_hub import get_default_config
+
+    endpoint = get_default_config().endpoint or "https://modelscope.cn"
+    return Hub("ModelScope", endpoint, f"modelscope download --model {source} --local_dir DIR")
+
+
+def reachable(url: str, timeout: float = REACHABILITY_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the URL's host (or the proxy that serves it) opens within `timeout`.
+
+    The connection runs in a daemon thread: name resolution has no timeout of its own.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxy_parts.hostname or host, proxy_parts.port or 80
+    result: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def cached_download(source: str, cache_dir: str | Path | None, revision: str | None) -> Path | None:
+    """A complete earlier download of a hub id, found without the network; None when there is none."""
+    try:
+        if source.startswith("hf:"):
+            from huggingface_hub import snapshot_download as hf_snapshot_download
+
+            return Path(
+                hf_snapshot_download(
+                    source[3:], cache_dir=cache_dir, revision=revision, local_files_only=True
+                )
+            )
+        from modelscope import snapshot_download
+
+        cache = str(cache_dir) if cache_dir else None
+        return Path(snapshot_download(source, cache_dir=cache, revision=revision, local_files_only=True))
+    except Exception:  # each client has its own "not in the cache" error
+        return None
+
+
+def unavailable(source: str, setting: ModelSetting, problem: str) -> ModelSourceError:
+    """The one error for a model or tokenizer that cannot be had, with how to supply it for this command."""
+    how = ""
+    if not source.startswith((".", "/", "~")) and not Path(source).expanduser().exists():
+        command = hub_of(source).download_command
+        how = f" Download it where there is network access (`{command}`), copy DIR here,"
+    return ModelSourceError(
+        f"{problem}.{how} Pass the folder with {setting.advice()}; offline setup: docs/offline.md."
+    )
+
+
+def local_path(source: str | Path, setting: ModelSetting) -> Path | None:
+    """A local folder as is; None for a hub id; an error for a path that is not a folder."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.exists() or str(source).startswith((".", "/", "~")):
+        raise unavailable(
+            str(source), setting, f"Model path {str(source)!r} is not a folder with a model in it"
+        )
+    return None
+
+
+def check_model_source(
+    source: str | Path,
+    setting: ModelSetting = MODEL_SETTING,
+    cache_dir: str | Path | None = None,
+    revision: str | None = None,
+) -> None:
+    """Fail at once, with the advice, when `source` cannot be had: a path that is no folder, or a hub id
+    neither downloaded before nor reachable (one connection attempt)."""
+    if local_path(source, setting) is not None:
+        return
+    source = str(source)
+    hub = hub_of(source)
+    if not reachable(hub.endpoint) and cached_download(source, cache_dir, revision) is None:
+        raise unavailable(
+            source, setting, f"Could not get {source!r}: {hub.name} ({hub.endpoint}) is unreachable"
+        )
+
+
 def resolve_model_dir(
-    source: str | Path, cache_dir: str | Path | None = None, revision: str | None = None
+    source: str | Path,
+    cache_dir: str | Path | None = None,
+    revision: str | None = None,
+    setting: ModelSetting = MODEL_SETTING,
 ) -> Path:
     """A local folder as is; `hf:<id>` from the Hugging Face hub; else a ModelScope id (downloaded once).
 
     revision: a branch, tag or commit of the hub / ModelScope repository (default: its default branch).
+    setting: how the command at hand takes a local folder instead (named in the error).
+    An unreachable hub is found with one connection attempt; an earlier download is then used as it is.
     """
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path.resolve()
+    path = local_path(source, setting)
+    if path is not None:
+        return path
     source = str(source)
-    if path.exists() or source.startswith((".", "/", "~")):
-        raise ModelSourceError(f"Model path {source!r} is not a folder with a model in it.")
+    hub = hub_of(source)
+    if not reachable(hub.endpoint):
+        cached = cached_download(source, cache_dir, revision)
+        if cached is None:
+            raise unavailable(
+                source, setting, f"Could not get {source!r}: {hub.name} ({hub.endpoint}) is unreachable"
+            )
+        log.info("%s is unreachable: using the earlier download of %s in %s", hub.name, source, cached)
+        return cached
     try:
         if source.startswith("hf:"):
             from huggingface_hub import snapshot_download as hf_snapshot_download
@@ -51,17 +196,9 @@ def resolve_model_dir(
         return Path(
             snapshot_download(source, cache_dir=str(cache_dir) if cache_dir else None, revision=revision)
         )
-    except Exception as error:  # network, auth or "not found": one clear message for all
-        download = (
-            f"hf download {source[3:]} --local-dir DIR"
-            if source.startswith("hf:")
-            else f"modelscope download --model {source} --local_dir DIR"
-        )
-        raise ModelSourceError(
-            f"Could not get model {source!r} ({type(error).__name__}: {error}). Without network access, "
-            f"download it on another machine (e.g. `{download}`) and pass the local folder instead: "
-            "MODEL=/path/to/DIR, or `model_name_or_path: /path/to/DIR` in a recipe "
-            '(make train ARGS="--model_name_or_path DIR").'
+    except Exception as error:  # auth, "not found", a connection lost midway: one clear message for all
+        raise unavailable(
+            source, setting, f"Could not get {source!r} ({type(error).__name__}: {error})"
         ) from error
 
 
@@ -70,8 +207,10 @@ def original_qwen3_chat_template() -> str:
     return resources.files("trl").joinpath("chat_templates/qwen3.jinja").read_text(encoding="utf-8")
 
 
-def load_tokenizer(source: str | Path, cache_dir: str | Path | None = None) -> PreTrainedTokenizerBase:
-    folder = resolve_model_dir(source, cache_dir)
+def load_tokenizer(
+    source: str | Path, cache_dir: str | Path | None = None, setting: ModelSetting = MODEL_SETTING
+) -> PreTrainedTokenizerBase:
+    folder = resolve_model_dir(source, cache_dir, setting=setting)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as error:  # no tokenizer files, or damaged ones

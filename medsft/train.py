@@ -262,16 +262,25 @@ def load_tokenizer_and_model_dir(recipe: Recipe):
     The random-weight stand-ins (tiny, random:<config.json>) have no tokenizer of their own: they use the
     Qwen3 tokenizer shipped with medsft.
     """
-    from medsft.model import RANDOM_MODEL_PREFIX, load_bundled_tokenizer, load_tokenizer, resolve_model_dir
+    from medsft.model import (
+        RANDOM_MODEL_PREFIX,
+        TRAIN_MODEL_SETTING,
+        TRAIN_TOKENIZER_SETTING,
+        load_bundled_tokenizer,
+        load_tokenizer,
+        resolve_model_dir,
+    )
 
     source, cache_dir = recipe.model.model_name_or_path, recipe.medsft.model_cache_dir
     revision = None if recipe.model.model_revision == "main" else recipe.model.model_revision
     built_in_memory = source == TINY_MODEL or source.startswith(RANDOM_MODEL_PREFIX)
-    model_dir = None if built_in_memory else resolve_model_dir(source, cache_dir, revision)
+    model_dir = None
+    if not built_in_memory:
+        model_dir = resolve_model_dir(source, cache_dir, revision, setting=TRAIN_MODEL_SETTING)
     tokenizer_source = recipe.medsft.tokenizer or model_dir
     if tokenizer_source is None:
         return load_bundled_tokenizer(), model_dir
-    return load_tokenizer(tokenizer_source, cache_dir), model_dir
+    return load_tokenizer(tokenizer_source, cache_dir, setting=TRAIN_TOKENIZER_SETTING), model_dir
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -395,23 +404,39 @@ def build_trainer(recipe: Recipe, model, tokenizer, data: RunData, callbacks: li
     )
 
 
+def tracking_mode(settings: Any) -> str:
+    """The SwanLab mode to run in, never one that asks for a login: SWANLAB_MODE (or swanlab's settings files)
+    when it names local, offline or disabled; the cloud when an API key is configured (SWANLAB_API_KEY,
+    `swanlab login`'s .netrc, a swanlab.yaml or .env); else offline."""
+    if settings.mode != "online":
+        return settings.mode
+    return "online" if settings.api_key else "offline"
+
+
 def start_tracking(recipe: Recipe) -> Any:
-    """SwanLab run named by the recipe, logged under the output folder; SWANLAB_MODE: cloud/local/offline."""
+    """SwanLab run named by the recipe, logged under the output folder (or SWANLAB_LOG_DIR). It never prompts:
+    without a configured key it logs offline and says so in one line."""
     if "swanlab" not in (recipe.sft.report_to or []) or recipe.sft.process_index != 0:
         return None
     import swanlab
 
+    logdir = os.environ.get("SWANLAB_LOG_DIR") or str(Path(recipe.sft.output_dir) / "swanlog")
     settings = dict(
         project=recipe.medsft.swanlab_project,
         workspace=recipe.medsft.swanlab_workspace,
         experiment_name=recipe.sft.run_name,
         config=recipe.resolved(),
-        logdir=os.environ.get("SWANLAB_LOG_DIR") or str(Path(recipe.sft.output_dir) / "swanlog"),
+        logdir=logdir,
+        settings=swanlab.Settings(interactive=False),
     )
+    mode = tracking_mode(swanlab.Settings())
+    upload = f"upload it with `swanlab sync {logdir}/run-*` once logged in (`swanlab login`)"
+    if mode == "offline":
+        log.info("SwanLab: no API key configured, logging offline to %s; %s", logdir, upload)
     try:
-        swanlab.init(**settings)
-    except RuntimeError as error:  # cloud mode without a key and no terminal to log in from
-        log.warning("SwanLab cloud unavailable (%s); logging offline (upload: swanlab sync DIR)", error)
+        swanlab.init(mode=mode, **settings)
+    except RuntimeError as error:  # the cloud refused the key or could not be reached
+        log.warning("SwanLab cloud unavailable (%s): logging offline to %s; %s", error, logdir, upload)
         swanlab.init(mode="offline", **settings)
     return swanlab
 
@@ -634,6 +659,40 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
     return output_dir
 
 
+def override_value(overrides: list[str], key: str) -> str | None:
+    """The last `--key value` / `--key=value` among the command-line overrides (argparse's rule), or None."""
+    names, value = {f"--{key}", f"--{key.replace('_', '-')}"}, None
+    for index, item in enumerate(overrides):
+        name, equals, inline = item.partition("=")
+        if name in names:
+            value = inline if equals else next(iter(overrides[index + 1 : index + 2]), None)
+    return value
+
+
+def check_sources_first(recipe: str, overrides: list[str]) -> None:
+    """A model or tokenizer that cannot be had is the first error, before the recipe's other checks (bf16
+    needs a GPU) and the data: read from the recipe file and the overrides, checked with one quick connection
+    attempt (nothing is downloaded here)."""
+    from medsft.model import (
+        RANDOM_MODEL_PREFIX,
+        TRAIN_MODEL_SETTING,
+        TRAIN_TOKENIZER_SETTING,
+        check_model_source,
+    )
+    from medsft.recipe import read_recipe_file, recipe_path
+
+    values = read_recipe_file(recipe_path(recipe))
+    keys = ("model_name_or_path", "tokenizer", "model_cache_dir")
+    given = {key: override_value(overrides, key) or values.get(key) for key in keys}
+    cache_dir = given["model_cache_dir"] if isinstance(given["model_cache_dir"], str) else None
+    for key, setting in (("model_name_or_path", TRAIN_MODEL_SETTING), ("tokenizer", TRAIN_TOKENIZER_SETTING)):
+        source = given[key]
+        if not isinstance(source, str) or not source or source == TINY_MODEL:
+            continue  # not set (the recipe's own check says so), or built in memory
+        if not source.startswith(RANDOM_MODEL_PREFIX):
+            check_model_source(source, setting, cache_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="medsft train",
@@ -651,6 +710,7 @@ def main(argv: list[str] | None = None) -> int:
         "--resume_from_checkpoint PATH continues from a given checkpoint",
     )
     args, overrides = parser.parse_known_args(argv)
+    check_sources_first(args.recipe, overrides)
     run(load_recipe(args.recipe, overrides), resume=args.resume)
     return 0
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
+from pathlib import Path
 
 import pytest
 from tiny_chat_models import THINKING_REPLY_ANSWER, THINKING_REPLY_REASONING
@@ -145,3 +147,134 @@ def test_newest_final_model(tmp_path):
         os.utime(final / "config.json", (stamp, stamp))
     (tmp_path / "unfinished" / "final").mkdir(parents=True)  # no config.json: not a model
     assert newest_final_model(tmp_path) == tmp_path / "new" / "final"
+
+
+# --- the terminal chat --------------------------------------------------------------------------------------
+
+
+class ScriptedGenerator:
+    """A generator stand-in that streams given texts, to show how the printer treats each shape of reply."""
+
+    def __init__(self, text: str, truncated: bool = False):
+        self.text, self.truncated = text, truncated
+
+    def stream(self, messages, settings, stop_event=None):
+        from medsft.chat_format import split_reasoning
+        from medsft.generate import Generation, StreamUpdate
+
+        tags = "|".join(map(re.escape, THINK_TAGS))
+        pieces = [
+            p for part in re.split(f"({tags})", self.text) for p in ([part] if part in THINK_TAGS else part)
+        ]
+        for end in range(1, len(pieces) + 1):  # a tag arrives whole, as the single token it is
+            reasoning, answer, _ = split_reasoning("".join(pieces[:end]))
+            yield StreamUpdate(reasoning, answer)
+        reasoning, answer, well_formed = split_reasoning(self.text)
+        generation = Generation(reasoning, answer, well_formed, self.truncated, 0, 0, self.text)
+        yield StreamUpdate(reasoning, answer, True, generation)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        THINK_TAGS[0] + "\n\n" + THINK_TAGS[1] + "\n\n" + THINKING_REPLY_ANSWER,  # an empty think block
+        THINKING_REPLY_ANSWER,  # no think block at all
+    ],
+)
+def test_no_reasoning_header_when_the_model_skipped_reasoning(text):
+    out = RecordingStream()
+    answer = infer.stream_answer(ScriptedGenerator(text), [], GenerationSettings(), out)
+    assert answer == THINKING_REPLY_ANSWER
+    assert infer.REASONING_HEADER not in out.text and infer.ANSWER_HEADER not in out.text
+    assert out.text.strip() == THINKING_REPLY_ANSWER  # no note: the answer finished
+
+
+def test_an_answer_cut_by_max_new_tokens_says_so(generator, qwen3_tokenizer):
+    from medsft.chat_format import assistant_content
+
+    reply_ids = qwen3_tokenizer(assistant_content(THINKING_REPLY_REASONING, THINKING_REPLY_ANSWER))[
+        "input_ids"
+    ]
+    messages = [{"role": "user", "content": "头痛怎么办？"}]
+    for budget, expected in ((len(reply_ids) - 3, "cut at --max-new-tokens"), (4, "the reasoning used all")):
+        out = RecordingStream()
+        answer = infer.stream_answer(
+            generator, messages, GenerationSettings.greedy(max_new_tokens=budget), out
+        )
+        assert (expected in out.text) and (bool(answer) == (budget > 4)), out.text
+        assert f"--max-new-tokens {budget}" in out.text
+    out = RecordingStream()
+    infer.stream_answer(generator, messages, GenerationSettings.greedy(max_new_tokens=64), out)
+    assert "max-new-tokens" not in out.text  # a finished answer has no note
+
+
+def chat_terminal(model: Path, *args: str):
+    import sys
+
+    from pty_terminal import Terminal
+
+    env = {key: value for key, value in os.environ.items() if key != "NO_COLOR"}
+    env["TERM"] = "xterm"
+    command = [sys.executable, "-m", "medsft.cli", "infer", "--model", str(model), "--greedy", *args]
+    return Terminal(command, env)
+
+
+def test_chat_in_a_terminal(thinking_model):
+    terminal = chat_terminal(thinking_model, "--max-new-tokens", "64")
+    try:
+        terminal.read_until("You ›", timeout=180)
+        turn = terminal.send("头痛怎么办？\r")
+        shown = terminal.read_until("You ›", timeout=120, start=turn + 1)
+        shown = shown.replace("\r\n", "\n")  # the terminal's line endings
+        dimmed = "".join(re.findall("\x1b\\[2m(.*?)\x1b\\[0m", shown, flags=re.S))
+        assert dimmed == f"{infer.REASONING_HEADER}\n{THINKING_REPLY_REASONING}"  # all of it, and only it
+        plain = re.sub("\x1b\\[[0-9;?]*[A-Za-z]", "", shown)
+        assert plain.index(infer.REASONING_HEADER) < plain.index(THINKING_REPLY_REASONING)
+        assert plain.index(THINKING_REPLY_REASONING) < plain.index(infer.ANSWER_HEADER)
+        assert plain.index(infer.ANSWER_HEADER) < plain.index(THINKING_REPLY_ANSWER)
+        turn = terminal.send("/think off\r")
+        assert "reasoning: off" in terminal.read_until("You ›", timeout=30, start=turn)
+        turn = terminal.send("你好\r")
+        shown = terminal.read_until("You ›", timeout=120, start=turn + 1)
+        assert infer.REASONING_HEADER not in shown and THINKING_REPLY_ANSWER in shown
+        turn = terminal.send("/reset\r")
+        assert "conversation cleared" in terminal.read_until("You ›", timeout=30, start=turn)
+        terminal.send("\x04")  # Ctrl-D
+        assert terminal.wait(timeout=30) == 0
+    finally:
+        terminal.close()
+    assert terminal.transcript.count("Not medical advice") == 1
+    assert not any(tag in terminal.transcript for tag in THINK_TAGS)
+
+
+@pytest.fixture(scope="module")
+def endless_model(tmp_path_factory, qwen3_tokenizer) -> Path:
+    """Random weights that rarely end a reply: an answer long enough to be stopped midway."""
+    from tiny_chat_models import diverse_model_dir
+
+    return diverse_model_dir(tmp_path_factory.getbasetemp(), qwen3_tokenizer)
+
+
+def test_chat_ctrl_c_stops_the_answer_and_the_chat_goes_on(endless_model):
+    terminal = chat_terminal(endless_model, "--max-new-tokens", "8000", "--no-think")
+    try:
+        terminal.read_until("You ›", timeout=180)
+        turn = terminal.send("头痛怎么办？\r")
+        terminal.read_until("\n", timeout=30, start=turn + 1)  # the echoed question
+        answer_start = len(terminal.transcript)
+        deadline = time.monotonic() + 120
+        while len(terminal.transcript) - answer_start < 40 and time.monotonic() < deadline:
+            terminal._read(0.5)  # the answer streams
+        assert len(terminal.transcript) - answer_start >= 40, terminal.transcript[-2000:]
+        stopped_at = time.monotonic()
+        terminal.send("\x03")  # Ctrl-C
+        shown = terminal.read_until("You ›", timeout=60, start=answer_start)
+        assert "stopped" in shown and time.monotonic() - stopped_at < 60
+        turn = terminal.send("/reset\r")  # the chat still takes input
+        assert "conversation cleared" in terminal.read_until("You ›", timeout=30, start=turn)
+        terminal.send("\x03")  # Ctrl-C at the prompt does not quit
+        terminal.read_until("Ctrl-D", timeout=30, start=turn)
+        terminal.send("\x04")
+        assert terminal.wait(timeout=30) == 0
+    finally:
+        terminal.close()
