@@ -87,7 +87,7 @@ CASES = [
     ("eval --model @/nomodel --mcq_columns bogus", ["nomodel/readme.txt"], "--mcq-columns"),
     ("eval --from_predictions @/missing", [], "run.json"),
     # infer
-    ("infer", [], "--question/-q --file is required"),
+    ("infer", [], "No trained model found"),
     ("infer -q ' ' --model @/nomodel", ["nomodel/readme.txt"], "question is empty"),
     ("infer --file @/missing.jsonl --model @/nomodel", ["nomodel/readme.txt"], "does not exist"),
     ("infer -q 头痛 --max-new-tokens -5", [], "--max-new-tokens"),

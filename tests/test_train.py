@@ -342,7 +342,7 @@ def test_offline_model_source_fails_before_data_and_training(tmp_path, capsys, s
     args += ["--model_cache_dir", str(tmp_path / "cache")]
     assert medsft_train(["--recipe", "smoke", *args]) == 2
     err = capsys.readouterr().err
-    assert "Could not get model 'hf:Qwen/Qwen3-1.7B'" in err and "pass the local folder" in err
+    assert "Could not get 'hf:Qwen/Qwen3-1.7B'" in err and "MODEL=/path/to/DIR" in err
 
 
 # ---------------------------------------------------------------- data the run cannot use
