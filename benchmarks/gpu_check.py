@@ -184,6 +184,7 @@ def run_speed(args, config: Path, work: Path, variants: list[str], budget: Budge
         )
         numbers = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
         results[variant] = {**numbers, "returncode": stage.returncode, "wall_s": stage.wall_s}
+        results[variant]["timed_out"] = stage.timed_out
         results[variant]["log_file"] = stage.log_file
     return results
 
@@ -223,7 +224,10 @@ def speed_table(speed: dict) -> str:
 
     for variant, row in speed.items():
         if row.get("returncode"):
-            lines.append(f"| {variant} | **failed (exit {row['returncode']})**, log {row['log_file']} |")
+            why = (
+                "stopped at the time budget" if row.get("timed_out") else f"failed (exit {row['returncode']})"
+            )
+            lines.append(f"| {variant} | **{why}**, log {row['log_file']} |")
             continue
         rate = row.get("trained_tokens_per_s")
         ratio = rate / reference if rate and reference else None
@@ -317,7 +321,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--variants", default=",".join(SPEED_VARIANTS), help="speed variants (+ Liger if there)"
     )
     parser.add_argument("--stages", default=scale_check.DEFAULT_STAGES, help="scale check stages")
-    parser.add_argument("--budget-s", type=float, default=520.0, help="seconds for everything (520)")
+    parser.add_argument(
+        "--budget-s", type=float, help="seconds for everything (520 on a GPU; 3600 for a dry run on CPU)"
+    )
     parser.add_argument("--peak-tflops", type=float, default=H200_BF16_DENSE_TFLOPS)
     parser.add_argument("--work", type=Path, help="default: $MEDSFT_OUTPUT_DIR/gpu_check")
     parser.add_argument("--json", type=Path, help="default: <work>/gpu_check.json")
@@ -344,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in (args.config, shared_dir() / scale_check.ROWS):
         if not path.is_file():
             raise GpuCheckError(f"{path} is missing: set MEDSFT_SHARED to the folder with the shared inputs.")
-    budget = Budget(args.budget_s)
+    budget = Budget(args.budget_s if args.budget_s is not None else (3600.0 if args.dry_run else 520.0))
     started = time.time()
     work = (args.work or output_dir() / "gpu_check").absolute()
     (work / "logs").mkdir(parents=True, exist_ok=True)
@@ -389,10 +395,15 @@ def main(argv: list[str] | None = None) -> int:
     doc = args.doc or (None if args.dry_run else Path("docs/benchmarks.md"))
     if doc is not None:
         write_doc_section(doc, text)
-    failed = [f"speed {v}" for v, row in speed.items() if row["returncode"]]
-    failed += [result.name for result in stage_results if result.returncode]
-    if failed:
-        raise GpuCheckError(f"failed: {', '.join(failed)}; logs under {work}")
+    parts = [(f"speed {v}", row["returncode"], row["timed_out"]) for v, row in speed.items()]
+    parts += [(result.name, result.returncode, result.timed_out) for result in stage_results]
+    failed = [name for name, code, timed_out in parts if code and not timed_out]
+    stopped = [name for name, code, timed_out in parts if timed_out]
+    if failed or stopped:
+        raise GpuCheckError(
+            f"failed: {', '.join(failed) or 'none'}; stopped at the time budget: "
+            f"{', '.join(stopped) or 'none'} (logs under {work})"
+        )
     return 0
 
 

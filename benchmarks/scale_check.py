@@ -62,6 +62,7 @@ class StageResult:
     train_end: dict = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # checkpoint-*/, final/, adapter/: bytes on disk
     log_file: str = ""
+    timed_out: bool = False  # killed at its time limit (--stage-timeout, or the GPU check's budget)
 
 
 # ---------------------------------------------------------------- inside the training process
@@ -169,7 +170,13 @@ def run_stage(name: str, command: list[str], log_file: Path, timeout_s: float | 
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        timer = threading.Timer(timeout_s, process.kill) if timeout_s else None
+        killed = threading.Event()
+
+        def stop() -> None:
+            killed.set()
+            process.kill()
+
+        timer = threading.Timer(timeout_s, stop) if timeout_s else None
         if timer:
             timer.start()
         _, status, usage = os.wait4(process.pid, 0)  # not process.wait(): wait4 also gives its own peak RSS
@@ -186,6 +193,7 @@ def run_stage(name: str, command: list[str], log_file: Path, timeout_s: float | 
         peak_rss_bytes=usage.ru_maxrss * 1024,  # KiB on Linux
         min_available_bytes=min(lowest, default=None),
         log_file=str(log_file),
+        timed_out=killed.is_set(),
     )
     log.info(
         "%s: exit %d, %.0f s, peak RSS %.2f GiB", name, result.returncode, wall, result.peak_rss_bytes / GIB
@@ -285,6 +293,8 @@ def report(results: list[StageResult], args: argparse.Namespace, started: float,
         held = ", ".join(gib(step["cuda_begin" if cuda else "rss_begin"]) for step in steps) or "–"
         sizes = ", ".join(f"{name} {gib(size)}" for name, size in result.sizes.items()) or "–"
         status = "" if result.returncode == 0 else f" (**exit {result.returncode}**)"
+        if result.timed_out:
+            status = " (**stopped at its time limit**)"
         training_peaks = [step["rss_peak"] for step in steps] + [result.train_end.get("rss_peak", 0)]
         training_peak = gib(max(training_peaks)) if steps else "–"
         gpu = f"{gib(max((s['cuda_peak'] for s in steps), default=None))} | " if cuda else ""

@@ -149,3 +149,25 @@ def test_gpu_check_dry_run_measures_and_writes_its_doc_section(tmp_path):
     text = doc.read_text(encoding="utf-8")
     assert text.startswith("# before\n<!-- gpu_check:begin -->\n**Dry run on CPU") and "old" not in text
     assert text.endswith("<!-- gpu_check:end -->\nafter\n") and "| reference |" in text
+
+
+def test_gpu_check_names_every_part_it_has_no_time_left_for(tmp_path):
+    require_shared("data/delicate_medical_r1_data/val.jsonl")
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_check", "--dry-run", "--budget-s", "0"]
+        + ["--work", str(tmp_path / "work"), "--json", str(tmp_path / "check.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    numbers = json.loads((tmp_path / "check.json").read_text(encoding="utf-8"))
+    assert numbers["speed"] == {} and numbers["stages"] == []
+    spent = ": time budget spent"
+    budget_spent = [line.removesuffix(spent) for line in numbers["skipped"] if line.endswith(spent)]
+    assert budget_spent == [
+        *("speed reference", "speed medsft", "speed medsft-padding-free", "data", "full_1epoch"),
+        *("eval:full_1epoch", "infer:full_1epoch", "lora", "eval:lora", "infer:lora"),
+    ]
+    assert "**Skipped**: " in result.stdout and "No variant ran." in result.stdout
