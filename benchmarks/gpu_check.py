@@ -54,6 +54,21 @@ log = logging.getLogger("medsft.gpu_check")
 
 H200_BF16_DENSE_TFLOPS = 989.0
 SPEED_VARIANTS = ("reference", "medsft", "medsft-padding-free")
+# What the GPU compares beyond `make bench`'s levers; each variant trains in its own process.
+GPU_LEVERS: dict[str, tuple[str, list[str]]] = {
+    "medsft-padding-free": (
+        "medsft with 4 rows per step as one padding-free row (position_ids), checkpointing",
+        # TRL enforces no max_length without packing; every benchmark row fits 2048
+        [
+            *("--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1"),
+            *("--padding_free", "true", "--max_length", "None"),
+        ],
+    ),
+    "medsft-liger": (
+        "medsft + Liger kernels for RMSNorm / SwiGLU / RoPE (the loss stays medsft's)",
+        ["--use_liger_kernel", "true"],
+    ),
+}
 LIGER_VARIANT = "medsft-liger"
 VLLM_STAGES = ("eval-vllm:full_1epoch", "infer-vllm:full_1epoch")
 DOC_BEGIN, DOC_END = "<!-- gpu_check:begin -->", "<!-- gpu_check:end -->"
@@ -99,9 +114,9 @@ def speed_child(variant: str, out: Path, config: Path, rows: int, steps: int, pe
     """Train one variant for `steps` optimizer steps with the benchmark harness; write its numbers."""
     import torch
 
-    from benchmarks import bench, gpu_bench
+    from benchmarks import bench
 
-    levers = {**bench.LEVERS, **gpu_bench.GPU_LEVERS}
+    levers = {**bench.LEVERS, **GPU_LEVERS}
     raw_rows = bench.read_rows(rows)
     with tempfile.TemporaryDirectory() as work:
         overrides = ["--model_name_or_path", f"random:{config}"]
