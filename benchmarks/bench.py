@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 from transformers import PrinterCallback, TrainerCallback
 
-from benchmarks import original_recipe
+from benchmarks import original_recipe, roofline
 from medsft.chat_format import prompt_messages
 from medsft.cli import run_command
 from medsft.data import convert_row
@@ -416,6 +416,19 @@ def training_table(results: list[PathResult], tail_steps: int = 4) -> tuple[str,
     return "\n".join([*lines, "", *descriptions]), summary
 
 
+def measure_roofline(setup: BenchSetup, results: list[PathResult], repeats: int) -> tuple[str, dict]:
+    """The floor of the bench recipe's step at the mean row medsft trained (its own collator's counts), and
+    every path's measured trained tokens/s as a fraction of it."""
+    sft = setup.base.sft
+    rows_per_step = sft.per_device_train_batch_size * sft.gradient_accumulation_steps
+    medsft = next((result for result in results if result.name in LEVERS), results[-1])
+    shape = roofline.shape_of_rows(
+        medsft.step_tokens, [length for step in medsft.step_lengths for length in step], rows_per_step
+    )
+    floor = roofline.measure(setup.new_model(setup.base), shape, repeats)
+    return roofline.roofline_table(floor, {result.name: result.tokens_per_s() for result in results})
+
+
 # ---------------------------------------------------------------- generation
 
 
@@ -533,6 +546,16 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--repeats", type=int, default=3, help="alternating generation runs per path (3)")
     parser.add_argument("--skip-train", action="store_true", help="only the generation benchmark")
     parser.add_argument("--skip-generation", action="store_true", help="only the training benchmark")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads (default: torch's, one per core); 1 where other work "
+        "holds a core, as a thread waiting for a busy core stalls every parallel kernel",
+    )
+    parser.add_argument("--skip-roofline", action="store_true", help="no roofline table after training")
+    parser.add_argument(
+        "--roofline-repeats", type=int, default=roofline.DEFAULT_REPEATS, help="timings per kernel layout (5)"
+    )
     parser.add_argument("--json", type=Path, help="also write the per-step numbers to this JSON file")
     args, overrides = parser.parse_known_args(argv)
     args.steps = args.steps or max(2, args.rows // 4)
@@ -544,6 +567,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     command = f"python -m benchmarks.bench {' '.join(sys.argv[1:] if argv is None else argv)}".strip()
     started = datetime.now(timezone.utc)
     raw_rows = read_rows(args.rows)
@@ -554,11 +579,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_train:
             paths = training_paths(setup, args.variants)
             log.info("%d rows, %d optimizer steps per path: %s", len(raw_rows), args.steps, args.variants)
-            table, raw["training"] = training_table(run_training(paths), tail_steps=min(4, args.steps))
+            results = run_training(paths)
+            table, raw["training"] = training_table(results, tail_steps=min(4, args.steps))
             parts.append(
                 f"**Training** ({len(raw_rows)} real rows, {args.steps} optimizer steps per path, taking "
                 f"turns step by step; tokens/s exclude each path's first step)\n\n{table}"
             )
+            if not args.skip_roofline:
+                table, raw["roofline"] = measure_roofline(setup, results, args.roofline_repeats)
+                parts.append(
+                    "**Roofline** (`benchmarks/roofline.py`: each kernel of one optimizer step of the bench "
+                    f"recipe at the mean row of this run, in its fastest measured layout)\n\n{table}"
+                )
         if not args.skip_generation:
             questions = [row["question"] for row in raw_rows[: args.gen_questions]]
             table, raw["generation"] = run_generation(

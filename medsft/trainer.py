@@ -16,6 +16,7 @@ the plain path (tests/test_speed_equivalence.py); measured speed-ups are in docs
 from __future__ import annotations
 
 import logging
+import threading
 import types
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -35,6 +36,35 @@ DEFAULT_TOKENS_PER_CHUNK = 2048
 _SMALLEST_SAFE_PROBABILITY = 1e-30
 
 
+# Tokens per matrix product into the logits workspace: a product and its softmax then share the CPU's cache
+# (256 measured fastest at the bench shape: python -m benchmarks.roofline).
+_TOKENS_PER_PRODUCT = 256
+_workspace = threading.local()
+
+
+def _logits_workspace(rows: int, vocab: int, dtype: torch.dtype) -> torch.Tensor:
+    """A (rows, vocab) CPU buffer reused across calls: a fresh buffer of this size costs its page faults every
+    time (a third of the logits product's time at the bench shape). One per thread."""
+    buffer = getattr(_workspace, "buffer", None)
+    if buffer is None or buffer.dtype != dtype or buffer.numel() < rows * vocab:
+        _workspace.buffer = None  # frees the old one before the new one is allocated
+        buffer = _workspace.buffer = torch.empty(rows * vocab, dtype=dtype)
+    return buffer[: rows * vocab].view(rows, vocab)
+
+
+def _softmax_of_logits(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """softmax(hidden @ weight.T). On CPU in the reused workspace, a few hundred tokens at a time: each
+    product, then its softmax in place while the product's rows are still in the cache."""
+    if hidden.device.type != "cpu":
+        return torch.softmax(hidden @ weight.t(), dim=-1)
+    probs = _logits_workspace(hidden.shape[0], weight.shape[0], hidden.dtype)
+    for start in range(0, hidden.shape[0], _TOKENS_PER_PRODUCT):
+        rows = probs[start : start + _TOKENS_PER_PRODUCT]
+        torch.mm(hidden[start : start + _TOKENS_PER_PRODUCT], weight.t(), out=rows)
+        torch.softmax(rows, dim=-1, out=rows)
+    return probs
+
+
 class _TrainedTokenCrossEntropy(torch.autograd.Function):
     """`scale` x summed NLL of `targets` under `softmax(hidden @ weight.T)`; gradients built in forward."""
 
@@ -51,12 +81,12 @@ class _TrainedTokenCrossEntropy(torch.autograd.Function):
                 end = min(start + tokens_per_chunk, num_tokens)
                 hidden_c = hidden[start:end].to(compute_dtype)
                 target = targets[start:end]
-                logits = hidden_c @ weight_c.t()
-                # One softmax kernel in the compute dtype: under bf16 the logits gradient is bf16 either way
-                # (as in the plain path). The target's own column is redone in fp32: 1 - p_target is the sum
-                # of the other columns (accumulated in fp32), exact to the dtype's relative precision where
-                # p_target itself rounds to 1 (bf16 does above 1 - 2^-9: the token's gradient would be 0).
-                probs = torch.softmax(logits, dim=-1)
+                # One softmax kernel in the compute dtype, in place over the logits: under bf16 the logits
+                # gradient is bf16 either way (as in the plain path). The target's own column is redone in
+                # fp32: 1 - p_target is the sum of the other columns (accumulated in fp32), exact to the
+                # dtype's relative precision where p_target itself rounds to 1 (bf16 does above 1 - 2^-9: the
+                # token's gradient would be 0).
+                probs = _softmax_of_logits(hidden_c, weight_c)
                 target_index = torch.arange(end - start, device=hidden.device) * vocab + target
                 target_prob = probs.view(-1)[target_index].float()
                 probs.view(-1)[target_index] = 0
@@ -64,18 +94,20 @@ class _TrainedTokenCrossEntropy(torch.autograd.Function):
                 loss = torch.where(target_prob > 0.5, -torch.log1p(-others), -torch.log(target_prob))
                 tiny = target_prob < _SMALLEST_SAFE_PROBABILITY
                 if bool(tiny.any()):
-                    rows = logits[tiny].float()
+                    rows = (hidden_c[tiny] @ weight_c.t()).float()
                     picked = rows.gather(1, target[tiny].unsqueeze(1)).squeeze(1)
                     loss[tiny] = torch.logsumexp(rows, dim=-1) - picked
                 losses[start:end] = loss
-                del logits
                 if not (want_hidden_grad or want_weight_grad):
                     continue
                 # d(-log p_target)/d logits = softmax - one_hot(target), in place; scale the small operands
                 probs.view(-1)[target_index] = (-others).to(probs.dtype)
-                if grad_hidden is not None:
-                    grad_hidden[start:end] = (probs @ weight_c).mul_(scale).to(hidden.dtype)
+                if grad_hidden is not None:  # (W.T @ P.T).T: the fastest orientation of P @ W measured on CPU
+                    grad_hidden[start:end] = (weight_c.t() @ probs.t()).t().mul_(scale).to(hidden.dtype)
                 if want_weight_grad:
+                    # P.T @ h, in the weight's own layout: the faster h.T @ P would hand autograd a transposed
+                    # gradient, and adding that to the tied embedding's gradient and across micro-batches
+                    # costs more than it saves
                     chunk_grad = probs.t() @ (hidden_c * scale)
                     if grad_weight is None:
                         grad_weight = chunk_grad.to(torch.float32 if num_tokens > end else weight.dtype)
