@@ -106,7 +106,7 @@ def time_layouts(layouts: dict[str, Timed], repeats: int) -> dict[str, float]:
 
 
 def output_layer_kernels(
-    weight: torch.Tensor, tokens: int, calls: int, repeats: int, chunk: int = 512
+    weight: torch.Tensor, tokens: int, calls: int, repeats: int, chunks: tuple[int, ...] = (256, 512)
 ) -> list[Kernel]:
     """The three products of the output layer and the softmax, for `tokens` trained positions of one row."""
     generator = torch.Generator().manual_seed(0)
@@ -119,10 +119,13 @@ def output_layer_kernels(
     probs = torch.softmax(hidden @ weight.t(), dim=-1)
     flops = 2.0 * tokens * hidden_size * vocab
 
-    def chunked_logits() -> None:
-        for start in range(0, tokens, chunk):
-            end = min(start + chunk, tokens)
-            torch.mm(hidden[start:end], weight.t(), out=logits_buffer[start:end])
+    def chunked_logits(chunk: int) -> Timed:
+        def run() -> None:
+            for start in range(0, tokens, chunk):
+                end = min(start + chunk, tokens)
+                torch.mm(hidden[start:end], weight.t(), out=logits_buffer[start:end])
+
+        return run
 
     logits = time_layouts(
         {
@@ -130,7 +133,7 @@ def output_layer_kernels(
             "W @ h.T": lambda: torch.mm(weight, hidden.t()),
             "h @ W.T into a reused buffer": lambda: torch.mm(hidden, weight.t(), out=logits_buffer),
             "W @ h.T into a reused buffer": lambda: torch.mm(weight, hidden.t(), out=logits_t_buffer),
-            f"h @ W.T in chunks of {chunk} tokens, reused buffer": chunked_logits,
+            **{f"h @ W.T in chunks of {n} tokens, reused buffer": chunked_logits(n) for n in chunks},
         },
         repeats,
     )
@@ -144,9 +147,20 @@ def output_layer_kernels(
     weight_grad_buffer = torch.empty(vocab, hidden_size, dtype=dtype)
     weight_grad_t_buffer = torch.empty(hidden_size, vocab, dtype=dtype)
     hidden_t = hidden.t().contiguous()
+
+    def vocabulary_blocks(rows: int) -> Timed:
+        def run() -> torch.Tensor:
+            grad = torch.empty(vocab, hidden_size, dtype=dtype)
+            for start in range(0, vocab, rows):
+                torch.mm(probs[:, start : start + rows].t(), hidden, out=grad[start : start + rows])
+            return grad
+
+        return run
+
     weight_grad = time_layouts(
         {
             "P.T @ h": lambda: torch.mm(probs.t(), hidden),
+            "P.T @ h in blocks of 8192 vocabulary rows": vocabulary_blocks(8192),
             "(h.T @ P).T": lambda: torch.mm(hidden.t(), probs),
             "P.T @ h into a reused buffer": lambda: torch.mm(probs.t(), hidden, out=weight_grad_buffer),
             "(h.T @ P).T into a reused buffer": lambda: torch.mm(hidden_t, probs, out=weight_grad_t_buffer),

@@ -30,15 +30,18 @@ from trl import SFTTrainer
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-# Tokens per projection chunk: a chunk's logits + softmax take chunk x vocab x 2 x (2 or 4) bytes (bf16/fp32).
+# Tokens per projection chunk: a chunk's logits + softmax take chunk x vocab x 2 x (2 or 4) bytes (bf16/fp32);
+# on CPU half that, the softmax taken in place in a buffer kept between calls.
 DEFAULT_TOKENS_PER_CHUNK = 2048
 # Below this probability -log(p) loses precision (fp32 subnormals); such rows are recomputed with logsumexp.
 _SMALLEST_SAFE_PROBABILITY = 1e-30
 
 
-# Tokens per matrix product into the logits workspace: a product and its softmax then share the CPU's cache
-# (256 measured fastest at the bench shape: python -m benchmarks.roofline).
+# Tokens per matrix product into the logits workspace on CPU: a product and its softmax then share the cache
+# (256 and 512 measured alike at the bench shape, one product of every token slower: benchmarks/roofline.py).
 _TOKENS_PER_PRODUCT = 256
+# Vocabulary rows per block of the weight gradient's product on CPU (fastest measured at the bench shape).
+_VOCAB_ROWS_PER_PRODUCT = 8192
 _workspace = threading.local()
 
 
@@ -63,6 +66,19 @@ def _softmax_of_logits(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tens
         torch.mm(hidden[start : start + _TOKENS_PER_PRODUCT], weight.t(), out=rows)
         torch.softmax(rows, dim=-1, out=rows)
     return probs
+
+
+def _weight_gradient(probs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """probs.T @ hidden, in the weight's own (vocab, hidden) layout: the faster h.T @ P would hand autograd a
+    transposed gradient, and adding that to the tied embedding's gradient and across micro-batches costs more
+    than it saves. On CPU in blocks of the vocabulary: each block of the fresh output is written in cache."""
+    if probs.device.type != "cpu":
+        return probs.t() @ hidden
+    grad = torch.empty(probs.shape[1], hidden.shape[1], dtype=hidden.dtype)
+    for start in range(0, probs.shape[1], _VOCAB_ROWS_PER_PRODUCT):
+        end = start + _VOCAB_ROWS_PER_PRODUCT
+        torch.mm(probs[:, start:end].t(), hidden, out=grad[start:end])
+    return grad
 
 
 class _TrainedTokenCrossEntropy(torch.autograd.Function):
@@ -105,10 +121,7 @@ class _TrainedTokenCrossEntropy(torch.autograd.Function):
                 if grad_hidden is not None:  # (W.T @ P.T).T: the fastest orientation of P @ W measured on CPU
                     grad_hidden[start:end] = (weight_c.t() @ probs.t()).t().mul_(scale).to(hidden.dtype)
                 if want_weight_grad:
-                    # P.T @ h, in the weight's own layout: the faster h.T @ P would hand autograd a transposed
-                    # gradient, and adding that to the tied embedding's gradient and across micro-batches
-                    # costs more than it saves
-                    chunk_grad = probs.t() @ (hidden_c * scale)
+                    chunk_grad = _weight_gradient(probs, hidden_c * scale)
                     if grad_weight is None:
                         grad_weight = chunk_grad.to(torch.float32 if num_tokens > end else weight.dtype)
                     else:

@@ -54,6 +54,25 @@ def test_trained_token_loss_and_gradients_equal_plain_masked_cross_entropy(token
     assert h.grad[0, :6].abs().sum() == 0  # positions predicting prompt tokens get no gradient
 
 
+def test_cpu_blocks_of_the_products_keep_the_loss_and_gradients(monkeypatch):
+    """On CPU the logits are built a few tokens at a time and the weight gradient a block of the vocabulary
+    at a time: blocks that do not divide the shapes give the plain path's values."""
+    import medsft.trainer
+
+    monkeypatch.setattr(medsft.trainer, "_TOKENS_PER_PRODUCT", 3)
+    monkeypatch.setattr(medsft.trainer, "_VOCAB_ROWS_PER_PRODUCT", 7)
+    hidden_states, weight, labels = _random_case(seed=5)
+    expected_loss, expected_h_grad, expected_w_grad = _plain_loss_and_grads(hidden_states, weight, labels)
+    h = hidden_states.clone().requires_grad_()
+    w = weight.clone().requires_grad_()
+    loss, _ = trained_token_cross_entropy(h, w, labels, tokens_per_chunk=10)
+    loss.backward()
+    torch.testing.assert_close(loss.detach(), expected_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(h.grad, expected_h_grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(w.grad, expected_w_grad, rtol=1e-4, atol=1e-6)
+    assert w.grad.is_contiguous()
+
+
 def test_num_items_in_batch_divides_the_summed_loss_like_gradient_accumulation():
     hidden_states, weight, labels = _random_case(seed=1)
     mean_loss, count = trained_token_cross_entropy(hidden_states, weight, labels)
