@@ -3,6 +3,7 @@
     python -m benchmarks.bench                       # make bench (runtimes: docs/benchmarks.md)
     python -m benchmarks.bench --rows 8 --steps 3 --gen-questions 2 --gen-tokens 8 --repeats 1  # quick check
     python -m benchmarks.bench --tiny_num_layers 8   # a flag it does not know overrides the bench recipe
+    python -m benchmarks.bench --threads 1           # one torch thread, where other work holds a core
 
 Training: the original Qwen3-Medical-SFT path (benchmarks/original_recipe.py) and medsft's path train the same
 random-init model on the same real rows in the same order. medsft's side is built as `medsft train` builds it:
@@ -12,6 +13,10 @@ process, each trainer in its own thread, and take turns one optimizer step at a 
 round (A B, B A, ...), so a load change on a shared machine hits them alike. Per path: trained tokens per
 second after the first (warm-up) step, the ratio to the original three ways (total wall time, median of the
 per-step pairs, CPU time of the process while the path held its turn), and the loss.
+
+Roofline (after training, `benchmarks/roofline.py`): every kernel of the bench recipe's optimizer step timed
+in its fastest layout at the mean row medsft trained; their sum is the step's floor, and each path's trained
+tokens/s is reported as a fraction of it.
 
 Generation: medsft's batched `Generator.generate` against the original one-question-at-a-time loop, same model
 and questions, greedy, in alternating runs.
