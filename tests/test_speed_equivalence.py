@@ -73,6 +73,18 @@ def test_cpu_blocks_of_the_products_keep_the_loss_and_gradients(monkeypatch):
     assert w.grad.is_contiguous()
 
 
+def test_the_cpu_logits_buffer_is_kept_between_calls_until_released():
+    import medsft.trainer
+
+    hidden_states, weight, labels = _random_case(seed=6)
+    trained_token_cross_entropy(hidden_states, weight, labels)
+    buffer = medsft.trainer._workspace.buffer
+    trained_token_cross_entropy(hidden_states, weight, labels)
+    assert buffer is not None and medsft.trainer._workspace.buffer is buffer
+    medsft.trainer.release_logits_workspace()
+    assert medsft.trainer._workspace.buffer is None
+
+
 def test_num_items_in_batch_divides_the_summed_loss_like_gradient_accumulation():
     hidden_states, weight, labels = _random_case(seed=1)
     mean_loss, count = trained_token_cross_entropy(hidden_states, weight, labels)
@@ -215,6 +227,28 @@ def test_fast_trainer_matches_sft_trainer_loss_gradients_and_assistant_mask(
     assert plain_grads.keys() == fast_grads.keys()
     for name, grad in plain_grads.items():
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_fast_trainer_releases_the_logits_buffer_after_training(
+    qwen3_tokenizer, messages_rows, tmp_path, monkeypatch
+):
+    import medsft.trainer
+
+    fast = _trainer(
+        FastSFTTrainer, _tiny(qwen3_tokenizer), qwen3_tokenizer, messages_rows, tmp_path, max_steps=1
+    )
+    held: list[bool] = []
+    original = medsft.trainer._softmax_of_logits
+
+    def recording(hidden, weight):
+        probs = original(hidden, weight)
+        held.append(medsft.trainer._workspace.buffer is not None)
+        return probs
+
+    monkeypatch.setattr(medsft.trainer, "_softmax_of_logits", recording)
+    fast.train()
+    assert held and all(held)  # the loss ran in the buffer during training
+    assert getattr(medsft.trainer._workspace, "buffer", None) is None
 
 
 def test_padding_free_batch_keeps_sequences_apart(qwen3_tokenizer, messages_rows, tmp_path):
