@@ -14,8 +14,7 @@ from benchmarks import roofline
 SHAPE = roofline.StepShape(trained_tokens=12, row_tokens=16, rows_per_step=3)
 
 
-@pytest.fixture(scope="module")
-def tiny_roofline() -> roofline.Roofline:
+def _tiny_model() -> Qwen3ForCausalLM:
     config = Qwen3Config(
         vocab_size=500,
         hidden_size=16,
@@ -27,8 +26,20 @@ def tiny_roofline() -> roofline.Roofline:
         tie_word_embeddings=True,
     )
     torch.manual_seed(0)
-    model = Qwen3ForCausalLM(config).to(torch.bfloat16)
-    return roofline.measure(model, SHAPE, repeats=2)
+    return Qwen3ForCausalLM(config).to(torch.bfloat16)
+
+
+@pytest.fixture(scope="module")
+def tiny_roofline() -> roofline.Roofline:
+    return roofline.measure(_tiny_model(), SHAPE, repeats=2)
+
+
+def test_a_checkpointed_model_is_refused():
+    """Its forward would skip the graph and its backward hold the recomputation: both kernels mismeasured."""
+    model = _tiny_model()
+    model.gradient_checkpointing_enable()
+    with pytest.raises(ValueError, match="without activation checkpointing"):
+        roofline.measure(model, SHAPE, repeats=1)
 
 
 def test_every_kernel_of_a_step_is_timed_in_each_layout(tiny_roofline):
