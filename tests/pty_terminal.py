@@ -12,6 +12,7 @@ import pty
 import select
 import signal
 import time
+from collections.abc import Callable
 
 
 class Terminal:
@@ -70,18 +71,45 @@ class Terminal:
         os.write(self.fd, text.encode("utf-8"))
         return position
 
-    def wait(self, timeout: float) -> int:
-        """The exit code, reading output meanwhile; a program still running after `timeout` is killed."""
-        deadline = time.monotonic() + timeout
+    def exited_within(self, seconds: float) -> bool:
+        """Whether the program ends within `seconds`, reading output meanwhile; otherwise it keeps running."""
+        if self.exit_code is not None:
+            return True
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             self._read(0.2)
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 self._drain()
                 self.exit_code = os.waitstatus_to_exitcode(status)
-                return self.exit_code
+                return True
+        return False
+
+    def wait(self, timeout: float) -> int:
+        """The exit code, reading output meanwhile; a program still running after `timeout` is killed."""
+        if self.exited_within(timeout):
+            return self.exit_code
         self.close()
         raise AssertionError(f"still running after {timeout:g} s:\n{self.transcript[-3000:]}")
+
+    def press_at_prompt(self, key: str, answered: Callable[[int], bool], tries: int = 3) -> None:
+        """Type a control key once the program waits at its prompt, as a person does, until
+        `answered(transcript position before the key)`. A key typed the instant a prompt appears can be lost:
+        Python's readline sees a SIGINT that comes before it waits only at the next key, and a Ctrl-D typed
+        before readline takes the terminal over is dropped. Hence a pause first and up to `tries` presses."""
+        for _ in range(tries):
+            time.sleep(1.0)
+            if answered(self.send(key)):
+                return
+        raise AssertionError(f"{key!r} pressed {tries} times, no effect:\n{self.transcript[-3000:]}")
+
+    def shows_within(self, text: str, seconds: float, start: int) -> bool:
+        """Whether `text` appears after `start` within `seconds`."""
+        try:
+            self.read_until(text, timeout=seconds, start=start)
+        except AssertionError:
+            return False
+        return True
 
     def close(self) -> None:
         if self.exit_code is None:
