@@ -170,6 +170,8 @@ def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path
         raise PreflightError(
             f"LoRA runs on one GPU or with ACCEL=ddp, not {sharded[0]}: its adapter fits anywhere."
         )
+    if "swanlab" in (recipe.sft.report_to or []) and recipe.sft.process_index == 0:
+        swanlab_settings()
     output_dir = Path(recipe.sft.output_dir)
     files = data_files(recipe)
     raw = recipe.medsft.raw_source
@@ -404,6 +406,21 @@ def build_trainer(recipe: Recipe, model, tokenizer, data: RunData, callbacks: li
     )
 
 
+def swanlab_settings() -> Any:
+    """swanlab's own settings (SWANLAB_MODE, its settings files); values it refuses stop the run at once."""
+    import swanlab
+    from pydantic import ValidationError
+
+    try:
+        return swanlab.Settings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise PreflightError(
+            f"SwanLab's settings are invalid ({problems}). Set SWANLAB_MODE to offline, local, disabled or "
+            "online, or unset it."
+        ) from None
+
+
 def tracking_mode(settings: Any) -> str:
     """The SwanLab mode to run in, never one that asks for a login: SWANLAB_MODE (or swanlab's settings files)
     when it names local, offline or disabled; the cloud when an API key is configured (SWANLAB_API_KEY,
@@ -429,7 +446,7 @@ def start_tracking(recipe: Recipe) -> Any:
         logdir=logdir,
         settings=swanlab.Settings(interactive=False),
     )
-    mode = tracking_mode(swanlab.Settings())
+    mode = tracking_mode(swanlab_settings())
     upload = f"upload it with `swanlab sync {logdir}/run-*` once logged in (`swanlab login`)"
     if mode == "offline":
         log.info("SwanLab: no API key configured, logging offline to %s; %s", logdir, upload)

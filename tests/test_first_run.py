@@ -37,6 +37,19 @@ def test_swanlab_would_prompt_in_this_terminal(tmp_path):
         terminal.close()
 
 
+def test_a_swanlab_mode_swanlab_refuses_stops_training_before_any_work(tmp_path, smoke_data):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "medsft.cli", "train", "--recipe", "smoke", "--output_dir", str(out)]
+    env = {**no_swanlab_key_env(tmp_path), "SWANLAB_MODE": ""}
+    result = subprocess.run(
+        [*command, "--dataset", str(smoke_data)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("medsft train:")]
+    assert "SWANLAB_MODE" in line and "offline" in line and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
 def test_training_in_a_terminal_without_a_swanlab_key_logs_offline(tmp_path, smoke_data):
     """A login prompt would wait for input: the run would not end and `wait` would fail."""
     out = tmp_path / "run"
