@@ -17,7 +17,14 @@ from tiny_chat_models import (
 )
 
 from medsft import generate
-from medsft.chat_format import END_OF_TURN, PAD_TOKEN, assistant_content, special_token_ids, split_reasoning
+from medsft.chat_format import (
+    END_OF_TURN,
+    PAD_TOKEN,
+    assistant_content,
+    render_prompt,
+    special_token_ids,
+    split_reasoning,
+)
 from medsft.generate import (
     ENGINE_THREAD_NAME,
     GenerationError,
@@ -31,9 +38,9 @@ from medsft.generate import (
 QUESTIONS = [
     "你好",
     "我最近总是头痛，晚上睡不好，白天也很累，这是什么原因？应该去看哪个科？",
-    "高血压吃什么药",
+    "发烧三天了怎么办",
     "What should I do about a persistent cough that has lasted three weeks?",
-    "糖尿病",
+    "孩子咳嗽有痰",
 ]
 
 
@@ -79,9 +86,29 @@ def test_build_prompt_uses_chat_template(diverse_generator):
     assert "old reasoning" not in diverse_generator.build_prompt(history)
 
 
+MIN_MARGIN = 1e-2  # logits
+
+
+def greedy_margin(generator, conversation, max_new_tokens: int) -> float:
+    """The smallest gap between the best and second-best logit over a greedy generation."""
+    prompt = generator.tokenizer(render_prompt(generator.tokenizer, conversation), return_tensors="pt")
+    output = generator.model.generate(
+        **prompt,
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        output_logits=True,
+        return_dict_in_generate=True,
+    )
+    return min(float(top[0] - top[1]) for top in (step[0].topk(2).values for step in output.logits))
+
+
 def test_batched_greedy_equals_one_at_a_time(diverse_generator):
     conversations = [[{"role": "user", "content": question}] for question in QUESTIONS]
     settings = GenerationSettings.greedy(max_new_tokens=16)
+    # Padding changes the kernels' blocking, so logits differ in the last bits; equality holds on every CPU
+    # because no greedy choice here is closer than MIN_MARGIN, a hundred times that noise.
+    for conversation in conversations:
+        assert greedy_margin(diverse_generator, conversation, 16) > MIN_MARGIN
     batched = diverse_generator.generate(conversations, settings, batch_size=3)
     single = [diverse_generator.generate([conversation], settings)[0] for conversation in conversations]
     assert [g.text for g in batched] == [g.text for g in single]

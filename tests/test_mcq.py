@@ -373,10 +373,10 @@ def test_score_by_likelihood_picks_the_best_letter_and_excludes_multi(tiny_lm):
     with torch.no_grad():
         logprobs = torch.log_softmax(model(**ids).logits[0, -1].float(), dim=-1)
     letter_ids = letter_token_ids(tokenizer, "ABCDE")
-    expected = max("ABCDE", key=lambda letter: float(logprobs[letter_ids[letter]]))
-    assert single.predicted == expected
-    assert set(single.letter_logprobs) == set("ABCDE")
-    assert single.letter_logprobs[expected] == pytest.approx(float(logprobs[letter_ids[expected]]), abs=1e-4)
+    expected = {letter: float(logprobs[letter_ids[letter]]) for letter in "ABCDE"}
+    assert single.letter_logprobs == pytest.approx(expected, abs=1e-4)
+    # Batched (padded) and single forward passes differ in the last bits: the pick is a best letter up to that.
+    assert expected[single.predicted] >= max(expected.values()) - 1e-4
 
 
 def _record(source, gold, predicted, options=4, index=0, **extra):
