@@ -182,6 +182,10 @@ def prepare(
     out_dir = Path(out_dir).expanduser().resolve()
     written = False
 
+    def mark_written() -> None:
+        nonlocal written
+        written = True
+
     def outcome() -> str:
         return (
             f"the new set was written to {out_dir}"
@@ -206,8 +210,7 @@ def prepare(
                 for name, text in texts.items():
                     (folder / name).write_bytes(text.encode("utf-8"))
 
-            replace_folder(out_dir, write)
-            written = True
+            replace_folder(out_dir, write, swapped=mark_written)
     return report
 
 
