@@ -47,7 +47,7 @@ from transformers import PrinterCallback, TrainerCallback
 from benchmarks import original_recipe, roofline
 from medsft.chat_format import prompt_messages
 from medsft.cli import run_command
-from medsft.data import convert_row
+from medsft.conversion import convert_row
 from medsft.errors import MedsftError
 from medsft.jsonl import read_jsonl, write_jsonl
 from medsft.paths import shared_dir

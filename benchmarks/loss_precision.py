@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from medsft.data import convert_row
+from medsft.conversion import convert_row
 from medsft.model import load_bundled_tokenizer
 from medsft.paths import shared_dir
 from medsft.trainer import trained_token_cross_entropy

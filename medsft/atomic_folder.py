@@ -111,8 +111,12 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return stale
 
 
-def replace_folder(folder: Path, write: Callable[[Path], None]) -> None:
-    """Fill a fresh temporary folder with `write`, flush it to disk, and swap it in for `folder` whole."""
+def replace_folder(
+    folder: Path, write: Callable[[Path], None], swapped: Callable[[], None] = lambda: None
+) -> None:
+    """Fill a fresh temporary folder with `write`, flush it to disk, and swap it in for `folder` whole.
+    `swapped` is called as soon as the new folder is in place, before a signal that waited is let through,
+    so a run interrupted then reports the new folder, not the old one."""
     temporary = None
     try:
         with deferred_signals():  # a signal here must not leave a folder nobody removes
@@ -122,6 +126,7 @@ def replace_folder(folder: Path, write: Callable[[Path], None]) -> None:
         sync_tree(temporary)
         with deferred_signals():
             swap_in(temporary, folder)
+            swapped()
             shutil.rmtree(temporary, ignore_errors=True)  # now the old folder
             sync_folder(folder.parent)
     finally:

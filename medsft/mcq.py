@@ -21,6 +21,7 @@ import torch
 from medsft.answer_choice import Extraction, extract_choice  # noqa: F401  (re-exported)
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, Conversation, prompt_messages
 from medsft.errors import MedsftError
+from medsft.readers import INVALID_UTF8, DataError, jsonl_rows
 from medsft.significance import (
     accuracy_interval,
     answer_counts,
@@ -253,17 +254,20 @@ class _UnreadableRow:
 
 
 def _jsonl_rows(path: Path) -> list:
-    """Each non-blank line's value; a line that is not UTF-8 JSON is an _UnreadableRow, skipped later."""
+    """Each non-blank line's value (medsft.readers' JSON Lines reader); a line that is not UTF-8 JSON is an
+    _UnreadableRow, skipped later."""
+    try:
+        lines = jsonl_rows(path.read_bytes(), str(path))
+    except DataError as error:  # a UTF-16/UTF-32 byte-order mark on a file that is not in that encoding
+        raise BenchmarkFormatError(str(error)) from error
     rows: list = []
-    for number, line in enumerate(path.read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line.decode("utf-8")))
-        except UnicodeDecodeError as error:
-            rows.append(_UnreadableRow(f"line {number} is not UTF-8 ({error.reason} at byte {error.start})"))
-        except (ValueError, RecursionError) as error:
-            rows.append(_UnreadableRow(f"line {number} is not JSON ({error})"))
+    for line in lines:
+        if line.error is None:
+            rows.append(line.value)
+        else:
+            detail = line.error.detail  # "not UTF-8 (…)" already says what the line is not
+            why = detail if line.error.reason == INVALID_UTF8 else f"not JSON ({detail})"
+            rows.append(_UnreadableRow(f"line {line.line} is {why}"))
     return rows
 
 

@@ -299,7 +299,8 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def load_data(recipe: Recipe, tokenizer, files: dict[str, Path]) -> RunData:
-    from medsft.data import DataOptions, find_overlong, prepare
+    from medsft.conversion import DataOptions, find_overlong
+    from medsft.data import prepare
 
     output_dir = Path(recipe.sft.output_dir)
     if recipe.medsft.raw_source:  # the same conversion as `medsft data`, into the run's folder

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from medsft import cli, data
+from medsft import cli, conversion, data, sources
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, THINK_CLOSE, THINK_OPEN, special_token_ids
-from medsft.data import DataError, DataOptions, convert_row, prepare
+from medsft.conversion import DataOptions, convert_row
+from medsft.data import DataError, prepare
 from medsft.paths import bundled_tokenizer_dir, sample_data_file
 
 SAMPLE_DATA = sample_data_file()
@@ -69,7 +70,7 @@ def test_rendering_with_the_real_qwen3_tokenizer(qwen3_tokenizer):
     for name, tag in (("think_open", THINK_OPEN), ("think_close", THINK_CLOSE)):
         assert qwen3_tokenizer.encode(tag, add_special_tokens=False) == [special[name]]
         assert ids.count(special[name]) == 1
-    assert data.conversation_token_length(qwen3_tokenizer, messages) == len(ids)
+    assert conversion.conversation_token_length(qwen3_tokenizer, messages) == len(ids)
 
 
 def test_all_241_real_rows_accounted_for(real_val_rows, qwen3_tokenizer, tmp_path):
@@ -91,7 +92,7 @@ def test_all_241_real_rows_accounted_for(real_val_rows, qwen3_tokenizer, tmp_pat
     # The same rule, as training applies it when no tokenizer was given here.
     records = read_jsonl(real_val_rows)
     conversations = [convert_row(record) for record in records]
-    assert data.find_overlong(qwen3_tokenizer, conversations, 2048) == [(195, 3151)]
+    assert conversion.find_overlong(qwen3_tokenizer, conversations, 2048) == [(195, 3151)]
 
 
 BAD_ROWS = {
@@ -235,7 +236,7 @@ def test_a_source_with_both_splits_keeps_them(tmp_path):
     write_jsonl(source / "test.jsonl", [row(question="测试")])
     report = prepare(str(source), tmp_path / "out")
     assert report["splits"] == {"kept_from_source": True, "train": 6, "val": 1}
-    assert report["skipped_files"] == [{"file": "test.jsonl", "reason": data.TEST_SPLIT_SKIPPED}]
+    assert report["skipped_files"] == [{"file": "test.jsonl", "reason": sources.TEST_SPLIT_SKIPPED}]
     assert report["rejected_by_reason"]["duplicate"] == 1
     assert_nothing_lost(report)
     assert [r["messages"][1]["content"] for r in read_jsonl(tmp_path / "out" / "val.jsonl")] == ["验证0"]
@@ -297,7 +298,7 @@ def test_a_folder_without_a_val_split_is_split_here_and_test_files_stay_out(tmp_
     assert [entry["file"] for entry in report["inputs"]] == ["extra/more.jsonl", "train.jsonl"]
     assert report["skipped_files"] == [
         {"file": "configuration.json", "reason": "hub metadata, no rows"},
-        {"file": "test.jsonl", "reason": data.TEST_SPLIT_SKIPPED},
+        {"file": "test.jsonl", "reason": sources.TEST_SPLIT_SKIPPED},
     ]
     assert report["rows"] == {"read": 20, "converted": 20, "rejected": 0}
     assert report["splits"] == {"kept_from_source": False, "train": 18, "val": 2}

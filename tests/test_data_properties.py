@@ -106,8 +106,9 @@ def check_outcome(status: int, stderr: str, out_dir: Path) -> dict | None:
 
 
 def jsonl_line_count(content: bytes) -> int:
-    """Non-blank lines, as a JSON Lines reader counts them: CRLF, CR and LF each end a line."""
-    return sum(1 for line in re.split(rb"\r\n|\r|\n", content) if line.removeprefix(b"\xef\xbb\xbf").strip())
+    """Non-blank lines, as a JSON Lines reader counts them: CRLF, CR and LF each end a line; a UTF-8
+    byte-order mark is one only at the start of the file."""
+    return sum(1 for line in re.split(rb"\r\n|\r|\n", content.removeprefix(b"\xef\xbb\xbf")) if line.strip())
 
 
 @PROPERTY_SETTINGS

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from medsft import cli, data
+from medsft import atomic_folder, cli, data
 
 OUTPUT_FILES = {"train.jsonl", "val.jsonl", "rejects.jsonl", "report.json"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -255,6 +255,23 @@ def test_a_signal_leaves_the_old_set_or_the_new_one_and_no_temporary_files(tmp_p
             for name, content in old.items():  # put the old set back for the next try
                 (out / "x" / name).write_bytes(content)
     assert interrupted, "no run was interrupted while it wrote: make the source larger"
+
+
+def test_a_signal_that_waits_for_the_swap_reports_the_new_set(tmp_path, run_cli, monkeypatch):
+    out = tmp_path / "out"
+    source = write_jsonl(tmp_path / "new.jsonl", rows("新", 4))
+    swap_in = atomic_folder.swap_in
+
+    def swap_then_signal(new: Path, folder: Path) -> None:
+        swap_in(new, folder)
+        signal.raise_signal(signal.SIGTERM)  # arrives inside the guarded swap: it waits for the swap's end
+
+    monkeypatch.setattr(atomic_folder, "swap_in", swap_then_signal)
+    status, stderr = run_cli("--src", str(source), "--out-dir", str(out), "--name", "x", *FAST)
+    assert status == 128 + signal.SIGTERM
+    assert "interrupted by SIGTERM: the new set was written" in stderr, stderr
+    assert assert_consistent_set(out / "x")["rows"]["read"] == 4
+    assert leftovers(out, out / "x") == [] and sorted(entry.name for entry in out.iterdir()) == ["x"]
 
 
 # --- 3. one bad row never aborts a run ---------------------------------------------------------------------

@@ -154,7 +154,7 @@ def test_batch_without_trained_tokens_gives_zero_loss_and_backpropagates():
 
 @pytest.fixture(scope="module")
 def messages_rows(real_val_rows):
-    from medsft.data import convert_row
+    from medsft.conversion import convert_row
 
     raw = [json.loads(line) for line in real_val_rows.read_text(encoding="utf-8").splitlines()[:3]]
     # short rows keep the test fast; the mask logic does not depend on length

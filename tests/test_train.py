@@ -252,7 +252,7 @@ def test_lora_from_a_raw_source_is_merged_into_a_full_model(tmp_path, qwen3_toke
 
 
 def test_overlong_rows_are_rejected_not_truncated(smoke_data, qwen3_tokenizer, tmp_path):
-    from medsft.data import conversation_token_length
+    from medsft.conversion import conversation_token_length
 
     overrides = ["--output_dir", str(tmp_path), "--dataset", str(smoke_data), "--max_length", "240"]
     overrides += ["--eval_strategy", "no"]  # the 3 validation rows may all be longer
