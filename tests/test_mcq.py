@@ -375,7 +375,7 @@ def test_score_by_likelihood_picks_the_best_letter_and_excludes_multi(tiny_lm):
     letter_ids = letter_token_ids(tokenizer, "ABCDE")
     expected = {letter: float(logprobs[letter_ids[letter]]) for letter in "ABCDE"}
     assert single.letter_logprobs == pytest.approx(expected, abs=1e-4)
-    # Batched (padded) and single forward passes differ in the last bits: the pick is a best letter up to that.
+    # Batched (padded) and single passes differ in the last bits: the pick is a best letter up to that.
     assert expected[single.predicted] >= max(expected.values()) - 1e-4
 
 
