@@ -26,9 +26,15 @@ from typing import Any
 import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
-from medsft.chat_format import DEFAULT_SYSTEM_PROMPT
 from medsft.errors import MedsftError
-from medsft.model import ModelSourceError, random_model_config
+from medsft.model import (
+    RANDOM_MODEL_PREFIX,
+    TRAIN_MODEL_SETTING,
+    TRAIN_TOKENIZER_SETTING,
+    ModelSourceError,
+    check_model_source,
+    random_model_config,
+)
 from medsft.paths import output_dir, recipes_dir
 
 TINY_MODEL = "tiny"  # `model_name_or_path: tiny` builds a random-weight Qwen3 in memory (smoke runs, tests)
@@ -71,8 +77,13 @@ class MedsftArgs:
         default=None,
         metadata={"help": "A raw {question, think, answer} file converted on the fly instead of `dataset`."},
     )
-    system_prompt: str = field(
-        default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System prompt of converted rows."}
+    system_prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": 'The system turn of every training and validation row, replacing the rows\' own ("": '
+            "no system turn). Unset: the rows keep theirs (raw_source rows get medsft's default). The prompt "
+            "trained with is recorded in the run card and in final/medsft.json."
+        },
     )
     swanlab_project: str = field(default="medsft", metadata={"help": "SwanLab project name."})
     swanlab_workspace: str | None = field(
@@ -229,14 +240,11 @@ class RecipeParser(TrlParser):
             raise RecipeError(f"{key} must be one of {', '.join(map(str, choices))}; got {_shown(value)}.")
         return value
 
-    def parse_recipe(
-        self, values: dict[str, Any], overrides: list[str]
-    ) -> tuple[MedsftArgs, SFTConfig, ModelConfig]:
-        """Typed file values as defaults (TRL's config mechanism), then the overrides; ranges checked."""
+    def parse_settings(self, values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+        """Typed file values as defaults (TRL's config mechanism), then the overrides (argparse: the last
+        `--key value` wins): every key's value, before any config object is built."""
         self.set_defaults_with_config(**values)
-        settings = vars(self.parse_args(overrides))
-        check_ranges(settings)
-        return self.parse_dict(settings)
+        return vars(self.parse_args(overrides))
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -345,8 +353,12 @@ def check_ranges(settings: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- loading
 
 
-def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe, apply `--key value` overrides: validated MedsftArgs, SFTConfig and ModelConfig."""
+def load_recipe(
+    recipe: str | Path, overrides: list[str] | None = None, check_sources: bool = False
+) -> Recipe:
+    """Read a recipe and its `--key value` overrides in one pass: validated MedsftArgs, SFTConfig and
+    ModelConfig. With `check_sources`, a model or tokenizer that cannot be had is the first error about the
+    values, before their ranges and TRL's own checks (bf16 needs a GPU)."""
     path = recipe_path(recipe)
     values = read_recipe_file(path)
     parser = RecipeParser()
@@ -366,7 +378,11 @@ def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recip
     except RecipeError as error:
         raise RecipeError(f"Recipe {path}: {error}") from error
     try:
-        medsft_args, sft_args, model_args = parser.parse_recipe(values, overrides)
+        settings = parser.parse_settings(values, overrides)
+        if check_sources:
+            check_model_sources(settings)
+        check_ranges(settings)
+        medsft_args, sft_args, model_args = parser.parse_dict(settings)
     except RecipeError as error:
         raise RecipeError(f"Recipe {path} (or its overrides): {error}") from error
     except (ValueError, TypeError) as error:  # SFTConfig's and ModelConfig's own checks
@@ -377,6 +393,19 @@ def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recip
     loaded = Recipe(name=name, path=path, medsft=medsft_args, sft=sft_args, model=model_args)
     check_consistency(loaded)
     return loaded
+
+
+def check_model_sources(settings: dict[str, Any]) -> None:
+    """The model and tokenizer of the parsed settings can be had: a local folder, something downloaded
+    before, or a hub that answers one quick connection attempt (nothing is downloaded here)."""
+    revision = None if settings["model_revision"] == "main" else settings["model_revision"]
+    for key, setting, source_revision in (
+        ("model_name_or_path", TRAIN_MODEL_SETTING, revision),
+        ("tokenizer", TRAIN_TOKENIZER_SETTING, None),
+    ):
+        source = settings[key]
+        if source and source != TINY_MODEL and not source.startswith(RANDOM_MODEL_PREFIX):
+            check_model_source(source, setting, settings["model_cache_dir"], source_revision)
 
 
 def check_consistency(recipe: Recipe) -> None:
