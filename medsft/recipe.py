@@ -191,7 +191,8 @@ class RecipeParser(TrlParser):
     """TrlParser over (MedsftArgs, SFTConfig, ModelConfig); every failure is a RecipeError naming the key."""
 
     def __init__(self) -> None:
-        super().__init__((MedsftArgs, SFTConfig, ModelConfig))
+        # no abbreviations: `--learning_rat` is a misspelt key, not `--learning_rate`
+        super().__init__((MedsftArgs, SFTConfig, ModelConfig), allow_abbrev=False)
         self.fields: dict[str, dataclasses.Field] = {}
         self.hints: dict[str, Any] = {}
         for dataclass_type in self.dataclass_types:
@@ -217,12 +218,13 @@ class RecipeParser(TrlParser):
         hint = f" Did you mean {close[0]!r}?" if close else ""
         return RecipeError(f"Unknown key {key!r} in {where}.{hint}")
 
-    def check_override_keys(self, overrides: list[str]) -> None:
-        for item in overrides:
+    def check_unknown_overrides(self, unknown: list[str]) -> None:
+        """What argparse left over from the overrides: a misspelt key is named with the closest valid one."""
+        for item in unknown:
             if item.startswith("--"):
-                key = item[2:].split("=", 1)[0].replace("-", "_")
-                if key not in self.options:
-                    raise self.unknown_key_error(key, "the command-line overrides")
+                raise self.unknown_key_error(item[2:].split("=", 1)[0], "the command-line overrides")
+        if unknown:
+            raise RecipeError(f"Unexpected command-line argument {unknown[0]!r}: overrides are --key value.")
 
     def typed_value(self, key: str, value: Any) -> Any:
         """A file's value checked against its field's type; a string is read as the command line reads it."""
@@ -240,11 +242,13 @@ class RecipeParser(TrlParser):
             raise RecipeError(f"{key} must be one of {', '.join(map(str, choices))}; got {_shown(value)}.")
         return value
 
-    def parse_settings(self, values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    def parse_settings(self, values: dict, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
         """Typed file values as defaults (TRL's config mechanism), then the overrides (argparse: the last
-        `--key value` wins): every key's value, before any config object is built."""
+        `--key value` wins): every key's value, before any config object is built, and what argparse did not
+        recognise."""
         self.set_defaults_with_config(**values)
-        return vars(self.parse_args(overrides))
+        settings, unknown = self.parse_known_args(overrides)
+        return vars(settings), unknown
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -354,7 +358,7 @@ def check_ranges(settings: dict[str, Any]) -> None:
 
 
 def load_recipe(
-    recipe: str | Path, overrides: list[str] | None = None, check_sources: bool = False
+    recipe: str | Path, overrides: list[str] | None = None, *, check_sources: bool = False
 ) -> Recipe:
     """Read a recipe and its `--key value` overrides in one pass: validated MedsftArgs, SFTConfig and
     ModelConfig. With `check_sources`, a model or tokenizer that cannot be had is the first error about the
@@ -365,8 +369,6 @@ def load_recipe(
     for key in values:
         if key not in parser.fields:
             raise parser.unknown_key_error(key, str(path))
-    overrides = list(overrides or [])
-    parser.check_override_keys(overrides)
 
     name = path.stem
     values.setdefault("output_dir", str(output_dir() / name))
@@ -378,7 +380,11 @@ def load_recipe(
     except RecipeError as error:
         raise RecipeError(f"Recipe {path}: {error}") from error
     try:
-        settings = parser.parse_settings(values, overrides)
+        settings, unknown = parser.parse_settings(values, list(overrides or []))
+    except RecipeError as error:
+        raise RecipeError(f"Recipe {path} (or its overrides): {error}") from error
+    parser.check_unknown_overrides(unknown)
+    try:
         if check_sources:
             check_model_sources(settings)
         check_ranges(settings)

@@ -5,7 +5,8 @@
         -m medsft.train --recipe full_1epoch
 
 Writes output/<recipe>/ (under the current directory, or $MEDSFT_OUTPUT_DIR): checkpoint-*/, final/ (model,
-tokenizer with Qwen3's original chat template, generation config), loss.png, run_card.json, val_answers.jsonl
+tokenizer with Qwen3's original chat template, generation config, medsft.json with the system prompt trained
+with), loss.png, run_card.json, val_answers.jsonl
 and swanlog/ (SwanLab, when reported to).
 """
 
