@@ -361,8 +361,8 @@ def load_recipe(
     recipe: str | Path, overrides: list[str] | None = None, *, check_sources: bool = False
 ) -> Recipe:
     """Read a recipe and its `--key value` overrides in one pass: validated MedsftArgs, SFTConfig and
-    ModelConfig. With `check_sources`, a model or tokenizer that cannot be had is the first error about the
-    values, before their ranges and TRL's own checks (bf16 needs a GPU)."""
+    ModelConfig. With `check_sources`, a model or tokenizer that cannot be had fails as soon as the values are
+    parsed, before their ranges and TRL's own checks (bf16 needs a GPU)."""
     path = recipe_path(recipe)
     values = read_recipe_file(path)
     parser = RecipeParser()
