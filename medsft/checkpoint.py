@@ -251,14 +251,14 @@ def load_weights(model, folder: Path) -> None:
     if isinstance(model, PeftModel):
         model.load_adapter(str(folder), model.active_adapter, is_trainable=True)
         return
+    # not strict: a tied weight is saved once; what is missing besides those is an error below
     if (folder / "model.safetensors").is_file():
-        state_dict = load_file(folder / "model.safetensors", device="cpu")
+        incompatible = model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
     elif (folder / "pytorch_model.bin").is_file():
         state_dict = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        incompatible = model.load_state_dict(state_dict, strict=False)
     else:
-        load_sharded_checkpoint(model, str(folder), strict=False)  # tied weights are saved once
-        return
-    incompatible = model.load_state_dict(state_dict, strict=False)  # tied weights are saved once
+        incompatible = load_sharded_checkpoint(model, str(folder), strict=False)  # an index of shards
     tied = getattr(model, "all_tied_weights_keys", None) or {}  # {tied copy: the weight it shares}
     missing = [key for key in incompatible.missing_keys if key not in tied]
     if missing or incompatible.unexpected_keys:

@@ -242,7 +242,19 @@ def test_a_lora_checkpoint_loads_into_the_active_adapter(tmp_path, qwen3_tokeniz
     assert not all(before[name].equal(saved[name]) for name in saved)
 
 
-def test_weights_of_another_architecture_are_a_clear_error(tmp_path, qwen3_tokenizer):
-    build_tiny_qwen3(qwen3_tokenizer, num_layers=2).save_pretrained(tmp_path)
+@pytest.mark.parametrize("shard_size", ["5GB", "10MB"], ids=["one file", "shards"])
+def test_full_weights_load_from_one_file_or_shards(tmp_path, qwen3_tokenizer, shard_size):
+    trained = build_tiny_qwen3(qwen3_tokenizer, seed=1)
+    trained.save_pretrained(tmp_path, max_shard_size=shard_size)
+    assert (tmp_path / "model.safetensors.index.json").is_file() == (shard_size == "10MB")
+    fresh, saved = build_tiny_qwen3(qwen3_tokenizer, seed=2), trained.state_dict()
+    assert not all(tensor.equal(saved[name]) for name, tensor in fresh.state_dict().items())
+    load_weights(fresh, tmp_path)
+    assert all(tensor.equal(saved[name]) for name, tensor in fresh.state_dict().items())
+
+
+@pytest.mark.parametrize("shard_size", ["5GB", "10MB"], ids=["one file", "shards"])
+def test_weights_of_another_architecture_are_a_clear_error(tmp_path, qwen3_tokenizer, shard_size):
+    build_tiny_qwen3(qwen3_tokenizer, num_layers=2).save_pretrained(tmp_path, max_shard_size=shard_size)
     with pytest.raises(CheckpointError, match=r"does not match the model: missing \['model.layers.2"):
         load_weights(build_tiny_qwen3(qwen3_tokenizer, num_layers=3), tmp_path)
