@@ -231,7 +231,7 @@ def read_rows(path: Path, system_prompt: str | None = None) -> list[dict]:
     return rows
 
 
-def the_system_prompt(rows: list[dict]) -> str | None:
+def shared_system_prompt(rows: list[dict]) -> str | None:
     """The system prompt all rows share ("" for none), or None when they differ (logged)."""
     prompts = {leading_system_prompt(row["messages"]) for row in rows}
     if len(prompts) > 1:
@@ -287,7 +287,7 @@ def load_data(recipe: Recipe, tokenizer, files: dict[str, Path]) -> RunData:
             f"{files.get('val')} has no rows to evaluate on (after the max_length rule); "
             "add validation rows or pass --eval_strategy no."
         )
-    data.system_prompt = the_system_prompt(data.train_rows)
+    data.system_prompt = shared_system_prompt(data.train_rows)
     return data
 
 
