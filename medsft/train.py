@@ -13,6 +13,7 @@ and swanlog/ (SwanLab, when reported to).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from medsft.atomic_folder import folder_lock
 from medsft.chat_format import (
     leading_system_prompt,
     replace_system_turn,
@@ -36,6 +38,7 @@ from medsft.chat_format import (
 )
 from medsft.checkpoint import (
     checkpoint_to_resume,
+    model_folder_damage,
     progress,
     read_trainer_state,
     train_from,
@@ -137,10 +140,15 @@ def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path
     return checkpoint, files
 
 
-def final_model_present(output_dir: Path) -> bool:
+def final_model_intact(output_dir: Path) -> bool:
+    """final/ is there and loads; a damaged one is said and written again from the last checkpoint."""
     final = output_dir / "final"
-    weights = ("model.safetensors", "model.safetensors.index.json")
-    return (final / "config.json").is_file() and any((final / name).is_file() for name in weights)
+    if not final.exists():
+        return False
+    damage = model_folder_damage(final)
+    if damage:
+        log.warning("%s: %s; it is written again from the last checkpoint", final, damage)
+    return damage is None
 
 
 def run_is_complete(recipe: Recipe, checkpoint: Path) -> bool:
@@ -158,7 +166,7 @@ def run_is_complete(recipe: Recipe, checkpoint: Path) -> bool:
         return False
     history = state.get("log_history", [])
     return (
-        final_model_present(output_dir)
+        final_model_intact(output_dir)
         and isinstance(card, dict)
         and card.get("global_step") == state["global_step"]
         and card.get("log_history", [])[: len(history)] == history
@@ -594,7 +602,20 @@ def run_card(recipe: Recipe, data: RunData, trainer, resumed_from: Path | None, 
 
 
 def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> Path:
-    """Train a recipe end to end; returns the output folder."""
+    """Train a recipe end to end; returns the output folder. One run writes an output folder at a time (a
+    second is refused at once), and a run that fails before writing anything leaves no empty folder."""
+    output_dir = Path(recipe.sft.output_dir)
+    existed = output_dir.exists()
+    with folder_lock(output_dir) if recipe.sft.process_index == 0 else contextlib.nullcontext():
+        try:
+            return train_recipe(recipe, resume, callbacks)
+        except BaseException:
+            if not existed and output_dir.is_dir() and not any(output_dir.iterdir()):
+                output_dir.rmdir()
+            raise
+
+
+def train_recipe(recipe: Recipe, resume: bool, callbacks: list | None) -> Path:
     started = time.time()
     checkpoint, files = preflight(recipe, resume)
     if checkpoint is not None and run_is_complete(recipe, checkpoint):
