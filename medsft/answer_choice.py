@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 OPTION_LETTERS = "ABCDEFGHIJ"
@@ -61,7 +62,7 @@ class Extraction:
 
 # --- building blocks ----------------------------------------------------------------------------------------
 
-_MULTI_SEP = r"[ \t]*(?:[、,&+]|和|及|与|以及|\band\b)[ \t]*|[ \t]+"
+_MULTI_SEP = r"[ \t]*(?:,?[ \t]*\band\b|[、,&+]|和|及|与|以及)[ \t]*|[ \t]+"
 _HEDGE_SEP = r"[ \t]*(?:/|或者|或是|或|还是|\bor\b)[ \t]*"
 _GROUP = rf"(?<![A-Za-z0-9])[A-Ja-j](?:(?:{_HEDGE_SEP}|{_MULTI_SEP})?[A-Ja-j])*"
 _HEDGE_IN_GROUP = re.compile(_HEDGE_SEP)
@@ -80,6 +81,7 @@ _NAMING_WORD = re.compile(
 _NOT_A_CHOICE_WORD = {"is", "are", "was", "and", "or", "because", "since", "as", "which", "would", "should"}
 _NOT_A_CHOICE_WORD |= {"seems", "fits", "matches", "best", "correct", "right", "here", "only", "also", "for"}
 
+_LABEL_HEADS = "诊断|处理|治疗|措施|检查|药物|用药|方案|病因|原因|机制|选择|结论|判断|选项|首选|结果|答"
 _STRONG_KEYWORD = "|".join(
     [
         r"答案",
@@ -93,6 +95,10 @@ _STRONG_KEYWORD = "|".join(
         r"最(?:佳|合适|恰当|合理|正确|可能|符合题意|适宜|有效|准确)[^,，。.;；:\n]{0,8}?(?:是|为)",
         r"首选[^,，。.;；:\n]{0,6}?(?:是|为)",
         r"而是",
+        r"(?:只|仅|就)剩(?:下|余)?(?:的)?|剩(?:下|余)(?:的)?(?:只有|仅有|就是|只能是)",  # after elimination
+        r"对应(?:的)?(?:选项|答案)?",  # a combination of numbered statements mapped to its option
+        # a label with a colon opening a line: "最可能的诊断：C. …", "首选治疗：B"
+        rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*[\u4e00-\u9fff]{{0,10}}(?:{_LABEL_HEADS})(?=[ \t]*:)",
         r"(?i:\b(?:the\s+)?(?:(?:final|correct|right|best|my)\s+)*answers?\b)",
         r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
         r"(?i:\b(?:choose|pick|select|go\s+with)\b)",
@@ -120,8 +126,9 @@ _VERDICT_ZH = re.compile(
     rf"(?:选项|答案)?[ \t]*[(\[【「\"“]?(?P<group>{_GROUP})[)\]】」\"”]?[ \t]*[.:、]?[ \t]*"
     r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*的?(?:说法|描述|叙述|表述)?[ \t]*"
     r"(?:均|都|也|才|是|为|最为|较为)*[ \t]*"
-    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|最符合题意|符合题意|最恰当|最合适|最佳)"
-    r"(?:的答案|的选项|的)?(?=[ \t]*(?:$|[。.,;!)\n]|因为))"
+    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|最佳"
+    r"|最(?:为)?(?:符合|恰当|合适|合理|准确|贴切|适宜|可能|相符)[^。.,;!?\n]{0,16}?)"
+    r"(?:的答案|的选项|的)?(?=[ \t]*(?:$|[。.,;!?)\n]|因为))"
 )
 _VERDICT_EN = re.compile(
     r"(?i:(?:options?|choices?|answers?)[ \t]+)?\(?"
@@ -170,6 +177,36 @@ _HEDGE_IN_SENTENCE = re.compile(
     r"^[^。.!?;\n]*?(?<![A-Za-z0-9])[A-J](?:项|选项)?[ \t]*(?:也|亦)(?:有|很)?(?:可能|可以|对|行|正确|说得通)"
     r"(?=[ \t]*(?:$|[。.!?;,)\n]))"
 )
+# Reported speech: the statement is someone else's answer, an old key or a common mistake, not this one.
+_REPORTED = re.compile(
+    r"(?:有|很多|许多|不少|部分|一些|某些|其他|其它|别的)(?:的|些)?(?:同学|人|考生|学生|医生|资料|教材|书|文献|题库"
+    r"|版本|解析|参考书)|别人|他人|(?:考生|学生|同学|初学者)(?:们)?(?:常|多|容易|往往|经常|可能|会)"
+    r"|(?<![最正])(?:原|旧|题库|原题|原书|教材|网上|官方|给定|题目给出?)的?(?:答案|选项|解析|答)|答案键"
+    r"|常见(?:的)?(?:错误|错选|误选|误区|陷阱)|易错|容易(?:误选|选错|错选)|误选|错选"
+    r"|(?i:\b(?:some(?:one|\s+students|\s+people|\s+sources|\s+books)?|others|many\s+(?:students|people)"
+    r"|students|people|the\s+(?:original|old|official|reference|given|book's)\s+(?:answer|key)|answer\s+key"
+    r"|common(?:ly)?\s+(?:mistake|error|chosen|wrong|pitfall)|often\s+(?:chosen|picked)|mistakenly)\b)"
+)
+_SAYING = re.compile(
+    r"[^,。.;!?\n]{0,6}?(?:认为|觉得|说|指出|给出|主张|选择?|(?i:\b(?:say|think|choose|pick)s?\b))"
+)
+# What turns reported speech back into the writer's own voice: "有同学选A，但正确答案是C".
+_CONTRAST = re.compile(
+    r"但|然而|不过|其实|实际上|事实上|而|正确|本题|我|(?i:\b(?:but|however|actually|in\s+fact|correct)\b)"
+)
+# A note on the wording (a typo, the explanation's text) corrects the text, not the answer.
+_ABOUT_THE_TEXT = re.compile(r"笔误|错别字|打字错误|解析中|上文|前文|文中|原文|(?i:\btypo\b)")
+_ANSWER_WORD = re.compile(r"答案|(?i:\banswer\b)")
+# A non-committal alternative: "也可选C", "亦可考虑D", "C also works".
+_ALTERNATIVE = re.compile(
+    r"(?:也|亦|或|还)(?:可以?|能|行)|或许|也许|不排除|也有人|(?i:\b(?:also|alternatively|might|could)\b)"
+)
+# "除A外都对" names every other option; "除C外都错" names C.
+_COMPLEMENT = re.compile(
+    rf"除(?:了)?[ \t]*(?:选项)?[ \t]*(?P<group>{_GROUP})[ \t]*(?:选项|项)?[ \t]*(?:以|之)?外[ \t]*,?[ \t]*"
+    r"(?:其余|其他|其它|余下|剩下)?(?:的)?(?:各?项|选项|几项|说法|描述)?[ \t]*(?:均|都|全)(?:是|为)?[ \t]*"
+    r"(?P<verdict>正确|对|错误|错|不正确|不对)"
+)
 _HYPOTHETICAL = re.compile(
     r"如果|若|假如|假设|倘若|要是|如若|万一|是否|能否|可否|为什么|为何|(?i:\b(?:if|suppose|assuming|whether|why)\b)"
 )
@@ -179,18 +216,79 @@ _SENTENCE_BREAK = re.compile(r"[。.!?;\n]")
 _QUOTES = {"“": "”", "「": "」", "『": "』", "‘": "’", '"': '"'}
 
 
+_ROMAN_ASCII = {"I": "Ⅰ", "II": "Ⅱ", "III": "Ⅲ", "IV": "Ⅳ", "V": "Ⅴ", "VI": "Ⅵ", "VII": "Ⅶ", "VIII": "Ⅷ"}
+_ROMAN_CHARS = set("ⅠⅡⅢⅣⅤⅥⅦⅧⅨⅩⅪⅫⅰⅱⅲⅳⅴⅵⅶⅷⅸⅹ")
+_ROMAN_TOKEN = re.compile(r"(?<![A-Za-z])(?:VIII|VII|VI|IV|V|III|II|I)(?![A-Za-z])")
+_ROMAN_SEP = r"[ \t]*(?:[、,+]|和|及|与)[ \t]*"
+# Two or more ASCII numerals joined ("I、III", "II+IV") are numerals of a combination, not option letters.
+_ROMAN_RUN = re.compile(
+    rf"(?<![A-Za-z])(?:VIII|VII|VI|IV|V|III|II|I)(?:{_ROMAN_SEP}(?:VIII|VII|VI|IV|V|III|II|I))+(?![A-Za-z])"
+)
+_BRACKETED_RUN = re.compile(
+    r"(?<![A-Za-z0-9])(?:[(\[【][ \t]*[A-Ja-j][ \t]*[)\]】][ \t]*(?:[、,]|和|及|与)?[ \t]*){2,}"
+)
+_UNIT = r"(?P<pre>选项[ \t]*)?(?P<letter>[A-J])(?P<post>[ \t]*(?:选项|项))?"
+_LETTER_UNIT = re.compile(rf"(?<![A-Za-z0-9]){_UNIT}(?![A-Za-z0-9])")
+_UNIT_NO_NAMES = _UNIT.replace("?P<pre>", "?:").replace("?P<letter>", "?:").replace("?P<post>", "?:")
+# "选项A和选项C", "A项和D项", "A选项、C选项": letters each named as an option, joined.
+_LETTER_UNITS = re.compile(
+    rf"(?<![A-Za-z0-9])(?=选项|[A-J][ \t]*(?:选项|项))(?:{_UNIT_NO_NAMES})"
+    rf"(?:[ \t]*(?:、|和|及|与|以及)[ \t]*(?:{_UNIT_NO_NAMES})(?![A-Za-z0-9]))+"
+)
+
+
+ANSWER_LINE = "answer line"  # the reason of an answer read from the asked-for final line
+_ANSWER_LINE = re.compile(
+    r"^[ \t]*答案[ \t]*:[ \t]*(?P<group>[A-J](?:[ \t]*[、,]?[ \t]*[A-J])*)[ \t]*[。.]?[ \t]*$"
+)
+_ROMAN_GROUP = r"[ⅠⅡⅢⅣⅤⅥⅦⅧ](?:[ \t]*(?:[、,+]|和|及|与)[ \t]*[ⅠⅡⅢⅣⅤⅥⅦⅧ])*"
+# A combination of numbered statements given as the answer: "答案：Ⅰ、Ⅲ", "Ⅰ和Ⅲ正确".
+_ROMAN_ANSWER = re.compile(
+    r"(?:答案|选择?|应为|(?:说法|叙述)?正确的(?:是|为|有))[ \t]*[:是为]?[ \t]*"
+    rf"(?P<first>{_ROMAN_GROUP})(?![ⅠⅡⅢⅣⅤⅥⅦⅧ])"
+    rf"|(?P<second>{_ROMAN_GROUP})[ \t]*(?:项|条)?[ \t]*(?:均|都)?(?:正确|对)"
+)
+
+
 @dataclass(frozen=True)
 class _Mention:
     start: int
     letters: str | None  # None: a hedge between options
     evidence: str
+    alternative: bool = False  # offered as also possible ("也可选C"), no commitment of its own
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
+def _fold_width(answer: str) -> str:
+    # Roman numerals (Ⅰ, Ⅲ) stay numerals: NFKC would turn them into the letters I and V.
+    text = "".join(char if char in _ROMAN_CHARS else unicodedata.normalize("NFKC", char) for char in answer)
+    return re.sub(r"[*`]", "", text)
+
+
 def _fold(answer: str) -> str:
-    return re.sub(r"[*`]", "", unicodedata.normalize("NFKC", answer))
+    text = _fold_width(answer)
+    text = _ROMAN_RUN.sub(
+        lambda run: _ROMAN_TOKEN.sub(lambda t: _ROMAN_ASCII[t.group(0)], run.group(0)), text
+    )
+    text = _unbox(text)
+    text = _BRACKETED_RUN.sub(lambda run: "、".join(re.findall(r"[A-Ja-j]", run.group(0))), text)
+    return _LETTER_UNITS.sub(_join_units, text)
+
+
+def _unbox(text: str) -> str:
+    """`$\\boxed{\\text{C}}$`, `\\[\\boxed{AC}\\]` → `答案:C`: a LaTeX answer box states the answer."""
+    text = re.sub(r"\\(?:text|textbf|mathrm|mathbf|rm)\s*\{([^{}]*)\}", r"\1", text)
+    text, boxes = re.subn(r"\\boxed\s*\{([^{}]*)\}", r"答案:\1 ", text)
+    return re.sub(r"\\[\[\]()]|\$", " ", text) if boxes else text
+
+
+def _join_units(run: re.Match) -> str:
+    """`选项A和选项C` → `选项A、C`, `A项和D项` → `A、D项`: one group of letters, as the reader reads it."""
+    units = list(_LETTER_UNIT.finditer(run.group(0)))
+    prefix = "选项" if units[0].group("pre") else ""
+    return prefix + "、".join(unit.group("letter") for unit in units) + (units[-1].group("post") or "")
 
 
 def _quoted_spans(text: str) -> list[tuple[int, int]]:
@@ -236,8 +334,9 @@ def _is_word(text: str, group: str, group_start: int, group_end: int) -> bool:
     """Lowercase runs (`acid`), `vitamin C`, and the article or pronoun `A`/`I` before an English word."""
     if _NAMING_WORD.search(text, max(0, group_start - 12), group_start):
         return True
-    letters = re.findall(r"[A-Ja-j]", re.sub(r"\b(?:and|or)\b", " ", group))
-    if len(letters) > 1 and any(letter.islower() for letter in letters):  # a run like "acid", not "a, c"
+    if re.search(
+        r"[a-z][a-z]", re.sub(r"\b(?:and|or)\b", " ", group)
+    ):  # a run like "acid"; a list like "a、c" or "a, c" is letters
         return True
     if group in ("A", "a", "I", "i"):
         following = re.match(r"[ \t]+([a-z]+)", text[group_end:])
@@ -272,19 +371,51 @@ def _choice(text: str, group: str, group_end: int) -> tuple[str | None, int]:
     return _letters(group), 0
 
 
+def _reported(text: str, start: int, group_end: int) -> bool:
+    """Someone else's answer ("有同学选C", "原答案是D", "常见错误是A"), or a note on the text's wording."""
+    sentence_start = _last_break(_SENTENCE_BREAK, text, start)
+    before = text[sentence_start:start]
+    # a reporter in the statement's own clause, or anywhere before it in the sentence with a verb of saying
+    clause_start = _last_break(re.compile(r"[,;()]"), text, start)
+    reporters = list(_REPORTED.finditer(text, clause_start, group_end))
+    reporters += [r for r in _REPORTED.finditer(text, sentence_start, start) if _SAYING.match(text, r.end())]
+    if reporters and not _CONTRAST.search(text, max(r.end() for r in reporters), start):
+        return True
+    sentence_end = _SENTENCE_BREAK.search(text, group_end)
+    sentence = text[sentence_start : sentence_end.start() if sentence_end else len(text)]
+    return bool(_ABOUT_THE_TEXT.search(sentence)) and not _ANSWER_WORD.search(before + text[start:group_end])
+
+
+def _retracted(text: str, group_end: int) -> bool:
+    """A retraction right after the letters; a correction of the wording ("更正：解析中…笔误") is none."""
+    retraction = _RETRACTED.match(text, group_end)
+    if not retraction:
+        return False
+    sentence_end = _SENTENCE_BREAK.search(text, retraction.end())
+    rest = text[retraction.end() : sentence_end.start() if sentence_end else len(text)]
+    return not (
+        _ABOUT_THE_TEXT.search(rest) or re.search(r"答案不变|(?i:answer\s+(?:is\s+)?unchanged)", rest)
+    )
+
+
 def _counts(text: str, quoted: list[tuple[int, int]], start: int, group_end: int) -> bool:
     """Whether a statement or verdict between start and group_end is a committed one."""
     if any(left < start < right for left, right in quoted):
         return False
-    if _negated_before(text, start) or _hypothetical(text, start):
+    if _negated_before(text, start) or _hypothetical(text, start) or _reported(text, start, group_end):
         return False
-    return not (_TENTATIVE.match(text, group_end) or _RETRACTED.match(text, group_end))
+    return not (_TENTATIVE.match(text, group_end) or _retracted(text, group_end))
+
+
+def _alternative(text: str, start: int) -> bool:
+    clause_start = _last_break(_CLAUSE_BREAK, text, start)
+    return bool(_ALTERNATIVE.search(text, clause_start, start))
 
 
 # --- the three readings -------------------------------------------------------------------------------------
 
 
-def _statements(text: str, quoted: list[tuple[int, int]]) -> list[_Mention]:
+def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_Mention]:
     found = []
     hedged_until = 0  # the letters a hedge offers ("答案可能是A，也可能是C") are no new statement
     for match in _STATEMENT.finditer(text):
@@ -301,7 +432,17 @@ def _statements(text: str, quoted: list[tuple[int, int]]) -> list[_Mention]:
             continue  # "答案A是错误的"; after a colon ("答案：C项错误") the letter is the answer
         letters, hedge_end = _choice(text, group, group_end)
         hedged_until = max(hedged_until, hedge_end)
-        found.append(_Mention(start, letters, text[start:group_end]))
+        found.append(_Mention(start, letters, text[start:group_end], _alternative(text, start)))
+    for match in _COMPLEMENT.finditer(text):
+        group = match.group("group")
+        if _is_word(text, group, match.start("group"), match.end("group")) or not _counts(
+            text, quoted, match.start(), match.end()
+        ):
+            continue
+        named = _letters(group)
+        wrong_ones = match.group("verdict") in ("错误", "错", "不正确", "不对")
+        letters = named if wrong_ones else "".join(letter for letter in valid if letter not in named)
+        found.append(_Mention(match.start(), letters or None, match.group(0)))
     for pattern in (_VERDICT_ZH, _VERDICT_EN):
         for match in pattern.finditer(text):
             claim = match.group("claim").lower()
@@ -357,6 +498,28 @@ def _rejected(text: str, quoted: list[tuple[int, int]], mention: _Mention) -> bo
     return False
 
 
+def _combination(text: str, option_texts: dict[str, str]) -> _Mention | None:
+    """With the option texts at hand: the option whose numbered statements are those the answer commits to,
+    when the answer names no letter itself."""
+    if not option_texts or _STATEMENT.search(text):
+        return None
+    chosen = [m for m in _ROMAN_ANSWER.finditer(text) if not _negated_before(text, m.start())]
+    if not chosen:
+        return None
+    numerals = set(re.findall(r"[ⅠⅡⅢⅣⅤⅥⅦⅧ]", chosen[-1].group("first") or chosen[-1].group("second")))
+    fold = {letter: set(re.findall(r"[ⅠⅡⅢⅣⅤⅥⅦⅧ]", _fold(option))) for letter, option in option_texts.items()}
+    matching = [letter for letter, option_numerals in fold.items() if option_numerals == numerals]
+    return _Mention(chosen[-1].start(), matching[0], chosen[-1].group(0)) if len(matching) == 1 else None
+
+
+def _final(statements: list[_Mention]) -> _Mention:
+    """The last statement, unless it only offers an alternative to an earlier commitment."""
+    committed = [mention for mention in statements if not mention.alternative]
+    if statements[-1].alternative and committed:
+        return committed[-1]
+    return statements[-1]
+
+
 def _decide(mention: _Mention, valid: str, rule: str) -> Extraction:
     if mention.letters is None:
         return Extraction(None, "hedge between options", mention.evidence)
@@ -374,20 +537,38 @@ def _agreeing(mentions: list[_Mention], valid: str, rule: str, conflict: str) ->
     return _decide(mentions[-1], valid, rule)
 
 
-def extract_choice(answer: str, valid: str) -> Extraction:
+def answer_line(answer: str) -> str | None:
+    """The letters of the final line in the asked-for form `答案：X` / `答案：AC`, read strictly, or None."""
+    lines = [line for line in _fold_width(answer).splitlines() if line.strip()]
+    match = _ANSWER_LINE.match(lines[-1]) if lines else None
+    return _letters(match.group("group")) if match else None
+
+
+def extract_choice(answer: str, valid: str | Mapping[str, str]) -> Extraction:
     """The option letters an answer commits to, by the rules in this module's docstring.
 
-    `answer` is the answer part only (after the reasoning); `valid` the question's option letters ("ABCDE").
+    `answer` is the answer part only (after the reasoning); `valid` the question's option letters ("ABCDE"),
+    or its options as {letter: text} (the texts let a combination of numbered statements name its option).
     """
+    option_texts = dict(valid) if isinstance(valid, Mapping) else {}
+    valid = "".join(option_texts) if option_texts else valid
     if not valid or any(letter not in OPTION_LETTERS for letter in valid):
         raise ValueError(f"valid option letters must be a non-empty string of A-J, got {valid!r}")
+    line = answer_line(answer)
+    if line:
+        return _decide(_Mention(0, line, f"答案:{line}"), valid, ANSWER_LINE)
     text = _fold(answer)
     if not text.strip():
         return Extraction(None, "empty answer")
+    combination = _combination(text, option_texts)
+    if combination:
+        return _decide(combination, valid, "statement")
     quoted = _quoted_spans(text)
-    statements = [mention for mention in _statements(text, quoted) if not _rejected(text, quoted, mention)]
+    statements = [
+        mention for mention in _statements(text, quoted, valid) if not _rejected(text, quoted, mention)
+    ]
     if statements:
-        return _decide(statements[-1], valid, "statement")
+        return _decide(_final(statements), valid, "statement")
     verdicts = [mention for mention in _verdicts(text, quoted) if not _rejected(text, quoted, mention)]
     if verdicts:
         return _agreeing(verdicts, valid, "verdict", "conflicting verdicts")
