@@ -124,15 +124,16 @@ _STATEMENT = re.compile(
 _VERDICT_ZH = re.compile(
     r"(?:(?<![A-Za-z0-9\u4e00-\u9fff])|(?<=[故即则而仅有此以见知]))"
     rf"(?:选项|答案)?[ \t]*[(\[【「\"“]?(?P<group>{_GROUP})[)\]】」\"”]?[ \t]*[.:、]?[ \t]*"
-    r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*的?(?:说法|描述|叙述|表述)?[ \t]*"
+    r"(?:\([^()\n]{1,20}\))?[ \t]*(?:[两三四五六]项|选项|项)?[ \t]*的?(?:说法|描述|叙述|表述)?[ \t]*"
     r"(?:均|都|也|才|是|为|最为|较为)*[ \t]*"
-    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|最佳"
+    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳"
     r"|最(?:为)?(?:符合|恰当|合适|合理|准确|贴切|适宜|可能|相符)[^。.,;!?\n]{0,16}?)"
     r"(?:的答案|的选项|的)?(?=[ \t]*(?:$|[。.,;!?)\n]|因为))"
 )
 _VERDICT_EN = re.compile(
     r"(?i:(?:options?|choices?|answers?)[ \t]+)?\(?"
-    rf"(?P<group>{_GROUP})\)?[ \t]+(?i:is|are|was|seems\s+to\s+be|would\s+be)[ \t]+(?i:the[ \t]+)?"
+    rf"(?P<group>{_GROUP})\)?[ \t]+(?i:is|are|was|seems\s+to\s+be|would\s+be)[ \t]+"
+    r"(?i:(?:both|all|the)[ \t]+)?"
     r"(?P<claim>(?i:(?:most[ \t]+)?(?:correct|right|best|true|appropriate)"
     r"(?:[ \t]+(?:answer|option|choice|one)s?)?|answer))\b"
 )
@@ -192,7 +193,7 @@ _SAYING = re.compile(
 )
 # What turns reported speech back into the writer's own voice: "有同学选A，但正确答案是C".
 _CONTRAST = re.compile(
-    r"但|然而|不过|其实|实际上|事实上|而|正确|本题|我|(?i:\b(?:but|however|actually|in\s+fact|correct)\b)"
+    r"但|然而|不过|其实|实际上|事实上|而|正确|本题|本例|我|因此|所以|故|综上|因而|(?i:\b(?:but|however|actually|in\s+fact|correct)\b)"
 )
 # A note on the wording (a typo, the explanation's text) corrects the text, not the answer.
 _ABOUT_THE_TEXT = re.compile(r"笔误|错别字|打字错误|解析中|上文|前文|文中|原文|(?i:\btypo\b)")
@@ -225,7 +226,7 @@ _ROMAN_RUN = re.compile(
     rf"(?<![A-Za-z])(?:VIII|VII|VI|IV|V|III|II|I)(?:{_ROMAN_SEP}(?:VIII|VII|VI|IV|V|III|II|I))+(?![A-Za-z])"
 )
 _BRACKETED_RUN = re.compile(
-    r"(?<![A-Za-z0-9])(?:[(\[【][ \t]*[A-Ja-j][ \t]*[)\]】][ \t]*(?:[、,]|和|及|与)?[ \t]*){2,}"
+    r"(?<![A-Za-z0-9])(?:[(\[【][ \t]*[A-Ja-j][ \t]*[)\]】][ \t]*(?:[、,]|和|及|与|,?[ \t]*and\b)?[ \t]*){2,}"
 )
 _UNIT = r"(?P<pre>选项[ \t]*)?(?P<letter>[A-J])(?P<post>[ \t]*(?:选项|项))?"
 _LETTER_UNIT = re.compile(rf"(?<![A-Za-z0-9]){_UNIT}(?![A-Za-z0-9])")
@@ -273,7 +274,9 @@ def _fold(answer: str) -> str:
         lambda run: _ROMAN_TOKEN.sub(lambda t: _ROMAN_ASCII[t.group(0)], run.group(0)), text
     )
     text = _unbox(text)
-    text = _BRACKETED_RUN.sub(lambda run: "、".join(re.findall(r"[A-Ja-j]", run.group(0))), text)
+    text = _BRACKETED_RUN.sub(
+        lambda run: "、".join(re.findall(r"[(\[【][ \t]*([A-Ja-j])", run.group(0))), text
+    )
     return _LETTER_UNITS.sub(_join_units, text)
 
 
@@ -319,10 +322,13 @@ def _hypothetical(text: str, start: int) -> bool:
     clause_start = _last_break(_CLAUSE_BREAK, text, start)
     if _HYPOTHETICAL.search(text, clause_start, start):
         return True
+    sentence_start = _last_break(_SENTENCE_BREAK, text, clause_start)
+    condition = list(_HYPOTHETICAL.finditer(text, sentence_start, clause_start))
     if _CONSEQUENCE.match(text[clause_start:start]):
-        sentence_start = _last_break(_SENTENCE_BREAK, text, clause_start)
-        return bool(_HYPOTHETICAL.search(text, sentence_start, clause_start))
-    return False
+        return bool(condition)
+    # "如果是慢性期，选C": a clause right after a condition, with no turn back to the case at hand, is its
+    # consequence too
+    return bool(condition) and not _CONTRAST.search(text, condition[-1].end(), start)
 
 
 def _negated_before(text: str, start: int) -> bool:
@@ -386,6 +392,11 @@ def _reported(text: str, start: int, group_end: int) -> bool:
     return bool(_ABOUT_THE_TEXT.search(sentence)) and not _ANSWER_WORD.search(before + text[start:group_end])
 
 
+def _nominalised(text: str, group_end: int) -> bool:
+    """ "选A者", "选E的同学": the choice names the people who made it, not the writer's answer."""
+    return bool(re.match(r"[ \t]*(?:项|选项)?(?:者|的(?:人|同学|考生|学生))", text[group_end:]))
+
+
 def _retracted(text: str, group_end: int) -> bool:
     """A retraction right after the letters; a correction of the wording ("更正：解析中…笔误") is none."""
     retraction = _RETRACTED.match(text, group_end)
@@ -403,6 +414,8 @@ def _counts(text: str, quoted: list[tuple[int, int]], start: int, group_end: int
     if any(left < start < right for left, right in quoted):
         return False
     if _negated_before(text, start) or _hypothetical(text, start) or _reported(text, start, group_end):
+        return False
+    if _nominalised(text, group_end):
         return False
     return not (_TENTATIVE.match(text, group_end) or _retracted(text, group_end))
 
@@ -512,12 +525,18 @@ def _combination(text: str, option_texts: dict[str, str]) -> _Mention | None:
     return _Mention(chosen[-1].start(), matching[0], chosen[-1].group(0)) if len(matching) == 1 else None
 
 
-def _final(statements: list[_Mention]) -> _Mention:
+def _final(text: str, statements: list[_Mention]) -> _Mention:
     """The last statement, unless it only offers an alternative to an earlier commitment."""
+    last = statements[-1]
     committed = [mention for mention in statements if not mention.alternative]
-    if statements[-1].alternative and committed:
-        return committed[-1]
-    return statements[-1]
+    if not last.alternative or not committed:
+        return last
+    # in the answer's own sentence an alternative makes it a hedge ("答案：B，也可选C"); a later note does not
+    if not _SENTENCE_BREAK.search(text, committed[-1].start, last.start):
+        return _Mention(
+            committed[-1].start, None, text[committed[-1].start : last.start + len(last.evidence)]
+        )
+    return committed[-1]
 
 
 def _decide(mention: _Mention, valid: str, rule: str) -> Extraction:
@@ -568,7 +587,7 @@ def extract_choice(answer: str, valid: str | Mapping[str, str]) -> Extraction:
         mention for mention in _statements(text, quoted, valid) if not _rejected(text, quoted, mention)
     ]
     if statements:
-        return _decide(_final(statements), valid, "statement")
+        return _decide(_final(text, statements), valid, "statement")
     verdicts = [mention for mention in _verdicts(text, quoted) if not _rejected(text, quoted, mention)]
     if verdicts:
         return _agreeing(verdicts, valid, "verdict", "conflicting verdicts")
