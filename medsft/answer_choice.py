@@ -3,44 +3,64 @@
 Pass the answer part only (the text after the reasoning): letters in the reasoning are never read.
 
 Rules
+0. The answer line. The prompt asks for one final line `答案：X` (`答案：AC` for several); when the answer's
+   last line is exactly that, its letters are the reading ("answer line") and nothing else is read.
+   Everything below is the fallback for answers without it.
 1. Folding. Full-width characters become ASCII (`Ｃ`→`C`, `（`→`(`, `：`→`:`); markdown emphasis `*` and
-   back-ticks are dropped.
+   back-ticks are dropped. Roman numerals stay numerals (`Ⅰ`, and `I、III` joined as numerals), never the
+   letters I and V. A LaTeX answer box states an answer (`$\\boxed{\\text{C}}$`, `\\[\\boxed{AC}\\]`).
+   Letters written one by one as options join into one group: `（A）（C）`, `选项A和选项C`, `A项和D项`.
 2. Option letters. A letter A-J counts only where it stands as a choice: not touching another Latin
    letter or a digit (`CT`, `HbA1c`, `IgA`, `维生素B12`, `ECG`, `poly(A)`), not starting a word (`A型血`,
    `A 型血`, `B超`, `A族`, `C反应蛋白`, `B细胞`, `D-二聚体`), not after a naming word (`vitamin C`, `type A`),
    and not the English article or pronoun (`A deficiency of…`, `I think…`).
-   Lowercase letters count one at a time (`答案：b`, `(b)`), never as a run (`acid` is a word).
+   Lowercase letters count one at a time or as a list (`答案：b`, `(b)`, `a、c`, `b, d and e`), never as a
+   run (`acid` is a word).
 3. Statements. An answer keyword followed by letters commits to them: `答案：C`, `答：C`, `【答案】C`,
    `答案：选项C`, `答案是「B」`, `正确答案为A、C、E`, `选C`, `故选择C`, `应为E`, `我认为是D`, `最佳选择是C`,
    `正确的是B`, `最恰当的处理是C`, `而是D`, `故C。`, `C为正确答案`, `Answer: C`, `The answer is (b)`,
-   `I would choose E`, `it is D`, `C is the correct answer`. A statement does not count when it is
+   `I would choose E`, `it is D`, `C is the correct answer`; a label with a colon opening a line
+   (`最可能的诊断：C. 急性胰腺炎`, `首选治疗：B`); what is left after elimination (`排除A、C、D，只剩B`); the
+   option a combination maps to (`Ⅰ、Ⅲ正确，对应选项B`); a complement (`除A外都对` → every other option,
+   `除C外都错` → C). A statement does not count when it is
    - inside quotation marks (`A选项“答案是D”的说法错误`),
    - negated (`不选A`, `不应选E`, `不要误选C`, `答案A是错误的`; `答案不是A` names nothing),
-   - hypothetical (`如果选A，…`, `若答案是C，则…`, `…，则应选A` after an `如果` clause),
+   - hypothetical (`如果选A，…`, `若答案是C，则…`, `…，则应选A` or `如果是慢性期，选C` after a condition,
+     unless the sentence turns back to the case at hand: `…，因此答案是B`),
+   - reported speech: someone else's answer, an old key or a common mistake (`有同学选C`, `有人认为是D`,
+     `原答案是D`, `题库答案为E`, `常见错误是A`, `容易误选B`, `选A者…`, `some students choose A`), unless
+     the sentence turns to the writer's own voice (`有同学选A，但正确答案是C` → C),
+   - about the wording, not the answer (`更正：解析中“A项”应为“B项”（笔误）`),
    - a question (`答案是A？`, `答案是C吗`),
    - retracted right after (`答案是A。不对，…`, `…等等，…`, `…重新考虑…`, `Wait, …`), or
    - rejected later (`不选A`, `排除A`, `答案不是A` after `答案是A`).
 4. The final statement wins: a later correction overrides an earlier answer
-   (`答案是A？不对，重新考虑，应选C` → C).
+   (`答案是A？不对，重新考虑，应选C` → C). An alternative offered later (`也可选C`, `D亦可考虑`) is no
+   commitment: in a later sentence or note it leaves the answer as it was; in the answer's own sentence
+   (`答案：B，也可选C`) it makes the answer a hedge.
 5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`), a second letter
    offered as possible (`答案可能是A，也可能是C`, `答案：C（D也对）`), or a choice "among" letters that
    names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
    `答案是B和C中的B` → B.
-6. Several letters joined by `、` `,` `和` `及` `与` `and`, by spaces or written together (`AC`,
-   `A、C、E`, `ACE`) are a multi-answer choice, read as written and sorted (`CA` → AC); whether the
-   question allows several answers is the scorer's business (several letters for a single-answer question
-   are simply wrong).
+6. Several letters joined by `、` `,` `和` `及` `与` `and` `, and`, by spaces or written together (`AC`,
+   `A、C、E`, `ACE`, `A, B, and D`) are a multi-answer choice, read as written and sorted (`CA` → AC);
+   whether the question allows several answers is the scorer's business (several letters for a
+   single-answer question are simply wrong).
    A comma ends the choice when an option is discussed after it (`答案是A，B项错误…` → A).
 7. Verdicts. Only without any statement: positive verdicts on options (`C项正确`, `选项C正确`, `(C) 正确`,
-   `C. 正确`, `只有D对`, `A、C、E正确`, `Option C is correct`) are read when they all name the same letters;
-   verdicts naming different options (`A正确，B正确，D正确，C错误`) are unparseable. Negative verdicts
-   (`A项错误`) name nothing.
+   `C. 正确`, `只有D对`, `A、C、E正确`, `C、D两项正确`, `B选项最符合`, `选项D最恰当`, `Option C is
+   correct`, `Options C and E are both correct`) are read when they all name the same letters; verdicts
+   naming different options (`A正确，B正确，D正确，C错误`) are unparseable. Negative verdicts (`A项错误`)
+   name nothing.
 8. Formatted letters. Only without statements and verdicts: an answer that is just letters (`C`, `AC`, `(C)`,
    `**C**`), a letter opening a line (`C. 非离子型`, `C、…`, `B) 粒层`) or in brackets (`…毒性最低（C）`, but
    not `poly(A)`) is read when all such mentions agree (`(A) 错误；(B) 错误` is unparseable).
 9. A letter outside the question's options makes the answer unparseable (`答案：E` with options A-D).
+10. Numbered combinations. Given the option texts (`{"A": "Ⅰ+Ⅱ", "B": "Ⅰ+Ⅲ", …}`), an answer that commits
+   only to numerals (`答案：Ⅰ、Ⅲ`, `Ⅰ和Ⅲ正确`) reads the one option that is that combination.
 Everything else is unparseable, with the reason: an empty or truncated answer (`答案：`, `正确答案是`), a
-non-answer (`无法确定`, `以上都不对`), an option named only by its text. Nothing is ever guessed.
+non-answer (`无法确定`, `以上都不对`), an option named only by its text. Nothing is ever guessed: no letter
+when a careful reader could not tell is a missed answer; a wrong letter would be a wrong answer scored.
 """
 
 from __future__ import annotations
@@ -182,8 +202,10 @@ _HEDGE_IN_SENTENCE = re.compile(
 _REPORTED = re.compile(
     r"(?:有|很多|许多|不少|部分|一些|某些|其他|其它|别的)(?:的|些)?(?:同学|人|考生|学生|医生|资料|教材|书|文献|题库"
     r"|版本|解析|参考书)|别人|他人|(?:考生|学生|同学|初学者)(?:们)?(?:常|多|容易|往往|经常|可能|会)"
-    r"|(?<![最正])(?:原|旧|题库|原题|原书|教材|网上|官方|给定|题目给出?)的?(?:答案|选项|解析|答)|答案键"
-    r"|常见(?:的)?(?:错误|错选|误选|误区|陷阱)|易错|容易(?:误选|选错|错选)|误选|错选"
+    r"|(?<![最正])(?:(?:原|旧|题库|原题|原书|网上|官方|给定|辅导书)[\u4e00-\u9fff]{0,4}?|教材|资料|题目给出?)的?"
+    r"(?:答案|选项|解析|答)|答案键"
+    r"|常见(?:的)?(?:错误|错选|误选|误区|陷阱)|易错|容易(?:误选|选错|错选|漏选)|误选|错选|漏选|少选"
+    r"|多选(?=[ \t]*[A-J])"
     r"|(?i:\b(?:some(?:one|\s+students|\s+people|\s+sources|\s+books)?|others|many\s+(?:students|people)"
     r"|students|people|the\s+(?:original|old|official|reference|given|book's)\s+(?:answer|key)|answer\s+key"
     r"|common(?:ly)?\s+(?:mistake|error|chosen|wrong|pitfall)|often\s+(?:chosen|picked)|mistakenly)\b)"

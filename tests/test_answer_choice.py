@@ -181,6 +181,10 @@ def test_a_later_mention_that_is_no_commitment_leaves_the_answer(answer):
     ("answer", "letters"),
     [
         ("有同学选A，但正确答案是C。", "C"),  # reported, then the writer's own voice
+        ("最终答案：E\n\n备注：网上流传的答案是A，不正确。", "E"),  # a key passed around
+        ("答案：C、E\n\n注：本题容易漏选E，有的同学会多选A。", "CE"),  # mistakes others make
+        ("这道题目的答案是C。", "C"),  # the writer's own question, not someone else's key
+        ("根据教材，答案是C。", "C"),  # a source cited for the writer's own answer
         ("答案：B\n\n更正：经复核，正确答案为C。", "C"),  # the writer's own correction does count
         ("答案：B，也可选C。", None),  # an alternative in the answer's own sentence is a hedge
         ("如果是急性期，选A；如果是慢性期，选C。", None),  # consequences of conditions, no choice
