@@ -61,8 +61,8 @@ METHOD_NOTES = f"""\
   hedge between options, a letter outside the options or a truncated answer is unparseable, never
   guessed. Multi-answer questions count as correct only on an exact set match. Unparseable answers count
   as wrong and are listed.
-- **MCQ, likelihood mode**: no reasoning. Prompt with the empty think block (as
-  `enable_thinking=False`) and the answer begun with `答案：`; the option letter with the highest
+- **MCQ, likelihood mode**: no reasoning. The same answer-line request, the prompt with the empty think
+  block (as `enable_thinking=False`) and the answer begun with `答案：`; the option letter with the highest
   next-token log-probability is the choice (as the CMMLU / C-Eval harnesses do). Multi-answer
   questions cannot be chosen by one token: they are excluded from this accuracy and counted.
 - **Uncertainty**: each accuracy has its 95 % Wilson score interval. The chance level of a source is the
