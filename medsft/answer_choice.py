@@ -112,13 +112,16 @@ _STRONG_KEYWORD = "|".join(
         r"应(?:该|当)?(?:是|为|选择?)",
         r"我(?:认为|觉得|选择?|倾向于选?|的选择)",
         r"的(?:选项|选择)?(?:是|为)",
+        r"(?:正确|对)的(?:选项|答案)?(?:有|包括)",  # "正确的有：A、C"
         r"最(?:佳|合适|恰当|合理|正确|可能|符合题意|适宜|有效|准确)[^,，。.;；:\n]{0,8}?(?:是|为)",
         r"首选[^,，。.;；:\n]{0,6}?(?:是|为)",
         r"而是",
         r"(?:只|仅|就)剩(?:下|余)?(?:的)?|剩(?:下|余)(?:的)?(?:只有|仅有|就是|只能是)",  # after elimination
         r"对应(?:的)?(?:选项|答案)?",  # a combination of numbered statements mapped to its option
         # a label with a colon opening a line: "最可能的诊断：C. …", "首选治疗：B"
-        rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*[\u4e00-\u9fff]{{0,10}}(?:{_LABEL_HEADS})(?=[ \t]*:)",
+        # (not a label that discusses options: "鉴别诊断：A项…", "排除的选项：B")
+        rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*(?:(?!鉴别|排除|错误|不)[\u4e00-\u9fff]){{0,10}}(?:{_LABEL_HEADS})"
+        r"(?=[ \t]*:[ \t]*[A-J](?![ \t]*(?:选项|项)))",
         r"(?i:\b(?:the\s+)?(?:(?:final|correct|right|best|my)\s+)*answers?\b)",
         r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
         r"(?i:\b(?:choose|pick|select|go\s+with)\b)",
@@ -144,7 +147,8 @@ _STATEMENT = re.compile(
 _VERDICT_ZH = re.compile(
     r"(?:(?<![A-Za-z0-9\u4e00-\u9fff])|(?<=[故即则而仅有此以见知]))"
     rf"(?:选项|答案)?[ \t]*[(\[【「\"“]?(?P<group>{_GROUP})[)\]】」\"”]?[ \t]*[.:、]?[ \t]*"
-    r"(?:\([^()\n]{1,20}\))?[ \t]*(?:[两三四五六]项|选项|项)?[ \t]*的?(?:说法|描述|叙述|表述)?[ \t]*"
+    r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*(?:[两三四五六](?:项|者|个选项|个))?[ \t]*"
+    r"的?(?:说法|描述|叙述|表述)?[ \t]*"
     r"(?:均|都|也|才|是|为|最为|较为)*[ \t]*"
     r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳"
     r"|最(?:为)?(?:符合|恰当|合适|合理|准确|贴切|适宜|可能|相符)[^。.,;!?\n]{0,16}?)"
@@ -202,14 +206,15 @@ _HEDGE_IN_SENTENCE = re.compile(
 _REPORTED = re.compile(
     r"(?:有|很多|许多|不少|部分|一些|某些|其他|其它|别的)(?:的|些)?(?:同学|人|考生|学生|医生|资料|教材|书|文献|题库"
     r"|版本|解析|参考书)|别人|他人|(?:考生|学生|同学|初学者)(?:们)?(?:常|多|容易|往往|经常|可能|会)"
-    r"|(?<![最正])(?:(?:原|旧|题库|原题|原书|网上|官方|给定|辅导书)[\u4e00-\u9fff]{0,4}?|教材|资料|题目给出?)的?"
+    r"|(?<![最正])(?:(?:原|旧|题库|原题|原书|网上|官方|给定|辅导书)[\u4e00-\u9fff]{0,6}?|教材|资料|题目给出?)的?"
     r"(?:答案|选项|解析|答)|答案键"
     r"|常见(?:的)?(?:错误|错选|误选|误区|陷阱)|易错|容易(?:误选|选错|错选|漏选)|误选|错选|漏选|少选"
     r"|多选(?=[ \t]*[A-J])"
-    r"|(?i:\b(?:some(?:one|\s+students|\s+people|\s+sources|\s+books)?|others|many\s+(?:students|people)"
-    r"|students|people|the\s+(?:original|old|official|reference|given|book's)\s+(?:answer|key)|answer\s+key"
+    r"|(?i:\b(?:some(?:one|\s+students|\s+people|\s+sources|\s+books)|others|many\s+(?:students|people)"
+    r"|the\s+(?:original|old|official|reference|given|book's)\s+(?:answer|key)|answer\s+key"
     r"|common(?:ly)?\s+(?:mistake|error|chosen|wrong|pitfall)|often\s+(?:chosen|picked)|mistakenly)\b)"
 )
+_REPORT_CLAUSE_BREAK = re.compile(r"[,;()]")  # not a colon: "原答案：D" is one clause
 _SAYING = re.compile(
     r"[^,。.;!?\n]{0,6}?(?:认为|觉得|说|指出|给出|主张|选择?|(?i:\b(?:say|think|choose|pick)s?\b))"
 )
@@ -227,7 +232,7 @@ _ALTERNATIVE = re.compile(
 # "除A外都对" names every other option; "除C外都错" names C.
 _COMPLEMENT = re.compile(
     rf"除(?:了)?[ \t]*(?:选项)?[ \t]*(?P<group>{_GROUP})[ \t]*(?:选项|项)?[ \t]*(?:以|之)?外[ \t]*,?[ \t]*"
-    r"(?:其余|其他|其它|余下|剩下)?(?:的)?(?:各?项|选项|几项|说法|描述)?[ \t]*(?:均|都|全)(?:是|为)?[ \t]*"
+    r"(?:其余|其他|其它|余下|剩下)?(?:的)?(?:[两三四五六几各]?项|选项|说法|描述)?[ \t]*(?:均|都|全)(?:是|为)?[ \t]*"
     r"(?P<verdict>正确|对|错误|错|不正确|不对)"
 )
 _HYPOTHETICAL = re.compile(
@@ -404,7 +409,7 @@ def _reported(text: str, start: int, group_end: int) -> bool:
     sentence_start = _last_break(_SENTENCE_BREAK, text, start)
     before = text[sentence_start:start]
     # a reporter in the statement's own clause, or anywhere before it in the sentence with a verb of saying
-    clause_start = _last_break(re.compile(r"[,;()]"), text, start)
+    clause_start = max(sentence_start, _last_break(_REPORT_CLAUSE_BREAK, text, start))
     reporters = list(_REPORTED.finditer(text, clause_start, group_end))
     reporters += [r for r in _REPORTED.finditer(text, sentence_start, start) if _SAYING.match(text, r.end())]
     if reporters and not _CONTRAST.search(text, max(r.end() for r in reporters), start):

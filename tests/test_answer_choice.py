@@ -153,6 +153,8 @@ def test_the_answer_line_decides_and_is_named():
         ("Answer: B and E", "BE"),
         ("答案：b、e", "BE"),
         ("B、E两项正确。", "BE"),
+        ("B项、C项、E项三者均正确。", "BCE"),
+        ("本题正确的有：选项B、选项E。", "BE"),
         ("acid is not an answer", None),
     ],
 )
@@ -185,6 +187,8 @@ def test_a_later_mention_that_is_no_commitment_leaves_the_answer(answer):
         ("答案：C、E\n\n注：本题容易漏选E，有的同学会多选A。", "CE"),  # mistakes others make
         ("这道题目的答案是C。", "C"),  # the writer's own question, not someone else's key
         ("根据教材，答案是C。", "C"),  # a source cited for the writer's own answer
+        ("Some students choose B. The answer is C.", "C"),  # reported speech ends with its sentence
+        ("C. 肾上腺素\n\n（题库给出的参考答案是A，但A仅用于轻度过敏反应。）", "C"),
         ("答案：B\n\n更正：经复核，正确答案为C。", "C"),  # the writer's own correction does count
         ("答案：B，也可选C。", None),  # an alternative in the answer's own sentence is a hedge
         ("如果是急性期，选A；如果是慢性期，选C。", None),  # consequences of conditions, no choice
@@ -207,6 +211,8 @@ def test_commitment_reported_speech_hedges_and_corrections(answer, letters):
         ("选项D最符合该患者的表现。", "D"),
         ("排除A、B、E，只剩C和D。", "CD"),
         ("除B外都对。", "ACDE"),
+        ("除B项外，其余四项均正确。", "ACDE"),
+        ("**鉴别诊断：**A项所述的胆囊炎也可有上腹痛。", None),  # a label discussing an option
         ("除B外均错误。", "B"),
     ],
 )
