@@ -218,6 +218,15 @@ _REPORT_CLAUSE_BREAK = re.compile(r"[,;()]")  # not a colon: "原答案：D" is 
 _SAYING = re.compile(
     r"[^,。.;!?\n]{0,6}?(?:认为|觉得|说|指出|给出|主张|选择?|(?i:\b(?:say|think|choose|pick)s?\b))"
 )
+_TENTATIVE_WORD = re.compile(r"可能|也许|或许|大概|倾向于?|(?i:\b(?:probably|maybe|perhaps|might|likely)\b)")
+_UNCERTAIN = re.compile(
+    r"不确定|无法确定|难以确定|不能确定|才能确定|不太确定|拿不准|不好说|需要更多信息"
+    r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure)\b)"
+)
+# Another question's answer: "很多人把本题与上一题（答案A）混淆".
+_OTHER_QUESTION = re.compile(
+    r"(?:上|下|前|后|另)一(?:道|个)?(?:题|问)|其他题目?|(?i:\b(?:previous|next|other)\s+question\b)"
+)
 # What turns reported speech back into the writer's own voice: "有同学选A，但正确答案是C".
 _CONTRAST = re.compile(
     r"但|然而|不过|其实|实际上|事实上|而|正确|本题|本例|我|因此|所以|故|综上|因而|(?i:\b(?:but|however|actually|in\s+fact|correct)\b)"
@@ -388,8 +397,19 @@ def _shrink_at_comma(text: str, group: str, group_end: int) -> str:
     return group if ends_here or verdict_follows else parts[0]
 
 
-def _choice(text: str, group: str, group_end: int) -> tuple[str | None, int]:
+def _unsure(text: str, start: int, group_end: int) -> bool:
+    """ "答案可能是A，需要更多信息才能确定": a tentative answer the sentence itself calls uncertain."""
+    clause_start = _last_break(_CLAUSE_BREAK, text, start)
+    if not _TENTATIVE_WORD.search(text, clause_start, group_end):
+        return False
+    sentence_end = _SENTENCE_BREAK.search(text, group_end)
+    return bool(_UNCERTAIN.search(text, group_end, sentence_end.start() if sentence_end else len(text)))
+
+
+def _choice(text: str, group: str, group_end: int, start: int = 0) -> tuple[str | None, int]:
     """The letters a group commits to (None for a hedge), and where the hedge ends (0 without one)."""
+    if _unsure(text, start, group_end):
+        return None, group_end
     rest = text[group_end:]
     scope = _SCOPE.match(rest)
     if scope:
@@ -414,6 +434,9 @@ def _reported(text: str, start: int, group_end: int) -> bool:
     reporters = list(_REPORTED.finditer(text, clause_start, group_end))
     reporters += [r for r in _REPORTED.finditer(text, sentence_start, start) if _SAYING.match(text, r.end())]
     if reporters and not _CONTRAST.search(text, max(r.end() for r in reporters), start):
+        return True
+    other = list(_OTHER_QUESTION.finditer(text, sentence_start, start))
+    if other and not _CONTRAST.search(text, other[-1].end(), start):
         return True
     sentence_end = _SENTENCE_BREAK.search(text, group_end)
     sentence = text[sentence_start : sentence_end.start() if sentence_end else len(text)]
@@ -471,7 +494,7 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
             continue
         if strong and ":" not in match.group("conn") and _NEGATED_AFTER.match(text, group_end):
             continue  # "答案A是错误的"; after a colon ("答案：C项错误") the letter is the answer
-        letters, hedge_end = _choice(text, group, group_end)
+        letters, hedge_end = _choice(text, group, group_end, start)
         hedged_until = max(hedged_until, hedge_end)
         found.append(_Mention(start, letters, text[start:group_end], _alternative(text, start)))
     for match in _COMPLEMENT.finditer(text):

@@ -188,6 +188,10 @@ def test_a_later_mention_that_is_no_commitment_leaves_the_answer(answer):
         ("这道题目的答案是C。", "C"),  # the writer's own question, not someone else's key
         ("根据教材，答案是C。", "C"),  # a source cited for the writer's own answer
         ("Some students choose B. The answer is C.", "C"),  # reported speech ends with its sentence
+        ("答案：D\n\n很多人把本题与上一题（答案A）混淆。", "D"),  # another question's answer
+        ("与上一题不同，本题答案是C。", "C"),
+        ("答案可能是A，需要更多信息才能确定。", None),  # tentative, and called uncertain
+        ("答案可能是A。", "A"),
         ("C. 肾上腺素\n\n（题库给出的参考答案是A，但A仅用于轻度过敏反应。）", "C"),
         ("答案：B\n\n更正：经复核，正确答案为C。", "C"),  # the writer's own correction does count
         ("答案：B，也可选C。", None),  # an alternative in the answer's own sentence is a hedge
