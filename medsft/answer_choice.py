@@ -120,7 +120,8 @@ _STRONG_KEYWORD = "|".join(
         r"对应(?:的)?(?:选项|答案)?",  # a combination of numbered statements mapped to its option
         # a label with a colon opening a line: "最可能的诊断：C. …", "首选治疗：B"
         # (not a label that discusses options: "鉴别诊断：A项…", "排除的选项：B")
-        rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*(?:(?!鉴别|排除|错误|不)[\u4e00-\u9fff]){{0,10}}(?:{_LABEL_HEADS})"
+        rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*(?:(?:(?!鉴别|排除|错误|不)[\u4e00-\u9fff]){{0,10}}(?:{_LABEL_HEADS})"
+        r"|(?:最|首选|最终|正确)[\u4e00-\u9fff]{0,10})"
         r"(?=[ \t]*:[ \t]*[A-J](?![ \t]*(?:选项|项)))",
         r"(?i:\b(?:the\s+)?(?:(?:final|correct|right|best|my)\s+)*answers?\b)",
         r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
@@ -190,6 +191,7 @@ _NEGATED_AFTER = re.compile(
 )
 _NEGATED_BEFORE = re.compile(
     r"(?:不|没有?|未|别|勿|误|非|并非|而非|避免)(?:要|能|应该?|应当|会|可以?|再|必)?[ \t]*误?[ \t]*$"
+    r"|误(?:写|作|填|标|记|打|认)(?:成|为|作)?[ \t]*$"
     r"|(?i:\b(?:not|never|n't|cannot)\s*)$"
 )
 _SCOPE = re.compile(rf"{_CLOSERS}(?:两者|二者|两项|三者|这两个|这两项)?(?:之中|当中|中|里面|里|之间)")
@@ -204,19 +206,34 @@ _HEDGE_IN_SENTENCE = re.compile(
 )
 # Reported speech: the statement is someone else's answer, an old key or a common mistake, not this one.
 _REPORTED = re.compile(
-    r"(?:有|很多|许多|不少|部分|一些|某些|其他|其它|别的)(?:的|些)?(?:同学|人|考生|学生|医生|资料|教材|书|文献|题库"
-    r"|版本|解析|参考书)|别人|他人|(?:考生|学生|同学|初学者)(?:们)?(?:常|多|容易|往往|经常|可能|会)"
+    r"(?:有|很多|许多|不少|部分|一些|某些|其他|其它|别的|大多数|多数|大部分)(?:的|些)?(?:同学|人|考生|学生|医生|资料"
+    r"|教材|书|文献|题库|版本|解析|参考书|学者|专家|网友|老师)|别人|他人|老师|专家|学者|网友"
+    r"|(?:考生|学生|同学|初学者)(?:们)?(?:常|多|容易|往往|经常|可能|会)"
     r"|(?<![最正])(?:(?:原|旧|题库|原题|原书|网上|官方|给定|辅导书)[\u4e00-\u9fff]{0,6}?|教材|资料|题目给出?)的?"
     r"(?:答案|选项|解析|答)|答案键"
     r"|常见(?:的)?(?:错误|错选|误选|误区|陷阱)|易错|容易(?:误选|选错|错选|漏选)|误选|错选|漏选|少选"
     r"|多选(?=[ \t]*[A-J])"
-    r"|(?i:\b(?:some(?:one|\s+students|\s+people|\s+sources|\s+books)|others|many\s+(?:students|people)"
+    r"|(?i:\b(?:someone|others|(?:some|many|most|other|a\s+lot\s+of)\s+(?:students|people|test[- ]takers"
+    r"|candidates|examinees|sources|books|textbooks|references|clinicians|doctors)"
     r"|the\s+(?:original|old|official|reference|given|book's)\s+(?:answer|key)|answer\s+key"
     r"|common(?:ly)?\s+(?:mistake|error|chosen|wrong|pitfall)|often\s+(?:chosen|picked)|mistakenly)\b)"
 )
 _REPORT_CLAUSE_BREAK = re.compile(r"[,;()]")  # not a colon: "原答案：D" is one clause
 _SAYING = re.compile(
     r"[^,。.;!?\n]{0,6}?(?:认为|觉得|说|指出|给出|主张|选择?|(?i:\b(?:say|think|choose|pick)s?\b))"
+)
+_DECLARATION_KEY = re.compile(
+    r".*(?:答|(?i:answer)).*|(?:应(?:该|当)?|故|我|最终)?选择?|我(?:认为|觉得|的选择)|正确的?(?:选项|选择)"
+    r"|最佳(?:选项|选择)|(?i:(?:I\s+would\s+)?(?:choose|pick|select|go\s+with))",
+    re.DOTALL,
+)
+_NOTE_OPENING = re.compile(
+    r"^[ \t]*(?:[-*>#•][ \t]*)*[(\[【]?[ \t]*"
+    r"(?:注|备注|说明|提示|补充|附|另|拓展|延伸|提醒|易错|陷阱|常见|错选|误区|参考|PS|P\.S\.|(?i:note|nb|tip|caveat|pitfall))"
+)
+_CORRECTION = re.compile(
+    r"更正|修正|纠正|订正|改正|改为|抱歉|有误|错了|不对|等等|等一下|重新|复核|看错|搞错|写错|为准"
+    r"|(?i:\b(?:correction|actually|wait|on\s+reflection|sorry|i\s+made\s+a\s+mistake|revised?)\b)"
 )
 _TENTATIVE_WORD = re.compile(r"可能|也许|或许|大概|倾向于?|(?i:\b(?:probably|maybe|perhaps|might|likely)\b)")
 _UNCERTAIN = re.compile(
@@ -229,7 +246,7 @@ _OTHER_QUESTION = re.compile(
 )
 # What turns reported speech back into the writer's own voice: "有同学选A，但正确答案是C".
 _CONTRAST = re.compile(
-    r"但|然而|不过|其实|实际上|事实上|而|正确|本题|本例|我|因此|所以|故|综上|因而|(?i:\b(?:but|however|actually|in\s+fact|correct)\b)"
+    r"但|然而|不过|其实|实际上|事实上|而是|正确|本题|本例|我|因此|所以|故|综上|因而|(?i:\b(?:but|however|actually|in\s+fact|correct)\b)"
 )
 # A note on the wording (a typo, the explanation's text) corrects the text, not the answer.
 _ABOUT_THE_TEXT = re.compile(r"笔误|错别字|打字错误|解析中|上文|前文|文中|原文|(?i:\btypo\b)")
@@ -294,6 +311,9 @@ class _Mention:
     letters: str | None  # None: a hedge between options
     evidence: str
     alternative: bool = False  # offered as also possible ("也可选C"), no commitment of its own
+    declaration: bool = (
+        False  # declares the answer ("答案：C", "选C", "Answer: C"), not an inference ("…是C")
+    )
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -496,7 +516,8 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
             continue  # "答案A是错误的"; after a colon ("答案：C项错误") the letter is the answer
         letters, hedge_end = _choice(text, group, group_end, start)
         hedged_until = max(hedged_until, hedge_end)
-        found.append(_Mention(start, letters, text[start:group_end], _alternative(text, start)))
+        declaration = strong and bool(_DECLARATION_KEY.fullmatch(match.group("key").strip()))
+        found.append(_Mention(start, letters, text[start:group_end], _alternative(text, start), declaration))
     for match in _COMPLEMENT.finditer(text):
         group = match.group("group")
         if _is_word(text, group, match.start("group"), match.end("group")) or not _counts(
@@ -576,18 +597,39 @@ def _combination(text: str, option_texts: dict[str, str]) -> _Mention | None:
     return _Mention(chosen[-1].start(), matching[0], chosen[-1].group(0)) if len(matching) == 1 else None
 
 
+def _in_note(text: str, start: int) -> bool:
+    """Whether a mention stands in a note after the answer: a line opened by 注/备注/Note…, or brackets."""
+    line = text[text.rfind("\n", 0, start) + 1 : start]
+    return bool(_NOTE_OPENING.match(line)) or line.count("(") > line.count(")")
+
+
+def _overrides(text: str, current: _Mention, later: _Mention) -> bool:
+    """Whether a later statement replaces the answer read so far. On the same line it does (the final
+    statement wins), and after a mere inference ("初步考虑为A。\n…诊断应为C") it does. On a later line after
+    a declared answer ("答案：C", "选C", "Answer: C"), only a correction does ("更正：…",
+    "不对，…", "Actually, …") or a new declaration outside a note ("…\n答案：C"): a note's inference
+    ("本题的干扰项是A") or someone's choice in it ("（大多数考生选C）") is commentary."""
+    current_end = current.start + len(current.evidence)
+    if "\n" not in text[current_end : later.start] or current.letters is None or not current.declaration:
+        return True
+    if _CORRECTION.search(text, current_end, later.start + len(later.evidence)):
+        return True
+    return later.declaration and not _in_note(text, later.start)
+
+
 def _final(text: str, statements: list[_Mention]) -> _Mention:
-    """The last statement, unless it only offers an alternative to an earlier commitment."""
-    last = statements[-1]
-    committed = [mention for mention in statements if not mention.alternative]
-    if not last.alternative or not committed:
-        return last
-    # in the answer's own sentence an alternative makes it a hedge ("答案：B，也可选C"); a later note does not
-    if not _SENTENCE_BREAK.search(text, committed[-1].start, last.start):
-        return _Mention(
-            committed[-1].start, None, text[committed[-1].start : last.start + len(last.evidence)]
-        )
-    return committed[-1]
+    """The answer the statements leave, read in order: see _overrides; an alternative offered in the
+    answer's own sentence makes it a hedge ("答案：B，也可选C"), offered later it changes nothing."""
+    current = statements[0]
+    for later in statements[1:]:
+        if later.alternative and not current.alternative:
+            if not _SENTENCE_BREAK.search(text, current.start, later.start):
+                end = later.start + len(later.evidence)
+                current = _Mention(current.start, None, text[current.start : end])
+            continue
+        if current.alternative or _overrides(text, current, later):
+            current = later
+    return current
 
 
 def _decide(mention: _Mention, valid: str, rule: str) -> Extraction:

@@ -205,6 +205,22 @@ def test_commitment_reported_speech_hedges_and_corrections(answer, letters):
 @pytest.mark.parametrize(
     ("answer", "letters"),
     [
+        ("答案：C\n\n本题的干扰项是A。", "C"),  # an inference in a later line is commentary
+        ("答案：A\n\n（大多数考生选C。）", "A"),  # someone's choice in brackets
+        ("答案：B\n\n另：历年真题中类似题目的标准答案为A，请勿混淆。", "B"),  # a note
+        ("答案：C\n\n（上一版回答中误写为D，现已更正。）", "C"),  # the letter written by mistake
+        ("答案：D\n\n修正：刚才看错了题目，正确答案为B。", "B"),  # a correction does replace it
+        ("答案：A\n\n答案：B", "B"),  # a new declaration outside a note
+        ("初步考虑为A。\n进一步检查后，诊断应为C。", "C"),  # after a mere inference the final one wins
+    ],
+)
+def test_after_a_declared_answer_only_a_correction_replaces_it(answer, letters):
+    assert extract_choice(answer, "ABCDE").letters == letters
+
+
+@pytest.mark.parametrize(
+    ("answer", "letters"),
+    [
         ("$\\boxed{C}$", "C"),
         ("\\[\n\\boxed{\\text{B、D}}\n\\]", "BD"),
         ("最终答案：\\(\\boxed{\\text{E. 手术}}\\)", "E"),
