@@ -237,7 +237,7 @@ _CORRECTION = re.compile(
 )
 _TENTATIVE_WORD = re.compile(r"可能|也许|或许|大概|倾向于?|(?i:\b(?:probably|maybe|perhaps|might|likely)\b)")
 _UNCERTAIN = re.compile(
-    r"不确定|无法确定|难以确定|不能确定|才能确定|不太确定|拿不准|不好说|需要更多信息"
+    r"(?:不|无法|难以|不能|才能|不太)(?:完全|十分)?确定|拿不准|不好说|需要更多信息"
     r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure)\b)"
 )
 # Another question's answer: "很多人把本题与上一题（答案A）混淆".
@@ -253,7 +253,8 @@ _ABOUT_THE_TEXT = re.compile(r"笔误|错别字|打字错误|解析中|上文|�
 _ANSWER_WORD = re.compile(r"答案|(?i:\banswer\b)")
 # A non-committal alternative: "也可选C", "亦可考虑D", "C also works".
 _ALTERNATIVE = re.compile(
-    r"(?:也|亦|或|还)(?:可以?|能|行)|或许|也许|不排除|也有人|(?i:\b(?:also|alternatively|might|could)\b)"
+    r"(?:也|亦|或|还)(?:可以?|能|行)|或许|也许|不排除|也有人|其次|次选|(?i:\b(?:also|alternatively|might|could"
+    r"|second(?:ary)?\s+choice)\b)"
 )
 # "除A外都对" names every other option; "除C外都错" names C.
 _COMPLEMENT = re.compile(

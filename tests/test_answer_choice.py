@@ -192,6 +192,7 @@ def test_a_later_mention_that_is_no_commitment_leaves_the_answer(answer):
         ("与上一题不同，本题答案是C。", "C"),
         ("答案可能是A，需要更多信息才能确定。", None),  # tentative, and called uncertain
         ("答案可能是A。", "A"),
+        ("最可能是B，其次是C，无法完全确定。", None),  # a ranked second choice, and called uncertain
         ("C. 肾上腺素\n\n（题库给出的参考答案是A，但A仅用于轻度过敏反应。）", "C"),
         ("答案：B\n\n更正：经复核，正确答案为C。", "C"),  # the writer's own correction does count
         ("答案：B，也可选C。", None),  # an alternative in the answer's own sentence is a hedge
