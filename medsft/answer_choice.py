@@ -34,8 +34,11 @@ Rules
    - a question (`答案是A？`, `答案是C吗`),
    - retracted right after (`答案是A。不对，…`, `…等等，…`, `…重新考虑…`, `Wait, …`), or
    - rejected later (`不选A`, `排除A`, `答案不是A` after `答案是A`).
-4. The final statement wins: a later correction overrides an earlier answer
-   (`答案是A？不对，重新考虑，应选C` → C). An alternative offered later (`也可选C`, `D亦可考虑`) is no
+4. The final statement wins on the same line and after a mere inference: a later correction overrides an
+   earlier answer (`答案是A？不对，重新考虑，应选C` → C). After a declared answer (`答案：C`, `选C`,
+   `Answer: C`) a later line replaces it only as a correction (`更正`, `不对`, `等等`, `抱歉`, `Actually`) or
+   as a new declaration outside a note (a line opened by `注`/`备注`/`Note`…, or brackets): a note's
+   inference or someone's choice (`本题的干扰项是A`, `（大多数考生选C）`) is commentary. An alternative offered later (`也可选C`, `D亦可考虑`) is no
    commitment: in a later sentence or note it leaves the answer as it was; in the answer's own sentence
    (`答案：B，也可选C`) it makes the answer a hedge.
 5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`), a second letter
