@@ -38,9 +38,9 @@ Rules
    earlier answer (`答案是A？不对，重新考虑，应选C` → C). After a declared answer (`答案：C`, `选C`,
    `Answer: C`) a later line replaces it only as a correction (`更正`, `不对`, `等等`, `抱歉`, `Actually`) or
    as a new declaration outside a note (a line opened by `注`/`备注`/`Note`…, or brackets): a note's
-   inference or someone's choice (`本题的干扰项是A`, `（大多数考生选C）`) is commentary. An alternative offered later (`也可选C`, `D亦可考虑`) is no
-   commitment: in a later sentence or note it leaves the answer as it was; in the answer's own sentence
-   (`答案：B，也可选C`) it makes the answer a hedge.
+   inference or someone's choice (`本题的干扰项是A`, `（大多数考生选C）`) is commentary. An alternative
+   offered later (`也可选C`, `D亦可考虑`, `其次是C`) is no commitment: in a later sentence or note it leaves
+   the answer as it was; in the answer's own sentence (`答案：B，也可选C`) it makes the answer a hedge.
 5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`), a second letter
    offered as possible (`答案可能是A，也可能是C`, `答案：C（D也对）`), or a choice "among" letters that
    names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
