@@ -653,6 +653,12 @@ def _agreeing(mentions: list[_Mention], valid: str, rule: str, conflict: str) ->
     return _decide(mentions[-1], valid, rule)
 
 
+def reason_rule(reason: str) -> str:
+    """The rule part of an extraction reason, without its details: "conflicting verdicts: ['A', 'B']" →
+    "conflicting verdicts", "invalid option 'E'" → "invalid option"."""
+    return re.sub(r"(?::.*| '[A-J]+')$", "", reason)
+
+
 def answer_line(answer: str) -> str | None:
     """The letters of the final line in the asked-for form `答案：X` / `答案：AC`, read strictly, or None."""
     lines = [line for line in _fold_width(answer).splitlines() if line.strip()]

@@ -24,7 +24,7 @@ import torch
 from transformers import HfArgumentParser
 
 from medsft import metrics
-from medsft.answer_choice import ANSWER_LINE, extract_choice
+from medsft.answer_choice import ANSWER_LINE, extract_choice, reason_rule
 from medsft.chat_format import assistant_content, build_messages, special_token_ids, split_reasoning
 from medsft.errors import MedsftError
 from medsft.generate import (
@@ -619,7 +619,7 @@ def mcq_metrics(think: list[dict], likelihood: list[dict]) -> dict:
             "think_compliance": _finite(metrics.share(metrics.think_compliant(r["text"]) for r in think)),
             "multi_answer_questions": sum(len(r["gold"]) > 1 for r in think),
             "answer_line": answer_line_shares(think),
-            "extraction_reasons": dict(Counter(r["extraction"] for r in think).most_common()),
+            "extraction_reasons": dict(Counter(reason_rule(r["extraction"]) for r in think).most_common()),
         }
     if likelihood:
         _require_options(likelihood, "likelihood-mode")

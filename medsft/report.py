@@ -9,6 +9,7 @@ from pathlib import Path
 
 import matplotlib
 
+from medsft.answer_choice import reason_rule
 from medsft.chat_format import END_OF_TURN, THINK_CLOSE, THINK_OPEN
 from medsft.jsonl import write_text_atomic
 
@@ -519,24 +520,28 @@ def _reasons_audit(report: dict, predictions: dict, roles: list[str], per_reason
     """How the grader read the answers: a count per extraction reason, and a few answers of each reason drawn
     at random (seeded, so the same report shows the same ones) for a reader to check the reading."""
     records = [(role, record) for role in roles for record in predictions[role]["mcq_think"]]
-    reasons = sorted({record["extraction"] for _, record in records})
+    reasons = sorted({reason_rule(record["extraction"]) for _, record in records})
     if not reasons:
         return []
     lines = ["Extraction reasons (how the grader read each answer):", ""]
     lines += ["| reason | " + " | ".join(roles) + " |", "|" + "---|" * (len(roles) + 1)]
     for reason in reasons:
-        counts = [sum(r["extraction"] == reason for r in predictions[role]["mcq_think"]) for role in roles]
+        counts = [
+            sum(reason_rule(r["extraction"]) == reason for r in predictions[role]["mcq_think"])
+            for role in roles
+        ]
         lines.append(f"| {reason} | " + " | ".join(str(count) for count in counts) + " |")
     draw = random.Random(report["config"].get("seed", 0))
     for reason in reasons:
-        group = [(role, record) for role, record in records if record["extraction"] == reason]
+        group = [(role, record) for role, record in records if reason_rule(record["extraction"]) == reason]
         shown = sorted(draw.sample(range(len(group)), min(per_reason, len(group))))
         lines += ["", f"Examples read as `{reason}` ({len(shown)} of {len(group)}, drawn at random):", ""]
         for role, record in (group[i] for i in shown):
             answer = " ".join(record["answer"].split()).replace("`", "'") or "(empty)"
             tail = answer if len(answer) <= 160 else "…" + answer[-159:]
             read = record["predicted"] or "–"
-            lines.append(f"- {role} q{record['index']}: read {read}, gold {record['gold']}: `{tail}`")
+            detail = f" ({record['extraction']})" if record["extraction"] != reason else ""
+            lines.append(f"- {role} q{record['index']}: read {read}, gold {record['gold']}{detail}: `{tail}`")
     return [*lines, ""]
 
 

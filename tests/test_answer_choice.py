@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import grader_agreement
-from medsft.answer_choice import ANSWER_LINE, Extraction, answer_line, extract_choice
+from medsft.answer_choice import ANSWER_LINE, Extraction, answer_line, extract_choice, reason_rule
 from medsft.answer_corpus import AnswerCorpusError, load_corpus, measure
 from medsft.chat_format import split_reasoning
 
@@ -355,3 +355,11 @@ def test_grader_agreement_command_lists_disagreements(tmp_path, capsys):
         grader_agreement.run_command("grader-agreement", grader_agreement.main, ["--corpus", str(missing)])
         == 2
     )
+
+
+def test_reason_rule_drops_the_details():
+    assert (
+        reason_rule(extract_choice("A正确，B正确，D正确，C错误。", "ABCD").reason) == "conflicting verdicts"
+    )
+    assert reason_rule(extract_choice("答案：F", "ABCDE").reason) == "invalid option"
+    assert reason_rule("statement") == "statement" and reason_rule(ANSWER_LINE) == ANSWER_LINE
