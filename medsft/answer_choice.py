@@ -243,6 +243,9 @@ _UNCERTAIN = re.compile(
     r"(?:不|无法|难以|不能|才能|不太)(?:完全|十分)?确定|拿不准|不好说|需要更多信息"
     r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure)\b)"
 )
+_UNDECIDED = re.compile(
+    r"(?:难以|无法|不好|很难|不能)(?:做出)?(?:决定|取舍|抉择|选择|二选一)|(?i:\b(?:can(?:no|')t|hard\s+to)\s+(?:decide|choose)\b)"
+)
 # Another question's answer: "很多人把本题与上一题（答案A）混淆".
 _OTHER_QUESTION = re.compile(
     r"(?:上|下|前|后|另)一(?:道|个)?(?:题|问)|其他题目?|(?i:\b(?:previous|next|other)\s+question\b)"
@@ -267,7 +270,8 @@ _COMPLEMENT = re.compile(
     r"(?P<verdict>正确|对|错误|错|不正确|不对)"
 )
 _HYPOTHETICAL = re.compile(
-    r"如果|若|假如|假设|倘若|要是|如若|万一|是否|能否|可否|为什么|为何|(?i:\b(?:if|suppose|assuming|whether|why)\b)"
+    r"如果|若|假如|假设|倘若|要是|如若|万一|是否|能否|可否|为什么|为何|(?<!这种)(?<!此种)(?<!这)(?<!该)(?<!此)(?:情况|条件|前提)下|的话"
+    r"|(?i:\b(?:if|suppose|assuming|whether|why|unless|in\s+case)\b)"
 )
 _CONSEQUENCE = re.compile(r"^[ \t]*(?:则|那么|那就|就|便|(?i:then\b))")
 _CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
@@ -305,7 +309,8 @@ _ROMAN_GROUP = r"[ⅠⅡⅢⅣⅤⅥⅦⅧ](?:[ \t]*(?:[、,+]|和|及|与)[ \t]
 _ROMAN_ANSWER = re.compile(
     r"(?:答案|选择?|应为|(?:说法|叙述)?正确的(?:是|为|有))[ \t]*[:是为]?[ \t]*"
     rf"(?P<first>{_ROMAN_GROUP})(?![ⅠⅡⅢⅣⅤⅥⅦⅧ])"
-    rf"|(?P<second>{_ROMAN_GROUP})[ \t]*(?:项|条)?[ \t]*(?:均|都)?(?:正确|对)"
+    rf"|(?P<second>{_ROMAN_GROUP})[ \t]*(?:[两三四五六]?(?:项|条))?(?:说法|叙述|描述)?"
+    r"[ \t]*(?:均|都)?(?:正确|对)"
 )
 
 
@@ -430,9 +435,15 @@ def _unsure(text: str, start: int, group_end: int) -> bool:
     return bool(_UNCERTAIN.search(text, group_end, sentence_end.start() if sentence_end else len(text)))
 
 
+def _undecided(text: str, end: int) -> bool:
+    """ "B、C都对，但只能选一个的话难以决定": the sentence says the choice is not made."""
+    sentence_end = _SENTENCE_BREAK.search(text, end)
+    return bool(_UNDECIDED.search(text, end, sentence_end.start() if sentence_end else len(text)))
+
+
 def _choice(text: str, group: str, group_end: int, start: int = 0) -> tuple[str | None, int]:
     """The letters a group commits to (None for a hedge), and where the hedge ends (0 without one)."""
-    if _unsure(text, start, group_end):
+    if _unsure(text, start, group_end) or _undecided(text, group_end):
         return None, group_end
     rest = text[group_end:]
     scope = _SCOPE.match(rest)
@@ -548,7 +559,7 @@ def _verdict(text: str, quoted: list[tuple[int, int]], match: re.Match) -> _Ment
         text, quoted, match.start(), match.end()
     ):
         return None
-    if _HEDGE_IN_GROUP.search(group):
+    if _HEDGE_IN_GROUP.search(group) or _undecided(text, match.end()):
         return _Mention(match.start(), None, match.group(0))
     return _Mention(match.start(), _letters(group), match.group(0))
 

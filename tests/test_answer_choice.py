@@ -197,6 +197,9 @@ def test_a_later_mention_that_is_no_commitment_leaves_the_answer(answer):
         ("答案：B\n\n更正：经复核，正确答案为C。", "C"),  # the writer's own correction does count
         ("答案：B，也可选C。", None),  # an alternative in the answer's own sentence is a hedge
         ("如果是急性期，选A；如果是慢性期，选C。", None),  # consequences of conditions, no choice
+        ("答案：C\n\n在没有C的情况下，可以选择D。", "C"),  # a circumstance, not this case
+        ("在这种情况下，应选C。", "C"),  # this case
+        ("B、C都对，但只能选一个的话难以决定。", None),  # the choice is said not to be made
     ],
 )
 def test_commitment_reported_speech_hedges_and_corrections(answer, letters):
@@ -251,6 +254,7 @@ COMBINATIONS = {"A": "Ⅰ+Ⅱ", "B": "Ⅰ+Ⅲ", "C": "Ⅱ+Ⅳ", "D": "Ⅰ+Ⅱ+�
         ("答案：Ⅱ、Ⅳ", "C"),
         ("I、II、III正确", "D"),  # ASCII numerals are numerals, never the option letter I
         ("Ⅰ、Ⅲ正确，对应选项B。", "B"),
+        ("Ⅰ、Ⅱ、Ⅲ三项说法均正确。", "D"),
         ("Ⅰ正确，Ⅳ错误。", None),  # no option is that combination
     ],
 )
