@@ -87,7 +87,8 @@ class Extraction:
 
 _MULTI_SEP = r"[ \t]*(?:,?[ \t]*\band\b|[、,&+]|和|及|与|以及)[ \t]*|[ \t]+"
 _HEDGE_SEP = r"[ \t]*(?:/|或者|或是|或|还是|\bor\b)[ \t]*"
-_GROUP = rf"(?<![A-Za-z0-9])[A-Ja-j](?:(?:{_HEDGE_SEP}|{_MULTI_SEP})?[A-Ja-j])*"
+# at most ten letters (A-J), each with its separator: a longer run is no choice, and a bound keeps it linear
+_GROUP = rf"(?<![A-Za-z0-9])[A-Ja-j](?:(?:{_HEDGE_SEP}|{_MULTI_SEP})?[A-Ja-j]){{0,11}}"
 _HEDGE_IN_GROUP = re.compile(_HEDGE_SEP)
 _WORD_STARTS = "型超族组类级区段链群带波肝期字线管药点环帽端片胶座股峰柱轴号室"
 # A letter that starts a word (A型, B超, C反应蛋白, D-二聚体, B12, CT) is no choice.
@@ -222,8 +223,9 @@ _REPORTED = re.compile(
     r"|common(?:ly)?\s+(?:mistake|error|chosen|wrong|pitfall)|often\s+(?:chosen|picked)|mistakenly)\b)"
 )
 _REPORT_CLAUSE_BREAK = re.compile(r"[,;()]")  # not a colon: "原答案：D" is one clause
+# a verb of saying whose content is the clause after it: "有同学认为，答案是C"
 _SAYING = re.compile(
-    r"[^,。.;!?\n]{0,6}?(?:认为|觉得|说|指出|给出|主张|选择?|(?i:\b(?:say|think|choose|pick)s?\b))"
+    r"[^,。.;!?\n]{0,6}?(?:认为|觉得|说|指出|主张|表示|提出|(?i:\b(?:say|think|claim|argue)s?\b))[ \t]*[,:]"
 )
 _DECLARATION_KEY = re.compile(
     r".*(?:答|(?i:answer)).*|(?:应(?:该|当)?|故|我|最终)?选择?|我(?:认为|觉得|的选择)|正确的?(?:选项|选择)"
@@ -274,6 +276,7 @@ _HYPOTHETICAL = re.compile(
     r"|(?i:\b(?:if|suppose|assuming|whether|why|unless|in\s+case)\b)"
 )
 _CONSEQUENCE = re.compile(r"^[ \t]*(?:则|那么|那就|就|便|(?i:then\b))")
+_CONTEXT = 300  # characters of context read before a mention
 _CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
 _SENTENCE_BREAK = re.compile(r"[。.!?;\n]")
 _QUOTES = {"“": "”", "「": "」", "『": "』", "‘": "’", '"': '"'}
@@ -380,8 +383,11 @@ def _letters(group: str) -> str:
 
 
 def _last_break(pattern: re.Pattern, text: str, end: int) -> int:
-    found = [match.end() for match in pattern.finditer(text, 0, end)]
-    return found[-1] if found else 0
+    """Where the clause or sentence that ends at `end` begins; one longer than _CONTEXT characters is cut
+    there (what decides a reading stands near it, and the cut keeps long answers linear)."""
+    window = max(0, end - _CONTEXT)
+    found = [match.end() for match in pattern.finditer(text, window, end)]
+    return found[-1] if found else window
 
 
 def _hypothetical(text: str, start: int) -> bool:
@@ -627,7 +633,7 @@ def _overrides(text: str, current: _Mention, later: _Mention) -> bool:
     current_end = current.start + len(current.evidence)
     if "\n" not in text[current_end : later.start] or current.letters is None or not current.declaration:
         return True
-    if _CORRECTION.search(text, current_end, later.start + len(later.evidence)):
+    if _CORRECTION.search(text, max(current_end, later.start - _CONTEXT), later.start + len(later.evidence)):
         return True
     return later.declaration and not _in_note(text, later.start)
 
