@@ -85,7 +85,7 @@ class Extraction:
 
 # --- building blocks ----------------------------------------------------------------------------------------
 
-_MULTI_SEP = r"[ \t]*(?:,?[ \t]*\band\b|[、,&+]|和|及|与|以及)[ \t]*|[ \t]+"
+_MULTI_SEP = r"[ \t]*(?:,?[ \t]*\band\b|[、,&+]|和|及|与|以及|跟|同)[ \t]*|[ \t]+"
 _HEDGE_SEP = r"[ \t]*(?:/|或者|或是|或|还是|\bor\b)[ \t]*"
 # at most ten letters (A-J), each with its separator: a longer run is no choice, and a bound keeps it linear
 _GROUP = rf"(?<![A-Za-z0-9])[A-Ja-j](?:(?:{_HEDGE_SEP}|{_MULTI_SEP})?[A-Ja-j]){{0,11}}"
@@ -120,6 +120,7 @@ _STRONG_KEYWORD = "|".join(
         r"最(?:佳|合适|恰当|合理|正确|可能|符合题意|适宜|有效|准确)[^,，。.;；:\n]{0,8}?(?:是|为)",
         r"首选[^,，。.;；:\n]{0,6}?(?:是|为)",
         r"而是",
+        r"即(?:为|是)?",  # "…，即选项A"
         r"(?:只|仅|就)剩(?:下|余)?(?:的)?|剩(?:下|余)(?:的)?(?:只有|仅有|就是|只能是)",  # after elimination
         r"对应(?:的)?(?:选项|答案)?",  # a combination of numbered statements mapped to its option
         # a label with a colon opening a line: "最可能的诊断：C. …", "首选治疗：B"
@@ -135,7 +136,8 @@ _STRONG_KEYWORD = "|".join(
 )
 # These commit only when the letter ends the sentence or clause: "故C。", "诊断为B。", "diagnosis is B."
 _WEAK_KEYWORD = (
-    r"故|因此|所以|因而|综上所述|综上|结论|(?<![不并])(?:是|为)|(?i:\b(?:is|therefore|thus|hence|so)\b)"
+    r"故|因此|所以|因而|综上所述|综上|结论|(?<![不并])是|(?<![不并因认作成以称])为"
+    r"|(?i:\b(?:is|therefore|thus|hence|so)\b)"
 )
 _STRICT_END = r"(?=[ \t)\]】」』”’\"']*(?:$|[。.,;!\n]|项))"
 _CONNECTOR = (
@@ -192,6 +194,7 @@ _RETRACTED = re.compile(
 _NEGATED_AFTER = re.compile(
     rf"{_CLOSERS}(?:选项|项)?[ \t]*(?:的说法|说法)?(?:是|也|都|均|则)?[ \t]*"
     r"(?:不对|错|不正确|不是|不符|不选|排除|除外|(?i:is\s+(?:wrong|incorrect|not)|wrong|incorrect))"
+    r"|[ \t]*(?:是|为|属于)[^,。.;!?\n]{0,8}?(?:错误|错选|误选|陷阱|干扰项|迷惑项)"
 )
 _NEGATED_BEFORE = re.compile(
     r"(?:不|没有?|未|别|勿|误|非|并非|而非|避免)(?:要|能|应该?|应当|会|可以?|再|必)?[ \t]*误?[ \t]*$"
@@ -211,7 +214,7 @@ _HEDGE_IN_SENTENCE = re.compile(
 # Reported speech: the statement is someone else's answer, an old key or a common mistake, not this one.
 _REPORTED = re.compile(
     r"(?:有|很多|许多|不少|部分|一些|某些|其他|其它|别的|大多数|多数|大部分)(?:的|些)?(?:同学|人|考生|学生|医生|资料"
-    r"|教材|书|文献|题库|版本|解析|参考书|学者|专家|网友|老师)|别人|他人|老师|专家|学者|网友"
+    r"|教材|书|文献|题库|版本|解析|参考书|学者|专家|网友|老师)|别人|他人|老师|专家|学者|网友|(?:另|也|还)?有(?:观点|意见|说法|看法)"
     r"|(?:考生|学生|同学|初学者)(?:们)?(?:常|多|容易|往往|经常|可能|会)"
     r"|(?<![最正])(?:(?:原|旧|题库|原题|原书|网上|官方|给定|辅导书)[\u4e00-\u9fff]{0,6}?|教材|资料|题目给出?)的?"
     r"(?:答案|选项|解析|答)|答案键"
@@ -233,7 +236,7 @@ _DECLARATION_KEY = re.compile(
     re.DOTALL,
 )
 _NOTE_OPENING = re.compile(
-    r"^[ \t]*(?:[-*>#•][ \t]*)*[(\[【]?[ \t]*"
+    r"^[^\w(\[【]*[(\[【]?[ \t]*"
     r"(?:注|备注|说明|提示|补充|附|另|拓展|延伸|提醒|易错|陷阱|常见|错选|误区|参考|PS|P\.S\.|(?i:note|nb|tip|caveat|pitfall))"
 )
 _CORRECTION = re.compile(
@@ -272,8 +275,8 @@ _COMPLEMENT = re.compile(
     r"(?P<verdict>正确|对|错误|错|不正确|不对)"
 )
 _HYPOTHETICAL = re.compile(
-    r"如果|若|假如|假设|倘若|要是|如若|万一|是否|能否|可否|为什么|为何|(?<!这种)(?<!此种)(?<!这)(?<!该)(?<!此)(?:情况|条件|前提)下|的话"
-    r"|(?i:\b(?:if|suppose|assuming|whether|why|unless|in\s+case)\b)"
+    r"如果|若|假如|假设|倘若|要是|如若|万一|否则|不然|是否|能否|可否|为什么|为何|(?<!这种)(?<!此种)(?<!这)(?<!该)(?<!此)(?:情况|条件|前提)下|的话"
+    r"|(?i:\b(?:if|suppose|assuming|whether|why|unless|in\s+case|otherwise)\b)"
 )
 _CONSEQUENCE = re.compile(r"^[ \t]*(?:则|那么|那就|就|便|(?i:then\b))")
 _CONTEXT = 300  # characters of context read before a mention
@@ -299,7 +302,7 @@ _UNIT_NO_NAMES = _UNIT.replace("?P<pre>", "?:").replace("?P<letter>", "?:").repl
 # "选项A和选项C", "A项和D项", "A选项、C选项": letters each named as an option, joined.
 _LETTER_UNITS = re.compile(
     rf"(?<![A-Za-z0-9])(?=选项|[A-J][ \t]*(?:选项|项))(?:{_UNIT_NO_NAMES})"
-    rf"(?:[ \t]*(?:、|和|及|与|以及)[ \t]*(?:{_UNIT_NO_NAMES})(?![A-Za-z0-9]))+"
+    rf"(?:[ \t]*(?:、|和|及|与|以及|跟|同)[ \t]*(?:{_UNIT_NO_NAMES})(?![A-Za-z0-9]))+"
 )
 
 
@@ -313,7 +316,7 @@ _ROMAN_ANSWER = re.compile(
     r"(?:答案|选择?|应为|(?:说法|叙述)?正确的(?:是|为|有))[ \t]*[:是为]?[ \t]*"
     rf"(?P<first>{_ROMAN_GROUP})(?![ⅠⅡⅢⅣⅤⅥⅦⅧ])"
     rf"|(?P<second>{_ROMAN_GROUP})[ \t]*(?:[两三四五六]?(?:项|条))?(?:说法|叙述|描述)?"
-    r"[ \t]*(?:均|都)?(?:正确|对)"
+    r"[ \t]*(?:均|都)?(?:是|为)?(?:正确|对)"
 )
 
 
@@ -552,7 +555,7 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
     for pattern in (_VERDICT_ZH, _VERDICT_EN):
         for match in pattern.finditer(text):
             claim = match.group("claim").lower()
-            if any(word in claim for word in ("答案", "选项", "answer", "option", "choice", "one")):
+            if any(word in claim for word in ("答案", "选项", "选择", "answer", "option", "choice", "one")):
                 mention = _verdict(text, quoted, match)
                 if mention:
                     found.append(mention)

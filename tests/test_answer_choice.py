@@ -149,6 +149,7 @@ def test_the_answer_line_decides_and_is_named():
         ("The answer is (a) and (c).", "AC"),
         ("应选选项B和选项E。", "BE"),
         ("B项和E项正确。", "BE"),
+        ("选项B跟选项E都对。", "BE"),
         ("The correct answers are A, C, and D.", "ACD"),
         ("Answer: B and E", "BE"),
         ("答案：b、e", "BE"),
@@ -200,6 +201,11 @@ def test_a_later_mention_that_is_no_commitment_leaves_the_answer(answer):
         ("答案：C\n\n在没有C的情况下，可以选择D。", "C"),  # a circumstance, not this case
         ("在这种情况下，应选C。", "C"),  # this case
         ("B、C都对，但只能选一个的话难以决定。", None),  # the choice is said not to be made
+        ("假设患者有糖尿病，那么选C；否则选D。", None),  # otherwise: still a condition
+        ("最终答案是C。\n\n再提醒一次：选A是最常见的错误。", "C"),  # a choice called a mistake
+        ("答案：D\n\n※ 另有观点认为应选E，但缺乏循证依据。", "D"),  # another view, in a note
+        ("首先排除A，因为A项会加重低钾。因此B是最合理的选择。", "B"),  # 因为 is no 为
+        ("结合杂音特点，最可能是室间隔穿孔，即选项A。", "A"),
     ],
 )
 def test_commitment_reported_speech_hedges_and_corrections(answer, letters):
@@ -255,6 +261,7 @@ COMBINATIONS = {"A": "Ⅰ+Ⅱ", "B": "Ⅰ+Ⅲ", "C": "Ⅱ+Ⅳ", "D": "Ⅰ+Ⅱ+�
         ("I、II、III正确", "D"),  # ASCII numerals are numerals, never the option letter I
         ("Ⅰ、Ⅲ正确，对应选项B。", "B"),
         ("Ⅰ、Ⅱ、Ⅲ三项说法均正确。", "D"),
+        ("Ⅰ和Ⅲ是正确的，Ⅱ是错误的。", "B"),
         ("Ⅰ正确，Ⅳ错误。", None),  # no option is that combination
     ],
 )
