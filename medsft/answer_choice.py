@@ -197,7 +197,7 @@ _NEGATED_AFTER = re.compile(
     r"|[ \t]*(?:是|为|属于)[^,。.;!?\n]{0,8}?(?:错误|错选|误选|陷阱|干扰项|迷惑项)"
 )
 _NEGATED_BEFORE = re.compile(
-    r"(?:不|没有?|未|别|勿|误|非|并非|而非|避免)(?:要|能|应该?|应当|会|可以?|再|必)?[ \t]*误?[ \t]*$"
+    r"(?:不|没有?|未|别|勿|(?<!错)误|非|并非|而非|避免)(?:要|能|应该?|应当|会|可以?|再|必)?[ \t]*误?[ \t]*$"
     r"|误(?:写|作|填|标|记|打|认)(?:成|为|作)?[ \t]*$"
     r"|(?i:\b(?:not|never|n't|cannot)\s*)$"
 )
@@ -220,6 +220,9 @@ _REPORTED = re.compile(
     r"(?:答案|选项|解析|答)|答案键"
     r"|常见(?:的)?(?:错误|错选|误选|误区|陷阱)|易错|容易(?:误选|选错|错选|漏选)|误选|错选|漏选|少选"
     r"|多选(?=[ \t]*[A-J])"
+    # a subject that names a wrong choice: "本题的干扰项是A", "迷惑性最强的选项为D", "错误率最高的选项是E"
+    # (not "错误的选项是A": asked for the wrong statement, that is the answer)
+    r"|干扰(?:项|选项)|迷惑(?:性)?[\u4e00-\u9fff]{0,4}?(?:项|选项)|陷阱(?:项|选项)|易错(?:项|选项)|错误率"
     r"|(?i:\b(?:someone|others|(?:some|many|most|other|a\s+lot\s+of)\s+(?:students|people|test[- ]takers"
     r"|candidates|examinees|sources|books|textbooks|references|clinicians|doctors)"
     r"|the\s+(?:original|old|official|reference|given|book's)\s+(?:answer|key)|answer\s+key"

@@ -203,6 +203,9 @@ def test_a_later_mention_that_is_no_commitment_leaves_the_answer(answer):
         ("B、C都对，但只能选一个的话难以决定。", None),  # the choice is said not to be made
         ("假设患者有糖尿病，那么选C；否则选D。", None),  # otherwise: still a condition
         ("最终答案是C。\n\n再提醒一次：选A是最常见的错误。", "C"),  # a choice called a mistake
+        ("答案：C。本题的干扰项是A。", "C"),  # a distractor named on the same line
+        ("答案：B。错误率最高的选项是E。", "B"),
+        ("本题问说法错误的是哪项，错误的选项是A。", "A"),  # asked for the wrong one: the answer
         ("答案：D\n\n※ 另有观点认为应选E，但缺乏循证依据。", "D"),  # another view, in a note
         ("首先排除A，因为A项会加重低钾。因此B是最合理的选择。", "B"),  # 因为 is no 为
         ("结合杂音特点，最可能是室间隔穿孔，即选项A。", "A"),
