@@ -26,10 +26,15 @@ Rules
    - inside quotation marks (`A选项“答案是D”的说法错误`),
    - negated (`不选A`, `不应选E`, `不要误选C`, `答案A是错误的`; `答案不是A` names nothing),
    - hypothetical (`如果选A，…`, `若答案是C，则…`, `…，则应选A` or `如果是慢性期，选C` after a condition,
-     unless the sentence turns back to the case at hand: `…，因此答案是B`),
-   - reported speech: someone else's answer, an old key or a common mistake (`有同学选C`, `有人认为是D`,
-     `原答案是D`, `题库答案为E`, `常见错误是A`, `容易误选B`, `选A者…`, `some students choose A`), unless
-     the sentence turns to the writer's own voice (`有同学选A，但正确答案是C` → C),
+     `在没有C的情况下，可以选择D`, `否则选D`, unless the sentence turns back to the case at hand:
+     `…，因此答案是B`),
+   - tentative and called uncertain in its sentence (`答案可能是A，需要更多信息才能确定`), or a choice the
+     sentence says is not made (`B、C都对，但只能选一个的话难以决定`),
+   - reported speech: someone else's answer, an old key, a common mistake, a distractor or another
+     question's answer (`有同学选C`, `有人认为是D`, `另有观点认为应选E`, `原答案是D`, `题库答案为E`,
+     `常见错误是A`, `选A是最常见的错误`, `容易误选B`, `选A者…`, `本题的干扰项是A`, `上一题（答案A）`,
+     `some students choose A`), unless the sentence turns to the writer's own voice
+     (`有同学选A，但正确答案是C` → C),
    - about the wording, not the answer (`更正：解析中“A项”应为“B项”（笔误）`),
    - a question (`答案是A？`, `答案是C吗`),
    - retracted right after (`答案是A。不对，…`, `…等等，…`, `…重新考虑…`, `Wait, …`), or
