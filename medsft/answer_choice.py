@@ -126,7 +126,7 @@ _STRONG_KEYWORD = "|".join(
         r"首选[^,，。.;；:\n]{0,6}?(?:是|为)",
         r"而是",
         r"即(?:为|是)?",  # "…，即选项A"
-        r"(?:只|仅|就)剩(?:下|余)?(?:的)?|剩(?:下|余)(?:的)?(?:只有|仅有|就是|只能是)",  # after elimination
+        r"(?:只|仅|就)剩(?:下|余)?(?:的)?|剩(?:下|余)(?:的)?(?:只有|仅有|就是|只能是)?",  # after elimination
         r"对应(?:的)?(?:选项|答案)?",  # a combination of numbered statements mapped to its option
         # a label with a colon opening a line: "最可能的诊断：C. …", "首选治疗：B"
         # (not a label that discusses options: "鉴别诊断：A项…", "排除的选项：B")
@@ -231,7 +231,8 @@ _REPORTED = re.compile(
     r"|(?i:\b(?:someone|others|(?:some|many|most|other|a\s+lot\s+of)\s+(?:students|people|test[- ]takers"
     r"|candidates|examinees|sources|books|textbooks|references|clinicians|doctors)"
     r"|the\s+(?:original|old|official|reference|given|book's)\s+(?:answer|key)|answer\s+key"
-    r"|common(?:ly)?\s+(?:mistake|error|chosen|wrong|pitfall)|often\s+(?:chosen|picked)|mistakenly)\b)"
+    r"|(?:common|frequent|typical|usual)(?:ly)?\s+(?:mistake|error|chosen|wrong|pitfall|trap)"
+    r"|often\s+(?:chosen|picked)|mistakenly|distractor)\b)"
 )
 _REPORT_CLAUSE_BREAK = re.compile(r"[,;()]")  # not a colon: "原答案：D" is one clause
 # a verb of saying whose content is the clause after it: "有同学认为，答案是C"
@@ -245,7 +246,7 @@ _DECLARATION_KEY = re.compile(
 )
 _NOTE_OPENING = re.compile(
     r"^[^\w(\[【]*[(\[【]?[ \t]*"
-    r"(?:注|备注|说明|提示|补充|附|另|拓展|延伸|提醒|易错|陷阱|常见|错选|误区|参考|PS|P\.S\.|(?i:note|nb|tip|caveat|pitfall))"
+    r"(?:注|备注|说明|提示|补充|附|另|拓展|延伸|提醒|易错|陷阱|常见|错选|误区|参考|链接|PS|P\.S\.|(?i:note|nb|tip|caveat|pitfall))"
 )
 _CORRECTION = re.compile(
     r"更正|修正|纠正|订正|改正|改为|抱歉|有误|错了|不对|等等|等一下|重新|复核|看错|搞错|写错|为准"
@@ -261,7 +262,8 @@ _UNDECIDED = re.compile(
 )
 # Another question's answer: "很多人把本题与上一题（答案A）混淆".
 _OTHER_QUESTION = re.compile(
-    r"(?:上|下|前|后|另)一(?:道|个)?(?:题|问)|其他题目?|(?i:\b(?:previous|next|other)\s+question\b)"
+    r"(?:上|下|前|后|另)一(?:道|个)?(?:题|问)|其他题目?|那(?:道|个)?题|第[ \t]*\d+[ \t]*题"
+    r"|(?i:\b(?:previous|next|other)\s+question\b)"
 )
 # What turns reported speech back into the writer's own voice: "有同学选A，但正确答案是C".
 _CONTRAST = re.compile(

@@ -204,6 +204,9 @@ def test_a_later_mention_that_is_no_commitment_leaves_the_answer(answer):
         ("假设患者有糖尿病，那么选C；否则选D。", None),  # otherwise: still a condition
         ("最终答案是C。\n\n再提醒一次：选A是最常见的错误。", "C"),  # a choice called a mistake
         ("答案：C。本题的干扰项是A。", "C"),  # a distractor named on the same line
+        ("答案：B\n\n链接：本题与2018年真题第45题类似，那道题选E。", "B"),  # another question's answer
+        ("The answer is C.\n\nA frequent error is to select E.", "C"),
+        ("A、B、D、E均可排除，剩下C。", "C"),
         ("答案：B。错误率最高的选项是E。", "B"),
         ("本题问说法错误的是哪项，错误的选项是A。", "A"),  # asked for the wrong one: the answer
         ("答案：D\n\n※ 另有观点认为应选E，但缺乏循证依据。", "D"),  # another view, in a note
