@@ -9,13 +9,13 @@ reading is the letters a careful human reads, sorted, "" when the answer commits
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medsft.answer_choice import OPTION_LETTERS, Extraction, extract_choice
 from medsft.errors import MedsftError
+from medsft.jsonl import iter_jsonl
 
 
 class AnswerCorpusError(MedsftError):
@@ -103,19 +103,14 @@ def _row(raw: dict, where: str, number: int) -> GradedAnswer:
 
 
 def load_corpus(path: Path) -> list[GradedAnswer]:
+    """The graded answers of a JSONL file; a bad line is one error naming the file and the line."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise AnswerCorpusError(f"{path}: not readable as UTF-8 text ({error})") from error
+        lines = list(iter_jsonl(path))
+    except OSError as error:
+        raise AnswerCorpusError(f"{path}: not readable ({error.strerror or error})") from error
     rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for number, raw in lines:
         where = f"{path}, line {number}"
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise AnswerCorpusError(f"{where}: not JSON ({error.msg})") from error
         if not isinstance(raw, dict):
             raise AnswerCorpusError(f"{where}: expected an object, got {type(raw).__name__}")
         rows.append(_row(raw, where, number))

@@ -12,6 +12,7 @@ from benchmarks import grader_agreement
 from medsft.answer_choice import ANSWER_LINE, Extraction, answer_line, extract_choice, reason_rule
 from medsft.answer_corpus import AnswerCorpusError, load_corpus, measure
 from medsft.chat_format import split_reasoning
+from medsft.errors import MedsftError
 
 CORPUS = Path(__file__).with_name("answer_corpus.jsonl")
 # every graded corpus here is measured: the development corpus and any corpus written apart from the rules
@@ -327,7 +328,7 @@ def test_both_corpus_schemas_are_read(tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("{not json", "not JSON"),
+        ("{not json", "line 1: not valid JSON"),
         ('{"id": 1, "options": "ABCD", "response": "答案：C"}', "missing field 'gold_reading'"),
         ('{"id": 1, "options": "AB9", "response": "答案：C", "gold_reading": "C"}', "`options` must be"),
         ('{"id": 1, "options": "ABCD", "response": "答案：C", "gold_reading": "X"}', "graded reading"),
@@ -337,7 +338,7 @@ def test_both_corpus_schemas_are_read(tmp_path):
 def test_a_bad_corpus_row_is_refused_in_one_line(tmp_path, line, message):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text(line + "\n", encoding="utf-8")
-    with pytest.raises(AnswerCorpusError, match=message):
+    with pytest.raises(MedsftError, match=message):  # AnswerCorpusError, or the JSONL reader's JsonlError
         load_corpus(corpus)
 
 
@@ -380,3 +381,12 @@ def test_reason_rule_drops_the_details():
     )
     assert reason_rule(extract_choice("答案：F", "ABCDE").reason) == "invalid option"
     assert reason_rule("statement") == "statement" and reason_rule(ANSWER_LINE) == ANSWER_LINE
+
+
+def test_a_missing_corpus_is_refused_in_one_line(tmp_path):
+    with pytest.raises(AnswerCorpusError, match="absent.jsonl: not readable"):
+        load_corpus(tmp_path / "absent.jsonl")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(AnswerCorpusError, match="no graded answers"):
+        load_corpus(empty)
