@@ -135,6 +135,7 @@ _STRONG_KEYWORD = "|".join(
         r"(?=[ \t]*:[ \t]*[A-J](?![ \t]*(?:选项|项)))",
         r"(?i:\b(?:the\s+)?(?:(?:final|correct|right|best|my)\s+)*answers?\b)",
         r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
+        r"(?i:\bcorrect(?=[ \t]*:))",  # "Correct: A, C, E"
         r"(?i:\b(?:choose|pick|select|go\s+with)\b)",
         r"(?i:\b(?:it|this)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
     ]
@@ -257,12 +258,17 @@ _UNCERTAIN = re.compile(
     r"(?:不|无法|难以|不能|才能|不太)(?:完全|十分)?确定|拿不准|不好说|需要更多信息"
     r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure)\b)"
 )
+# "答案：B（不确定）": the letters flagged as uncertain where they stand
+_FLAGGED_UNSURE = re.compile(
+    r"[ \t]*\([^()\n]{0,6}?(?:不确定|存疑|待定|不太确定|没把握|(?i:unsure|uncertain|not\s+sure|\?))"
+)
 _UNDECIDED = re.compile(
     r"(?:难以|无法|不好|很难|不能)(?:做出)?(?:决定|取舍|抉择|选择|二选一)|(?i:\b(?:can(?:no|')t|hard\s+to)\s+(?:decide|choose)\b)"
 )
 # Another question's answer: "很多人把本题与上一题（答案A）混淆".
 _OTHER_QUESTION = re.compile(
     r"(?:上|下|前|后|另)一(?:道|个)?(?:题|问)|其他题目?|那(?:道|个)?题|第[ \t]*\d+[ \t]*题"
+    r"|(?:同类|类似|相似|此类)题"
     r"|(?i:\b(?:previous|next|other)\s+question\b)"
 )
 # What turns reported speech back into the writer's own voice: "有同学选A，但正确答案是C".
@@ -462,7 +468,11 @@ def _undecided(text: str, end: int) -> bool:
 
 def _choice(text: str, group: str, group_end: int, start: int = 0) -> tuple[str | None, int]:
     """The letters a group commits to (None for a hedge), and where the hedge ends (0 without one)."""
-    if _unsure(text, start, group_end) or _undecided(text, group_end):
+    if (
+        _unsure(text, start, group_end)
+        or _undecided(text, group_end)
+        or _FLAGGED_UNSURE.match(text, group_end)
+    ):
         return None, group_end
     rest = text[group_end:]
     scope = _SCOPE.match(rest)
@@ -479,6 +489,16 @@ def _choice(text: str, group: str, group_end: int, start: int = 0) -> tuple[str 
     return _letters(group), 0
 
 
+def _turns_back(text: str, reported_end: int, start: int) -> bool:
+    """Whether a new clause between the reported words and a statement turns to the writer's own voice
+    ("有同学选A，但正确答案是C"); inside the reported clause the same words are reported too
+    ("有网友指出本题应选C")."""
+    if re.search(r"但|然而|不过|(?i:\b(?:but|however)\b)", text[reported_end:start]):
+        return True
+    clause_break = _REPORT_CLAUSE_BREAK.search(text, reported_end, start)
+    return bool(clause_break) and bool(_CONTRAST.search(text, clause_break.end(), start))
+
+
 def _reported(text: str, start: int, group_end: int) -> bool:
     """Someone else's answer ("有同学选C", "原答案是D", "常见错误是A"), or a note on the text's wording."""
     sentence_start = _last_break(_SENTENCE_BREAK, text, start)
@@ -487,10 +507,10 @@ def _reported(text: str, start: int, group_end: int) -> bool:
     clause_start = max(sentence_start, _last_break(_REPORT_CLAUSE_BREAK, text, start))
     reporters = list(_REPORTED.finditer(text, clause_start, group_end))
     reporters += [r for r in _REPORTED.finditer(text, sentence_start, start) if _SAYING.match(text, r.end())]
-    if reporters and not _CONTRAST.search(text, max(r.end() for r in reporters), start):
+    if reporters and not _turns_back(text, max(r.end() for r in reporters), start):
         return True
     other = list(_OTHER_QUESTION.finditer(text, sentence_start, start))
-    if other and not _CONTRAST.search(text, other[-1].end(), start):
+    if other and not _turns_back(text, other[-1].end(), start):
         return True
     sentence_end = _SENTENCE_BREAK.search(text, group_end)
     sentence = text[sentence_start : sentence_end.start() if sentence_end else len(text)]

@@ -207,6 +207,11 @@ def test_a_later_mention_that_is_no_commitment_leaves_the_answer(answer):
         ("答案：C。本题的干扰项是A。", "C"),  # a distractor named on the same line
         ("答案：B\n\n链接：本题与2018年真题第45题类似，那道题选E。", "B"),  # another question's answer
         ("The answer is C.\n\nA frequent error is to select E.", "C"),
+        ("答案：D\n\n有网友指出本题应选C，但该观点与教材不符。", "D"),  # 本题 inside the reported clause
+        ("有同学选A但正确答案是C。", "C"),
+        ("所以选C。\n\n同类题中问“最常见病因”时答案是A。", "C"),  # a similar question's answer
+        ("答案：B（不确定）", None),  # flagged as uncertain where it stands
+        ("Correct: A, C, E.", "ACE"),
         ("A、B、D、E均可排除，剩下C。", "C"),
         ("答案：B。错误率最高的选项是E。", "B"),
         ("本题问说法错误的是哪项，错误的选项是A。", "A"),  # asked for the wrong one: the answer
