@@ -24,7 +24,7 @@ import torch
 from transformers import HfArgumentParser
 
 from medsft import metrics
-from medsft.answer_choice import extract_choice
+from medsft.answer_choice import ANSWER_LINE, extract_choice, reason_rule
 from medsft.chat_format import assistant_content, build_messages, special_token_ids, split_reasoning
 from medsft.errors import MedsftError
 from medsft.generate import (
@@ -430,7 +430,7 @@ def indomain_records(
 def think_records(questions: list[Question], generations: list[Generation]) -> list[dict]:
     records = []
     for question, generation in zip(questions, generations, strict=True):
-        extraction = extract_choice(generation.answer, "".join(question.options))  # the answer part only
+        extraction = extract_choice(generation.answer, question.options)  # the answer part only
         records.append(
             {
                 "index": question.index,
@@ -592,6 +592,20 @@ def _require_options(records: list[dict], kind: str) -> None:
         )
 
 
+def answer_line_shares(think: list[dict]) -> dict:
+    """The share of answers given in the asked-for final line (`答案：X`), per source and "overall"."""
+    groups: dict[str, list[dict]] = {"overall": list(think)}
+    for record in think:
+        groups.setdefault(record["source"], []).append(record)
+    return {
+        source: {
+            "share": _finite(metrics.share(r["extraction"] == ANSWER_LINE for r in records)),
+            "answers": len(records),
+        }
+        for source, records in sorted(groups.items())
+    }
+
+
 def mcq_metrics(think: list[dict], likelihood: list[dict]) -> dict:
     """Per mode: the accuracy table (per source and pooled "overall", with intervals, chance levels and
     answer distributions) and the macro average over sources."""
@@ -604,6 +618,8 @@ def mcq_metrics(think: list[dict], likelihood: list[dict]) -> dict:
             "truncated": _finite(metrics.share(r["truncated"] for r in think)),
             "think_compliance": _finite(metrics.share(metrics.think_compliant(r["text"]) for r in think)),
             "multi_answer_questions": sum(len(r["gold"]) > 1 for r in think),
+            "answer_line": answer_line_shares(think),
+            "extraction_reasons": dict(Counter(reason_rule(r["extraction"]) for r in think).most_common()),
         }
     if likelihood:
         _require_options(likelihood, "likelihood-mode")

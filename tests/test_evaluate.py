@@ -17,7 +17,7 @@ import torch
 from medsft import cli, evaluate, generate
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, assistant_content, build_messages, special_token_ids
 from medsft.jsonl import read_jsonl, write_jsonl
-from medsft.mcq import BenchmarkError, describe_formats
+from medsft.mcq import THINKING_REQUEST, BenchmarkError, describe_formats
 from medsft.model import ModelSourceError
 from medsft.paths import sample_data_file
 
@@ -566,6 +566,21 @@ def test_generation_requests_and_answer_part_extraction(tiny_lm, val_file, tmp_p
     assert generator.loads == [{"device": "cpu", "backend": "hf"}]
     assert report["backend"] == report["models"]["model"]["backend"] == "hf" and report["device"] == "cpu"
     assert report["dtype"] == "float32"
+    # the prompt asks for the final answer line; the report counts its use and audits the grader's reasons
+    assert mcq[0][1]["content"].endswith(THINKING_REQUEST)
+    think = report["models"]["model"]["mcq"]["think"]
+    assert think["answer_line"] == {
+        "cmexam": {"share": 0.5, "answers": 2},
+        "overall": {"share": 0.5, "answers": 2},
+    }
+    assert think["extraction_reasons"] == {"answer line": 1, "no option letter found": 1}
+    markdown = (tmp_path / "out/r/report.md").read_text(encoding="utf-8")
+    assert "| answers in the asked-for line `答案：X` | 50.0% |" in markdown
+    assert "| cmexam | 50.0% |" in markdown
+    assert "| answer line | 1 |" in markdown and "| no option letter found | 1 |" in markdown
+    assert "Examples read as `answer line` (1 of 1, drawn at random):" in markdown
+    assert "- model q0: read C, gold C: `答案：C`" in markdown
+    assert "- model q1: read –, gold A: `无法确定。`" in markdown
 
 
 def test_option_parsing_helpers():
