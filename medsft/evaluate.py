@@ -26,15 +26,15 @@ from transformers import HfArgumentParser
 from medsft import metrics
 from medsft.answer_choice import extract_choice
 from medsft.chat_format import assistant_content, build_messages, special_token_ids, split_reasoning
-from medsft.errors import MedsftError
-from medsft.generate import (
+from medsft.engine import (
     Generation,
     GenerationSettings,
-    load_generator,
+    load_engine,
     pick_device,
     pick_dtype,
     resolve_backend,
 )
+from medsft.errors import MedsftError
 from medsft.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
 from medsft.mcq import (
     Question,
@@ -473,40 +473,40 @@ def evaluate_model(
     and the seconds per stage. Loss and likelihood need the transformers model; generation uses it too, or
     vLLM when the backend resolves to it (the transformers model is freed first)."""
     clock = _Stopwatch(role)
-    generator = clock.time(
-        "load", f"loaded {source}", lambda: load_generator(source, config.device, config.dtype, backend="hf")
+    engine = clock.time(
+        "load",
+        f"loaded {source}",
+        lambda: load_engine(source, config.device, config.dtype, "hf", config.batch_size),
     )
-    tokenizer = generator.tokenizer
+    tokenizer = engine.tokenizer
     losses = clock.time(
         "loss",
         f"loss on {len(examples)} rows",
         lambda: teacher_forced_losses(
-            generator.model, tokenizer, [e.messages for e in examples], batch_size=config.batch_size
+            engine.model, tokenizer, [e.messages for e in examples], batch_size=config.batch_size
         ),
     )
     if questions and config.mcq_mode in {"likelihood", "both"}:
         records = clock.time(
             "mcq_likelihood",
             f"MCQ likelihood on {len(questions)} questions",
-            lambda: likelihood_records(generator.model, tokenizer, questions, config.batch_size),
+            lambda: likelihood_records(engine.model, tokenizer, questions, config.batch_size),
         )
         write_jsonl(predictions_dir / f"{role}.mcq_likelihood.jsonl", records)
     backend = resolve_backend(config.backend, config.device)
-    if backend != generator.backend:
-        generator.close()
-        generator = clock.time(
+    if backend != engine.backend:
+        engine.close()
+        engine = clock.time(
             f"load_{backend}",
             f"loaded {source} for {backend}",
-            lambda: load_generator(source, config.device, config.dtype, backend=backend),
+            lambda: load_engine(source, config.device, config.dtype, backend, config.batch_size),
         )
 
     settings = config.generation_settings()
     generations = clock.time(
         "generate",
         f"generated {len(examples)} answers",
-        lambda: generator.generate(
-            [e.prompt for e in examples], settings, config.batch_size, config.progress
-        ),
+        lambda: engine.generate([e.prompt for e in examples], settings, config.batch_size, config.progress),
     )
     write_jsonl(predictions_dir / f"{role}.indomain.jsonl", indomain_records(examples, generations, losses))
     if questions and config.mcq_mode in {"think", "both"}:
@@ -514,11 +514,11 @@ def evaluate_model(
         outputs = clock.time(
             "mcq_think",
             f"MCQ thinking mode on {len(questions)} questions",
-            lambda: generator.generate(prompts, settings, config.batch_size, config.progress),
+            lambda: engine.generate(prompts, settings, config.batch_size, config.progress),
         )
         write_jsonl(predictions_dir / f"{role}.mcq_think.jsonl", think_records(questions, outputs))
-    generator.close()
-    return {"backend": generator.backend, "timings_s": clock.seconds}
+    engine.close()
+    return {"backend": engine.backend, "timings_s": clock.seconds}
 
 
 # --- metrics from predictions -------------------------------------------------------------------------------
