@@ -72,6 +72,7 @@ class TransformersEngine(Engine):
             tokenizer, device, min(context, max_model_len or context), max_batch_size, model_dir, configured
         )
         self.model = model
+        self._device = model.device  # where the batch's tensors live
         self.pad_token_id = tokenizer.pad_token_id
         self._lock = threading.Lock()
         self._waiting: list[_Row] = []
@@ -127,7 +128,7 @@ class TransformersEngine(Engine):
             raise GenerationError("The engine is closed.")
         rng = None
         if request.settings.do_sample and request.settings.seed is not None:
-            rng = torch.Generator(device=self.model.device)
+            rng = torch.Generator(device=self._device)
             rng.manual_seed(request.settings.seed)
         with self._lock:
             self._waiting.append(_Row(request, rng))
@@ -176,7 +177,7 @@ class TransformersEngine(Engine):
             row.position = len(prompt)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
-        device = self.model.device
+        device = self._device
         output = self.model(
             input_ids=input_ids.to(device),
             attention_mask=mask.to(device),
@@ -191,7 +192,7 @@ class TransformersEngine(Engine):
 
     def _decode_step(self) -> None:
         rows = self._rows
-        device = self.model.device
+        device = self._device
         assert self._mask is not None
         self._mask = torch.cat([self._mask, self._mask.new_ones((len(rows), 1))], dim=1)
         output = self.model(
