@@ -513,9 +513,9 @@ def answer_val_questions(recipe: Recipe, final_dir: Path, rows: list[dict], trac
     """Reload final/ (proves it loads), answer a few validation questions greedily, log them as text."""
     if not recipe.medsft.val_questions or not rows:
         return []
-    from medsft.generate import GenerationSettings, load_generator
+    from medsft.engine import GenerationSettings, load_engine
 
-    generator = load_generator(final_dir, device="cpu" if recipe.sft.use_cpu else None)
+    generator = load_engine(final_dir, device="cpu" if recipe.sft.use_cpu else None)
     prompts = [without_answer(row["messages"]) for row in rows[: recipe.medsft.val_questions]]
     outputs = generator.generate(
         prompts, GenerationSettings.greedy(max_new_tokens=recipe.medsft.val_max_new_tokens)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medsft import cli, evaluate, generate
+from medsft import cli, engine, evaluate
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, assistant_content, build_messages, special_token_ids
 from medsft.jsonl import read_jsonl, write_jsonl
 from medsft.mcq import THINKING_REQUEST, BenchmarkError, describe_formats
@@ -302,7 +302,7 @@ def assert_provenance(run: dict) -> None:
     assert run["backend"] in {"hf", "vllm"} and run["config"]["backend"] == "auto"
     assert all(model["backend"] == run["backend"] for model in run["models"].values())
     assert run["dtype"] == ("float32" if run["device"] == "cpu" else run["dtype"])
-    assert run["device"] == generate.pick_device() and run["device_name"]
+    assert run["device"] == engine.pick_device() and run["device_name"]
     assert re.fullmatch(r"[0-9a-f]{40}", run["code"]["sha"]) and isinstance(run["code"]["dirty"], bool)
     versions = run["versions"]
     assert versions["torch"] == torch.__version__ and versions["medsft"] and versions["python"]
@@ -457,13 +457,13 @@ def test_ceval_test_files_are_refused_with_one_message(
 
 def test_cpu_device_never_runs_vllm(monkeypatch):
     """On a GPU machine with vLLM installed, --device cpu stays on transformers; `vllm` there is an error."""
-    monkeypatch.setattr(generate, "vllm_usable", lambda: True)
+    monkeypatch.setattr(engine, "vllm_usable", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert generate.resolve_backend("auto", "cpu") == "hf"
-    assert generate.resolve_backend("auto", None) == "vllm"  # the same machine, device unset: the GPU
-    assert generate.resolve_backend("hf", None) == "hf"
-    with pytest.raises(generate.GenerationError, match="vLLM needs a GPU"):
-        generate.resolve_backend("vllm", "cpu")
+    assert engine.resolve_backend("auto", "cpu") == "hf"
+    assert engine.resolve_backend("auto", None) == "vllm"  # the same machine, device unset: the GPU
+    assert engine.resolve_backend("hf", None) == "hf"
+    with pytest.raises(engine.GenerationError, match="vLLM needs a GPU"):
+        engine.resolve_backend("vllm", "cpu")
 
 
 class RecordingGenerator:
@@ -475,13 +475,13 @@ class RecordingGenerator:
         self.model, self.tokenizer, self.outputs, self.calls = model, tokenizer, outputs, []
         self.loads: list[dict] = []
 
-    def load(self, source, device=None, dtype=None, backend="hf"):
+    def load(self, source, device=None, dtype=None, backend="hf", max_batch_size=16):
         self.loads.append({"device": device, "backend": backend})
         return self
 
     def generate(self, conversations, settings, batch_size=8, progress=False):
         from medsft.chat_format import split_reasoning
-        from medsft.generate import Generation
+        from medsft.engine import Generation
 
         self.calls.append((conversations, settings, batch_size))
         results = []
@@ -518,8 +518,8 @@ def test_generation_requests_and_answer_part_extraction(tiny_lm, val_file, tmp_p
         "<think>\n未完",
     ]
     generator = RecordingGenerator(model, tokenizer, outputs)
-    monkeypatch.setattr(evaluate, "load_generator", generator.load)
-    monkeypatch.setattr(generate, "vllm_usable", lambda: True)  # as on a GPU box with vLLM installed
+    monkeypatch.setattr(evaluate, "load_engine", generator.load)
+    monkeypatch.setattr(engine, "vllm_usable", lambda: True)  # as on a GPU box with vLLM installed
     argv = [
         "--device",
         "cpu",
@@ -602,7 +602,7 @@ def test_options_are_one_typed_config(capsys):
     assert isinstance(config, evaluate.EvalConfig)
     assert (config.max_new_tokens, config.greedy, config.batch_size, config.backend) == (64, True, 8, "auto")
     assert config.mcq_subsets == ["cmexam", "cmb-single"]
-    assert config.generation_settings() == generate.GenerationSettings.greedy(max_new_tokens=64, seed=42)
+    assert config.generation_settings() == engine.GenerationSettings.greedy(max_new_tokens=64, seed=42)
     underscored = evaluate.parse_config(["--model", "m", "--max_new_tokens", "64", "--batch_size", "2"])
     assert (underscored.max_new_tokens, underscored.batch_size) == (64, 2)  # both spellings of a flag
     as_json = evaluate.parse_config(["--model", "m", "--data", "d/val.jsonl"]).as_json()
