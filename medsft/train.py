@@ -564,10 +564,21 @@ def sha256(path: Path) -> str | None:
 RUN_CARD_PACKAGES = ("torch", "transformers", "trl", "datasets", "accelerate", "peft", "swanlab", "deepspeed")
 
 
-def run_card(recipe: Recipe, data: RunData, trainer, resumed_from: Path | None, seconds: float) -> dict:
-    history = trainer.state.log_history
+def final_losses(history: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The last logged train and eval losses. A run shorter than logging_steps logs no step loss: its train
+    loss is then the Trainer's mean over the session (`train_loss` of its closing entry)."""
     last = lambda key: next((entry[key] for entry in reversed(history) if key in entry), None)  # noqa: E731
     logged = [entry["loss"] for entry in history if "loss" in entry]
+    return {
+        "train_loss": last("loss") if logged else last("train_loss"),
+        "eval_loss": last("eval_loss"),
+        # over the whole run, also when resumed (the Trainer's own average restarts with each session)
+        "mean_logged_train_loss": statistics.fmean(logged) if logged else None,
+    }
+
+
+def run_card(recipe: Recipe, data: RunData, trainer, resumed_from: Path | None, seconds: float) -> dict:
+    history = trainer.state.log_history
     return {
         "config": recipe.resolved(),
         "versions": package_versions(RUN_CARD_PACKAGES),
@@ -588,12 +599,7 @@ def run_card(recipe: Recipe, data: RunData, trainer, resumed_from: Path | None, 
         "resumed_from": str(resumed_from) if resumed_from else None,
         "wall_time_s": round(seconds, 1),
         "global_step": trainer.state.global_step,
-        "final": {
-            "train_loss": last("loss"),
-            "eval_loss": last("eval_loss"),
-            # over the whole run, also when resumed (the Trainer's own average restarts with each session)
-            "mean_logged_train_loss": statistics.fmean(logged) if logged else None,
-        },
+        "final": final_losses(history),
         "log_history": history,
     }
 
