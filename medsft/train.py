@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,16 +83,32 @@ def dataset_dir(dataset: str) -> Path:
     return path.absolute()
 
 
+def unwritable(output_dir: Path, error: OSError) -> PreflightError:
+    return PreflightError(
+        f"Output folder {output_dir} is not writable ({error.strerror or error}). "
+        "Choose another one with --output_dir DIR."
+    )
+
+
 def check_output_dir(output_dir: Path) -> None:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
             pass
     except OSError as error:
-        raise PreflightError(
-            f"Output folder {output_dir} is not writable ({error.strerror or error}). "
-            "Choose another one with --output_dir DIR."
-        ) from error
+        raise unwritable(output_dir, error) from error
+
+
+@contextlib.contextmanager
+def one_writer(output_dir: Path, main_process: bool) -> Iterator[None]:
+    """The output folder's lock for the run (taken by the main process; a second run is refused at once)."""
+    with contextlib.ExitStack() as stack:
+        if main_process:
+            try:
+                stack.enter_context(folder_lock(output_dir))
+            except OSError as error:
+                raise unwritable(output_dir, error) from error
+        yield
 
 
 def data_files(recipe: Recipe) -> dict[str, Path]:
@@ -612,7 +629,7 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
     second is refused at once), and a run that fails before writing anything leaves no empty folder."""
     output_dir = Path(recipe.sft.output_dir)
     existed = output_dir.exists()
-    with folder_lock(output_dir) if recipe.sft.process_index == 0 else contextlib.nullcontext():
+    with one_writer(output_dir, recipe.sft.process_index == 0):
         try:
             return train_recipe(recipe, resume, callbacks)
         except BaseException:
