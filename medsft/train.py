@@ -38,6 +38,7 @@ from medsft.checkpoint import (
 from medsft.cli import run_command
 from medsft.errors import MedsftError
 from medsft.jsonl import iter_jsonl, write_json, write_jsonl
+from medsft.multinode import save_on_every_node_without_a_shared_folder
 from medsft.paths import processed_dir, sample_data_file
 from medsft.provenance import git_state, package_versions
 from medsft.recipe import TINY_MODEL, Recipe, load_recipe
@@ -353,7 +354,9 @@ def load_model(recipe: Recipe, model_dir: Path | None, tokenizer):
     if recipe.model.model_name_or_path == TINY_MODEL or random_config:
         if random_config:  # `random:<config.json>`: that exact architecture, built in the recipe's dtype
             dtype = None if recipe.model.dtype in (None, "auto") else getattr(torch, recipe.model.dtype)
-            model = build_random_model(random_config, dtype, seed=recipe.sft.seed)
+            model = build_random_model(
+                random_config, dtype, recipe.sft.seed, recipe.model.attn_implementation
+            )
         else:
             model = build_tiny_qwen3(
                 tokenizer,
@@ -647,6 +650,7 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
     """Train a recipe end to end; returns the output folder."""
     started = time.time()
     checkpoint, files = preflight(recipe, resume)
+    save_on_every_node_without_a_shared_folder(recipe.sft)  # multi-node: docs/training.md
     if checkpoint is not None and run_is_complete(recipe, checkpoint):
         report_complete(recipe, checkpoint)
         return Path(recipe.sft.output_dir)
