@@ -14,8 +14,9 @@ left of the budget:
 1. speed, side by side with the original recipe (`benchmarks/original_recipe.py`): `reference`, `medsft` as
    the recipes train (the bench recipe: bf16, batch 1 x 4, activation checkpointing), `medsft-padding-free`,
    and `medsft-liger` when liger-kernel is installed; random weights of the config's exact shape (`random:`),
-   the same real rows and initial weights for each. Per variant: trained tokens/s, its ratio to the
-   reference, MFU and peak GPU memory (the process's `torch.cuda.max_memory_allocated`).
+   the same real rows and initial weights for each. Per variant: the attention kernel that ran, trained
+   tokens/s, its ratio to the reference, MFU and the peak allocated and reserved GPU memory of the training
+   steps (read at each step's end, `bench.StepClock`).
 2. the scale check's stages (`benchmarks/scale_check.py`) with `--device cuda`: `medsft data`, `full_1epoch`
    and `lora` for 2 optimizer steps with their shipped recipes, `medsft eval` and `medsft infer` on each
    final/.
@@ -23,8 +24,10 @@ left of the budget:
 
 MFU counts model FLOPs the standard way (PaLM, Chowdhery et al. 2022, appendix B): per trained row of s
 tokens 6·N·s + 12·L·H·Q·s², N every parameter once (the tied embedding is the output projection), L layers,
-H heads of size Q; causal masking is not discounted and recomputation is not counted. It is divided by the
-step time and by the GPU's dense bf16 peak (--peak-tflops, default 989 for an H200).
+H heads of size Q; causal masking is not discounted and recomputation is not counted. PaLM charges the output
+layer at every position; medsft projects only the trained ones, so `mfu` charges it for those (what is
+computed) and `palm_mfu` for all. Both are divided by the step time and by the GPU's dense bf16 peak
+(--peak-tflops, default 989 for an H200).
 
 Writes --json (default <--out>/gpu_check.json), the report as <--out>/gpu_check.md, and the part of
 docs/benchmarks.md between `<!-- gpu_check:begin -->` and `<!-- gpu_check:end -->` (--doc; a dry run writes

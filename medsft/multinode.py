@@ -1,21 +1,19 @@
-"""Checkpoints of a run over several machines: each node keeps its own when their output folders differ.
+"""A run over several machines needs one output folder that every machine sees.
 
 The Trainer writes checkpoints, trainer_state.json and the rotation of old checkpoints on the global main
-process only, unless `save_on_each_node`. With `output_dir` on each machine's local disk, the other machines
-then hold no checkpoint and `--resume` fails there. So at the start of a multi-node run the nodes find out,
-with a marker file, whether they see one folder; where they do not, `save_on_each_node` is switched on (each
-node's first process saves into its own folder, and rotates it) and the log says so in one line. On a shared
-folder nothing changes: one process writes, as on one machine.
+process. With `output_dir` on each machine's local disk the other machines hold no checkpoint, and `--resume`
+fails there. `save_on_each_node` does not mend it: transformers' `save_pretrained` writes the weights on
+global rank 0 only (5.25), so the other nodes' checkpoints lack the model. So at the start of a multi-node run
+the processes find out, with a marker file, whether they see one folder, and refuse in one line if not.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from medsft.errors import MedsftError
 
 MARKER_PREFIX = ".medsft-node-marker-"
 
@@ -44,19 +42,19 @@ def every_rank_sees_one_folder(folder: Path) -> bool:
     return all(seen)
 
 
-def save_on_every_node_without_a_shared_folder(sft) -> None:
-    """Switch `save_on_each_node` on when the nodes of a multi-node run do not share `output_dir`."""
+class UnsharedOutputError(MedsftError):
+    """The machines of a multi-node run do not share the output folder."""
+
+
+def require_a_shared_output_dir(sft) -> None:
+    """Refuse a multi-node run whose processes do not all see one `output_dir` (collective, every rank)."""
     import torch.distributed as dist
 
-    if node_count() < 2 or sft.save_on_each_node or not (dist.is_available() and dist.is_initialized()):
+    if node_count() < 2 or not (dist.is_available() and dist.is_initialized()):
         return
-    if every_rank_sees_one_folder(Path(sft.output_dir)):
-        return
-    sft.save_on_each_node = True
-    if sft.process_index == 0:
-        log.info(
-            "%s is not shared between the %d nodes: each node saves its own checkpoints there "
-            "(save_on_each_node), so --resume finds them on every node",
-            sft.output_dir,
-            node_count(),
+    if not every_rank_sees_one_folder(Path(sft.output_dir)):
+        raise UnsharedOutputError(
+            f"output_dir {sft.output_dir} is not shared between the {node_count()} nodes: checkpoints are "
+            "written on the main node only, so the others could not --resume. Pass --output_dir on a file "
+            "system every node mounts (NFS, Lustre, ...)."
         )

@@ -38,7 +38,7 @@ from medsft.checkpoint import (
 from medsft.cli import run_command
 from medsft.errors import MedsftError
 from medsft.jsonl import iter_jsonl, write_json, write_jsonl
-from medsft.multinode import save_on_every_node_without_a_shared_folder
+from medsft.multinode import require_a_shared_output_dir
 from medsft.paths import processed_dir, sample_data_file
 from medsft.provenance import git_state, package_versions
 from medsft.recipe import TINY_MODEL, Recipe, load_recipe
@@ -650,7 +650,7 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
     """Train a recipe end to end; returns the output folder."""
     started = time.time()
     checkpoint, files = preflight(recipe, resume)
-    save_on_every_node_without_a_shared_folder(recipe.sft)  # multi-node: docs/training.md
+    require_a_shared_output_dir(recipe.sft)  # multi-node: docs/training.md
     if checkpoint is not None and run_is_complete(recipe, checkpoint):
         report_complete(recipe, checkpoint)
         return Path(recipe.sft.output_dir)

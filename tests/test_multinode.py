@@ -1,7 +1,7 @@
 """Training over two "nodes" with recipes/accelerate/slurm.sbatch: a fake srun starts the script's task twice
-on this machine, each with its node's SLURM variables and its own output folder (a node's local disk); the
-two `accelerate launch` meet over gloo. Each node must keep its own checkpoints, so that --resume works on
-both."""
+on this machine, each with its node's SLURM variables and either its own output folder (a node's local disk)
+or one shared folder; the two `accelerate launch` meet over gloo. Local folders are refused at the start (the
+other node could not resume); a shared one trains, saves and resumes."""
 
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 FAKE_SCONTROL = """#!/bin/bash
 [ "$1 $2" = "show hostnames" ] && printf '127.0.0.1\\n127.0.0.1\\n'
 """
-# One task per node, as `srun --ntasks-per-node=1` starts them; each node writes to its own folder.
+# One task per node, as `srun --ntasks-per-node=1` starts them; each node writes to its own folder unless
+# SHARED_OUTPUT_DIR names one for all.
 FAKE_SRUN = """#!/bin/bash
 while [[ "$1" == --* ]]; do shift; done
 pids=()
 for ((node = 0; node < SLURM_NNODES; node++)); do
-  SLURM_NODEID=$node SLURM_PROCID=$node SLURM_LOCALID=0 MEDSFT_OUTPUT_DIR="$NODE_DISKS/node$node" \\
+  SLURM_NODEID=$node SLURM_PROCID=$node SLURM_LOCALID=0 \\
+    MEDSFT_OUTPUT_DIR="${SHARED_OUTPUT_DIR:-$NODE_DISKS/node$node}" \\
     "$@" > "$NODE_DISKS/node$node.log" 2>&1 &
   pids+=($!)
 done
@@ -54,7 +56,7 @@ def test_nodes_are_counted_from_the_launchers_environment(monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_slurm_script_trains_on_two_nodes_with_local_disks_and_resumes(tmp_path, smoke_data):
+def test_the_slurm_script_refuses_local_output_folders_and_resumes_on_a_shared_one(tmp_path, smoke_data):
     fake = tmp_path / "bin"
     fake.mkdir()
     for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
@@ -75,30 +77,30 @@ def test_the_slurm_script_trains_on_two_nodes_with_local_disks_and_resumes(tmp_p
     train = ["--recipe", "smoke", "--dataset", str(smoke_data), "--eval_strategy", "no"]
     train += ["--val_questions", "0", "--report_to", "none"]
 
-    def launch(*overrides: str) -> None:
+    def launch(*overrides: str, **settings: str) -> tuple[int, list[str]]:
         result = subprocess.run(
             ["bash", str(recipes_dir() / "accelerate" / "slurm.sbatch"), *train, *overrides],
             cwd=REPO,
-            env={**env, "MAIN_PROCESS_PORT": str(free_port())},
+            env={**env, "MAIN_PROCESS_PORT": str(free_port()), **settings},
             capture_output=True,
             text=True,
             timeout=900,
         )
-        logs = "\n".join((disks / f"node{node}.log").read_text(encoding="utf-8")[-2000:] for node in (0, 1))
-        assert result.returncode == 0, logs
+        return result.returncode, [(disks / f"node{node}.log").read_text(encoding="utf-8") for node in (0, 1)]
 
-    launch("--max_steps", "4")  # the smoke recipe saves every 4 steps
-    for node in (0, 1):
-        run = disks / f"node{node}" / "smoke"
-        state = json.loads((run / "checkpoint-4" / "trainer_state.json").read_text(encoding="utf-8"))
-        assert state["global_step"] == 4
-    log = (disks / "node0.log").read_text(encoding="utf-8")
-    assert "is not shared between the 2 nodes" in log and "rank 1: 4" in log
+    code, logs = launch("--max_steps", "4")
+    assert code != 0
+    for log in logs:
+        assert "medsft train: output_dir " in log and "is not shared between the 2 nodes" in log, log[-2000:]
+    assert not list(disks.glob("node*/smoke/checkpoint-*"))
 
-    launch("--max_steps", "6", "--resume")
-    for node in (0, 1):
-        run = disks / f"node{node}" / "smoke"
-        state = json.loads((run / "checkpoint-6" / "trainer_state.json").read_text(encoding="utf-8"))
-        assert state["global_step"] == 6
-    card = json.loads((disks / "node0" / "smoke" / "run_card.json").read_text(encoding="utf-8"))
-    assert card["resumed_from"].endswith("checkpoint-4") and card["world_size"] == 2
+    shared = tmp_path / "shared"
+    code, logs = launch("--max_steps", "4", SHARED_OUTPUT_DIR=str(shared))
+    assert code == 0, "\n".join(log[-2000:] for log in logs)
+    assert "rank 0: 4, rank 1: 4" in logs[0]
+    code, logs = launch("--max_steps", "6", "--resume", SHARED_OUTPUT_DIR=str(shared))
+    assert code == 0, "\n".join(log[-2000:] for log in logs)
+    state = json.loads((shared / "smoke" / "checkpoint-6" / "trainer_state.json").read_text(encoding="utf-8"))
+    card = json.loads((shared / "smoke" / "run_card.json").read_text(encoding="utf-8"))
+    assert state["global_step"] == 6 and card["world_size"] == 2
+    assert card["resumed_from"].endswith("checkpoint-4")
