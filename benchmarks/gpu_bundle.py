@@ -305,7 +305,10 @@ def install(bundle: Path, env: Path) -> Path:
             f"{bundle} is built for Python {manifest['python']}, this is {running}: rebuild it with "
             f"`python -m benchmarks.gpu_bundle --python-version {running}`."
         )
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(env)], check=True)
+    # No pip of its own (nor, on Python <= 3.11, an old setuptools that would hide the image's): the venv
+    # runs the image's pip, which installs into the venv.
+    venv = [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(env)]
+    subprocess.run(venv, check=True)
     python = env / "bin" / "python"
     site_packages = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -313,17 +316,10 @@ def install(bundle: Path, env: Path) -> Path:
         text=True,
         check=True,
     ).stdout.strip()
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
-    environment |= {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    if any(Path(site_packages).glob("setuptools-*.dist-info")):
-        # Python <= 3.11 seeds a venv with an old setuptools of its own: it would hide the image's
-        subprocess.run(
-            [str(python), "-m", "pip", "uninstall", "--yes", "--quiet", "setuptools"],
-            env=environment,
-            check=True,
-        )
     seen = dict.fromkeys(visible_site_dirs())  # after the venv's own folder: the bundle's wheels come first
     (Path(site_packages) / "medsft-image.pth").write_text("\n".join(seen) + "\n", encoding="utf-8")
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
+    environment |= {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     command = [str(python), "-m", "pip", "install", "--no-index", "--no-cache-dir"]
     command += ["--find-links", str(bundle / WHEELS), *manifest["requirements"]]
     log.info("%s", " ".join(command))

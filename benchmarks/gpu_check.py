@@ -81,6 +81,7 @@ PADDING_FREE_VARIANT = "medsft-padding-free"
 # The original recipe's loss projects every position onto the vocabulary; medsft's only the trained ones.
 HEAD_ON_EVERY_POSITION = {"reference"}
 VLLM_STAGES = ("eval-vllm:full_1epoch", "infer-vllm:full_1epoch")
+COMMAND_VARIABLE = "MEDSFT_GPU_CHECK_COMMAND"  # the command as typed, when run again from a bundle's venv
 DOC_BEGIN, DOC_END = "<!-- gpu_check:begin -->", "<!-- gpu_check:end -->"
 # Seconds a part needs at least on an H200 (process start, model build, a few steps); with less left it is
 # skipped rather than started and killed.
@@ -418,16 +419,24 @@ def without_option(argv: list[str], option: str) -> list[str]:
     return kept
 
 
-def run_from_bundle(bundle: Path, argv: list[str]) -> int:
+def budget_seconds(args: argparse.Namespace) -> float:
+    return args.budget_s if args.budget_s is not None else (3600.0 if args.dry_run else 520.0)
+
+
+def run_from_bundle(args: argparse.Namespace, argv: list[str]) -> int:
     """This check, run again by the python of a throw-away venv holding the bundle's wheels, with the bundle's
-    inputs as $MEDSFT_SHARED; the venv is removed afterwards."""
-    bundle = bundle.absolute()
+    inputs as $MEDSFT_SHARED and the budget less the install's time; the venv is removed afterwards."""
+    started = time.monotonic()
+    bundle = args.wheels.absolute()
     repository = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="medsft-gpu-check-") as folder:
         python = gpu_bundle.install(bundle, Path(folder) / "venv")
         paths = [str(repository), *filter(None, [os.environ.get("PYTHONPATH")])]
         env = {**os.environ, "MEDSFT_SHARED": str(bundle / "shared"), "PYTHONPATH": os.pathsep.join(paths)}
-        command = [str(python), "-m", "benchmarks.gpu_check", *without_option(argv, "--wheels")]
+        env[COMMAND_VARIABLE] = shlex.join(["python", "-m", "benchmarks.gpu_check", *argv])  # as typed
+        left = budget_seconds(args) - (time.monotonic() - started)
+        rest = without_option(without_option(argv, "--wheels"), "--budget-s")
+        command = [str(python), "-m", "benchmarks.gpu_check", *rest, "--budget-s", f"{left:.0f}"]
         log.info("running from %s: %s", bundle, shlex.join(command))
         return subprocess.run(command, cwd=repository, env=env).returncode
 
@@ -440,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         return speed_child(variant, Path(out), child.config, child.rows, child.steps, child.peak_tflops)
     args = parse_args(argv)
     if args.wheels is not None:
-        return run_from_bundle(args.wheels, argv)
+        return run_from_bundle(args, argv)
     for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "VLLM_NO_USAGE_STATS"):
         os.environ[variable] = "1"  # no network: every process it starts works from local files
     import torch
@@ -451,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in (args.config, shared_dir() / scale_check.ROWS):
         if not path.is_file():
             raise GpuCheckError(f"{path} is missing: set MEDSFT_SHARED to the folder with the shared inputs.")
-    budget = Budget(args.budget_s if args.budget_s is not None else (3600.0 if args.dry_run else 520.0))
+    budget = Budget(budget_seconds(args))
     started = time.time()
     work = (args.work or output_dir() / "gpu_check").absolute()
     (work / "logs").mkdir(parents=True, exist_ok=True)
@@ -486,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
 
     speed = run_speed(args, args.config, work, variants, budget, skipped)
     stage_results, stage_args = run_stages(args, args.config, work, stages, budget, skipped)
-    command = shlex.join(["python", "-m", "benchmarks.gpu_check", *argv])
+    command = os.environ.get(COMMAND_VARIABLE) or shlex.join(["python", "-m", "benchmarks.gpu_check", *argv])
     text = markdown(args, speed, stage_results, stage_args, skipped, started, command)
     print(text)
     results = {

@@ -1,8 +1,8 @@
 """The GPU check's bundle: built from PyPI for this Python, installed with --no-index into a throw-away venv
 over an interpreter that holds only the CUDA image's packages, and the check's dry run from it.
 
-The image is imitated by a venv without pip whose only packages are gpu_bundle.IMAGE and what they require,
-linked from this environment; the bundle's inputs stand in for $MEDSFT_SHARED, which points nowhere.
+The image is imitated by a venv whose only packages are gpu_bundle.IMAGE, what they require and pip, linked
+from this environment; the bundle's inputs stand in for $MEDSFT_SHARED, which points nowhere.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 def image_distributions() -> list[metadata.Distribution]:
     """gpu_bundle.IMAGE and everything they require (extras aside), as installed here."""
     found: dict[str, metadata.Distribution] = {}
-    pending = list(gpu_bundle.IMAGE)
+    pending = [*gpu_bundle.IMAGE, "pip"]  # an image installs with pip
     while pending:
         name = canonicalize_name(pending.pop())
         if name in found:
@@ -43,7 +43,7 @@ def image_distributions() -> list[metadata.Distribution]:
 
 
 def imitate_image(folder: Path) -> Path:
-    """A python whose packages are the image's only: a venv without pip, the distributions linked in."""
+    """A python whose packages are the image's only (and pip): a venv, the distributions linked in."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / "venv")], check=True)
     python = folder / "venv" / "bin" / "python"
     packages = folder / "image-site-packages"
@@ -80,6 +80,13 @@ def test_the_torch_stand_in_names_the_image_version_and_its_requirements(tmp_pat
     assert not any(text.startswith(("jieba", "rouge-chinese", "swanlab", "gradio")) for text in requirements)
 
 
+def test_the_run_from_a_bundle_drops_the_options_it_has_acted_on():
+    from benchmarks.gpu_check import without_option
+
+    argv = ["--wheels", "W", "--dry-run", "--budget-s=30", "--out", "O", "--budget-s", "40"]
+    assert without_option(without_option(argv, "--wheels"), "--budget-s") == ["--dry-run", "--out", "O"]
+
+
 @pytest.mark.slow
 def test_the_check_installs_from_the_bundle_without_an_index_and_dry_runs(tmp_path):
     """Minutes: the bundle is downloaded from PyPI (~50 MiB), a venv is made and filled from it, and the dry
@@ -106,7 +113,7 @@ def test_the_check_installs_from_the_bundle_without_an_index_and_dry_runs(tmp_pa
 
     image = imitate_image(tmp_path / "image")
     assert importable(image, "torch") and importable(image, "transformers")
-    assert not importable(image, "trl") and not importable(image, "datasets") and not importable(image, "pip")
+    assert not importable(image, "trl") and not importable(image, "datasets")
     out = tmp_path / "out"
     environment = {
         key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")
@@ -128,3 +135,4 @@ def test_the_check_installs_from_the_bundle_without_an_index_and_dry_runs(tmp_pa
     assert all(stage["returncode"] == 0 for stage in numbers["stages"])
     assert any(line.startswith("eval:full_1epoch: jieba") for line in numbers["skipped"])
     assert (out / "gpu_check.md").read_text(encoding="utf-8").startswith("**Dry run on CPU")
+    assert numbers["command"].startswith("python -m benchmarks.gpu_check --wheels ")  # as typed
