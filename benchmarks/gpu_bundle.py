@@ -281,13 +281,20 @@ def visible_site_dirs() -> list[str]:
     import sysconfig
 
     stdlib = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib")}
+
+    def standard_library(
+        path: str,
+    ) -> bool:  # site-packages usually lies inside the standard library's folder
+        inside = any(path == root or path.startswith(root + os.sep) for root in stdlib)
+        return inside and Path(path).name not in ("site-packages", "dist-packages")
+
     return [
         path
         for path in sys.path
         if path
         and Path(path).is_dir()
         and Path(path).resolve() != Path.cwd().resolve()
-        and not any(path == root or path.startswith(root + os.sep) for root in stdlib)
+        and not standard_library(path)
     ]
 
 

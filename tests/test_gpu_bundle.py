@@ -80,6 +80,16 @@ def test_the_torch_stand_in_names_the_image_version_and_its_requirements(tmp_pat
     assert not any(text.startswith(("jieba", "rouge-chinese", "swanlab", "gradio")) for text in requirements)
 
 
+def test_a_bundle_venv_sees_this_pythons_packages_but_not_its_standard_library():
+    import site
+    import sysconfig
+
+    seen = gpu_bundle.visible_site_dirs()
+    assert all(folder in seen for folder in site.getsitepackages() if Path(folder).is_dir())
+    assert sysconfig.get_paths()["stdlib"] not in seen
+    assert not any(folder.endswith("lib-dynload") for folder in seen)
+
+
 def test_the_run_from_a_bundle_drops_the_options_it_has_acted_on():
     from benchmarks.gpu_check import without_option
 
