@@ -48,6 +48,7 @@ from medsft.checkpoint import (
 from medsft.cli import run_command
 from medsft.errors import MedsftError
 from medsft.jsonl import iter_jsonl, write_json, write_jsonl
+from medsft.multinode import require_a_shared_output_dir
 from medsft.paths import processed_dir, sample_data_file
 from medsft.provenance import git_state, package_versions
 from medsft.recipe import TINY_MODEL, Recipe, load_recipe
@@ -326,7 +327,9 @@ def load_model(recipe: Recipe, model_dir: Path | None, tokenizer):
     if recipe.model.model_name_or_path == TINY_MODEL or random_config:
         if random_config:  # `random:<config.json>`: that exact architecture, built in the recipe's dtype
             dtype = None if recipe.model.dtype in (None, "auto") else getattr(torch, recipe.model.dtype)
-            model = build_random_model(random_config, dtype, seed=recipe.sft.seed)
+            model = build_random_model(
+                random_config, dtype, recipe.sft.seed, recipe.model.attn_implementation
+            )
         else:
             model = build_tiny_qwen3(
                 tokenizer,
@@ -641,6 +644,7 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
 def train_recipe(recipe: Recipe, resume: bool, callbacks: list | None) -> Path:
     started = time.time()
     checkpoint, files = preflight(recipe, resume)
+    require_a_shared_output_dir(recipe.sft)  # multi-node: docs/training.md
     if checkpoint is not None and run_is_complete(recipe, checkpoint):
         report_complete(recipe, checkpoint)
         return Path(recipe.sft.output_dir)
