@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from medsft.errors import MedsftError
+
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 TURN_START = "<|im_start|>"
@@ -131,8 +133,46 @@ def render_prompt(tokenizer, messages: Conversation, enable_thinking: bool = Tru
     )
 
 
+def looks_like_markup(token: str) -> bool:
+    """`<tool_call>`, `<|fim_pad|>`: a format token, unlike an added plain word such as a drug name."""
+    return token.startswith("<") and token.endswith(">") and len(token) > 2
+
+
+def format_tokens(tokenizer) -> tuple[str, ...]:
+    """Texts the tokenizer turns into one format token (chat, vision, tool, FIM … tokens): its special tokens
+    and tag-like added tokens. The reasoning tags are not among them (they have rules of their own)."""
+    added = tokenizer.added_tokens_decoder.values()
+    found = {token.content for token in added if token.special or looks_like_markup(token.content)}
+    found |= set(tokenizer.all_special_tokens)
+    return tuple(sorted((found | set(CHAT_TOKENS)) - set(THINK_TAGS) - {""}))
+
+
+class ControlTokenInText(MedsftError):
+    """A message whose text holds a format token: encoded, it would become a real control token (a user could
+    forge a turn), so it is refused, naming the message."""
+
+    def __init__(self, index: int, role: str, token: str):
+        super().__init__(
+            f"message {index} ({role}) holds {token!r}, a control token of the chat format: message text "
+            "cannot contain it."
+        )
+        self.index, self.role, self.token = index, role, token
+
+
+def check_message_text(tokenizer, messages: Conversation) -> None:
+    """Message text stays text: no format token anywhere, and no reasoning tag outside assistant turns (whose
+    reasoning the chat template reads from the tags)."""
+    tokens = format_tokens(tokenizer)
+    for index, message in enumerate(messages):
+        refused = tokens if message["role"] == "assistant" else (*tokens, *THINK_TAGS)
+        found = next((token for token in refused if token in message["content"]), None)
+        if found is not None:
+            raise ControlTokenInText(index, message["role"], found)
+
+
 def prompt_token_ids(tokenizer, messages: Conversation, enable_thinking: bool = True) -> list[int]:
-    """The ids of `render_prompt` (its special tokens are already in the text)."""
+    """The ids of `render_prompt`: the template's own control tokens, and message text that holds none."""
+    check_message_text(tokenizer, messages)
     prompt = render_prompt(tokenizer, messages, enable_thinking)
     return tokenizer(prompt, add_special_tokens=False)["input_ids"]
 

@@ -14,7 +14,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from medsft.chat_format import CHAT_TOKENS, DEFAULT_SYSTEM_PROMPT, THINK_TAGS, Conversation, build_messages
+from medsft.chat_format import (
+    CHAT_TOKENS,
+    DEFAULT_SYSTEM_PROMPT,
+    THINK_TAGS,
+    Conversation,
+    build_messages,
+    format_tokens,
+    looks_like_markup,
+)
 from medsft.paths import bundled_tokenizer_dir
 from medsft.readers import INVALID_JSON, INVALID_UTF8, DataError, RowRejected, SourceRow
 
@@ -82,22 +90,13 @@ def bundled_special_tokens() -> tuple[str, ...]:
     )
 
 
-def looks_like_markup(token: str) -> bool:
-    """`<tool_call>`, `<|fim_pad|>`: a format token, unlike an added plain word such as a drug name."""
-    return token.startswith("<") and token.endswith(">") and len(token) > 2
-
-
 def reserved_tokens(tokenizer: PreTrainedTokenizerBase | None = None) -> tuple[str, ...]:
     """Texts the tokenizer turns into one format token (chat, vision, tool, FIM … tokens), so raw text must
     not hold them: the tokenizer's special tokens and tag-like added tokens (else the shipped Qwen3
     tokenizer's). The reasoning tags are left to their own rule (THINK_TAG_IN_TEXT)."""
-    if tokenizer is None:
-        found = set(bundled_special_tokens())
-    else:
-        added = tokenizer.added_tokens_decoder.values()
-        found = {token.content for token in added if token.special or looks_like_markup(token.content)}
-        found |= set(tokenizer.all_special_tokens)
-    return tuple(sorted((found | set(CHAT_TOKENS)) - set(THINK_TAGS) - {""}))
+    if tokenizer is not None:
+        return format_tokens(tokenizer)
+    return tuple(sorted((set(bundled_special_tokens()) | set(CHAT_TOKENS)) - set(THINK_TAGS) - {""}))
 
 
 def convert_row(

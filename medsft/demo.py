@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import gradio as gr
 
-from medsft.chat_format import with_system_prompt
+from medsft.chat_format import ControlTokenInText, with_system_prompt
 from medsft.engine import Engine, GenerationSettings, load_engine
 from medsft.options import add_generation_arguments, number_in, resolve_model_argument, settings_from_args
 
@@ -47,6 +47,7 @@ TEXT = {
         "chat_label": "对话",
         "thought_title": "思考过程",
         "empty": "请输入一个问题。",
+        "control_token": "问题中含有对话格式的控制符 {token}，不能作为文本发送：请删去后再试。",
         "too_long": "问题太长：提示共 {length} 个 token，超过上限 {limit} 个（模型上下文 {context}，"
         "需为回答预留 {reserve} 个）。请缩短问题，或点击「清空对话」后重试。",
         "history_trimmed": "对话较长，已省略最早的 {turns} 轮以适应模型上下文。",
@@ -81,6 +82,8 @@ TEXT = {
         "chat_label": "Chat",
         "thought_title": "Reasoning",
         "empty": "Please type a question.",
+        "control_token": "The question holds {token}, a control token of the chat format, which cannot be "
+        "sent as text: remove it and try again.",
         "too_long": "The question is too long: the prompt has {length} tokens, the limit is {limit} "
         "(model context {context}, {reserve} kept for the answer). Shorten it, or press Clear and try again.",
         "history_trimmed": "Long conversation: the oldest {turns} turn(s) were left out to fit the context.",
@@ -214,7 +217,13 @@ def build_app(engine: Engine, config: DemoConfig) -> gr.Blocks:
             top_k=defaults.top_k,
             enable_thinking=bool(thinking),
         )
-        messages, dropped, length, limit = fit_history(engine, history, message, config, settings)
+        try:
+            messages, dropped, length, limit = fit_history(engine, history, message, config, settings)
+        except ControlTokenInText as error:
+            yield TurnState(
+                chat, history, text["control_token"].format(token=error.token), sent=False, done=True
+            )
+            return
         if messages is None:
             notice = text["too_long"].format(
                 length=length, limit=limit, context=engine.max_context, reserve=settings.max_new_tokens

@@ -48,14 +48,17 @@ def internal_error(message: str) -> APIError:
 # --- the request --------------------------------------------------------------------------------------------
 
 
+# Strict types, as OpenAI's API: "7" is not a number, true is not 1, "yes" is not true.
 class TextPart(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
     # clients send back fields of earlier replies (reasoning_content, name, …): accepted, not used
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
@@ -67,14 +70,14 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     include_usage: bool = False
 
 
 class ChatCompletionRequest(BaseModel):
     # fields this server does not know are ignored (as vLLM does); the ones it cannot honour are refused below
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str | None = None
     messages: list[ChatMessage]

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medsft import openai_protocol as protocol
-from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, Conversation, prompt_token_ids
+from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, ControlTokenInText, Conversation, prompt_token_ids
 from medsft.engine import DEFAULT_MAX_BATCH_SIZE, Engine, GenerationSettings, load_engine
 from medsft.openai_protocol import APIError, ChatCompletionRequest
 from medsft.options import add_generation_arguments, number_in, resolve_model_argument, settings_from_args
@@ -89,8 +89,18 @@ class Server:
     def conversation(self, request: ChatCompletionRequest) -> Conversation:
         return protocol.conversation(request, self.settings.system_prompt)
 
-    def prompt_ids(self, messages: Conversation, enable_thinking: bool) -> list[int]:
-        return prompt_token_ids(self.model.engine.tokenizer, messages, enable_thinking)
+    def prompt_ids(
+        self, request: ChatCompletionRequest, messages: Conversation, enable_thinking: bool
+    ) -> list[int]:
+        try:
+            return prompt_token_ids(self.model.engine.tokenizer, messages, enable_thinking)
+        except ControlTokenInText as error:  # named by its place in the request (a system turn may be added)
+            index = error.index - (len(messages) - len(request.messages))
+            raise APIError(
+                f"messages[{index}].content holds {error.token!r}, a control token of the chat format: "
+                "message text cannot contain it.",
+                param=f"messages[{index}].content",
+            ) from None
 
     def enable_thinking(self, request: ChatCompletionRequest) -> bool:
         return protocol.enable_thinking(request, self.settings.generation.enable_thinking)
@@ -304,7 +314,7 @@ def build_app(server: Server) -> FastAPI:
         messages = server.conversation(body)
         enable_thinking = server.enable_thinking(body)
         stops = protocol.stop_sequences(body)
-        prompt_ids = await run_in_threadpool(server.prompt_ids, messages, enable_thinking)
+        prompt_ids = await run_in_threadpool(server.prompt_ids, body, messages, enable_thinking)
         generation = server.generation(body, len(prompt_ids), enable_thinking)
         job = Job(body, prompt_ids, generation, stops, protocol.Completion(server.model.name))
         if body.stream:
