@@ -252,17 +252,39 @@ def answer_file(
     system_prompt: str,
     batch_size: int,
 ) -> dict[str, int]:
-    """One output line per input line, in order; written chunk by chunk so a long run keeps what it did."""
-    from tqdm.auto import tqdm
-
+    """One output line per input line, in order. The lines go to a temporary file beside `output_path`,
+    renamed to it at the end (never half a file); a run that stops early keeps what it did in
+    `<output>.partial`."""
     requests = list(read_requests(input_path, system_prompt))
     counts = {"lines": len(requests), "answered": 0, "errors": 0, "truncated": 0}
     output_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = output_path.with_name(output_path.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8") as out:
+            write_answers(engine, requests, out, counts, settings, batch_size)
+    except BaseException:
+        if partial.stat().st_size:
+            log.warning("stopped early: the %s lines answered so far are in %s", counts["answered"], partial)
+        else:
+            partial.unlink()
+        raise
+    os.replace(partial, output_path)
+    return counts
+
+
+def write_answers(
+    engine: Engine,
+    requests: list[tuple[dict, Conversation | None]],
+    out: TextIO,
+    counts: dict[str, int],
+    settings: GenerationSettings,
+    batch_size: int,
+) -> None:
+    """Answer the requests chunk by chunk, one line per request, counting answers, errors and cut answers."""
+    from tqdm.auto import tqdm
+
     chunk = batch_size * CHUNK_BATCHES
-    with (
-        output_path.open("w", encoding="utf-8") as out,
-        tqdm(total=len(requests), desc="answering", unit="q") as bar,
-    ):
+    with tqdm(total=len(requests), desc="answering", unit="q") as bar:
         for start in range(0, len(requests), chunk):
             records = [dict(record) for record, _ in requests[start : start + chunk]]
             pending = []
@@ -290,7 +312,17 @@ def answer_file(
                 out.write(dumps_line(record))
             out.flush()
             bar.update(len(records))
-    return counts
+
+
+def check_output_file(output: Path, input_path: Path) -> None:
+    """Before any model loads: the answers file is a file, and never the questions file."""
+    if output.exists() and output.samefile(input_path):
+        raise InferenceError(f"--output {output} is the input file: the questions would be overwritten.")
+    if output.is_dir():
+        raise InferenceError(f"--output {output} is a folder: name a file, e.g. {output / 'answers.jsonl'}.")
+    parent = next((folder for folder in output.parents if folder.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise InferenceError(f"--output {output}: {parent} is a file, not a folder.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -320,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         raise InferenceError(f"Input file {args.file} does not exist.")
     if args.question is not None and not args.question.strip():
         raise InferenceError("The question is empty.")
+    output = None
+    if args.file is not None:
+        output = args.output or args.file.with_name(args.file.stem + ".answers.jsonl")
+        check_output_file(output, args.file)
     settings = settings_from_args(args)
     # one question: transformers unless vLLM is asked for by name (starting vLLM takes longer than answering)
     backend = args.backend if args.file is not None or args.backend == "vllm" else "hf"
@@ -343,7 +379,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.file is None:
         chat(engine, settings, args.system_prompt, sys.stdout)
         return 0
-    output = args.output or args.file.with_name(args.file.stem + ".answers.jsonl")
     counts = answer_file(engine, args.file, output, settings, args.system_prompt, args.batch_size)
     log.info(
         f"wrote {counts['lines']} lines to {output}: {counts['answered']} answered "

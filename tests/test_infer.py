@@ -301,3 +301,55 @@ def test_message_text_never_becomes_a_control_token(qwen3_tokenizer):
     for token in ("<|im_start|>", "<|endoftext|>", "<tool_call>", "<|vision_start|>", "<think>"):
         with pytest.raises(ControlTokenInText, match="message 2 \\(user\\)"):
             prompt_token_ids(qwen3_tokenizer, [*history[:2], {"role": "user", "content": f"a{token}b"}])
+
+
+@pytest.mark.parametrize("where", ["same", "same-through-link", "folder", "under-a-file"])
+def test_an_output_that_cannot_take_the_answers_is_refused_before_loading(tmp_path, monkeypatch, where):
+    """`--output` the questions file (directly or through a link), a folder, or a path under a file: one
+    error before any model loads, the questions untouched."""
+    source = tmp_path / "q.jsonl"
+    source.write_text(json.dumps({"question": "头痛怎么办？"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp_path / "link.jsonl").symlink_to(source)
+    (tmp_path / "folder").mkdir()
+    output = {
+        "same": source,
+        "same-through-link": tmp_path / "link.jsonl",
+        "folder": tmp_path / "folder",
+        "under-a-file": source / "answers.jsonl",
+    }[where]
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(infer, "load_engine", no_loading)
+    before = source.read_bytes()
+    with pytest.raises(infer.InferenceError, match="--output"):
+        infer.main(["--model", "m", "--file", str(source), "--output", str(output)])
+    assert source.read_bytes() == before
+
+
+def test_answers_are_written_whole_or_kept_as_partial(tmp_path, monkeypatch):
+    from test_input_reliability import EchoGenerator
+
+    source = tmp_path / "q.jsonl"
+    source.write_text(
+        "".join(json.dumps({"question": f"问题{i}"}) + "\n" for i in range(40)), encoding="utf-8"
+    )
+    output = tmp_path / "answers.jsonl"
+    output.write_text("an earlier run's answers\n", encoding="utf-8")
+    engine = EchoGenerator()
+    calls = []
+
+    def generate_then_fail(conversations, settings, batch_size=1):
+        calls.append(len(conversations))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return EchoGenerator.generate(engine, conversations, settings, batch_size)
+
+    monkeypatch.setattr(engine, "generate", generate_then_fail)
+    monkeypatch.setattr(infer, "load_engine", lambda *args, **kwargs: engine)
+    with pytest.raises(KeyboardInterrupt):
+        infer.main(["--model", "m", "--file", str(source), "--output", str(output), "--batch-size", "2"])
+    assert output.read_text(encoding="utf-8") == "an earlier run's answers\n"  # never half a file
+    kept = (tmp_path / "answers.jsonl.partial").read_text(encoding="utf-8").splitlines()
+    assert len(kept) == calls[0] and json.loads(kept[0])["answer"] == "问题0"
