@@ -18,7 +18,14 @@ import gradio as gr
 
 from medsft.chat_format import ControlTokenInText, with_system_prompt
 from medsft.engine import Engine, GenerationSettings, load_engine
-from medsft.options import add_generation_arguments, number_in, resolve_model_argument, settings_from_args
+from medsft.errors import MedsftError
+from medsft.options import (
+    add_generation_arguments,
+    listen_address_problem,
+    number_in,
+    resolve_model_argument,
+    settings_from_args,
+)
 
 MODEL_QUEUE = "model"  # every event that runs the model shares this concurrency limit
 
@@ -507,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     settings = settings_from_args(args)
+    if not args.check and (problem := listen_address_problem(args.host, args.port)):
+        raise MedsftError(f'{problem} (make demo ARGS="--port N").')
     engine = load_engine(
         resolve_model_argument(args.model),
         device=args.device,
@@ -519,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     app = build_app(engine, config)
     app.queue(default_concurrency_limit=args.concurrency)
     if args.check:
-        port = args.port if port_free(args.host, args.port) else free_port(args.host)
+        port = free_port(args.host) if listen_address_problem(args.host, args.port) else args.port
         return run_check(app, args.host, port, args.check_question, min(args.max_new_tokens, 128))
     where = "this machine only" if args.host in {"127.0.0.1", "localhost"} else f"interface {args.host}"
     log.info("serving on http://%s:%s (%s; Ctrl+C stops it)", args.host, args.port, where)
@@ -527,15 +536,6 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("--share: the demo is also published on a public gradio.live link")
     app.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=not args.share)
     return 0
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 if __name__ == "__main__":

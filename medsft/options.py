@@ -5,8 +5,10 @@ function. Numbers out of range are argument errors, before any model loads."""
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import math
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,6 +85,23 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
         enable_thinking=not args.no_think,
         seed=args.seed,
     )
+
+
+def listen_address_problem(host: str, port: int) -> str | None:
+    """Why a server cannot listen on host:port (a busy port, an address of no interface here), or None."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except (socket.gaierror, UnicodeError):
+        return f"--host {host} is not an address of this machine (e.g. 127.0.0.1, or 0.0.0.0 for all)"
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no bar
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is in use by another program: choose another with --port N"
+            return f"cannot listen on {host}:{port} ({error.strerror}): check --host and --port"
+    return None
 
 
 def resolve_model_argument(model: str | None) -> str | Path:

@@ -29,8 +29,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from medsft import openai_protocol as protocol
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, ControlTokenInText, Conversation, prompt_token_ids
 from medsft.engine import DEFAULT_MAX_BATCH_SIZE, Engine, GenerationSettings, load_engine
+from medsft.errors import MedsftError
 from medsft.openai_protocol import APIError, ChatCompletionRequest
-from medsft.options import add_generation_arguments, number_in, resolve_model_argument, settings_from_args
+from medsft.options import (
+    add_generation_arguments,
+    listen_address_problem,
+    number_in,
+    resolve_model_argument,
+    settings_from_args,
+)
 from medsft.provenance import read_run_card
 from medsft.reply import Reply
 
@@ -406,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
             args.host,
             API_KEY_ENV,
         )
+    if problem := listen_address_problem(args.host, args.port):  # before minutes of model loading
+        raise MedsftError(f'{problem} (make serve ARGS="--port N").')
     model = resolve_model_argument(args.model)
     served = load_served_model(
         model,

@@ -252,3 +252,29 @@ def test_the_machine_refusing_a_write_is_one_line_and_exit_2(
     captured = capfd.readouterr()
     assert status == 2, captured.err
     assert expected in error_line("data", captured.err)
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+@pytest.mark.parametrize("address", ["busy", "no-such-host"])
+def test_an_address_the_server_cannot_take_is_refused_before_the_model_loads(
+    case_folder, capfd, command, address
+):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        host = "127.0.0.1" if address == "busy" else "999.1.1.1"
+        capfd.readouterr()
+        # the model does not exist either: the address is checked first, before minutes of loading
+        status = cli.main(
+            [command, "--model", str(case_folder / "missing"), "--host", host, "--port", str(port)]
+        )
+    captured = capfd.readouterr()
+    assert status == 2, captured.err
+    line = error_line(command, captured.err)
+    expected = (
+        f"port {port} on 127.0.0.1 is in use" if address == "busy" else "not an address of this machine"
+    )
+    assert expected in line and '--port N"' in line
