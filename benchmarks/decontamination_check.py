@@ -24,7 +24,9 @@ from medsft.paths import shared_dir
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_rows = shared_dir() / "data" / "delicate_medical_r1_data" / "val.jsonl"
-    parser.add_argument("--rows", default=str(default_rows), help="raw rows (JSON Lines) with a question field")
+    parser.add_argument(
+        "--rows", default=str(default_rows), help="raw rows (JSON Lines) with a question field"
+    )
     parser.add_argument("--question-field", default="question")
     parser.add_argument("--benchmark", action="append", help="benchmark name or file (default: xmedbench)")
     parser.add_argument("--ngram", type=int, default=NGRAM)
@@ -53,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         f"best share per row: median {statistics.median(shares):.3f}, p99 {quantiles[-1]:.3f}, "
         f"max {shares[-1]:.3f}"
     )
-    print(f"time: index {indexed:.2f} s, matching {matched:.3f} s ({matched / len(questions) * 1e3:.2f} ms/row)")
+    print(
+        f"time: index {indexed:.2f} s, matching {matched:.3f} s ({matched / len(questions) * 1e3:.2f} ms/row)"
+    )
     for question, overlap in flagged:
         print(f"- row: {' '.join(question.split())[:160]}\n  {overlap.describe()}")
     return 0

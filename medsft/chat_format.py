@@ -28,6 +28,23 @@ def assistant_content(reasoning: str, answer: str) -> str:
     return f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n\n{answer}"
 
 
+def is_non_thinking(messages: Conversation) -> bool:
+    """A row of the non-thinking mode: its assistant turn's think block is empty, as Qwen3 renders a turn
+    generated with enable_thinking=False."""
+    last = messages[-1] if messages else {}
+    return last.get("role") == "assistant" and last.get("content", "").startswith(assistant_content("", ""))
+
+
+def without_reasoning(messages: Conversation) -> Conversation:
+    """The same row in the non-thinking mode: its last assistant turn keeps the answer, with an empty think
+    block."""
+    *head, last = messages
+    return [
+        *head,
+        {"role": "assistant", "content": assistant_content("", split_reasoning(last["content"]).answer)},
+    ]
+
+
 def build_messages(
     question: str, reasoning: str, answer: str, system_prompt: str = DEFAULT_SYSTEM_PROMPT
 ) -> Conversation:

@@ -68,9 +68,7 @@ class Overlap:
     def describe(self) -> str:
         stem = " ".join(self.question.text.split())
         stem = stem if len(stem) <= 120 else stem[:117] + "..."
-        return (
-            f"{self.share:.0%} of the stem of {self.question.benchmark} question {self.question.index}: {stem}"
-        )
+        return f"{self.share:.0%} of the stem of {self.question.benchmark} question {self.question.index}: {stem}"
 
 
 class BenchmarkIndex:

@@ -95,9 +95,17 @@ def choose_files(root: Path, files: list[Path]) -> tuple[list[tuple[Path, str | 
     return chosen, left_out
 
 
+HF_PREFIX = "hf:"  # `hf:<owner>/<name>`: a Hugging Face hub dataset instead of a ModelScope one
+
+
 def download_dataset(dataset_id: str) -> Path:
-    """Raw files of a ModelScope dataset (cached after the first download)."""
+    """Raw files of a ModelScope dataset, or of a hub dataset named `hf:<id>` (cached after the first
+    download)."""
     try:
+        if dataset_id.startswith(HF_PREFIX):
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(dataset_id[len(HF_PREFIX) :], repo_type="dataset"))
         from modelscope import dataset_snapshot_download
 
         return Path(dataset_snapshot_download(dataset_id))
@@ -115,6 +123,8 @@ def local_source(source: str) -> Path | None:
     path = Path(source).expanduser()
     if path.exists():
         return path
+    if source.startswith(HF_PREFIX) and re.fullmatch(r"[\w.-]+/[\w.-]+", source[len(HF_PREFIX) :]):
+        return None
     looks_local = source.startswith((".", "/", "~")) or path.suffix in DATA_SUFFIXES
     if looks_local or not re.fullmatch(r"[\w.-]+/[\w.-]+", source):
         raise DataError(f"Source {source!r} does not exist (expected a data file or folder).")

@@ -1,0 +1,222 @@
+"""Dataset mixtures: three local sources in three schemas, a cross-source duplicate, a planted benchmark
+question and an answer-only source, every row accounted for; weights, splits and determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medsft import cli
+from medsft.chat_format import assistant_content, is_non_thinking
+from medsft.data import prepare_mixture
+from medsft.mixture import MixtureError, load_mixture
+
+BENCHMARK = [
+    {
+        "question": "患者男，45岁，饮酒后上腹部剧痛并向腰背部放射，血淀粉酶显著升高，最可能的诊断是",
+        "options": "(A) 急性胰腺炎\n(B) 急性胆囊炎\n(C) 消化性溃疡穿孔\n(D) 急性心肌梗死",
+        "answer": "(A)",
+        "source": "planted",
+    },
+    {
+        "question": "治疗青霉素过敏性休克首选的药物是",
+        "options": "(A) 肾上腺素\n(B) 地塞米松\n(C) 异丙嗪\n(D) 多巴胺",
+        "answer": "(A)",
+        "source": "planted",
+    },
+]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def reasoning_rows(count: int, prefix: str) -> list[dict]:
+    return [
+        {
+            "question": f"{prefix}问题{i}：感冒第{i}天应该注意什么？",
+            "think": f"思考{i}。",
+            "answer": f"回答{i}。",
+        }
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def three_sources(tmp_path) -> Path:
+    """delicate-like (question/think/answer), o1-like (Question/Complex_CoT/Response, a .json list) and an
+    answer-only source (instruction/output) with a duplicate of an o1 question; a planted benchmark question,
+    reworded, in the first source."""
+    first = reasoning_rows(20, "甲")
+    first.append(  # the benchmark's first stem inside a longer question, punctuation changed, options reordered
+        {
+            "question": "请帮我看这道题： 患者男, 45 岁, 饮酒后上腹部剧痛, 并向腰背部放射；血淀粉酶显著升高。"
+            "最可能的诊断是？ A. 急性心肌梗死 B. 急性胰腺炎 C. 急性胆囊炎 D. 消化性溃疡穿孔",
+            "think": "饮酒、上腹痛放射至背部、淀粉酶升高。",
+            "answer": "急性胰腺炎。",
+        }
+    )
+    first.append({"question": "缺少回答"})  # missing_field
+    write_jsonl(tmp_path / "delicate" / "data.jsonl", first)
+    o1 = [
+        {
+            "Question": f"乙问题{i}：高血压患者第{i}周如何复查？",
+            "Complex_CoT": f"推理{i}。",
+            "Response": f"答{i}。",
+        }
+        for i in range(10)
+    ]
+    o1_dir = tmp_path / "o1"
+    o1_dir.mkdir()
+    (o1_dir / "medical_o1_sft_Chinese.json").write_text(json.dumps(o1, ensure_ascii=False), encoding="utf-8")
+    (o1_dir / "medical_o1_sft.json").write_text(json.dumps(o1[:2], ensure_ascii=False), encoding="utf-8")
+    answers = [{"instruction": f"丙问题{i}：如何预防龋齿第{i}条？", "output": f"丙答{i}。"} for i in range(8)]
+    answers.append({"instruction": "乙问题3：高血压患者第3周如何复查？", "output": "另一种回答。"})
+    write_jsonl(tmp_path / "answers.jsonl", answers)
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "planted.json").write_text(
+        json.dumps(BENCHMARK, ensure_ascii=False), encoding="utf-8"
+    )
+    mixture = {
+        "datasets": [
+            {"id": "krisfu/delicate_medical_r1_data", "path": "./delicate"},
+            {
+                "id": "FreedomIntelligence/medical-o1-reasoning-SFT",
+                "path": "./o1",
+                "config": "zh",
+                "weight": 2,
+            },
+            {
+                "id": "./answers.jsonl",
+                "columns": {"question": "instruction", "answer": "output"},
+                "thinking": False,
+                "weight": 0.5,
+            },
+        ],
+        "seed": 7,
+        "val_ratio": 0.2,
+        "decontaminate": ["./bench"],
+    }
+    path = tmp_path / "mix.yaml"
+    path.write_text(yaml.safe_dump(mixture, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_three_sources_every_row_accounted_for(three_sources, tmp_path):
+    report = prepare_mixture(three_sources, tmp_path / "out")
+    out = tmp_path / "out"
+    train, val, rejects = (read_jsonl(out / f"{name}.jsonl") for name in ("train", "val", "rejects"))
+    delicate, o1, answers = report["sources"]
+
+    assert delicate["rows"] == {"read": 22, "kept": 20, "rejected": 2}
+    assert delicate["rejected_by_reason"] == {"missing_field": 1, "benchmark_overlap": 1}
+    overlap = next(r for r in rejects if r["reason"] == "benchmark_overlap")
+    assert overlap["benchmark_question"] == BENCHMARK[0]["question"]
+    assert "planted" in overlap["benchmark"] and "最可能的诊断是" in overlap["detail"]
+
+    assert o1["rows"] == {"read": 10, "kept": 10, "rejected": 0}  # config zh: the en file is left out
+    assert {"file": "medical_o1_sft.json", "reason": "another config than 'zh'"} in o1["skipped_files"]
+    assert o1["kept"]["train"] + o1["kept"]["val"] == 10
+    assert o1["after_weighting"]["train"] == 2 * o1["kept"]["train"]  # weight 2 repeats every train row
+
+    duplicate = next(r for r in rejects if r["reason"] == "duplicate")
+    assert duplicate["source"] == "./answers.jsonl"
+    assert duplicate["kept_by"] == "FreedomIntelligence/medical-o1-reasoning-SFT:zh"
+    assert answers["rows"]["read"] == 9
+    assert answers["rejected_by_reason"] == {"duplicate": 1, "sampled_out": 4}  # weight 0.5 keeps 4 of 8
+    assert answers["rows"]["kept"] == 4 and answers["kept"]["non_thinking"] == 4
+
+    # the totals add up, per source and overall
+    for source in report["sources"]:
+        rows = source["rows"]
+        assert (
+            rows["read"]
+            == rows["kept"] + rows["rejected"]
+            == rows["kept"] + sum(source["rejected_by_reason"].values())
+        )
+        assert source["kept"]["train"] + source["kept"]["val"] == rows["kept"]
+    assert report["rows"]["read"] == 22 + 10 + 9 == report["rows"]["kept"] + len(rejects)
+    assert len(train) == sum(s["after_weighting"]["train"] for s in report["sources"])
+    assert len(val) == sum(s["kept"]["val"] for s in report["sources"])
+    # each source keeps its share in val (val_ratio 0.2 of its own rows)
+    assert [s["kept"]["val"] for s in report["sources"]] == [4, 2, 1]
+
+    # the answer-only rows train the non-thinking mode: an empty think block, as Qwen3 renders it
+    non_thinking = [row for row in train + val if is_non_thinking(row["messages"])]
+    assert len(non_thinking) == 4
+    assert non_thinking[0]["messages"][-1]["content"].startswith(assistant_content("", ""))
+    assert report["splits"]["non_thinking"]["train"] + report["splits"]["non_thinking"]["val"] == 4
+
+
+def test_deterministic_for_a_seed_and_different_for_another(three_sources, tmp_path):
+    prepare_mixture(three_sources, tmp_path / "a")
+    prepare_mixture(three_sources, tmp_path / "b")
+    for name in ("train.jsonl", "val.jsonl", "rejects.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    content = yaml.safe_load(three_sources.read_text(encoding="utf-8"))
+    content["seed"] = 8
+    three_sources.write_text(yaml.safe_dump(content, allow_unicode=True), encoding="utf-8")
+    prepare_mixture(three_sources, tmp_path / "c")
+    assert (tmp_path / "a" / "val.jsonl").read_bytes() != (tmp_path / "c" / "val.jsonl").read_bytes()
+
+
+def test_no_think_ratio_turns_that_share_non_thinking(tmp_path):
+    write_jsonl(tmp_path / "rows.jsonl", reasoning_rows(20, "丁"))
+    mix = tmp_path / "mix.yaml"
+    mix.write_text(
+        yaml.safe_dump({"datasets": [{"id": "./rows.jsonl", "no_think_ratio": 0.25}], "val_ratio": 0.1}),
+        encoding="utf-8",
+    )
+    report = prepare_mixture(mix, tmp_path / "out")
+    assert report["sources"][0]["kept"]["non_thinking"] == 5
+    rows = read_jsonl(tmp_path / "out" / "train.jsonl") + read_jsonl(tmp_path / "out" / "val.jsonl")
+    plain = [row for row in rows if is_non_thinking(row["messages"])]
+    assert len(plain) == 5 and all(row["messages"][-1]["content"].endswith("。") for row in plain)
+
+
+def test_command_and_one_line_errors(three_sources, tmp_path, capsys):
+    out_dir = tmp_path / "processed"
+    assert (
+        cli.main(["data", "--mixture", str(three_sources), "--out-dir", str(out_dir), "--max-length", "none"])
+        == 0
+    )
+    assert (out_dir / "mix" / "report.json").is_file()
+    assert "rows read 41 = kept 34 + rejected 7" in capsys.readouterr().err
+
+    bad = tmp_path / "bad.yaml"
+    for content, expected in (
+        ({"datasets": [{"id": "./x.jsonl", "wieght": 2}]}, "unknown key 'wieght'"),
+        ({"datasets": [{"id": "./x.jsonl", "weight": 0}]}, "must be above 0"),
+        ({"datasets": [{"id": "./x.jsonl", "thinking": False, "no_think_ratio": 0.5}]}, "thinking source"),
+        ({"datasets": []}, "non-empty list"),
+        (
+            {"datasets": [{"id": "FreedomIntelligence/medical-o1-reasoning-SFT", "config": "fr"}]},
+            "configs en, zh",
+        ),
+    ):
+        bad.write_text(yaml.safe_dump(content), encoding="utf-8")
+        with pytest.raises(MixtureError, match=expected):
+            load_mixture(bad)
+    bad.write_text(yaml.safe_dump({"datasets": [{"id": "./x.jsonl"}], "decontaminate": ["nosuchbench"]}))
+    write_jsonl(tmp_path / "x.jsonl", reasoning_rows(3, "戊"))
+    assert cli.main(["data", "--mixture", str(bad), "--out-dir", str(out_dir), "--max-length", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Unknown benchmark 'nosuchbench'" in err[0]
+    assert not (out_dir / "bad").exists()
+
+
+def test_wrong_columns_name_the_source(tmp_path):
+    write_jsonl(tmp_path / "x.jsonl", [{"q": "问题", "a": "回答"}])
+    mix = tmp_path / "mix.yaml"
+    mix.write_text(yaml.safe_dump({"datasets": [{"id": "./x.jsonl"}]}), encoding="utf-8")
+    with pytest.raises(Exception, match=r"Source ./x.jsonl: 0 of 1 rows converted .*columns:"):
+        prepare_mixture(mix, tmp_path / "out")
