@@ -1,7 +1,7 @@
 """How often the decontamination rule flags real training rows against a real benchmark (docs/data.md).
 
     MEDSFT_SHARED=../shared python -m benchmarks.decontamination_check
-    python -m benchmarks.decontamination_check --rows FILE.jsonl --benchmark FILE_OR_NAME --ngram 8 --threshold 0.6
+    python -m benchmarks.decontamination_check --rows FILE.jsonl --benchmark NAME_OR_FILE --threshold 0.6
 
 For every row of --rows (raw {question, …} rows) it reports the benchmark question whose stem the row covers
 most, and whether that share passes the threshold. Rows of a set that was never built from the benchmark

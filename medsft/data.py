@@ -287,8 +287,9 @@ def convert_mixture(
     if strict and result.rejects:
         counts = Counter(entry["reason"] for entry in result.rejects)
         raise DataError(
-            f"--strict: {len(result.rejects)} rows rejected ({', '.join(f'{k}={v}' for k, v in counts.items())}); "
-            f"nothing written. First: {first_rejects(result.rejects)}."
+            f"--strict: {len(result.rejects)} rows rejected "
+            f"({', '.join(f'{k}={v}' for k, v in counts.items())}); nothing written. "
+            f"First: {first_rejects(result.rejects)}."
         )
     texts, outputs = output_texts({"train": result.train, "val": result.val, "rejects": result.rejects})
     read = sum(source["rows"]["read"] for source in result.sources)
@@ -334,7 +335,8 @@ def mixture_summary_lines(report: dict[str, Any], out_dir: Path) -> list[str]:
         counts = source["rows"]
         reasons = ", ".join(f"{reason} {n}" for reason, n in source["rejected_by_reason"].items())
         lines.append(
-            f"  {source['name']}: read {counts['read']} = kept {counts['kept']} + rejected {counts['rejected']}"
+            f"  {source['name']}: read {counts['read']} = kept {counts['kept']} "
+            f"+ rejected {counts['rejected']}"
             f"{f' ({reasons})' if reasons else ''}; train {source['kept']['train']} "
             f"(x{source['weight']:g} -> {source['after_weighting']['train']}), val {source['kept']['val']}, "
             f"non-thinking {source['kept']['non_thinking']}"
@@ -464,8 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mixture",
         type=Path,
-        help="a mixture file (recipes/data/*.yaml: several sources, weights, thinking modes, decontamination) "
-        "instead of --src; its seed and val_ratio replace --seed and --val-ratio",
+        help="a mixture file (recipes/data/*.yaml: several sources, weights, thinking modes, "
+        "decontamination) instead of --src; its seed and val_ratio replace --seed and --val-ratio",
     )
     parser.add_argument("--name", help="output folder inside --out-dir (derived from --src when not given)")
     parser.add_argument(

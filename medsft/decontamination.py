@@ -1,12 +1,12 @@
 """Benchmark decontamination: which training questions overlap a question of an evaluation benchmark.
 
-The rule (measured in docs/data.md): both texts are normalised (NFKC, case folded, every character that is not a
-letter or a digit dropped, so punctuation, whitespace and option labels do not count), cut into overlapping
-character n-grams, and a training question overlaps a benchmark question when it holds at least
-`threshold` of the benchmark stem's n-grams. The benchmark side is the stem alone (its options are not part of
-it), so a training row that embeds the stem in a longer text, lists the options in another order or adds
-its own, still matches. Stems too short to carry `min_ngrams` n-grams are not indexed: a few characters say
-nothing about a shared question (the report counts them).
+The rule (measured in docs/data.md): both texts are normalised (NFKC, case folded, every character that is not
+a letter or a digit dropped, so punctuation, whitespace and option labels do not count), cut into overlapping
+character n-grams, and a training question overlaps a benchmark question when it holds at least `threshold` of
+the benchmark stem's n-grams. The benchmark side is the stem alone (its options are not part of it), so a
+training row that embeds the stem in a longer text, lists the options in another order or adds its own, still
+matches. Stems too short to carry `min_ngrams` n-grams are not indexed: a few characters say nothing about a
+shared question (the report counts them).
 
 An inverted index (n-gram -> benchmark questions) finds the candidates, so a check costs the row's n-grams,
 not the benchmark's size. Used by `medsft data --mixture`; reusable by any stage that must keep benchmark
@@ -68,7 +68,8 @@ class Overlap:
     def describe(self) -> str:
         stem = " ".join(self.question.text.split())
         stem = stem if len(stem) <= 120 else stem[:117] + "..."
-        return f"{self.share:.0%} of the stem of {self.question.benchmark} question {self.question.index}: {stem}"
+        where = f"{self.question.benchmark} question {self.question.index}"
+        return f"{self.share:.0%} of the stem of {where}: {stem}"
 
 
 class BenchmarkIndex:
@@ -126,8 +127,8 @@ def known_benchmark_questions(name: str) -> list[BenchmarkQuestion]:
     files = [folder / file for file in XMEDBENCH_FILES if (folder / file).is_file()]
     if not files:
         raise DecontaminationError(
-            f"Benchmark {name!r} needs the XMedBench Chinese files ({', '.join(XMEDBENCH_FILES)}) in {folder}: "
-            "put them there (or set MEDSFT_SHARED), or list the benchmark files by path."
+            f"Benchmark {name!r} needs the XMedBench Chinese files ({', '.join(XMEDBENCH_FILES)}) in "
+            f"{folder}: put them there (or set MEDSFT_SHARED), or list the benchmark files by path."
         )
     questions = []
     for file in files:
@@ -161,7 +162,7 @@ def load_benchmark_index(specs: Sequence[str], **rule: float) -> BenchmarkIndex:
             questions += file_benchmark_questions(spec)
         else:
             raise DecontaminationError(
-                f"Unknown benchmark {spec!r}: name one of {', '.join(KNOWN_BENCHMARKS)}, or a benchmark file, "
-                "folder or glob pattern in a format `medsft eval --list-benchmarks` lists."
+                f"Unknown benchmark {spec!r}: name one of {', '.join(KNOWN_BENCHMARKS)}, or a benchmark "
+                "file, folder or glob pattern in a format `medsft eval --list-benchmarks` lists."
             )
     return BenchmarkIndex(questions, **rule)

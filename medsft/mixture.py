@@ -1,12 +1,12 @@
 """Dataset mixtures: several sources, each with its columns, weight and thinking mode, into one train/val set.
 
-A mixture file (YAML, recipes/data/*.yaml) lists `datasets` (id, path, config, split, columns, weight, thinking,
-no_think_ratio), a `seed`, a `val_ratio` and the benchmarks to `decontaminate` against. Each source is read and
-converted by the same rules as one set (medsft.sources, medsft.conversion); then, source by source in the
-file's order: rows overlapping a listed benchmark question are rejected (`benchmark_overlap`), rows whose
-normalised question an earlier source already kept are rejected (`duplicate`), a weight below 1 keeps that
-seeded share (the rest `sampled_out`), a share `no_think_ratio` of the rows drops its reasoning (the
-non-thinking mode), the val split takes `val_ratio` of each source's rows, and a weight above 1 repeats train
+A mixture file (YAML, recipes/data/*.yaml) lists `datasets` (id, path, config, split, columns, weight,
+thinking, no_think_ratio), a `seed`, a `val_ratio` and the benchmarks to `decontaminate` against. Each source
+is read and converted by the same rules as one set (medsft.sources, medsft.conversion); then, source by source
+in the file's order: rows overlapping a listed benchmark question are rejected (`benchmark_overlap`), rows
+whose normalised question an earlier source already kept are rejected (`duplicate`), a weight below 1 keeps
+that seeded share (the rest `sampled_out`), a share `no_think_ratio` of the rows drops its reasoning (the non-
+thinking mode), the val split takes `val_ratio` of each source's rows, and a weight above 1 repeats train
 rows. Every row read is kept or rejected with its reason, and the counts are checked to add up.
 """
 
@@ -421,8 +421,8 @@ def refuse_unconverted(
         name for name in (options.question_field, options.think_field, options.answer_field) if name
     )
     raise DataError(
-        f"Source {source.name}: 0 of {read} rows converted ({', '.join(reasons)}); nothing written. The fields "
-        f"read were {fields}: name the source's own with `columns:` in the mixture file. First: "
+        f"Source {source.name}: 0 of {read} rows converted ({', '.join(reasons)}); nothing written. The "
+        f"fields read were {fields}: name the source's own with `columns:` in the mixture file. First: "
         f"{' '.join(str(rejects[0]['detail']).split())[:200]}."
     )
 

@@ -53,7 +53,8 @@ def three_sources(tmp_path) -> Path:
     answer-only source (instruction/output) with a duplicate of an o1 question; a planted benchmark question,
     reworded, in the first source."""
     first = reasoning_rows(20, "甲")
-    first.append(  # the benchmark's first stem inside a longer question, punctuation changed, options reordered
+    # the benchmark's first stem inside a longer question, punctuation changed, options reordered
+    first.append(
         {
             "question": "请帮我看这道题： 患者男, 45 岁, 饮酒后上腹部剧痛, 并向腰背部放射；血淀粉酶显著升高。"
             "最可能的诊断是？ A. 急性心肌梗死 B. 急性胰腺炎 C. 急性胆囊炎 D. 消化性溃疡穿孔",
