@@ -5,8 +5,8 @@ thinking, no_think_ratio), a `seed`, a `val_ratio` and the benchmarks to `decont
 is read and converted by the same rules as one set (medsft.sources, medsft.conversion); then, source by source
 in the file's order: rows overlapping a listed benchmark question are rejected (`benchmark_overlap`), rows
 whose normalised question an earlier source already kept are rejected (`duplicate`), a weight below 1 keeps
-that seeded share (the rest `sampled_out`), a share `no_think_ratio` of the rows drops its reasoning (the non-
-thinking mode), the val split takes `val_ratio` of each source's rows, and a weight above 1 repeats train
+that seeded share (the rest `sampled_out`), a share `no_think_ratio` of the rows drops its reasoning (the
+non-thinking mode), the val split takes `val_ratio` of each source's rows, and a weight above 1 repeats train
 rows. Every row read is kept or rejected with its reason, and the counts are checked to add up.
 """
 
