@@ -20,9 +20,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medsft.errors import MedsftError
-from medsft.mcq import BenchmarkError, Question, benchmark_files, load_benchmark
+
+if TYPE_CHECKING:
+    from medsft.mcq import Question
 from medsft.paths import shared_dir
 
 NGRAM = 6  # characters; a Chinese 6-gram is a phrase, rarely shared by chance (docs/data.md)
@@ -123,6 +126,8 @@ class BenchmarkIndex:
 
 def known_benchmark_questions(name: str) -> list[BenchmarkQuestion]:
     """The questions of a benchmark known by name: `xmedbench` (all of it) or one of its sources."""
+    from medsft.mcq import load_benchmark  # imports torch: only when a benchmark is read
+
     folder = shared_dir() / XMEDBENCH_FOLDER
     files = [folder / file for file in XMEDBENCH_FILES if (folder / file).is_file()]
     if not files:
@@ -144,6 +149,8 @@ def as_benchmark_question(benchmark: str, question: Question) -> BenchmarkQuesti
 
 def file_benchmark_questions(spec: str) -> list[BenchmarkQuestion]:
     """The questions of benchmark files named as `medsft eval --mcq-file` takes them (file, folder, glob)."""
+    from medsft.mcq import BenchmarkError, benchmark_files, load_benchmark
+
     try:
         files = benchmark_files([spec])
         questions = load_benchmark(files)
