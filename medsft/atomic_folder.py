@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from medsft.errors import MedsftError
+from medsft.paths import follow_umask
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ def replace_folder(
         with deferred_signals():  # a signal here must not leave a folder nobody removes
             folder.parent.mkdir(parents=True, exist_ok=True)
             temporary = Path(tempfile.mkdtemp(prefix=temp_prefix(folder), dir=folder.parent))
+            follow_umask(temporary)
         write(temporary)
         sync_tree(temporary)
         with deferred_signals():

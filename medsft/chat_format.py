@@ -61,6 +61,21 @@ def prompt_messages(question: str, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -
     return [*system, {"role": "user", "content": question}]
 
 
+def replace_system_turn(messages: Conversation, system_prompt: str) -> Conversation:
+    """The conversation with `system_prompt` as its one leading system turn ("" leaves it out), replacing the
+    one it had. A system turn after the first message is a ValueError: replacing it would change what the
+    conversation says at that point."""
+    if any(message["role"] == "system" for message in messages[1:]):
+        raise ValueError("it has a system turn after its first message")
+    rest = messages[1:] if messages and messages[0]["role"] == "system" else messages
+    return [*([{"role": "system", "content": system_prompt}] if system_prompt else []), *rest]
+
+
+def leading_system_prompt(messages: Conversation) -> str:
+    """The content of the conversation's leading system turn; "" when it has none."""
+    return messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
+
+
 def without_answer(messages: Conversation) -> Conversation:
     """The conversation up to the last user turn: the prompt of a training row."""
     return [message for message in messages if message["role"] != "assistant"]

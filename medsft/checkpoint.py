@@ -1,4 +1,5 @@
-"""Training checkpoints (output_dir/checkpoint-N/): which are intact, and whether one holds a whole run.
+"""Resume, in one place: which checkpoint (output_dir/checkpoint-N/) a run continues from, whether it is
+intact, and loading it into the Trainer.
 
 An intact checkpoint is one the Trainer can resume from exactly: its trainer_state.json parses, it holds model
 weights, optimizer and scheduler states, and each of those files loads. The load check is cheap: a safetensors
@@ -8,9 +9,17 @@ header, a memory-mapped torch.load, a JSON parse; no tensor is read into memory.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from medsft.errors import MedsftError
+
+if TYPE_CHECKING:
+    from transformers import Trainer, TrainingArguments
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 WEIGHT_FILES = (
@@ -23,6 +32,10 @@ WEIGHT_FILES = (
 UNCHECKED_TORCH_FILES = {"training_args.bin"}  # a pickled TrainingArguments; a resume never reads it
 
 
+class CheckpointError(MedsftError):
+    """No checkpoint to continue from, or the one asked for cannot be resumed from."""
+
+
 def checkpoint_step(path: Path) -> int | None:
     match = CHECKPOINT_NAME.fullmatch(path.name)
     return int(match.group(1)) if match and path.is_dir() else None
@@ -31,6 +44,12 @@ def checkpoint_step(path: Path) -> int | None:
 def checkpoints_newest_first(output_dir: Path) -> list[Path]:
     found = [path for path in output_dir.glob("checkpoint-*") if checkpoint_step(path) is not None]
     return sorted(found, key=checkpoint_step, reverse=True)
+
+
+def newest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint: trainer_state.json is written last, so a crash mid-save leaves none."""
+    found = checkpoints_newest_first(output_dir)
+    return next((path for path in found if (path / "trainer_state.json").is_file()), None)
 
 
 def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
@@ -118,3 +137,132 @@ def progress(state: dict[str, Any], max_steps: int, num_train_epochs: float) -> 
     if max_steps > 0:
         return f"step {state['global_step']} of {max_steps}"
     return f"epoch {float(state.get('epoch') or 0):g} of {num_train_epochs:g} (step {state['global_step']})"
+
+
+def trained_to_the_end(checkpoint: Path, args: TrainingArguments) -> bool:
+    """Whether `checkpoint` holds the whole run that `args` describe."""
+    return training_is_done(read_trainer_state(checkpoint), args.max_steps, args.num_train_epochs)
+
+
+# ---------------------------------------------------------------- choosing the checkpoint
+
+
+def newest_intact_checkpoint(output_dir: Path, needs_optimizer: bool, announce: bool = True) -> Path:
+    """The newest intact checkpoint in output_dir; newer damaged ones are named in the log and skipped."""
+    damaged = []
+    for checkpoint in checkpoints_newest_first(output_dir):
+        problem = checkpoint_damage(checkpoint, needs_optimizer)
+        if problem is None:
+            if damaged and announce:
+                for skipped in damaged:
+                    log.warning("%s; skipped", skipped)
+                log.warning("resuming from %s, the newest intact checkpoint", checkpoint.name)
+            return checkpoint
+        damaged.append(f"{checkpoint.name}: {problem}")
+    if not damaged:
+        raise CheckpointError(f"--resume: no complete checkpoint in {output_dir}. Start without --resume.")
+    raise CheckpointError(
+        f"--resume: no intact checkpoint in {output_dir} ({'; '.join(damaged)}). Start afresh without "
+        "--resume (--overwrite_output_dir true deletes these checkpoints) or in another --output_dir."
+    )
+
+
+def requested_checkpoint(path: Path, needs_optimizer: bool) -> Path:
+    """The checkpoint named by resume_from_checkpoint, validated like the ones --resume picks."""
+    where = f"resume_from_checkpoint {path}"
+    if not path.is_dir():
+        raise CheckpointError(
+            f"{where} does not exist. Point it at a checkpoint-N folder of an earlier run, or use --resume "
+            "to continue from the newest intact checkpoint in output_dir."
+        )
+    if not (path / "trainer_state.json").is_file():
+        raise CheckpointError(
+            f"{where} is not a training checkpoint (no trainer_state.json). Point it at a checkpoint-N "
+            "folder (final/ holds the model only), or use --resume."
+        )
+    problem = checkpoint_damage(path, needs_optimizer)
+    if problem:
+        raise CheckpointError(f"{where}: {problem}. Point it at an intact checkpoint, or use --resume.")
+    return path
+
+
+def checkpoint_to_resume(args: TrainingArguments, resume: bool, overwrite: bool) -> Path | None:
+    """The checkpoint a run continues from: `args.resume_from_checkpoint`, else with `resume` the newest
+    intact one in `args.output_dir`, else none. Checkpoints left in output_dir without `resume` are an error
+    unless `overwrite` (the caller deletes them)."""
+    output_dir, needs_optimizer = Path(args.output_dir), not args.save_only_model
+    if args.resume_from_checkpoint:
+        return requested_checkpoint(Path(args.resume_from_checkpoint).expanduser(), needs_optimizer)
+    if resume:
+        return newest_intact_checkpoint(output_dir, needs_optimizer, announce=args.process_index == 0)
+    checkpoint = newest_checkpoint(output_dir)
+    if checkpoint is not None and not overwrite:
+        raise CheckpointError(
+            f"{output_dir} already holds checkpoints (newest: {checkpoint.name}). Continue it with --resume "
+            "(make train RESUME=1), or start afresh in another folder (--output_dir DIR) or with "
+            "--overwrite_output_dir true (deletes those checkpoints)."
+        )
+    return None
+
+
+# ---------------------------------------------------------------- loading it
+
+
+def train_from(trainer: Trainer, checkpoint: Path | None) -> None:
+    """Train, continuing from `checkpoint` when given (the Trainer's own resume: weights, optimizer,
+    scheduler, RNG states, data position). A checkpoint that holds the whole run is loaded, not trained on."""
+    if checkpoint is None or not trained_to_the_end(checkpoint, trainer.args):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        return
+    restore_finished_run(trainer, checkpoint)
+
+
+def restore_finished_run(trainer: Trainer, checkpoint: Path) -> None:
+    """Put the weights and state of a checkpoint that holds the whole run into `trainer`, with no step.
+
+    The Trainer has no public call for this: `train(resume_from_checkpoint=...)` takes one optimizer step
+    before it checks max_steps, so it would train past the end. The weights are loaded the way the Trainer
+    loads them, through public library calls (PEFT's `load_adapter`, safetensors, transformers' sharded
+    loader), and the state with `TrainerState.load_from_json`.
+    """
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    weights = checkpoint
+    if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
+        weights = Path(state.best_model_checkpoint)  # what the Trainer loads at the end of training
+    log.info(
+        "%s holds the whole run: final/ and the reports are written from %s, with no training step",
+        checkpoint.name,
+        weights.name,
+    )
+    load_weights(trainer.model, weights)
+    trainer.state = state
+
+
+def load_weights(model, folder: Path) -> None:
+    """Load a checkpoint's weights into `model` in place: a LoRA adapter into the active adapter, else the
+    full weights (one safetensors or torch file, or an index of shards)."""
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers.trainer_utils import load_sharded_checkpoint
+
+    if isinstance(model, PeftModel):
+        model.load_adapter(str(folder), model.active_adapter, is_trainable=True)
+        return
+    # not strict: a tied weight is saved once; what is missing besides those is an error below
+    if (folder / "model.safetensors").is_file():
+        incompatible = model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+    elif (folder / "pytorch_model.bin").is_file():
+        state_dict = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        incompatible = model.load_state_dict(state_dict, strict=False)
+    else:
+        incompatible = load_sharded_checkpoint(model, str(folder), strict=False)  # an index of shards
+    tied = getattr(model, "all_tied_weights_keys", None) or {}  # {tied copy: the weight it shares}
+    missing = [key for key in incompatible.missing_keys if key not in tied]
+    if missing or incompatible.unexpected_keys:
+        raise CheckpointError(
+            f"{folder} does not match the model: missing {missing[:3]}, unexpected "
+            f"{incompatible.unexpected_keys[:3]}. Resume with the recipe that wrote it."
+        )

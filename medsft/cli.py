@@ -6,6 +6,7 @@ Errors follow one contract (medsft/errors.py): a MedsftError is one line on stde
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
@@ -24,6 +25,19 @@ COMMANDS = {
 }
 
 log = logging.getLogger("medsft")
+
+# Operating-system errors that come from the machine or from a path the user gave, not from a bug: one line
+# each, with what to do. Any other OSError keeps its traceback.
+ENVIRONMENT_ERRORS = {
+    errno.ENOSPC: "free some space, or write elsewhere",
+    errno.EDQUOT: "free some space, or write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EACCES: "choose a folder you can write to",
+    errno.EPERM: "choose a folder you can write to",
+    errno.EEXIST: "a file stands where a folder is needed: choose another path",
+    errno.ENOTDIR: "a file stands where a folder is needed: choose another path",
+    errno.EISDIR: "a folder stands where a file is needed: choose another path",
+}
 
 
 def usage() -> str:
@@ -55,6 +69,16 @@ def run_command(command: str, main, argv: list[str]) -> int:
         if debug_enabled():
             traceback.print_exc()
         print(f"medsft {command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:
+        if error.errno not in ENVIRONMENT_ERRORS:
+            raise
+        if debug_enabled():
+            traceback.print_exc()
+        where = f"{error.filename}: " if error.filename else ""
+        print(
+            f"medsft {command}: {where}{error.strerror}: {ENVIRONMENT_ERRORS[error.errno]}.", file=sys.stderr
+        )
         return EXIT_USAGE
 
 

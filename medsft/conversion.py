@@ -125,10 +125,10 @@ def convert_row(
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as error:
-            bad = value[error.start : error.end].encode("utf-8", "surrogatepass").hex()
             raise RowRejected(
                 INVALID_TEXT,
-                f"field {field!r} holds a lone surrogate (U+{bad.upper()} at character {error.start}): "
+                f"field {field!r} holds a lone surrogate (U+{ord(value[error.start]):04X} at character "
+                f"{error.start}): "
                 "not text any tokenizer can encode",
             ) from None
         texts[role] = normalise_text(value)

@@ -1,7 +1,9 @@
 """The one error contract of every medsft command.
 
 A `MedsftError` is a failure the user can act on: `medsft.cli` prints its message as one line
-(`medsft <command>: <what failed>. <what to do>`) and exits 2. Anything else is a bug and keeps its traceback.
+(`medsft <command>: <what failed>. <what to do>`) and exits 2. So does an operating-system error that comes
+from the machine or a path the user gave (disk full, read-only, a file where a folder belongs: the list is in
+medsft.cli). Anything else is a bug and keeps its traceback.
 `--debug` or MEDSFT_DEBUG=1 shows the traceback of a MedsftError too.
 """
 

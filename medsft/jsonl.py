@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from medsft.errors import MedsftError
+from medsft.paths import follow_umask
 
 
 class JsonlError(MedsftError):
@@ -59,6 +60,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     try:
         with handle:
             handle.write(text)
+        follow_umask(Path(handle.name))
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

@@ -51,3 +51,11 @@ def processed_dir() -> Path:
 def shared_dir() -> Path:
     """Folder of real third-party inputs (tokenizer, data rows, benchmark): $MEDSFT_SHARED, else ../shared."""
     return Path(os.environ.get("MEDSFT_SHARED") or "../shared").expanduser().resolve()
+
+
+def follow_umask(path: Path) -> None:
+    """Give a file or folder made by `tempfile` (mode 600 / 700) the mode `open` and `mkdir` would give it, so
+    outputs follow the user's umask like other tools' outputs."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)

@@ -58,10 +58,24 @@ class SourceRow:
     error: RowRejected | None = None
 
 
+class RepeatedKey(ValueError):
+    """A JSON object that names one key twice: which value is meant cannot be told."""
+
+
+def object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise RepeatedKey(f"key {repeated!r} appears twice in one object")
+    return value
+
+
 def parse_json_text(text: str) -> tuple[Any, RowRejected | None]:
-    """(value, None), or (None, an invalid_json rejection) for text that is not JSON or cannot be held."""
+    """(value, None), or (None, an invalid_json rejection) for text that is not JSON, cannot be held, or
+    names a key twice in one object."""
     try:
-        return json.loads(text), None
+        return json.loads(text, object_pairs_hook=object_without_repeated_keys), None
     except RecursionError:
         return None, RowRejected(INVALID_JSON, "nested too deeply to read")
     except ValueError as error:  # JSONDecodeError, or an integer with more digits than Python converts
@@ -105,6 +119,11 @@ def decoded_lines(data: bytes, file: str) -> list[tuple[int, str, str | RowRejec
 def describe_undecodable(data: bytes) -> str:
     """Why a file with no JSON line is not JSON Lines: the encoding or content it seems to have."""
     head = data[:4096]
+    for codec in ("utf-16-le", "utf-16-be"):
+        text = data[: len(data) // 2 * 2].decode(codec, errors="replace")
+        first_line = next((line for line in TEXT_LINE_BREAK.split(text) if line.strip()), "")
+        if parse_json_text(first_line)[1] is None:
+            return f"it is {codec.upper()} without a byte-order mark: save it as UTF-8"
     if b"\x00" in head:
         odd_nuls, even_nuls = head[1::2].count(0), head[0::2].count(0)
         if max(odd_nuls, even_nuls) > len(head) // 4 and min(odd_nuls, even_nuls) < len(head) // 16:
@@ -152,7 +171,7 @@ def text_position(text: str, index: int) -> str:
 def json_array_rows(text: str, file: str, split: str | None) -> list[SourceRow]:
     """Each element of a JSON array is a row (its raw text is its slice of the file); any syntax error is a
     DataError naming its line and column, since the elements after it cannot be told apart."""
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(object_pairs_hook=object_without_repeated_keys)
 
     def broken(reason: str, index: int, record: int) -> DataError:
         return DataError(
@@ -172,6 +191,8 @@ def json_array_rows(text: str, file: str, split: str | None) -> list[SourceRow]:
                 value, end = decoder.raw_decode(text, index)
             except RecursionError:
                 raise broken("a record nested too deeply to read", index, record) from None
+            except RepeatedKey as error:
+                raise broken(str(error), index, record) from None
             except json.JSONDecodeError as error:
                 raise broken(error.msg, error.pos, record) from None
             except ValueError as error:  # an integer with more digits than Python converts

@@ -26,9 +26,15 @@ from typing import Any
 import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
-from medsft.chat_format import DEFAULT_SYSTEM_PROMPT
 from medsft.errors import MedsftError
-from medsft.model import ModelSourceError, random_model_config
+from medsft.model import (
+    RANDOM_MODEL_PREFIX,
+    TRAIN_MODEL_SETTING,
+    TRAIN_TOKENIZER_SETTING,
+    ModelSourceError,
+    check_model_source,
+    random_model_config,
+)
 from medsft.paths import output_dir, recipes_dir
 
 TINY_MODEL = "tiny"  # `model_name_or_path: tiny` builds a random-weight Qwen3 in memory (smoke runs, tests)
@@ -71,8 +77,13 @@ class MedsftArgs:
         default=None,
         metadata={"help": "A raw {question, think, answer} file converted on the fly instead of `dataset`."},
     )
-    system_prompt: str = field(
-        default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System prompt of converted rows."}
+    system_prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": 'The system turn of every training and validation row, replacing the rows\' own ("": '
+            "no system turn). Unset: the rows keep theirs (raw_source rows get medsft's default). The prompt "
+            "trained with is recorded in the run card and in final/medsft.json."
+        },
     )
     swanlab_project: str = field(default="medsft", metadata={"help": "SwanLab project name."})
     swanlab_workspace: str | None = field(
@@ -180,7 +191,8 @@ class RecipeParser(TrlParser):
     """TrlParser over (MedsftArgs, SFTConfig, ModelConfig); every failure is a RecipeError naming the key."""
 
     def __init__(self) -> None:
-        super().__init__((MedsftArgs, SFTConfig, ModelConfig))
+        # no abbreviations: `--learning_rat` is a misspelt key, not `--learning_rate`
+        super().__init__((MedsftArgs, SFTConfig, ModelConfig), allow_abbrev=False)
         self.fields: dict[str, dataclasses.Field] = {}
         self.hints: dict[str, Any] = {}
         for dataclass_type in self.dataclass_types:
@@ -206,12 +218,13 @@ class RecipeParser(TrlParser):
         hint = f" Did you mean {close[0]!r}?" if close else ""
         return RecipeError(f"Unknown key {key!r} in {where}.{hint}")
 
-    def check_override_keys(self, overrides: list[str]) -> None:
-        for item in overrides:
+    def check_unknown_overrides(self, unknown: list[str]) -> None:
+        """What argparse left over from the overrides: a misspelt key is named with the closest valid one."""
+        for item in unknown:
             if item.startswith("--"):
-                key = item[2:].split("=", 1)[0].replace("-", "_")
-                if key not in self.options:
-                    raise self.unknown_key_error(key, "the command-line overrides")
+                raise self.unknown_key_error(item[2:].split("=", 1)[0], "the command-line overrides")
+        if unknown:
+            raise RecipeError(f"Unexpected command-line argument {unknown[0]!r}: overrides are --key value.")
 
     def typed_value(self, key: str, value: Any) -> Any:
         """A file's value checked against its field's type; a string is read as the command line reads it."""
@@ -229,14 +242,13 @@ class RecipeParser(TrlParser):
             raise RecipeError(f"{key} must be one of {', '.join(map(str, choices))}; got {_shown(value)}.")
         return value
 
-    def parse_recipe(
-        self, values: dict[str, Any], overrides: list[str]
-    ) -> tuple[MedsftArgs, SFTConfig, ModelConfig]:
-        """Typed file values as defaults (TRL's config mechanism), then the overrides; ranges checked."""
+    def parse_settings(self, values: dict, overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
+        """Typed file values as defaults (TRL's config mechanism), then the overrides (argparse: the last
+        `--key value` wins): every key's value, before any config object is built, and what argparse did not
+        recognise."""
         self.set_defaults_with_config(**values)
-        settings = vars(self.parse_args(overrides))
-        check_ranges(settings)
-        return self.parse_dict(settings)
+        settings, unknown = self.parse_known_args(overrides)
+        return vars(settings), unknown
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -345,16 +357,18 @@ def check_ranges(settings: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- loading
 
 
-def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe, apply `--key value` overrides: validated MedsftArgs, SFTConfig and ModelConfig."""
+def load_recipe(
+    recipe: str | Path, overrides: list[str] | None = None, *, check_sources: bool = False
+) -> Recipe:
+    """Read a recipe and its `--key value` overrides in one pass: validated MedsftArgs, SFTConfig and
+    ModelConfig. With `check_sources`, a model or tokenizer that cannot be had fails as soon as the values are
+    parsed, before their ranges and TRL's own checks (bf16 needs a GPU)."""
     path = recipe_path(recipe)
     values = read_recipe_file(path)
     parser = RecipeParser()
     for key in values:
         if key not in parser.fields:
             raise parser.unknown_key_error(key, str(path))
-    overrides = list(overrides or [])
-    parser.check_override_keys(overrides)
 
     name = path.stem
     values.setdefault("output_dir", str(output_dir() / name))
@@ -366,7 +380,15 @@ def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recip
     except RecipeError as error:
         raise RecipeError(f"Recipe {path}: {error}") from error
     try:
-        medsft_args, sft_args, model_args = parser.parse_recipe(values, overrides)
+        settings, unknown = parser.parse_settings(values, list(overrides or []))
+    except RecipeError as error:
+        raise RecipeError(f"Recipe {path} (or its overrides): {error}") from error
+    parser.check_unknown_overrides(unknown)
+    try:
+        if check_sources:
+            check_model_sources(settings)
+        check_ranges(settings)
+        medsft_args, sft_args, model_args = parser.parse_dict(settings)
     except RecipeError as error:
         raise RecipeError(f"Recipe {path} (or its overrides): {error}") from error
     except (ValueError, TypeError) as error:  # SFTConfig's and ModelConfig's own checks
@@ -377,6 +399,19 @@ def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> Recip
     loaded = Recipe(name=name, path=path, medsft=medsft_args, sft=sft_args, model=model_args)
     check_consistency(loaded)
     return loaded
+
+
+def check_model_sources(settings: dict[str, Any]) -> None:
+    """The model and tokenizer of the parsed settings can be had: a local folder, something downloaded
+    before, or a hub that answers one quick connection attempt (nothing is downloaded here)."""
+    revision = None if settings["model_revision"] == "main" else settings["model_revision"]
+    for key, setting, source_revision in (
+        ("model_name_or_path", TRAIN_MODEL_SETTING, revision),
+        ("tokenizer", TRAIN_TOKENIZER_SETTING, None),
+    ):
+        source = settings[key]
+        if source and source != TINY_MODEL and not source.startswith(RANDOM_MODEL_PREFIX):
+            check_model_source(source, setting, settings["model_cache_dir"], source_revision)
 
 
 def check_consistency(recipe: Recipe) -> None:

@@ -54,16 +54,26 @@ def scan_folder(folder: Path) -> tuple[list[Path], list[dict[str, str]]]:
     files, skipped = [], []
     for current, directories, names in os.walk(folder):
         here = Path(current)
+        followed = []
         for directory in sorted(directories):
+            relative = display_name((here / directory).relative_to(folder))
             if directory.startswith("."):
-                relative = display_name((here / directory).relative_to(folder))
                 skipped.append({"file": relative, "reason": "hidden folder"})
-        directories[:] = sorted(d for d in directories if not d.startswith("."))
+            elif (here / directory).is_symlink():
+                skipped.append(
+                    {"file": relative, "reason": "a link to a folder, not followed (pass the target)"}
+                )
+            else:
+                followed.append(directory)
+        directories[:] = followed
         for name in sorted(names):
             path = here / name
             relative = display_name(path.relative_to(folder))
             if name.startswith("."):
                 skipped.append({"file": relative, "reason": "hidden file"})
+            elif not path.is_file():  # a FIFO would block the read forever; a socket or device holds no rows
+                what = "a link that leads nowhere" if path.is_symlink() else "not a regular file"
+                skipped.append({"file": relative, "reason": what})
             elif path.suffix not in DATA_SUFFIXES:
                 skipped.append({"file": relative, "reason": f"not a data file ({', '.join(DATA_SUFFIXES)})"})
             elif name in METADATA_FILES:
@@ -123,6 +133,8 @@ def local_source(source: str) -> Path | None:
     path = Path(source).expanduser()
     if path.exists():
         return path
+    if path.is_symlink():
+        raise DataError(f"Source {source!r} is a link that leads nowhere (its target is missing, or a loop).")
     if source.startswith(HF_PREFIX) and re.fullmatch(r"[\w.-]+/[\w.-]+", source[len(HF_PREFIX) :]):
         return None
     looks_local = source.startswith((".", "/", "~")) or path.suffix in DATA_SUFFIXES
@@ -134,6 +146,8 @@ def local_source(source: str) -> Path | None:
 def resolve_source(source: str, path: Path | None = None) -> SourceFiles:
     """The files to read from a local file or folder, or from a ModelScope dataset id (downloaded)."""
     path = path or local_source(source) or download_dataset(source)
+    if not path.is_file() and not path.is_dir():
+        raise DataError(f"Source {source!r} is neither a regular file nor a folder (a pipe or a device?).")
     if path.is_file():
         if path.suffix not in DATA_SUFFIXES:
             raise DataError(f"Source {source!r}: unsupported file type (use {', '.join(DATA_SUFFIXES)}).")

@@ -5,7 +5,8 @@
         -m medsft.train --recipe full_1epoch
 
 Writes output/<recipe>/ (under the current directory, or $MEDSFT_OUTPUT_DIR): checkpoint-*/, final/ (model,
-tokenizer with Qwen3's original chat template, generation config), loss.png, run_card.json, val_answers.jsonl
+tokenizer with Qwen3's original chat template, generation config, medsft.json with the system prompt trained
+with), loss.png, run_card.json, val_answers.jsonl
 and swanlog/ (SwanLab, when reported to).
 """
 
@@ -21,19 +22,24 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
-from medsft.chat_format import special_token_ids, without_answer
+from medsft.chat_format import (
+    leading_system_prompt,
+    replace_system_turn,
+    special_token_ids,
+    without_answer,
+)
 from medsft.checkpoint import (
-    checkpoint_damage,
-    checkpoints_newest_first,
+    checkpoint_to_resume,
     progress,
     read_trainer_state,
-    training_is_done,
+    train_from,
+    trained_to_the_end,
 )
 from medsft.cli import run_command
 from medsft.errors import MedsftError
@@ -41,6 +47,7 @@ from medsft.jsonl import iter_jsonl, write_json, write_jsonl
 from medsft.paths import processed_dir, sample_data_file
 from medsft.provenance import git_state, package_versions
 from medsft.recipe import TINY_MODEL, Recipe, load_recipe
+from medsft.trained_prompt import write_trained_system_prompt
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +65,7 @@ class RunData:
     val_rows: list[dict]
     files: dict[str, Path]
     overlong: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # split -> [(row index, tokens)]
+    system_prompt: str | None = None  # of every training row ("" none); None when they differ
 
 
 # ---------------------------------------------------------------- checks before the model loads
@@ -69,12 +77,6 @@ def dataset_dir(dataset: str) -> Path:
     if len(path.parts) == 1 and not dataset.startswith("."):
         return processed_dir() / path
     return path.absolute()
-
-
-def newest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint: trainer_state.json is written last, so a crash mid-save leaves none."""
-    complete = [p for p in output_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
 def check_output_dir(output_dir: Path) -> None:
@@ -108,62 +110,6 @@ def data_files(recipe: Recipe) -> dict[str, Path]:
     return files
 
 
-def resumable_checkpoint(recipe: Recipe, output_dir: Path) -> Path:
-    """The newest intact checkpoint in output_dir; newer damaged ones are named in the log and skipped."""
-    damaged = []
-    for checkpoint in checkpoints_newest_first(output_dir):
-        problem = checkpoint_damage(checkpoint, needs_optimizer=not recipe.sft.save_only_model)
-        if problem is None:
-            if damaged and recipe.sft.process_index == 0:
-                for skipped in damaged:
-                    log.warning("%s; skipped", skipped)
-                log.warning("resuming from %s, the newest intact checkpoint", checkpoint.name)
-            return checkpoint
-        damaged.append(f"{checkpoint.name}: {problem}")
-    if not damaged:
-        raise PreflightError(f"--resume: no complete checkpoint in {output_dir}. Start without --resume.")
-    raise PreflightError(
-        f"--resume: no intact checkpoint in {output_dir} ({'; '.join(damaged)}). Start afresh without "
-        "--resume (--overwrite_output_dir true deletes these checkpoints) or in another --output_dir."
-    )
-
-
-def requested_checkpoint(recipe: Recipe) -> Path:
-    """The checkpoint named by resume_from_checkpoint, validated like the ones --resume picks."""
-    path = Path(recipe.sft.resume_from_checkpoint).expanduser()
-    where = f"resume_from_checkpoint {path}"
-    if not path.is_dir():
-        raise PreflightError(
-            f"{where} does not exist. Point it at a checkpoint-N folder of an earlier run, or use --resume "
-            "to continue from the newest intact checkpoint in output_dir."
-        )
-    if not (path / "trainer_state.json").is_file():
-        raise PreflightError(
-            f"{where} is not a training checkpoint (no trainer_state.json). Point it at a checkpoint-N "
-            "folder (final/ holds the model only), or use --resume."
-        )
-    problem = checkpoint_damage(path, needs_optimizer=not recipe.sft.save_only_model)
-    if problem:
-        raise PreflightError(f"{where}: {problem}. Point it at an intact checkpoint, or use --resume.")
-    return path
-
-
-def resume_checkpoint(recipe: Recipe, output_dir: Path, resume: bool) -> Path | None:
-    """The checkpoint to continue from: resume_from_checkpoint, else with --resume the newest intact one."""
-    if recipe.sft.resume_from_checkpoint:
-        return requested_checkpoint(recipe)
-    if resume:
-        return resumable_checkpoint(recipe, output_dir)
-    checkpoint = newest_checkpoint(output_dir)
-    if checkpoint is not None and not recipe.medsft.overwrite_output_dir:
-        raise PreflightError(
-            f"{output_dir} already holds checkpoints (newest: {checkpoint.name}). Continue it with --resume "
-            "(make train RESUME=1), or start afresh in another folder (--output_dir DIR) or with "
-            "--overwrite_output_dir true (deletes those checkpoints)."
-        )
-    return None
-
-
 def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path]]:
     sharded = [name for name in ("DEEPSPEED", "FSDP") if os.environ.get(f"ACCELERATE_USE_{name}") == "true"]
     if recipe.model.use_peft and sharded:
@@ -177,22 +123,18 @@ def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path
     raw = recipe.medsft.raw_source
     if raw and not Path(raw).exists() and (raw.startswith((".", "/", "~")) or Path(raw).suffix):
         raise PreflightError(f"raw_source {raw} does not exist (a local file, or a ModelScope dataset id).")
-    checkpoint = resume_checkpoint(recipe, output_dir, resume)
+    checkpoint = checkpoint_to_resume(recipe.sft, resume, overwrite=recipe.medsft.overwrite_output_dir)
     check_output_dir(output_dir)  # made once the inputs are known good: a refused run leaves no folder
     if checkpoint is None and recipe.medsft.overwrite_output_dir and recipe.sft.process_index == 0:
         for old in output_dir.glob("checkpoint-*"):
             shutil.rmtree(old)
-    finished = checkpoint is not None and trained_to_the_end(recipe, checkpoint)
+    finished = checkpoint is not None and trained_to_the_end(checkpoint, recipe.sft)
     if finished and sharded and not run_is_complete(recipe, checkpoint):
         raise PreflightError(
             f"{checkpoint} holds the whole run, but final/ or run_card.json is missing. Write them from it "
             "in one process (no model sharding): python -m medsft.train with the same recipe and --resume."
         )
     return checkpoint, files
-
-
-def trained_to_the_end(recipe: Recipe, checkpoint: Path) -> bool:
-    return training_is_done(read_trainer_state(checkpoint), recipe.sft.max_steps, recipe.sft.num_train_epochs)
 
 
 def final_model_present(output_dir: Path) -> bool:
@@ -208,7 +150,7 @@ def run_is_complete(recipe: Recipe, checkpoint: Path) -> bool:
     """
     output_dir = Path(recipe.sft.output_dir)
     state = read_trainer_state(checkpoint)
-    if not training_is_done(state, recipe.sft.max_steps, recipe.sft.num_train_epochs):
+    if not trained_to_the_end(checkpoint, recipe.sft):
         return False
     try:
         card = json.loads((output_dir / "run_card.json").read_text(encoding="utf-8"))
@@ -232,27 +174,6 @@ def report_complete(recipe: Recipe, checkpoint: Path) -> None:
         progress(state, recipe.sft.max_steps, recipe.sft.num_train_epochs),
         checkpoint.name,
     )
-
-
-def train_or_restore(trainer, recipe: Recipe, checkpoint: Path | None) -> None:
-    """Train, from `checkpoint` when given. A checkpoint that holds the whole run is loaded, not trained on:
-    the Trainer would take one step past the end."""
-    if checkpoint is None or not trained_to_the_end(recipe, checkpoint):
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        return
-    from transformers import TrainerState
-
-    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
-    weights = checkpoint
-    if recipe.sft.load_best_model_at_end and state.best_model_checkpoint:
-        weights = Path(state.best_model_checkpoint)  # what the Trainer loads at the end of training
-    log.info(
-        "%s holds the whole run: final/ and the reports are written from %s, with no training step",
-        checkpoint.name,
-        weights.name,
-    )
-    trainer._load_from_checkpoint(str(weights))  # the Trainer's own loader: full weights or a LoRA adapter
-    trainer.state = state
 
 
 # ---------------------------------------------------------------- model, tokenizer, data
@@ -285,17 +206,41 @@ def load_tokenizer_and_model_dir(recipe: Recipe):
     return load_tokenizer(tokenizer_source, cache_dir, setting=TRAIN_TOKENIZER_SETTING), model_dir
 
 
-def read_rows(path: Path) -> list[dict]:
-    """The rows of a `medsft data` split; a row without a `messages` list is an error naming its line."""
+def read_rows(path: Path, system_prompt: str | None = None) -> list[dict]:
+    """The rows of a `medsft data` split, each with `system_prompt` as its system turn when given. A row
+    without a `messages` list of turns is an error naming its line, as is one the prompt cannot apply to."""
     rows = []
     for line, row in iter_jsonl(path):
-        if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+        messages = row.get("messages") if isinstance(row, dict) else None
+        if not isinstance(messages, list) or not all(
+            isinstance(message, dict) and isinstance(message.get("role"), str) for message in messages
+        ):
             raise PreflightError(
                 f"{path}, line {line}: not a chat row (an object with a `messages` list). Convert raw "
                 "{question, think, answer} rows with `medsft data` first."
             )
+        if system_prompt is not None:
+            try:
+                row = {**row, "messages": replace_system_turn(messages, system_prompt)}
+            except ValueError as error:
+                raise PreflightError(
+                    f"{path}, line {line}: the recipe's system_prompt cannot take effect: {error}. Leave "
+                    "system_prompt unset to train on the rows' own system turns."
+                ) from None
         rows.append(row)
     return rows
+
+
+def shared_system_prompt(rows: list[dict]) -> str | None:
+    """The system prompt all rows share ("" for none), or None when they differ (logged)."""
+    prompts = {leading_system_prompt(row["messages"]) for row in rows}
+    if len(prompts) > 1:
+        log.warning(
+            "the training rows carry %d different system prompts: final/ records none (set system_prompt "
+            "in the recipe to train with one)",
+            len(prompts),
+        )
+    return prompts.pop() if len(prompts) == 1 else None
 
 
 def load_data(recipe: Recipe, tokenizer, files: dict[str, Path]) -> RunData:
@@ -305,14 +250,15 @@ def load_data(recipe: Recipe, tokenizer, files: dict[str, Path]) -> RunData:
     output_dir = Path(recipe.sft.output_dir)
     if recipe.medsft.raw_source:  # the same conversion as `medsft data`, into the run's folder
         folder = output_dir / "data"
-        options = DataOptions(
-            system_prompt=recipe.medsft.system_prompt, max_length=recipe.sft.max_length or 0
-        )
+        options = DataOptions(max_length=recipe.sft.max_length or 0)
+        if recipe.medsft.system_prompt is not None:
+            options = replace(options, system_prompt=recipe.medsft.system_prompt)
         with recipe.sft.main_process_first(desc="converting raw_source"):
             if recipe.sft.process_index == 0:
                 prepare(recipe.medsft.raw_source, folder, options, tokenizer=tokenizer)
         files = {"train": folder / "train.jsonl", "val": folder / "val.jsonl"}
-    rows = {split: read_rows(path) if path.is_file() else [] for split, path in files.items()}
+    prompt = recipe.medsft.system_prompt
+    rows = {split: read_rows(path, prompt) if path.is_file() else [] for split, path in files.items()}
     data = RunData(rows.get("train", []), rows.get("val", []), files)
     if not data.train_rows:
         raise PreflightError(f"No training rows in {files.get('train')}.")
@@ -341,6 +287,7 @@ def load_data(recipe: Recipe, tokenizer, files: dict[str, Path]) -> RunData:
             f"{files.get('val')} has no rows to evaluate on (after the max_length rule); "
             "add validation rows or pass --eval_strategy no."
         )
+    data.system_prompt = shared_system_prompt(data.train_rows)
     return data
 
 
@@ -501,9 +448,9 @@ def save_fsdp_final(trainer, final_dir: Path, dtype: torch.dtype) -> None:
         save_in_dtype(trainer.accelerator.unwrap_model(trainer.model), state_dict, final_dir, dtype)
 
 
-def save_final(trainer, recipe: Recipe, tokenizer, dtype: torch.dtype) -> Path:
+def save_final(trainer, recipe: Recipe, tokenizer, dtype: torch.dtype, system_prompt: str | None) -> Path:
     """final/: full model in safetensors (LoRA merged in) in `dtype` (the loaded model's), tokenizer with
-    Qwen3's original chat template."""
+    Qwen3's original chat template, and medsft.json with the system prompt trained with."""
     from peft import PeftModel
 
     from medsft.model import original_qwen3_chat_template
@@ -520,6 +467,7 @@ def save_final(trainer, recipe: Recipe, tokenizer, dtype: torch.dtype) -> Path:
     if recipe.sft.process_index == 0:
         tokenizer.chat_template = original_qwen3_chat_template()  # not TRL's training variant
         tokenizer.save_pretrained(final_dir)
+        write_trained_system_prompt(final_dir, system_prompt)
         (final_dir / "training_args.bin").unlink(missing_ok=True)  # lives in the checkpoints and the run card
     return final_dir
 
@@ -625,6 +573,7 @@ def run_card(recipe: Recipe, data: RunData, trainer, resumed_from: Path | None, 
             }
             for split, path in data.files.items()
         },
+        "system_prompt": data.system_prompt,  # what every training row was asked with (final/medsft.json)
         "seed": recipe.sft.seed,
         "world_size": recipe.sft.world_size,
         "device": str(recipe.sft.device),
@@ -657,8 +606,8 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
     saved_dtype = model.dtype  # the recipe's; FSDP upcasts trainable weights to fp32 while training
     tracker = start_tracking(recipe)
     trainer = build_trainer(recipe, model, tokenizer, data, [RankReport(), *(callbacks or [])])
-    train_or_restore(trainer, recipe, checkpoint)
-    final_dir = save_final(trainer, recipe, tokenizer, saved_dtype)
+    train_from(trainer, checkpoint)
+    final_dir = save_final(trainer, recipe, tokenizer, saved_dtype, data.system_prompt)
     release_training_state(trainer)
     output_dir = Path(recipe.sft.output_dir)
     if recipe.sft.process_index == 0:
@@ -677,40 +626,6 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
     return output_dir
 
 
-def override_value(overrides: list[str], key: str) -> str | None:
-    """The last `--key value` / `--key=value` among the command-line overrides (argparse's rule), or None."""
-    names, value = {f"--{key}", f"--{key.replace('_', '-')}"}, None
-    for index, item in enumerate(overrides):
-        name, equals, inline = item.partition("=")
-        if name in names:
-            value = inline if equals else next(iter(overrides[index + 1 : index + 2]), None)
-    return value
-
-
-def check_sources_first(recipe: str, overrides: list[str]) -> None:
-    """A model or tokenizer that cannot be had is the first error, before the recipe's other checks (bf16
-    needs a GPU) and the data: read from the recipe file and the overrides, checked with one quick connection
-    attempt (nothing is downloaded here)."""
-    from medsft.model import (
-        RANDOM_MODEL_PREFIX,
-        TRAIN_MODEL_SETTING,
-        TRAIN_TOKENIZER_SETTING,
-        check_model_source,
-    )
-    from medsft.recipe import read_recipe_file, recipe_path
-
-    values = read_recipe_file(recipe_path(recipe))
-    keys = ("model_name_or_path", "tokenizer", "model_cache_dir")
-    given = {key: override_value(overrides, key) or values.get(key) for key in keys}
-    cache_dir = given["model_cache_dir"] if isinstance(given["model_cache_dir"], str) else None
-    for key, setting in (("model_name_or_path", TRAIN_MODEL_SETTING), ("tokenizer", TRAIN_TOKENIZER_SETTING)):
-        source = given[key]
-        if not isinstance(source, str) or not source or source == TINY_MODEL:
-            continue  # not set (the recipe's own check says so), or built in memory
-        if not source.startswith(RANDOM_MODEL_PREFIX):
-            check_model_source(source, setting, cache_dir)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="medsft train",
@@ -727,9 +642,8 @@ def main(argv: list[str] | None = None) -> int:
         help="continue from the newest intact checkpoint in output_dir (a finished run is left as it is); "
         "--resume_from_checkpoint PATH continues from a given checkpoint",
     )
-    args, overrides = parser.parse_known_args(argv)
-    check_sources_first(args.recipe, overrides)
-    run(load_recipe(args.recipe, overrides), resume=args.resume)
+    args, overrides = parser.parse_known_args(argv)  # the rest are recipe keys, parsed by load_recipe
+    run(load_recipe(args.recipe, overrides, check_sources=True), resume=args.resume)
     return 0
 
 

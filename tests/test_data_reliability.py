@@ -520,3 +520,75 @@ def test_files_the_output_folder_did_not_get_from_a_run_are_never_deleted(tmp_pa
     status, stderr = run_cli("--src", str(source), "--out-dir", str(tmp_path / "out"), "--name", "x", *FAST)
     assert status == 2 and "notes.txt" in one_error_line(stderr)
     assert notes.read_text(encoding="utf-8") == "mine"
+
+
+def test_links_pipes_and_other_non_files_in_a_folder_are_listed_never_read(tmp_path, run_cli):
+    """A linked folder is not followed, a FIFO never opened (a read would block forever): both listed."""
+    source = tmp_path / "dataset"
+    write_jsonl(source / "train.jsonl", rows("训练", 5))
+    write_jsonl(tmp_path / "elsewhere" / "more.jsonl", rows("别处", 2))
+    (source / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    os.mkfifo(source / "pipe.jsonl")
+    (source / "dangling.jsonl").symlink_to(tmp_path / "missing.jsonl")
+    assert run_cli("--src", str(source), "--out-dir", str(tmp_path / "out"), "--name", "x", *FAST)[0] == 0
+    report = assert_consistent_set(tmp_path / "out" / "x")
+    skipped = {entry["file"]: entry["reason"] for entry in report["skipped_files"]}
+    assert "link to a folder" in skipped["linked"] and "regular file" in skipped["pipe.jsonl"]
+    assert "leads nowhere" in skipped["dangling.jsonl"]
+    assert report["rows"]["read"] == 5
+
+
+@pytest.mark.parametrize(
+    ("make_source", "message"),
+    [
+        (lambda path: path.symlink_to(path), "leads nowhere"),
+        (lambda path: os.mkfifo(path), "neither a regular file nor a folder"),
+    ],
+    ids=["symlink-loop", "fifo"],
+)
+def test_a_source_that_is_a_loop_or_a_pipe_is_named_as_such(tmp_path, run_cli, make_source, message):
+    source = tmp_path / "rows.jsonl"
+    make_source(source)
+    status, stderr = run_cli("--src", str(source), "--out-dir", str(tmp_path / "out"), "--name", "x", *FAST)
+    assert status == 2 and message in one_error_line(stderr)
+
+
+def test_a_row_that_names_a_key_twice_is_an_invalid_json_reject(tmp_path, run_cli):
+    repeated = '{"question": "头痛", "question": "发烧", "think": "t", "answer": "a"}'
+    source = write_jsonl(tmp_path / "raw.jsonl", [row(), repeated.encode()])
+    assert run_cli("--src", str(source), "--out-dir", str(tmp_path / "out"), "--name", "x", *FAST)[0] == 0
+    (reject,) = read_jsonl(tmp_path / "out" / "x" / "rejects.jsonl")
+    assert reject["reason"] == "invalid_json" and "'question' appears twice" in reject["detail"]
+    listed = tmp_path / "raw.json"
+    listed.write_text(f"[{json.dumps(row())}, {repeated}]", encoding="utf-8")
+    status, stderr = run_cli("--src", str(listed), "--out-dir", str(tmp_path / "out"), "--name", "y", *FAST)
+    assert status == 2 and "appears twice" in one_error_line(stderr)
+
+
+def test_a_lone_surrogate_is_shown_as_its_code_point(tmp_path, run_cli):
+    lone = b'{"question": "q\\udca0x", "think": "t", "answer": "a"}'
+    source = write_jsonl(tmp_path / "raw.jsonl", [row(), lone])
+    assert run_cli("--src", str(source), "--out-dir", str(tmp_path / "out"), "--name", "x", *FAST)[0] == 0
+    (reject,) = read_jsonl(tmp_path / "out" / "x" / "rejects.jsonl")
+    assert "U+DCA0" in reject["detail"]
+
+
+def test_mostly_chinese_utf16_without_a_byte_order_mark_is_named(tmp_path, run_cli):
+    question = "患者男性，六十五岁，反复胸闷胸痛三年，加重伴呼吸困难两天，既往高血压病史十余年" * 3
+    text = "".join(json.dumps(row(question=question + str(i)), ensure_ascii=False) + "\n" for i in range(3))
+    source = tmp_path / "rows.jsonl"
+    source.write_bytes(text.encode("utf-16-be"))
+    status, stderr = run_cli("--src", str(source), "--out-dir", str(tmp_path / "out"), *FAST)
+    assert status == 2 and "UTF-16-BE without a byte-order mark" in one_error_line(stderr)
+
+
+def test_outputs_follow_the_umask(tmp_path, run_cli):
+    source = write_jsonl(tmp_path / "raw.jsonl", rows("问题", 6))
+    previous = os.umask(0o022)
+    try:
+        assert run_cli("--src", str(source), "--out-dir", str(tmp_path / "out"), "--name", "x", *FAST)[0] == 0
+    finally:
+        os.umask(previous)
+    folder = tmp_path / "out" / "x"
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert {path.stat().st_mode & 0o777 for path in folder.iterdir()} == {0o644}

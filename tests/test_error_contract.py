@@ -212,3 +212,41 @@ def test_a_real_process_ends_the_same_way(tmp_path, command):
     error_line(command.split()[0], result.stderr)
     assert result.stdout == ""
     assert tree(tmp_path) == before
+
+
+def failing_with(number: int, filename: str | None = None):
+    def fail(*_args, **_kwargs):
+        raise OSError(number, os.strerror(number), filename)
+
+    return fail
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        (
+            lambda folder, mp: mp.setattr(os, "fsync", failing_with(28)),
+            "No space left on device: free some",
+        ),
+        (
+            lambda folder, mp: mp.setattr(os, "open", failing_with(30, "out/x/.lock")),
+            "out/x/.lock: Read-only",
+        ),
+        (lambda folder, mp: (folder / "afile").write_text("x"), "a file stands where a folder is needed"),
+    ],
+    ids=["disk-full", "read-only", "out-dir-is-a-file"],
+)
+def test_the_machine_refusing_a_write_is_one_line_and_exit_2(
+    case_folder, capfd, monkeypatch, patch, expected
+):
+    make_folder(case_folder, ["raw.jsonl"])
+    argv = arguments("data --src @/raw.jsonl --max-length none --name x --out-dir @/afile", case_folder)
+    if "afile" not in expected and "stands" not in expected:
+        argv[-1] = str(case_folder / "out")
+    patch(case_folder, monkeypatch)
+    capfd.readouterr()
+    status = cli.main(argv)
+    monkeypatch.undo()
+    captured = capfd.readouterr()
+    assert status == 2, captured.err
+    assert expected in error_line("data", captured.err)

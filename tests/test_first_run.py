@@ -188,6 +188,24 @@ def test_each_command_names_its_own_setting(hubs_unreachable, tmp_path, thinking
     assert "MODEL=/path/to/DIR" in message and "--model /path/to/DIR" in message
 
 
+def test_the_model_source_is_checked_from_the_parsed_recipe(hubs_unreachable):
+    from medsft.recipe import load_recipe
+
+    missing = "Org/No-Such-Model"
+    # argparse's rule: the last value of a key is the one checked
+    assert load_recipe(
+        "smoke", ["--model_name_or_path", missing, "--model_name_or_path", "tiny"], check_sources=True
+    )
+    with pytest.raises(ModelSourceError, match=f"Could not get '{missing}'"):
+        load_recipe(
+            "smoke", ["--model_name_or_path", "tiny", f"--model_name_or_path={missing}"], check_sources=True
+        )
+    # before the ranges of the other values; only when asked (loading a recipe to inspect it needs no hub)
+    with pytest.raises(ModelSourceError, match=f"Could not get '{missing}'"):
+        load_recipe("smoke", ["--model_name_or_path", missing, "--max_steps", "-5"], check_sources=True)
+    assert load_recipe("smoke", ["--model_name_or_path", missing]).model.model_name_or_path == missing
+
+
 def test_make_train_takes_model():
     dry_run = subprocess.run(
         ["make", "-n", "train", "RECIPE=lora", "MODEL=/models/Qwen3-1.7B"],

@@ -133,6 +133,27 @@ def test_misspelt_override_is_named_with_a_suggestion():
         load_recipe("smoke", ["--per_device_batch_size", "2"])
 
 
+def test_an_abbreviated_override_is_a_misspelt_key_not_a_prefix():
+    with pytest.raises(RecipeError, match=r"Unknown key 'learning_rat'.*Did you mean 'learning_rate'\?"):
+        load_recipe("smoke", ["--learning_rat", "1e-4"])
+
+
+def test_the_last_override_of_a_key_wins():
+    assert load_recipe("smoke", ["--max_steps", "3", "--max_steps=5"]).sft.max_steps == 5
+
+
+def test_a_stray_word_among_the_overrides_is_an_error():
+    with pytest.raises(RecipeError, match=r"Unexpected command-line argument 'stray': overrides are --key"):
+        load_recipe("smoke", ["--max_steps", "3", "stray"])
+
+
+def test_the_system_prompt_key_is_text_or_unset(tmp_path):
+    assert load_recipe("smoke").medsft.system_prompt is None
+    assert load_recipe("smoke", ["--system_prompt", ""]).medsft.system_prompt == ""
+    with pytest.raises(RecipeError, match=r"system_prompt expects text or null, got 3"):
+        load_recipe(recipe_file(tmp_path, BASE + "system_prompt: 3\n"))
+
+
 def test_bad_override_value_is_an_error_naming_the_argument():
     with pytest.raises(RecipeError, match="learning_rate.*invalid float value: 'fast'"):
         load_recipe("smoke", ["--learning_rate", "fast"])

@@ -13,8 +13,9 @@ import pytest
 from transformers import TrainerCallback
 
 from medsft import train
-from medsft.checkpoint import checkpoint_damage
+from medsft.checkpoint import CheckpointError, checkpoint_damage, load_weights, trained_to_the_end
 from medsft.cli import run_command
+from medsft.model import build_tiny_qwen3
 from medsft.recipe import load_recipe
 
 
@@ -104,7 +105,7 @@ def test_resume_of_a_finished_run_with_more_steps_trains_on(finished_run, smoke_
     recipe = load_recipe("smoke", smoke_overrides(finished_run, smoke_data, "--max_steps", "9"))
     checkpoint, _ = train.preflight(recipe, resume=True)
     assert checkpoint == finished_run / "checkpoint-8"
-    assert not train.trained_to_the_end(recipe, checkpoint)
+    assert not trained_to_the_end(checkpoint, recipe.sft)
 
 
 def test_resume_of_a_finished_run_without_final_writes_it_without_training(finished_run, smoke_data):
@@ -219,3 +220,41 @@ def test_resume_past_a_truncated_checkpoint_matches_an_uninterrupted_run(smoke_r
     assert card["resumed_from"] == str(finished_run / "checkpoint-4") and card["global_step"] == 8
     assert losses(card["log_history"]) == losses(run_card(smoke_run)["log_history"])
     assert checkpoint_damage(finished_run / "checkpoint-8", needs_optimizer=True) is None  # saved anew
+
+
+# ---------------------------------------------------------------- loading a finished run's weights
+
+
+def test_a_lora_checkpoint_loads_into_the_active_adapter(tmp_path, qwen3_tokenizer):
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+
+    def lora_model(init_lora_weights: bool):
+        config = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=init_lora_weights)
+        return get_peft_model(build_tiny_qwen3(qwen3_tokenizer, seed=1), config)
+
+    trained = lora_model(init_lora_weights=False)  # random, non-zero adapter weights
+    trained.save_pretrained(tmp_path)
+    fresh = lora_model(init_lora_weights=True)
+    before = {name: tensor.clone() for name, tensor in get_peft_model_state_dict(fresh).items()}
+    load_weights(fresh, tmp_path)
+    loaded, saved = get_peft_model_state_dict(fresh), get_peft_model_state_dict(trained)
+    assert loaded.keys() == saved.keys() and all(loaded[name].equal(saved[name]) for name in saved)
+    assert not all(before[name].equal(saved[name]) for name in saved)
+
+
+@pytest.mark.parametrize("shard_size", ["5GB", "10MB"], ids=["one file", "shards"])
+def test_full_weights_load_from_one_file_or_shards(tmp_path, qwen3_tokenizer, shard_size):
+    trained = build_tiny_qwen3(qwen3_tokenizer, seed=1)
+    trained.save_pretrained(tmp_path, max_shard_size=shard_size)
+    assert (tmp_path / "model.safetensors.index.json").is_file() == (shard_size == "10MB")
+    fresh, saved = build_tiny_qwen3(qwen3_tokenizer, seed=2), trained.state_dict()
+    assert not all(tensor.equal(saved[name]) for name, tensor in fresh.state_dict().items())
+    load_weights(fresh, tmp_path)
+    assert all(tensor.equal(saved[name]) for name, tensor in fresh.state_dict().items())
+
+
+@pytest.mark.parametrize("shard_size", ["5GB", "10MB"], ids=["one file", "shards"])
+def test_weights_of_another_architecture_are_a_clear_error(tmp_path, qwen3_tokenizer, shard_size):
+    build_tiny_qwen3(qwen3_tokenizer, num_layers=2).save_pretrained(tmp_path, max_shard_size=shard_size)
+    with pytest.raises(CheckpointError, match=r"does not match the model: missing \['model.layers.2"):
+        load_weights(build_tiny_qwen3(qwen3_tokenizer, num_layers=3), tmp_path)

@@ -14,15 +14,24 @@ from pathlib import Path
 import pytest
 
 from medsft import train
-from medsft.chat_format import END_OF_TURN, assistant_content, build_messages, special_token_ids
+from medsft.chat_format import (
+    DEFAULT_SYSTEM_PROMPT,
+    END_OF_TURN,
+    assistant_content,
+    build_messages,
+    special_token_ids,
+)
+from medsft.checkpoint import newest_checkpoint
 from medsft.cli import run_command
 from medsft.jsonl import read_jsonl
 from medsft.model import build_tiny_qwen3, original_qwen3_chat_template
 from medsft.paths import sample_data_file
 from medsft.recipe import load_recipe
+from medsft.trained_prompt import trained_system_prompt
 
 SAMPLE_DATA = sample_data_file()
 THINK, ANSWER = "先考虑常见病因，再看危险信号。", "多休息、补液；持续高热请就医。"
+GP_PROMPT = "你是一名全科医生。"
 ASSISTANT_TURN = assistant_content(THINK, ANSWER) + END_OF_TURN + "\n"
 
 # Runs the smoke recipe and blocks right after the first checkpoint is complete, so the parent can SIGKILL it.
@@ -143,6 +152,8 @@ def test_smoke_run_writes_checkpoints_final_model_plot_and_card(smoke_run, smoke
     assert card["versions"]["trl"] and card["git"]["sha"]
     assert card["config"]["sft"]["learning_rate"] == 5e-3
     assert card["config"]["model"]["model_name_or_path"] == "tiny"
+    # the sample rows' own system turn (the recipe sets none): recorded, and carried by final/
+    assert card["system_prompt"] == DEFAULT_SYSTEM_PROMPT == trained_system_prompt(final)
 
     answers = read_jsonl(smoke_run / "val_answers.jsonl")
     assert len(answers) == 2 and all(a["question"] and a["output"] for a in answers)
@@ -234,6 +245,7 @@ def test_lora_from_a_raw_source_is_merged_into_a_full_model(tmp_path, qwen3_toke
     out = tmp_path / "lora"
     overrides = ["--output_dir", str(out), "--raw_source", str(SAMPLE_DATA), "--use_peft", "--lora_r", "4"]
     overrides += ["--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none"]
+    overrides += ["--system_prompt", GP_PROMPT]
     train.run(load_recipe("smoke", [*overrides, "--val_questions", "1", "--val_max_new_tokens", "4"]))
 
     converted = json.loads((out / "data" / "report.json").read_text(encoding="utf-8"))  # `medsft data`'s code
@@ -246,6 +258,9 @@ def test_lora_from_a_raw_source_is_merged_into_a_full_model(tmp_path, qwen3_toke
     assert names == set(base.state_dict()) - {"lm_head.weight"}  # a plain Qwen3: no LoRA tensors left
     assert not q_proj.equal(base.model.layers[0].self_attn.q_proj.weight.detach())  # the adapter is merged in
     assert len(read_jsonl(out / "val_answers.jsonl")) == 1  # the merged model reloads and answers
+    converted_rows = read_jsonl(out / "data" / "train.jsonl")
+    assert {row["messages"][0]["content"] for row in converted_rows} == {GP_PROMPT}
+    assert run_card(out)["system_prompt"] == GP_PROMPT == trained_system_prompt(out / "final")
 
 
 # ---------------------------------------------------------------- data rules at training start
@@ -269,7 +284,7 @@ def test_resume_skips_a_checkpoint_interrupted_mid_save(tmp_path):
         (tmp_path / f"checkpoint-{step}").mkdir()
         if complete:
             (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    assert train.newest_checkpoint(tmp_path) == tmp_path / "checkpoint-8"
+    assert newest_checkpoint(tmp_path) == tmp_path / "checkpoint-8"
 
 
 # ---------------------------------------------------------------- clear errors before the model loads
@@ -392,3 +407,61 @@ def test_every_row_over_long_is_a_clear_error(tmp_path, qwen3_tokenizer):
     recipe = load_recipe("smoke", [*overrides, "--eval_strategy", "no", "--val_questions", "0"])
     with pytest.raises(train.PreflightError, match="Every row of .*train.jsonl is longer than max_length 8"):
         train.load_data(recipe, qwen3_tokenizer, train.data_files(recipe))
+
+
+# ---------------------------------------------------------------- the recipe's system_prompt
+
+
+def smoke_rows_with(smoke_data: Path, tmp_path: Path, tokenizer, *overrides: str) -> train.RunData:
+    recipe = load_recipe("smoke", ["--dataset", str(smoke_data), "--output_dir", str(tmp_path), *overrides])
+    return train.load_data(recipe, tokenizer, train.data_files(recipe))
+
+
+def test_the_recipes_system_prompt_is_every_rows_system_turn(smoke_data, qwen3_tokenizer, tmp_path):
+    data = smoke_rows_with(smoke_data, tmp_path, qwen3_tokenizer, "--system_prompt", GP_PROMPT)
+    originals = read_jsonl(smoke_data / "train.jsonl")
+    assert {row["messages"][0]["content"] for row in originals} == {DEFAULT_SYSTEM_PROMPT}
+    for row, original in zip(data.train_rows, originals, strict=True):
+        assert row["messages"] == [{"role": "system", "content": GP_PROMPT}, *original["messages"][1:]]
+    assert all(row["messages"][0]["content"] == GP_PROMPT for row in data.val_rows)
+    assert data.system_prompt == GP_PROMPT
+    recipe = load_recipe("smoke", ["--output_dir", str(tmp_path), "--report_to", "none"])
+    trainer = train.build_trainer(recipe, build_tiny_qwen3(qwen3_tokenizer), qwen3_tokenizer, data)
+    text = qwen3_tokenizer.decode(trainer.train_dataset[0]["input_ids"])  # what the model is trained on
+    assert f"<|im_start|>system\n{GP_PROMPT}<|im_end|>" in text and DEFAULT_SYSTEM_PROMPT not in text
+
+
+def test_an_empty_system_prompt_trains_without_a_system_turn(smoke_data, qwen3_tokenizer, tmp_path):
+    data = smoke_rows_with(smoke_data, tmp_path, qwen3_tokenizer, "--system_prompt", "")
+    assert all([m["role"] for m in row["messages"]] == ["user", "assistant"] for row in data.train_rows)
+    assert data.system_prompt == ""
+
+
+def test_without_a_system_prompt_the_rows_keep_their_own(smoke_data, qwen3_tokenizer, tmp_path):
+    assert load_recipe("smoke").medsft.system_prompt is None
+    data = smoke_rows_with(smoke_data, tmp_path, qwen3_tokenizer)
+    assert data.train_rows == read_jsonl(smoke_data / "train.jsonl")
+    assert data.system_prompt == DEFAULT_SYSTEM_PROMPT
+
+
+def test_rows_with_different_system_prompts_record_none(tmp_path, qwen3_tokenizer):
+    rows = [
+        json.dumps({"messages": build_messages("头痛怎么办？", THINK, ANSWER, prompt)}, ensure_ascii=False)
+        for prompt in (GP_PROMPT, DEFAULT_SYSTEM_PROMPT, "")
+    ]
+    folder = write_rows(tmp_path / "data", rows, rows)
+    assert smoke_rows_with(folder, tmp_path / "o", qwen3_tokenizer).system_prompt is None
+    given = smoke_rows_with(folder, tmp_path / "o", qwen3_tokenizer, "--system_prompt", GP_PROMPT)
+    assert given.system_prompt == GP_PROMPT
+
+
+def test_a_system_prompt_that_cannot_take_effect_is_an_error(tmp_path, qwen3_tokenizer):
+    good = {"messages": build_messages("头痛怎么办？", THINK, ANSWER)}
+    late = {"messages": [good["messages"][1], good["messages"][0], good["messages"][2]]}  # user, system, ...
+    folder = write_rows(tmp_path / "data", [json.dumps(row, ensure_ascii=False) for row in (good, late)])
+    with pytest.raises(
+        train.PreflightError,
+        match=r"train.jsonl, line 2: the recipe's system_prompt cannot take effect: it has a system turn "
+        r"after its first message",
+    ):
+        smoke_rows_with(folder, tmp_path / "o", qwen3_tokenizer, "--system_prompt", GP_PROMPT)
