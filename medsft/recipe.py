@@ -85,6 +85,14 @@ class MedsftArgs:
             "trained with is recorded in the run card and in final/medsft.json."
         },
     )
+    empty_think_loss: bool = field(
+        default=False,
+        metadata={
+            "help": "Non-thinking rows (an empty think block): false puts the empty block in the prompt, as "
+            "inference with enable_thinking=False writes it, and trains from the answer on; true trains the "
+            "empty block too and ends the user turn with Qwen3's /no_think switch (medsft.thinking_modes)."
+        },
+    )
     swanlab_project: str = field(default="medsft", metadata={"help": "SwanLab project name."})
     swanlab_workspace: str | None = field(
         default=None, metadata={"help": "SwanLab workspace (organisation)."}
