@@ -33,6 +33,7 @@ from medsft.mixture import (
     benchmark_index,
     build_mixture,
     load_mixture,
+    mixture_path,
     resolve_mixture_source,
     source_location,
 )
@@ -466,8 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mixture",
         type=Path,
-        help="a mixture file (recipes/data/*.yaml: several sources, weights, thinking modes, "
-        "decontamination) instead of --src; its seed and val_ratio replace --seed and --val-ratio",
+        help="a mixture file, or the name of a shipped one (recipes/data/*.yaml): several sources, weights, "
+        "thinking modes, decontamination; instead of --src (its seed and val_ratio replace --seed and "
+        "--val-ratio)",
     )
     parser.add_argument("--name", help="output folder inside --out-dir (derived from --src when not given)")
     parser.add_argument(
@@ -524,9 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         val_ratio=args.val_ratio,
         seed=args.seed,
     )
-    out_dir = args.out_dir / output_name(
-        args.name, str(args.mixture.with_suffix("")) if args.mixture else args.src
-    )
+    source_name = mixture_path(args.mixture).stem if args.mixture else args.src
+    out_dir = args.out_dir / output_name(args.name, source_name)
     report = None
 
     def outcome() -> str:

@@ -25,6 +25,7 @@ import yaml
 from medsft.chat_format import is_non_thinking, without_reasoning
 from medsft.conversion import DUPLICATE, REASONS, DataOptions, convert_rows, split_rows
 from medsft.decontamination import BenchmarkIndex, load_benchmark_index, normalise
+from medsft.paths import recipes_dir
 from medsft.readers import DataError
 from medsft.sources import SourceFiles, display_name, local_source, read_source_rows, resolve_source, split_of
 
@@ -163,13 +164,30 @@ def parse_source(where: str, entry: Any) -> MixtureSource:
     return source
 
 
+def shipped_mixtures() -> list[str]:
+    return sorted(path.stem for path in (recipes_dir() / "data").glob("*.yaml"))
+
+
+def mixture_path(name_or_path: str | Path) -> Path:
+    """A mixture file by path, or a shipped one (recipes/data/<name>.yaml) by name."""
+    path = Path(name_or_path).expanduser()
+    shipped = recipes_dir() / "data" / f"{name_or_path}.yaml"
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1 and shipped.is_file():
+        return shipped
+    return path
+
+
 def load_mixture(path: str | Path) -> Mixture:
-    """A mixture file, checked: unknown keys, wrong types and out-of-range values are one-line errors."""
-    path = Path(path).expanduser()
+    """A mixture file (a path, or the name of a shipped one), checked: unknown keys, wrong types and
+    out-of-range values are one-line errors."""
+    path = mixture_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise MixtureError(f"Mixture file {path}: cannot be read ({error.strerror}).") from None
+        shipped = ", ".join(shipped_mixtures())
+        raise MixtureError(
+            f"Mixture file {path}: cannot be read ({error.strerror}); shipped mixtures: {shipped}."
+        ) from None
     except UnicodeDecodeError:
         raise MixtureError(f"Mixture file {path}: not UTF-8 text.") from None
     try:

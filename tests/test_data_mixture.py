@@ -221,3 +221,16 @@ def test_wrong_columns_name_the_source(tmp_path):
     mix.write_text(yaml.safe_dump({"datasets": [{"id": "./x.jsonl"}]}), encoding="utf-8")
     with pytest.raises(Exception, match=r"Source ./x.jsonl: 0 of 1 rows converted .*columns:"):
         prepare_mixture(mix, tmp_path / "out")
+
+
+def test_shipped_mixture_loads_by_name_and_path():
+    from medsft.mixture import KNOWN_SOURCES
+    from medsft.paths import recipes_dir
+
+    by_name = load_mixture("mix_zh")
+    assert by_name == load_mixture(recipes_dir() / "data" / "mix_zh.yaml")
+    assert [source.id for source in by_name.sources] == list(KNOWN_SOURCES)  # no columns needed
+    assert by_name.decontaminate == ("xmedbench",)
+    assert any(source.no_think_ratio for source in by_name.sources)
+    with pytest.raises(MixtureError, match="shipped mixtures: mix_zh"):
+        load_mixture("mix_fr")
