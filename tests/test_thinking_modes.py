@@ -96,3 +96,44 @@ def test_rows_without_a_non_thinking_turn_keep_the_messages_form():
         {"enable_thinking": False},
     ]
     assert mixed[1]["prompt"][0] == {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
+
+
+@pytest.mark.parametrize("empty_think_loss", [False, True])
+def test_a_mixture_with_both_modes_trains_end_to_end(tmp_path, empty_think_loss):
+    """`medsft data --mixture` (the sample, a share of it non-thinking, and an answer-only source), then the
+    smoke recipe on its output: training, evaluation, the final model and its answers."""
+    import json
+    import math
+
+    import yaml
+
+    from medsft.data import prepare_mixture
+    from medsft.paths import sample_data_file
+
+    answers = [{"q": f"第{i}个问题：如何预防感冒？", "a": f"勤洗手、规律作息（{i}）。"} for i in range(6)]
+    (tmp_path / "answers.jsonl").write_text(
+        "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in answers), encoding="utf-8"
+    )
+    mixture = {
+        "datasets": [
+            {"id": str(sample_data_file()), "no_think_ratio": 0.25},
+            {"id": "./answers.jsonl", "columns": {"question": "q", "answer": "a"}, "thinking": False},
+        ],
+        "val_ratio": 0.25,
+    }
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump(mixture, allow_unicode=True), encoding="utf-8")
+    report = prepare_mixture(tmp_path / "mix.yaml", tmp_path / "data")
+    assert report["splits"]["non_thinking"]["train"] > 0 and report["splits"]["non_thinking"]["val"] > 0
+
+    out = tmp_path / "run"
+    overrides = ["--output_dir", str(out), "--dataset", str(tmp_path / "data"), "--max_steps", "2"]
+    overrides += ["--eval_steps", "2", "--save_strategy", "no", "--report_to", "none"]
+    overrides += ["--val_questions", "1", "--val_max_new_tokens", "4"]
+    overrides += ["--empty_think_loss", str(empty_think_loss).lower()]
+    train.run(load_recipe("smoke", overrides))
+    card = json.loads((out / "run_card.json").read_text(encoding="utf-8"))
+    assert card["config"]["medsft"]["empty_think_loss"] is empty_think_loss
+    losses = [entry["loss"] for entry in card["log_history"] if "loss" in entry]
+    evaluations = [entry["eval_loss"] for entry in card["log_history"] if "eval_loss" in entry]
+    assert len(losses) == 2 and evaluations and all(math.isfinite(x) for x in losses + evaluations)
+    assert (out / "final" / "model.safetensors").is_file()
