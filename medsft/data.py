@@ -517,6 +517,11 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("question_field", "think_field", "answer_field"):
         if not getattr(args, flag):
             parser.error(f"--{flag.replace('_', '-')} is empty")
+    if args.mixture:  # a mixture file holds these itself: a flag beside it would be silently ignored
+        for flag in ("src", "question_field", "think_field", "answer_field", "seed", "val_ratio"):
+            if getattr(args, flag) != parser.get_default(flag):
+                name = f"--{flag.replace('_', '-')}"
+                parser.error(f"{name} does not apply to --mixture (set it in the mixture file: docs/data.md)")
     options = DataOptions(
         question_field=args.question_field,
         think_field=args.think_field,

@@ -120,11 +120,16 @@ def download_dataset(dataset_id: str) -> Path:
 
         return Path(dataset_snapshot_download(dataset_id))
     except Exception as error:  # network, auth or "not found": one clear message for all
+        if dataset_id.startswith(HF_PREFIX):
+            hub, name = "Hugging Face hub", dataset_id[len(HF_PREFIX) :]
+            command = f"huggingface-cli download --repo-type dataset {name} --local-dir DIR"
+        else:
+            hub, command = "ModelScope", f"modelscope download --dataset {dataset_id} --local_dir DIR"
         raise DataError(
-            f"{dataset_id!r} is not a local file or folder, and its download as a ModelScope dataset failed "
+            f"{dataset_id!r} is not a local file or folder, and its download as a {hub} dataset failed "
             f"({type(error).__name__}: {error}). "
-            f"Without network access, download it elsewhere (`modelscope download --dataset {dataset_id} "
-            "--local_dir DIR`) and pass the local file or folder: make data SRC=DIR (or --src DIR)."
+            f"Without network access, download it elsewhere (`{command}`) and pass the local file or folder: "
+            "make data SRC=DIR (or --src DIR; in a mixture file, `path: DIR` beside its id)."
         ) from error
 
 

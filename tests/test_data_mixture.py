@@ -234,3 +234,19 @@ def test_shipped_mixture_loads_by_name_and_path():
     assert any(source.no_think_ratio for source in by_name.sources)
     with pytest.raises(MixtureError, match="shipped mixtures: mix_zh"):
         load_mixture("mix_fr")
+
+
+def test_flags_a_mixture_file_holds_are_refused_beside_it(three_sources, tmp_path, capsys):
+    for flag in (["--seed", "3"], ["--question-field", "Question"], ["--src", "x.jsonl"]):
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["data", "--mixture", str(three_sources), "--out-dir", str(tmp_path), *flag])
+        assert stopped.value.code == 2
+        assert f"{flag[0]} does not apply to --mixture" in capsys.readouterr().err
+
+
+def test_a_hub_source_that_cannot_be_downloaded_says_how_to_pass_a_local_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    mix = tmp_path / "mix.yaml"
+    mix.write_text(yaml.safe_dump({"datasets": [{"id": "hf:FreedomIntelligence/medical-o1-reasoning-SFT"}]}))
+    with pytest.raises(Exception, match=r"Hugging Face hub dataset failed .*`path: DIR` beside its id"):
+        prepare_mixture(mix, tmp_path / "out")
