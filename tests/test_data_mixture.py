@@ -250,3 +250,95 @@ def test_a_hub_source_that_cannot_be_downloaded_says_how_to_pass_a_local_copy(tm
     mix.write_text(yaml.safe_dump({"datasets": [{"id": "hf:FreedomIntelligence/medical-o1-reasoning-SFT"}]}))
     with pytest.raises(Exception, match=r"Hugging Face hub dataset failed .*`path: DIR` beside its id"):
         prepare_mixture(mix, tmp_path / "out")
+
+
+def test_shipped_mixture_and_recipe_run_end_to_end_on_local_stand_ins(tmp_path, real_val_rows):
+    """recipes/data/mix_zh.yaml with each hub source replaced by a local stand-in in its own schema (the real
+    delicate rows; medical-o1's and R1-distill's field and file names), decontaminated against the real
+    XMedBench, then recipes/mix_zh.yaml trained at the smoke shape on CPU."""
+    from conftest import require_shared
+
+    from medsft import train
+    from medsft.paths import recipes_dir
+    from medsft.recipe import load_recipe
+
+    benchmark = json.loads(require_shared("benchmarks/xmedbench_zh/test_zh.json").read_text(encoding="utf-8"))
+    real = [json.loads(line) for line in real_val_rows.read_text(encoding="utf-8").splitlines()]
+    o1 = [
+        {"Question": f"乙问题{i}：高血压患者如何复查（{i}）？", "Complex_CoT": "推理。", "Response": "回答。"}
+        for i in range(20)
+    ]
+    o1.append({"Question": real[0]["question"], "Complex_CoT": "另一推理。", "Response": "另一回答。"})
+    (tmp_path / "o1").mkdir()
+    (tmp_path / "o1" / "medical_o1_sft_Chinese.json").write_text(json.dumps(o1, ensure_ascii=False), "utf-8")
+    (tmp_path / "o1" / "medical_o1_sft.json").write_text(json.dumps(o1[:3], ensure_ascii=False), "utf-8")
+    fields = ("question", "reasoning (reasoning_content)", "response (content)")
+    distill = [
+        dict(zip(fields, (f"丙问题{i}：糖尿病饮食（{i}）？", "推理。", "回答。"), strict=True))
+        for i in range(20)
+    ]
+    planted = next(q for q in benchmark if len(q["question"]) > 30)
+    distill.append(
+        dict(
+            zip(
+                fields,
+                (f"请解答：{planted['question']}\n{planted['options']}", "推理。", "答。"),
+                strict=True,
+            )
+        )
+    )
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "medical_r1_distill_sft_Chinese.json").write_text(
+        json.dumps(distill, ensure_ascii=False), "utf-8"
+    )
+    mixture = yaml.safe_load((recipes_dir() / "data" / "mix_zh.yaml").read_text(encoding="utf-8"))
+    copies = [str(real_val_rows), str(tmp_path / "o1"), str(tmp_path / "r1")]
+    for entry, copy in zip(mixture["datasets"], copies, strict=True):
+        entry["path"] = copy
+    (tmp_path / "mix_zh.yaml").write_text(yaml.safe_dump(mixture, allow_unicode=True), encoding="utf-8")
+
+    report = prepare_mixture(tmp_path / "mix_zh.yaml", tmp_path / "mix_zh")
+    delicate, medical_o1, distilled = report["sources"]
+    assert delicate["rows"] == {"read": 241, "kept": 241, "rejected": 0}
+    assert (
+        medical_o1["rejected_by_reason"]["duplicate"] == 1 and medical_o1["rows"]["kept"] == 5
+    )  # 0.25 of 20
+    assert medical_o1["kept"]["non_thinking"] == 2  # round(0.5 * 5): Python rounds half to even
+    assert distilled["rejected_by_reason"]["benchmark_overlap"] == 1 and distilled["rows"]["kept"] == 6
+    assert report["rows"]["read"] == 241 + 21 + 21 == report["rows"]["kept"] + report["rows"]["rejected"]
+
+    out = tmp_path / "run"
+    overrides = [
+        "--dataset",
+        str(tmp_path / "mix_zh"),
+        "--output_dir",
+        str(out),
+        "--model_name_or_path",
+        "tiny",
+    ]
+    overrides += [
+        "--dtype",
+        "float32",
+        "--bf16",
+        "false",
+        "--use_cpu",
+        "true",
+        "--activation_checkpointing",
+        "false",
+    ]
+    overrides += ["--gradient_accumulation_steps", "1", "--max_steps", "2", "--eval_strategy", "no"]
+    overrides += ["--logging_steps", "1"]
+    overrides += [
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--val_questions",
+        "1",
+        "--val_max_new_tokens",
+        "4",
+    ]
+    train.run(load_recipe("mix_zh", overrides))
+    card = json.loads((out / "run_card.json").read_text(encoding="utf-8"))
+    assert card["global_step"] == 2 and card["config"]["medsft"]["empty_think_loss"] is False
+    assert (out / "final" / "model.safetensors").is_file()
