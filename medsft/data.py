@@ -29,6 +29,7 @@ from medsft.decontamination import BenchmarkIndex
 from medsft.jsonl import dumps_line
 from medsft.mixture import (
     MIXTURE_REASONS,
+    SAMPLED_OUT,
     Mixture,
     benchmark_index,
     build_mixture,
@@ -285,12 +286,13 @@ def convert_mixture(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """(report, {file name: text}) of a mixture's output set, or a DataError; nothing is written here."""
     result = build_mixture(mixture, files, options, tokenizer, index)
-    if strict and result.rejects:
-        counts = Counter(entry["reason"] for entry in result.rejects)
+    problems = [entry for entry in result.rejects if entry["reason"] != SAMPLED_OUT]  # weights are a choice
+    if strict and problems:
+        counts = Counter(entry["reason"] for entry in problems)
         raise DataError(
-            f"--strict: {len(result.rejects)} rows rejected "
+            f"--strict: {len(problems)} rows rejected "
             f"({', '.join(f'{k}={v}' for k, v in counts.items())}); nothing written. "
-            f"First: {first_rejects(result.rejects)}."
+            f"First: {first_rejects(problems)}."
         )
     texts, outputs = output_texts({"train": result.train, "val": result.val, "rejects": result.rejects})
     read = sum(source["rows"]["read"] for source in result.sources)

@@ -342,3 +342,14 @@ def test_shipped_mixture_and_recipe_run_end_to_end_on_local_stand_ins(tmp_path, 
     card = json.loads((out / "run_card.json").read_text(encoding="utf-8"))
     assert card["global_step"] == 2 and card["config"]["medsft"]["empty_think_loss"] is False
     assert (out / "final" / "model.safetensors").is_file()
+
+
+def test_strict_counts_problems_not_weights(tmp_path):
+    write_jsonl(tmp_path / "rows.jsonl", reasoning_rows(10, "己"))
+    mix = tmp_path / "mix.yaml"
+    mix.write_text(yaml.safe_dump({"datasets": [{"id": "./rows.jsonl", "weight": 0.5}]}), encoding="utf-8")
+    report = prepare_mixture(mix, tmp_path / "out", strict=True)  # 5 sampled_out rejects: a choice
+    assert report["rejected_by_reason"]["sampled_out"] == 5
+    write_jsonl(tmp_path / "rows.jsonl", [*reasoning_rows(10, "己"), {"question": "缺字段"}])
+    with pytest.raises(Exception, match=r"--strict: 1 rows rejected \(missing_field=1\)"):
+        prepare_mixture(mix, tmp_path / "out", strict=True)
