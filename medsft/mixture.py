@@ -214,12 +214,12 @@ def load_mixture(path: str | Path) -> Mixture:
     check_type(f"{path}: decontaminate", benchmarks, list, "a list of benchmark names or paths")
     for benchmark in benchmarks:
         check_type(f"{path}: decontaminate", benchmark, str, "a benchmark name or path")
-    # relative local paths in the file are relative to the file
     return Mixture(str(path), sources, seed, float(val_ratio), tuple(benchmarks))
 
 
 def relative_to_file(mixture: Mixture, location: str) -> str:
-    """A relative local path in a mixture file names a path beside the file."""
+    """A path in a mixture file that starts with ./ or ../ is relative to the file (others: to the current
+    folder, as on the command line)."""
     if location.startswith(("./", "../")):
         return str((Path(mixture.file).parent / location).resolve())
     return location
@@ -263,14 +263,13 @@ def in_config(name: str, config: str) -> bool:
 def narrow(
     files: SourceFiles, keep: Callable[[str], bool], reason: str, wanted: str, source: MixtureSource
 ) -> SourceFiles:
-    # the source's own split labels are dropped: a mixture splits each source itself
     chosen = [
         (file, split) for file, split in files.chosen if keep(display_name(file.relative_to(files.root)))
     ]
     left = [
         {"file": display_name(file.relative_to(files.root)), "reason": reason}
-        for file, _ in files.chosen
-        if (file, _) not in chosen
+        for file, split in files.chosen
+        if (file, split) not in chosen
     ]
     if not chosen:
         names = ", ".join(display_name(file.relative_to(files.root)) for file, _ in files.chosen)
@@ -297,7 +296,6 @@ class MixtureResult:
     rejects: list[dict[str, Any]]
     sources: list[dict[str, Any]]  # per-source report entries
     lengths: list[int]  # token lengths measured (kept and overlong rows)
-    benchmarks: dict[str, Any] | None
 
 
 def reject(source: MixtureSource, row: Any, reason: str, detail: str, **extra: Any) -> dict[str, Any]:
@@ -321,7 +319,7 @@ def build_mixture(
     index: BenchmarkIndex | None = None,
 ) -> MixtureResult:
     """Convert every source of `mixture` (its resolved `files`, in order) into one train/val set."""
-    result = MixtureResult([], [], [], [], [], None)
+    result = MixtureResult([], [], [], [], [])
     kept_questions: dict[str, str] = {}  # normalised question -> the source that kept it
     for source, source_files in zip(mixture.sources, files, strict=True):
         inputs, rows = read_source_rows(source_files)
@@ -348,14 +346,12 @@ def build_mixture(
                     )
                 )
                 continue
-            key = normalise(question)
-            if kept_questions.get(key, source.name) != source.name:
-                owner = kept_questions[key]
+            owner = kept_questions.get(normalise(question))  # only earlier sources are registered yet
+            if owner is not None:
                 rejects.append(
                     reject(source, row, DUPLICATE, f"same question as a row kept from {owner}", kept_by=owner)
                 )
                 continue
-            kept_questions.setdefault(key, source.name)
             kept.append((row, messages))
 
         if source.weight < 1:
@@ -365,6 +361,8 @@ def build_mixture(
                     detail = f"weight {source.weight:g} keeps {len(chosen)} of {len(kept)} rows"
                     rejects.append(reject(source, row, SAMPLED_OUT, detail))
             kept = [pair for position, pair in enumerate(kept) if position in chosen]
+        for _, messages in kept:  # a question the weight left out stays free for a later source
+            kept_questions.setdefault(normalise(messages[-2]["content"]), source.name)
         if source.no_think_ratio:
             chosen = seeded_choice(
                 len(kept), source.no_think_ratio, source_seed(mixture.seed, source.name, "mode")

@@ -353,3 +353,16 @@ def test_strict_counts_problems_not_weights(tmp_path):
     write_jsonl(tmp_path / "rows.jsonl", [*reasoning_rows(10, "己"), {"question": "缺字段"}])
     with pytest.raises(Exception, match=r"--strict: 1 rows rejected \(missing_field=1\)"):
         prepare_mixture(mix, tmp_path / "out", strict=True)
+
+
+def test_a_question_left_out_by_a_weight_is_kept_from_a_later_source(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", reasoning_rows(10, "庚"))
+    write_jsonl(tmp_path / "b.jsonl", reasoning_rows(10, "庚"))  # the same ten questions
+    mix = tmp_path / "mix.yaml"
+    sources = [{"id": "./a.jsonl", "weight": 0.3}, {"id": "./b.jsonl"}]
+    mix.write_text(yaml.safe_dump({"datasets": sources, "val_ratio": 0}), encoding="utf-8")
+    first, second = prepare_mixture(mix, tmp_path / "out")["sources"]
+    assert first["rows"]["kept"] == 3 and first["rejected_by_reason"] == {"sampled_out": 7}
+    assert second["rows"]["kept"] == 7 and second["rejected_by_reason"] == {"duplicate": 3}
+    questions = [row["messages"][1]["content"] for row in read_jsonl(tmp_path / "out" / "train.jsonl")]
+    assert sorted(questions) == sorted(row["question"] for row in reasoning_rows(10, "庚"))
