@@ -441,12 +441,12 @@ def run_generation(
     setup: BenchSetup, questions: list[str], max_new_tokens: int, batch_size: int, repeats: int
 ) -> tuple[str, dict]:
     """medsft's batched generation against the original loop, runs alternating, tokens up to end of turn."""
-    from medsft.generate import GenerationSettings, load_generator
+    from medsft.engine import GenerationSettings, load_engine
 
     with tempfile.TemporaryDirectory() as folder:  # loaded as `medsft infer` loads a trained model
         setup.new_model(setup.base).save_pretrained(folder)
         setup.tokenizer.save_pretrained(folder)
-        generator = load_generator(folder)
+        generator = load_engine(folder)
     settings = GenerationSettings.greedy(max_new_tokens=max_new_tokens)
     conversations = [prompt_messages(question) for question in questions]
 

@@ -3,50 +3,79 @@
 Pass the answer part only (the text after the reasoning): letters in the reasoning are never read.
 
 Rules
+0. The answer line. The prompt asks for one final line `答案：X` (`答案：AC` for several); when the answer's
+   last line is exactly that, its letters are the reading ("answer line") and nothing else is read.
+   Everything below is the fallback for answers without it.
 1. Folding. Full-width characters become ASCII (`Ｃ`→`C`, `（`→`(`, `：`→`:`); markdown emphasis `*` and
-   back-ticks are dropped.
+   back-ticks are dropped. Roman numerals stay numerals (`Ⅰ`, and `I、III` joined as numerals), never the
+   letters I and V. A LaTeX answer box states an answer (`$\\boxed{\\text{C}}$`, `\\[\\boxed{AC}\\]`).
+   Letters written one by one as options join into one group: `（A）（C）`, `选项A和选项C`, `A项和D项`.
 2. Option letters. A letter A-J counts only where it stands as a choice: not touching another Latin
    letter or a digit (`CT`, `HbA1c`, `IgA`, `维生素B12`, `ECG`, `poly(A)`), not starting a word (`A型血`,
    `A 型血`, `B超`, `A族`, `C反应蛋白`, `B细胞`, `D-二聚体`), not after a naming word (`vitamin C`, `type A`),
    and not the English article or pronoun (`A deficiency of…`, `I think…`).
-   Lowercase letters count one at a time (`答案：b`, `(b)`), never as a run (`acid` is a word).
+   Lowercase letters count one at a time or as a list (`答案：b`, `(b)`, `a、c`, `b, d and e`), never as a
+   run (`acid` is a word).
 3. Statements. An answer keyword followed by letters commits to them: `答案：C`, `答：C`, `【答案】C`,
    `答案：选项C`, `答案是「B」`, `正确答案为A、C、E`, `选C`, `故选择C`, `应为E`, `我认为是D`, `最佳选择是C`,
    `正确的是B`, `最恰当的处理是C`, `而是D`, `故C。`, `C为正确答案`, `Answer: C`, `The answer is (b)`,
-   `I would choose E`, `it is D`, `C is the correct answer`. A statement does not count when it is
+   `I would choose E`, `it is D`, `C is the correct answer`; a label with a colon opening a line
+   (`最可能的诊断：C. 急性胰腺炎`, `首选治疗：B`); what is left after elimination (`排除A、C、D，只剩B`); the
+   option a combination maps to (`Ⅰ、Ⅲ正确，对应选项B`); a complement (`除A外都对` → every other option,
+   `除C外都错` → C). A statement does not count when it is
    - inside quotation marks (`A选项“答案是D”的说法错误`),
    - negated (`不选A`, `不应选E`, `不要误选C`, `答案A是错误的`; `答案不是A` names nothing),
-   - hypothetical (`如果选A，…`, `若答案是C，则…`, `…，则应选A` after an `如果` clause),
+   - hypothetical (`如果选A，…`, `若答案是C，则…`, `…，则应选A` or `如果是慢性期，选C` after a condition,
+     `在没有C的情况下，可以选择D`, `否则选D`, unless the sentence turns back to the case at hand:
+     `…，因此答案是B`),
+   - tentative and called uncertain in its sentence (`答案可能是A，需要更多信息才能确定`), or a choice the
+     sentence says is not made (`B、C都对，但只能选一个的话难以决定`),
+   - reported speech: someone else's answer, an old key, a common mistake, a distractor or another
+     question's answer (`有同学选C`, `有人认为是D`, `另有观点认为应选E`, `原答案是D`, `题库答案为E`,
+     `常见错误是A`, `选A是最常见的错误`, `容易误选B`, `选A者…`, `本题的干扰项是A`, `上一题（答案A）`,
+     `some students choose A`), unless the sentence turns to the writer's own voice
+     (`有同学选A，但正确答案是C` → C),
+   - about the wording, not the answer (`更正：解析中“A项”应为“B项”（笔误）`),
    - a question (`答案是A？`, `答案是C吗`),
    - retracted right after (`答案是A。不对，…`, `…等等，…`, `…重新考虑…`, `Wait, …`), or
    - rejected later (`不选A`, `排除A`, `答案不是A` after `答案是A`).
-4. The final statement wins: a later correction overrides an earlier answer
-   (`答案是A？不对，重新考虑，应选C` → C).
+4. The final statement wins on the same line and after a mere inference: a later correction overrides an
+   earlier answer (`答案是A？不对，重新考虑，应选C` → C). After a declared answer (`答案：C`, `选C`,
+   `Answer: C`) a later line replaces it only as a correction (`更正`, `不对`, `等等`, `抱歉`, `Actually`) or
+   as a new declaration outside a note (a line opened by `注`/`备注`/`Note`…, or brackets): a note's
+   inference or someone's choice (`本题的干扰项是A`, `（大多数考生选C）`) is commentary. An alternative
+   offered later (`也可选C`, `D亦可考虑`, `其次是C`) is no commitment: in a later sentence or note it leaves
+   the answer as it was; in the answer's own sentence (`答案：B，也可选C`) it makes the answer a hedge.
 5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`), a second letter
    offered as possible (`答案可能是A，也可能是C`, `答案：C（D也对）`), or a choice "among" letters that
    names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
    `答案是B和C中的B` → B.
-6. Several letters joined by `、` `,` `和` `及` `与` `and`, by spaces or written together (`AC`,
-   `A、C、E`, `ACE`) are a multi-answer choice, read as written and sorted (`CA` → AC); whether the
-   question allows several answers is the scorer's business (several letters for a single-answer question
-   are simply wrong).
+6. Several letters joined by `、` `,` `和` `及` `与` `and` `, and`, by spaces or written together (`AC`,
+   `A、C、E`, `ACE`, `A, B, and D`) are a multi-answer choice, read as written and sorted (`CA` → AC);
+   whether the question allows several answers is the scorer's business (several letters for a
+   single-answer question are simply wrong).
    A comma ends the choice when an option is discussed after it (`答案是A，B项错误…` → A).
 7. Verdicts. Only without any statement: positive verdicts on options (`C项正确`, `选项C正确`, `(C) 正确`,
-   `C. 正确`, `只有D对`, `A、C、E正确`, `Option C is correct`) are read when they all name the same letters;
-   verdicts naming different options (`A正确，B正确，D正确，C错误`) are unparseable. Negative verdicts
-   (`A项错误`) name nothing.
+   `C. 正确`, `只有D对`, `A、C、E正确`, `C、D两项正确`, `B选项最符合`, `选项D最恰当`, `Option C is
+   correct`, `Options C and E are both correct`) are read when they all name the same letters; verdicts
+   naming different options (`A正确，B正确，D正确，C错误`) are unparseable. Negative verdicts (`A项错误`)
+   name nothing.
 8. Formatted letters. Only without statements and verdicts: an answer that is just letters (`C`, `AC`, `(C)`,
    `**C**`), a letter opening a line (`C. 非离子型`, `C、…`, `B) 粒层`) or in brackets (`…毒性最低（C）`, but
    not `poly(A)`) is read when all such mentions agree (`(A) 错误；(B) 错误` is unparseable).
 9. A letter outside the question's options makes the answer unparseable (`答案：E` with options A-D).
+10. Numbered combinations. Given the option texts (`{"A": "Ⅰ+Ⅱ", "B": "Ⅰ+Ⅲ", …}`), an answer that commits
+   only to numerals (`答案：Ⅰ、Ⅲ`, `Ⅰ和Ⅲ正确`) reads the one option that is that combination.
 Everything else is unparseable, with the reason: an empty or truncated answer (`答案：`, `正确答案是`), a
-non-answer (`无法确定`, `以上都不对`), an option named only by its text. Nothing is ever guessed.
+non-answer (`无法确定`, `以上都不对`), an option named only by its text. Nothing is ever guessed: no letter
+when a careful reader could not tell is a missed answer; a wrong letter would be a wrong answer scored.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 OPTION_LETTERS = "ABCDEFGHIJ"
@@ -61,9 +90,10 @@ class Extraction:
 
 # --- building blocks ----------------------------------------------------------------------------------------
 
-_MULTI_SEP = r"[ \t]*(?:[、,&+]|和|及|与|以及|\band\b)[ \t]*|[ \t]+"
+_MULTI_SEP = r"[ \t]*(?:,?[ \t]*\band\b|[、,&+]|和|及|与|以及|跟|同)[ \t]*|[ \t]+"
 _HEDGE_SEP = r"[ \t]*(?:/|或者|或是|或|还是|\bor\b)[ \t]*"
-_GROUP = rf"(?<![A-Za-z0-9])[A-Ja-j](?:(?:{_HEDGE_SEP}|{_MULTI_SEP})?[A-Ja-j])*"
+# at most ten letters (A-J), each with its separator: a longer run is no choice, and a bound keeps it linear
+_GROUP = rf"(?<![A-Za-z0-9])[A-Ja-j](?:(?:{_HEDGE_SEP}|{_MULTI_SEP})?[A-Ja-j]){{0,11}}"
 _HEDGE_IN_GROUP = re.compile(_HEDGE_SEP)
 _WORD_STARTS = "型超族组类级区段链群带波肝期字线管药点环帽端片胶座股峰柱轴号室"
 # A letter that starts a word (A型, B超, C反应蛋白, D-二聚体, B12, CT) is no choice.
@@ -80,6 +110,7 @@ _NAMING_WORD = re.compile(
 _NOT_A_CHOICE_WORD = {"is", "are", "was", "and", "or", "because", "since", "as", "which", "would", "should"}
 _NOT_A_CHOICE_WORD |= {"seems", "fits", "matches", "best", "correct", "right", "here", "only", "also", "for"}
 
+_LABEL_HEADS = "诊断|处理|治疗|措施|检查|药物|用药|方案|病因|原因|机制|选择|结论|判断|选项|首选|结果|答"
 _STRONG_KEYWORD = "|".join(
     [
         r"答案",
@@ -90,18 +121,29 @@ _STRONG_KEYWORD = "|".join(
         r"应(?:该|当)?(?:是|为|选择?)",
         r"我(?:认为|觉得|选择?|倾向于选?|的选择)",
         r"的(?:选项|选择)?(?:是|为)",
+        r"(?:正确|对)的(?:选项|答案)?(?:有|包括)",  # "正确的有：A、C"
         r"最(?:佳|合适|恰当|合理|正确|可能|符合题意|适宜|有效|准确)[^,，。.;；:\n]{0,8}?(?:是|为)",
         r"首选[^,，。.;；:\n]{0,6}?(?:是|为)",
         r"而是",
+        r"即(?:为|是)?",  # "…，即选项A"
+        r"(?:只|仅|就)剩(?:下|余)?(?:的)?|剩(?:下|余)(?:的)?(?:只有|仅有|就是|只能是)?",  # after elimination
+        r"对应(?:的)?(?:选项|答案)?",  # a combination of numbered statements mapped to its option
+        # a label with a colon opening a line: "最可能的诊断：C. …", "首选治疗：B"
+        # (not a label that discusses options: "鉴别诊断：A项…", "排除的选项：B")
+        rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*(?:(?:(?!鉴别|排除|错误|不)[\u4e00-\u9fff]){{0,10}}(?:{_LABEL_HEADS})"
+        r"|(?:最|首选|最终|正确)[\u4e00-\u9fff]{0,10})"
+        r"(?=[ \t]*:[ \t]*[A-J](?![ \t]*(?:选项|项)))",
         r"(?i:\b(?:the\s+)?(?:(?:final|correct|right|best|my)\s+)*answers?\b)",
         r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
+        r"(?i:\bcorrect(?=[ \t]*:))",  # "Correct: A, C, E"
         r"(?i:\b(?:choose|pick|select|go\s+with)\b)",
         r"(?i:\b(?:it|this)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
     ]
 )
 # These commit only when the letter ends the sentence or clause: "故C。", "诊断为B。", "diagnosis is B."
 _WEAK_KEYWORD = (
-    r"故|因此|所以|因而|综上所述|综上|结论|(?<![不并])(?:是|为)|(?i:\b(?:is|therefore|thus|hence|so)\b)"
+    r"故|因此|所以|因而|综上所述|综上|结论|(?<![不并])是|(?<![不并因认作成以称])为"
+    r"|(?i:\b(?:is|therefore|thus|hence|so)\b)"
 )
 _STRICT_END = r"(?=[ \t)\]】」』”’\"']*(?:$|[。.,;!\n]|项))"
 _CONNECTOR = (
@@ -118,14 +160,17 @@ _STATEMENT = re.compile(
 _VERDICT_ZH = re.compile(
     r"(?:(?<![A-Za-z0-9\u4e00-\u9fff])|(?<=[故即则而仅有此以见知]))"
     rf"(?:选项|答案)?[ \t]*[(\[【「\"“]?(?P<group>{_GROUP})[)\]】」\"”]?[ \t]*[.:、]?[ \t]*"
-    r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*的?(?:说法|描述|叙述|表述)?[ \t]*"
+    r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*(?:[两三四五六](?:项|者|个选项|个))?[ \t]*"
+    r"的?(?:说法|描述|叙述|表述)?[ \t]*"
     r"(?:均|都|也|才|是|为|最为|较为)*[ \t]*"
-    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|最符合题意|符合题意|最恰当|最合适|最佳)"
-    r"(?:的答案|的选项|的)?(?=[ \t]*(?:$|[。.,;!)\n]|因为))"
+    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳"
+    r"|最(?:为)?(?:符合|恰当|合适|合理|准确|贴切|适宜|可能|相符)[^。.,;!?\n]{0,16}?)"
+    r"(?:的答案|的选项|的)?(?=[ \t]*(?:$|[。.,;!?)\n]|因为))"
 )
 _VERDICT_EN = re.compile(
     r"(?i:(?:options?|choices?|answers?)[ \t]+)?\(?"
-    rf"(?P<group>{_GROUP})\)?[ \t]+(?i:is|are|was|seems\s+to\s+be|would\s+be)[ \t]+(?i:the[ \t]+)?"
+    rf"(?P<group>{_GROUP})\)?[ \t]+(?i:is|are|was|seems\s+to\s+be|would\s+be)[ \t]+"
+    r"(?i:(?:both|all|the)[ \t]+)?"
     r"(?P<claim>(?i:(?:most[ \t]+)?(?:correct|right|best|true|appropriate)"
     r"(?:[ \t]+(?:answer|option|choice|one)s?)?|answer))\b"
 )
@@ -155,9 +200,11 @@ _RETRACTED = re.compile(
 _NEGATED_AFTER = re.compile(
     rf"{_CLOSERS}(?:选项|项)?[ \t]*(?:的说法|说法)?(?:是|也|都|均|则)?[ \t]*"
     r"(?:不对|错|不正确|不是|不符|不选|排除|除外|(?i:is\s+(?:wrong|incorrect|not)|wrong|incorrect))"
+    r"|[ \t]*(?:是|为|属于)[^,。.;!?\n]{0,8}?(?:错误|错选|误选|陷阱|干扰项|迷惑项)"
 )
 _NEGATED_BEFORE = re.compile(
-    r"(?:不|没有?|未|别|勿|误|非|并非|而非|避免)(?:要|能|应该?|应当|会|可以?|再|必)?[ \t]*误?[ \t]*$"
+    r"(?:不|没有?|未|别|勿|(?<!错)误|非|并非|而非|避免)(?:要|能|应该?|应当|会|可以?|再|必)?[ \t]*误?[ \t]*$"
+    r"|误(?:写|作|填|标|记|打|认)(?:成|为|作)?[ \t]*$"
     r"|(?i:\b(?:not|never|n't|cannot)\s*)$"
 )
 _SCOPE = re.compile(rf"{_CLOSERS}(?:两者|二者|两项|三者|这两个|这两项)?(?:之中|当中|中|里面|里|之间)")
@@ -170,13 +217,123 @@ _HEDGE_IN_SENTENCE = re.compile(
     r"^[^。.!?;\n]*?(?<![A-Za-z0-9])[A-J](?:项|选项)?[ \t]*(?:也|亦)(?:有|很)?(?:可能|可以|对|行|正确|说得通)"
     r"(?=[ \t]*(?:$|[。.!?;,)\n]))"
 )
+# Reported speech: the statement is someone else's answer, an old key or a common mistake, not this one.
+_REPORTED = re.compile(
+    r"(?:有|很多|许多|不少|部分|一些|某些|其他|其它|别的|大多数|多数|大部分)(?:的|些)?(?:同学|人|考生|学生|医生|资料"
+    r"|教材|书|文献|题库|版本|解析|参考书|学者|专家|网友|老师)|别人|他人|老师|专家|学者|网友|(?:另|也|还)?有(?:观点|意见|说法|看法)"
+    r"|(?:考生|学生|同学|初学者)(?:们)?(?:常|多|容易|往往|经常|可能|会)"
+    r"|(?<![最正])(?:(?:原|旧|题库|原题|原书|网上|官方|给定|辅导书)[\u4e00-\u9fff]{0,6}?|教材|资料|题目给出?)的?"
+    r"(?:答案|选项|解析|答)|答案键"
+    r"|常见(?:的)?(?:错误|错选|误选|误区|陷阱)|易错|容易(?:误选|选错|错选|漏选)|误选|错选|漏选|少选"
+    r"|多选(?=[ \t]*[A-J])"
+    # a subject that names a wrong choice: "本题的干扰项是A", "迷惑性最强的选项为D", "错误率最高的选项是E"
+    # (not "错误的选项是A": asked for the wrong statement, that is the answer)
+    r"|干扰(?:项|选项)|迷惑(?:性)?[\u4e00-\u9fff]{0,4}?(?:项|选项)|陷阱(?:项|选项)|易错(?:项|选项)|错误率"
+    r"|(?i:\b(?:someone|others|(?:some|many|most|other|a\s+lot\s+of)\s+(?:students|people|test[- ]takers"
+    r"|candidates|examinees|sources|books|textbooks|references|clinicians|doctors)"
+    r"|the\s+(?:original|old|official|reference|given|book's)\s+(?:answer|key)|answer\s+key"
+    r"|(?:common|frequent|typical|usual)(?:ly)?\s+(?:mistake|error|chosen|wrong|pitfall|trap)"
+    r"|often\s+(?:chosen|picked)|mistakenly|distractor)\b)"
+)
+_REPORT_CLAUSE_BREAK = re.compile(r"[,;()]")  # not a colon: "原答案：D" is one clause
+# a verb of saying whose content is the clause after it: "有同学认为，答案是C"
+_SAYING = re.compile(
+    r"[^,。.;!?\n]{0,6}?(?:认为|觉得|说|指出|主张|表示|提出|(?i:\b(?:say|think|claim|argue)s?\b))[ \t]*[,:]"
+)
+_DECLARATION_KEY = re.compile(
+    r".*(?:答|(?i:answer)).*|(?:应(?:该|当)?|故|我|最终)?选择?|我(?:认为|觉得|的选择)|正确的?(?:选项|选择)"
+    r"|最佳(?:选项|选择)|(?i:(?:I\s+would\s+)?(?:choose|pick|select|go\s+with))",
+    re.DOTALL,
+)
+_NOTE_OPENING = re.compile(
+    r"^[^\w(\[【]*[(\[【]?[ \t]*"
+    r"(?:注|备注|说明|提示|补充|附|另|拓展|延伸|提醒|易错|陷阱|常见|错选|误区|参考|链接|PS|P\.S\.|(?i:note|nb|tip|caveat|pitfall))"
+)
+_CORRECTION = re.compile(
+    r"更正|修正|纠正|订正|改正|改为|抱歉|有误|错了|不对|等等|等一下|重新|复核|看错|搞错|写错|为准"
+    r"|(?i:\b(?:correction|actually|wait|on\s+reflection|sorry|i\s+made\s+a\s+mistake|revised?)\b)"
+)
+_TENTATIVE_WORD = re.compile(r"可能|也许|或许|大概|倾向于?|(?i:\b(?:probably|maybe|perhaps|might|likely)\b)")
+_UNCERTAIN = re.compile(
+    r"(?:不|无法|难以|不能|才能|不太)(?:完全|十分)?确定|拿不准|不好说|需要更多信息"
+    r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure)\b)"
+)
+# "答案：B（不确定）": the letters flagged as uncertain where they stand
+_FLAGGED_UNSURE = re.compile(
+    r"[ \t]*\([^()\n]{0,6}?(?:不确定|存疑|待定|不太确定|没把握|(?i:unsure|uncertain|not\s+sure|\?))"
+)
+_UNDECIDED = re.compile(
+    r"(?:难以|无法|不好|很难|不能)(?:做出)?(?:决定|取舍|抉择|选择|二选一)|(?i:\b(?:can(?:no|')t|hard\s+to)\s+(?:decide|choose)\b)"
+)
+# Another question's answer: "很多人把本题与上一题（答案A）混淆".
+_OTHER_QUESTION = re.compile(
+    r"(?:上|下|前|后|另)一(?:道|个)?(?:题|问)|其他题目?|那(?:道|个)?题|第[ \t]*\d+[ \t]*题"
+    r"|(?:同类|类似|相似|此类)题"
+    r"|(?i:\b(?:previous|next|other)\s+question\b)"
+)
+# What turns reported speech back into the writer's own voice: "有同学选A，但正确答案是C".
+_CONTRAST = re.compile(
+    r"但|然而|不过|其实|实际上|事实上|而是|正确|本题|本例|我|因此|所以|故|综上|因而|(?i:\b(?:but|however|actually|in\s+fact|correct)\b)"
+)
+# A note on the wording (a typo, the explanation's text) corrects the text, not the answer.
+_ABOUT_THE_TEXT = re.compile(r"笔误|错别字|打字错误|解析中|上文|前文|文中|原文|(?i:\btypo\b)")
+_ANSWER_WORD = re.compile(r"答案|(?i:\banswer\b)")
+# A non-committal alternative: "也可选C", "亦可考虑D", "C also works".
+_ALTERNATIVE = re.compile(
+    r"(?:也|亦|或|还)(?:可以?|能|行)|或许|也许|不排除|也有人|其次|次选|(?i:\b(?:also|alternatively|might|could"
+    r"|second(?:ary)?\s+choice)\b)"
+)
+# "除A外都对" names every other option; "除C外都错" names C.
+_COMPLEMENT = re.compile(
+    rf"除(?:了)?[ \t]*(?:选项)?[ \t]*(?P<group>{_GROUP})[ \t]*(?:选项|项)?[ \t]*(?:以|之)?外[ \t]*,?[ \t]*"
+    r"(?:其余|其他|其它|余下|剩下)?(?:的)?(?:[两三四五六几各]?项|选项|说法|描述)?"
+    r"[ \t]*(?:均|都|全)(?:是|为)?[ \t]*"
+    r"(?P<verdict>正确|对|错误|错|不正确|不对)"
+)
 _HYPOTHETICAL = re.compile(
-    r"如果|若|假如|假设|倘若|要是|如若|万一|是否|能否|可否|为什么|为何|(?i:\b(?:if|suppose|assuming|whether|why)\b)"
+    r"如果|若|假如|假设|倘若|要是|如若|万一|否则|不然|是否|能否|可否|为什么|为何|(?<!这种)(?<!此种)(?<!这)(?<!该)(?<!此)(?:情况|条件|前提)下|的话"
+    r"|(?i:\b(?:if|suppose|assuming|whether|why|unless|in\s+case|otherwise)\b)"
 )
 _CONSEQUENCE = re.compile(r"^[ \t]*(?:则|那么|那就|就|便|(?i:then\b))")
+_CONTEXT = 300  # characters of context read before a mention
 _CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
 _SENTENCE_BREAK = re.compile(r"[。.!?;\n]")
 _QUOTES = {"“": "”", "「": "」", "『": "』", "‘": "’", '"': '"'}
+
+
+_ROMAN_ASCII = {"I": "Ⅰ", "II": "Ⅱ", "III": "Ⅲ", "IV": "Ⅳ", "V": "Ⅴ", "VI": "Ⅵ", "VII": "Ⅶ", "VIII": "Ⅷ"}
+_ROMAN_CHARS = set("ⅠⅡⅢⅣⅤⅥⅦⅧⅨⅩⅪⅫⅰⅱⅲⅳⅴⅵⅶⅷⅸⅹ")
+_ROMAN_TOKEN = re.compile(r"(?<![A-Za-z])(?:VIII|VII|VI|IV|V|III|II|I)(?![A-Za-z])")
+_ROMAN_SEP = r"[ \t]*(?:[、,+]|和|及|与)[ \t]*"
+# Two or more ASCII numerals joined ("I、III", "II+IV") are numerals of a combination, not option letters.
+_ROMAN_RUN = re.compile(
+    rf"(?<![A-Za-z])(?:VIII|VII|VI|IV|V|III|II|I)(?:{_ROMAN_SEP}(?:VIII|VII|VI|IV|V|III|II|I))+(?![A-Za-z])"
+)
+_BRACKETED_RUN = re.compile(
+    r"(?<![A-Za-z0-9])(?:[(\[【][ \t]*[A-Ja-j][ \t]*[)\]】][ \t]*(?:[、,]|和|及|与|,?[ \t]*and\b)?[ \t]*){2,}"
+)
+_UNIT = r"(?P<pre>选项[ \t]*)?(?P<letter>[A-J])(?P<post>[ \t]*(?:选项|项))?"
+_LETTER_UNIT = re.compile(rf"(?<![A-Za-z0-9]){_UNIT}(?![A-Za-z0-9])")
+_UNIT_NO_NAMES = _UNIT.replace("?P<pre>", "?:").replace("?P<letter>", "?:").replace("?P<post>", "?:")
+# "选项A和选项C", "A项和D项", "A选项、C选项": letters each named as an option, joined.
+_LETTER_UNITS = re.compile(
+    rf"(?<![A-Za-z0-9])(?=选项|[A-J][ \t]*(?:选项|项))(?:{_UNIT_NO_NAMES})"
+    rf"(?:[ \t]*(?:、|和|及|与|以及|跟|同)[ \t]*(?:{_UNIT_NO_NAMES})(?![A-Za-z0-9]))+"
+)
+
+
+ANSWER_LINE = "answer line"  # the reason of an answer read from the asked-for final line
+_ANSWER_LINE = re.compile(
+    r"^[ \t]*答案[ \t]*:[ \t]*(?P<group>[A-J](?:[ \t]*[、,]?[ \t]*[A-J])*)[ \t]*[。.]?[ \t]*$"
+)
+_ROMAN_GROUP = r"[ⅠⅡⅢⅣⅤⅥⅦⅧ](?:[ \t]*(?:[、,+]|和|及|与)[ \t]*[ⅠⅡⅢⅣⅤⅥⅦⅧ])*"
+# A combination of numbered statements given as the answer: "答案：Ⅰ、Ⅲ", "Ⅰ和Ⅲ正确".
+_ROMAN_ANSWER = re.compile(
+    r"(?:答案|选择?|应为|(?:说法|叙述)?正确的(?:是|为|有))[ \t]*[:是为]?[ \t]*"
+    rf"(?P<first>{_ROMAN_GROUP})(?![ⅠⅡⅢⅣⅤⅥⅦⅧ])"
+    rf"|(?P<second>{_ROMAN_GROUP})[ \t]*(?:[两三四五六]?(?:项|条))?(?:说法|叙述|描述)?"
+    r"[ \t]*(?:均|都)?(?:是|为)?(?:正确|对)"
+)
 
 
 @dataclass(frozen=True)
@@ -184,13 +341,45 @@ class _Mention:
     start: int
     letters: str | None  # None: a hedge between options
     evidence: str
+    alternative: bool = False  # offered as also possible ("也可选C"), no commitment of its own
+    declaration: bool = (
+        False  # declares the answer ("答案：C", "选C", "Answer: C"), not an inference ("…是C")
+    )
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
+def _fold_width(answer: str) -> str:
+    # Roman numerals (Ⅰ, Ⅲ) stay numerals: NFKC would turn them into the letters I and V.
+    text = "".join(char if char in _ROMAN_CHARS else unicodedata.normalize("NFKC", char) for char in answer)
+    return re.sub(r"[*`]", "", text)
+
+
 def _fold(answer: str) -> str:
-    return re.sub(r"[*`]", "", unicodedata.normalize("NFKC", answer))
+    text = _fold_width(answer)
+    text = _ROMAN_RUN.sub(
+        lambda run: _ROMAN_TOKEN.sub(lambda t: _ROMAN_ASCII[t.group(0)], run.group(0)), text
+    )
+    text = _unbox(text)
+    text = _BRACKETED_RUN.sub(
+        lambda run: "、".join(re.findall(r"[(\[【][ \t]*([A-Ja-j])", run.group(0))), text
+    )
+    return _LETTER_UNITS.sub(_join_units, text)
+
+
+def _unbox(text: str) -> str:
+    """`$\\boxed{\\text{C}}$`, `\\[\\boxed{AC}\\]` → `答案:C`: a LaTeX answer box states the answer."""
+    text = re.sub(r"\\(?:text|textbf|mathrm|mathbf|rm)\s*\{([^{}]*)\}", r"\1", text)
+    text, boxes = re.subn(r"\\boxed\s*\{([^{}]*)\}", r"答案:\1 ", text)
+    return re.sub(r"\\[\[\]()]|\$", " ", text) if boxes else text
+
+
+def _join_units(run: re.Match) -> str:
+    """`选项A和选项C` → `选项A、C`, `A项和D项` → `A、D项`: one group of letters, as the reader reads it."""
+    units = list(_LETTER_UNIT.finditer(run.group(0)))
+    prefix = "选项" if units[0].group("pre") else ""
+    return prefix + "、".join(unit.group("letter") for unit in units) + (units[-1].group("post") or "")
 
 
 def _quoted_spans(text: str) -> list[tuple[int, int]]:
@@ -213,18 +402,24 @@ def _letters(group: str) -> str:
 
 
 def _last_break(pattern: re.Pattern, text: str, end: int) -> int:
-    found = [match.end() for match in pattern.finditer(text, 0, end)]
-    return found[-1] if found else 0
+    """Where the clause or sentence that ends at `end` begins; one longer than _CONTEXT characters is cut
+    there (what decides a reading stands near it, and the cut keeps long answers linear)."""
+    window = max(0, end - _CONTEXT)
+    found = [match.end() for match in pattern.finditer(text, window, end)]
+    return found[-1] if found else window
 
 
 def _hypothetical(text: str, start: int) -> bool:
     clause_start = _last_break(_CLAUSE_BREAK, text, start)
     if _HYPOTHETICAL.search(text, clause_start, start):
         return True
+    sentence_start = _last_break(_SENTENCE_BREAK, text, clause_start)
+    condition = list(_HYPOTHETICAL.finditer(text, sentence_start, clause_start))
     if _CONSEQUENCE.match(text[clause_start:start]):
-        sentence_start = _last_break(_SENTENCE_BREAK, text, clause_start)
-        return bool(_HYPOTHETICAL.search(text, sentence_start, clause_start))
-    return False
+        return bool(condition)
+    # "如果是慢性期，选C": a clause right after a condition, with no turn back to the case at hand, is its
+    # consequence too
+    return bool(condition) and not _CONTRAST.search(text, condition[-1].end(), start)
 
 
 def _negated_before(text: str, start: int) -> bool:
@@ -236,8 +431,9 @@ def _is_word(text: str, group: str, group_start: int, group_end: int) -> bool:
     """Lowercase runs (`acid`), `vitamin C`, and the article or pronoun `A`/`I` before an English word."""
     if _NAMING_WORD.search(text, max(0, group_start - 12), group_start):
         return True
-    letters = re.findall(r"[A-Ja-j]", re.sub(r"\b(?:and|or)\b", " ", group))
-    if len(letters) > 1 and any(letter.islower() for letter in letters):  # a run like "acid", not "a, c"
+    if re.search(
+        r"[a-z][a-z]", re.sub(r"\b(?:and|or)\b", " ", group)
+    ):  # a run like "acid"; a list like "a、c" or "a, c" is letters
         return True
     if group in ("A", "a", "I", "i"):
         following = re.match(r"[ \t]+([a-z]+)", text[group_end:])
@@ -255,8 +451,29 @@ def _shrink_at_comma(text: str, group: str, group_end: int) -> str:
     return group if ends_here or verdict_follows else parts[0]
 
 
-def _choice(text: str, group: str, group_end: int) -> tuple[str | None, int]:
+def _unsure(text: str, start: int, group_end: int) -> bool:
+    """ "答案可能是A，需要更多信息才能确定": a tentative answer the sentence itself calls uncertain."""
+    clause_start = _last_break(_CLAUSE_BREAK, text, start)
+    if not _TENTATIVE_WORD.search(text, clause_start, group_end):
+        return False
+    sentence_end = _SENTENCE_BREAK.search(text, group_end)
+    return bool(_UNCERTAIN.search(text, group_end, sentence_end.start() if sentence_end else len(text)))
+
+
+def _undecided(text: str, end: int) -> bool:
+    """ "B、C都对，但只能选一个的话难以决定": the sentence says the choice is not made."""
+    sentence_end = _SENTENCE_BREAK.search(text, end)
+    return bool(_UNDECIDED.search(text, end, sentence_end.start() if sentence_end else len(text)))
+
+
+def _choice(text: str, group: str, group_end: int, start: int = 0) -> tuple[str | None, int]:
     """The letters a group commits to (None for a hedge), and where the hedge ends (0 without one)."""
+    if (
+        _unsure(text, start, group_end)
+        or _undecided(text, group_end)
+        or _FLAGGED_UNSURE.match(text, group_end)
+    ):
+        return None, group_end
     rest = text[group_end:]
     scope = _SCOPE.match(rest)
     if scope:
@@ -272,19 +489,71 @@ def _choice(text: str, group: str, group_end: int) -> tuple[str | None, int]:
     return _letters(group), 0
 
 
+def _turns_back(text: str, reported_end: int, start: int) -> bool:
+    """Whether a new clause between the reported words and a statement turns to the writer's own voice
+    ("有同学选A，但正确答案是C"); inside the reported clause the same words are reported too
+    ("有网友指出本题应选C")."""
+    if re.search(r"但|然而|不过|(?i:\b(?:but|however)\b)", text[reported_end:start]):
+        return True
+    clause_break = _REPORT_CLAUSE_BREAK.search(text, reported_end, start)
+    return bool(clause_break) and bool(_CONTRAST.search(text, clause_break.end(), start))
+
+
+def _reported(text: str, start: int, group_end: int) -> bool:
+    """Someone else's answer ("有同学选C", "原答案是D", "常见错误是A"), or a note on the text's wording."""
+    sentence_start = _last_break(_SENTENCE_BREAK, text, start)
+    before = text[sentence_start:start]
+    # a reporter in the statement's own clause, or anywhere before it in the sentence with a verb of saying
+    clause_start = max(sentence_start, _last_break(_REPORT_CLAUSE_BREAK, text, start))
+    reporters = list(_REPORTED.finditer(text, clause_start, group_end))
+    reporters += [r for r in _REPORTED.finditer(text, sentence_start, start) if _SAYING.match(text, r.end())]
+    if reporters and not _turns_back(text, max(r.end() for r in reporters), start):
+        return True
+    other = list(_OTHER_QUESTION.finditer(text, sentence_start, start))
+    if other and not _turns_back(text, other[-1].end(), start):
+        return True
+    sentence_end = _SENTENCE_BREAK.search(text, group_end)
+    sentence = text[sentence_start : sentence_end.start() if sentence_end else len(text)]
+    return bool(_ABOUT_THE_TEXT.search(sentence)) and not _ANSWER_WORD.search(before + text[start:group_end])
+
+
+def _nominalised(text: str, group_end: int) -> bool:
+    """ "选A者", "选E的同学": the choice names the people who made it, not the writer's answer."""
+    return bool(re.match(r"[ \t]*(?:项|选项)?(?:者|的(?:人|同学|考生|学生))", text[group_end:]))
+
+
+def _retracted(text: str, group_end: int) -> bool:
+    """A retraction right after the letters; a correction of the wording ("更正：解析中…笔误") is none."""
+    retraction = _RETRACTED.match(text, group_end)
+    if not retraction:
+        return False
+    sentence_end = _SENTENCE_BREAK.search(text, retraction.end())
+    rest = text[retraction.end() : sentence_end.start() if sentence_end else len(text)]
+    return not (
+        _ABOUT_THE_TEXT.search(rest) or re.search(r"答案不变|(?i:answer\s+(?:is\s+)?unchanged)", rest)
+    )
+
+
 def _counts(text: str, quoted: list[tuple[int, int]], start: int, group_end: int) -> bool:
     """Whether a statement or verdict between start and group_end is a committed one."""
     if any(left < start < right for left, right in quoted):
         return False
-    if _negated_before(text, start) or _hypothetical(text, start):
+    if _negated_before(text, start) or _hypothetical(text, start) or _reported(text, start, group_end):
         return False
-    return not (_TENTATIVE.match(text, group_end) or _RETRACTED.match(text, group_end))
+    if _nominalised(text, group_end):
+        return False
+    return not (_TENTATIVE.match(text, group_end) or _retracted(text, group_end))
+
+
+def _alternative(text: str, start: int) -> bool:
+    clause_start = _last_break(_CLAUSE_BREAK, text, start)
+    return bool(_ALTERNATIVE.search(text, clause_start, start))
 
 
 # --- the three readings -------------------------------------------------------------------------------------
 
 
-def _statements(text: str, quoted: list[tuple[int, int]]) -> list[_Mention]:
+def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_Mention]:
     found = []
     hedged_until = 0  # the letters a hedge offers ("答案可能是A，也可能是C") are no new statement
     for match in _STATEMENT.finditer(text):
@@ -299,13 +568,24 @@ def _statements(text: str, quoted: list[tuple[int, int]]) -> list[_Mention]:
             continue
         if strong and ":" not in match.group("conn") and _NEGATED_AFTER.match(text, group_end):
             continue  # "答案A是错误的"; after a colon ("答案：C项错误") the letter is the answer
-        letters, hedge_end = _choice(text, group, group_end)
+        letters, hedge_end = _choice(text, group, group_end, start)
         hedged_until = max(hedged_until, hedge_end)
-        found.append(_Mention(start, letters, text[start:group_end]))
+        declaration = strong and bool(_DECLARATION_KEY.fullmatch(match.group("key").strip()))
+        found.append(_Mention(start, letters, text[start:group_end], _alternative(text, start), declaration))
+    for match in _COMPLEMENT.finditer(text):
+        group = match.group("group")
+        if _is_word(text, group, match.start("group"), match.end("group")) or not _counts(
+            text, quoted, match.start(), match.end()
+        ):
+            continue
+        named = _letters(group)
+        wrong_ones = match.group("verdict") in ("错误", "错", "不正确", "不对")
+        letters = named if wrong_ones else "".join(letter for letter in valid if letter not in named)
+        found.append(_Mention(match.start(), letters or None, match.group(0)))
     for pattern in (_VERDICT_ZH, _VERDICT_EN):
         for match in pattern.finditer(text):
             claim = match.group("claim").lower()
-            if any(word in claim for word in ("答案", "选项", "answer", "option", "choice", "one")):
+            if any(word in claim for word in ("答案", "选项", "选择", "answer", "option", "choice", "one")):
                 mention = _verdict(text, quoted, match)
                 if mention:
                     found.append(mention)
@@ -318,7 +598,7 @@ def _verdict(text: str, quoted: list[tuple[int, int]], match: re.Match) -> _Ment
         text, quoted, match.start(), match.end()
     ):
         return None
-    if _HEDGE_IN_GROUP.search(group):
+    if _HEDGE_IN_GROUP.search(group) or _undecided(text, match.end()):
         return _Mention(match.start(), None, match.group(0))
     return _Mention(match.start(), _letters(group), match.group(0))
 
@@ -357,6 +637,55 @@ def _rejected(text: str, quoted: list[tuple[int, int]], mention: _Mention) -> bo
     return False
 
 
+def _combination(text: str, option_texts: dict[str, str]) -> _Mention | None:
+    """With the option texts at hand: the option whose numbered statements are those the answer commits to,
+    when the answer names no letter itself."""
+    if not option_texts or _STATEMENT.search(text):
+        return None
+    chosen = [m for m in _ROMAN_ANSWER.finditer(text) if not _negated_before(text, m.start())]
+    if not chosen:
+        return None
+    numerals = set(re.findall(r"[ⅠⅡⅢⅣⅤⅥⅦⅧ]", chosen[-1].group("first") or chosen[-1].group("second")))
+    fold = {letter: set(re.findall(r"[ⅠⅡⅢⅣⅤⅥⅦⅧ]", _fold(option))) for letter, option in option_texts.items()}
+    matching = [letter for letter, option_numerals in fold.items() if option_numerals == numerals]
+    return _Mention(chosen[-1].start(), matching[0], chosen[-1].group(0)) if len(matching) == 1 else None
+
+
+def _in_note(text: str, start: int) -> bool:
+    """Whether a mention stands in a note after the answer: a line opened by 注/备注/Note…, or brackets."""
+    line = text[text.rfind("\n", 0, start) + 1 : start]
+    return bool(_NOTE_OPENING.match(line)) or line.count("(") > line.count(")")
+
+
+def _overrides(text: str, current: _Mention, later: _Mention) -> bool:
+    """Whether a later statement replaces the answer read so far. On the same line it does (the final
+    statement wins), and after a mere inference ("初步考虑为A。\n…诊断应为C") it does. On a later line after
+    a declared answer ("答案：C", "选C", "Answer: C"), only a correction does ("更正：…",
+    "不对，…", "Actually, …") or a new declaration outside a note ("…\n答案：C"): a note's inference
+    ("本题的干扰项是A") or someone's choice in it ("（大多数考生选C）") is commentary."""
+    current_end = current.start + len(current.evidence)
+    if "\n" not in text[current_end : later.start] or current.letters is None or not current.declaration:
+        return True
+    if _CORRECTION.search(text, max(current_end, later.start - _CONTEXT), later.start + len(later.evidence)):
+        return True
+    return later.declaration and not _in_note(text, later.start)
+
+
+def _final(text: str, statements: list[_Mention]) -> _Mention:
+    """The answer the statements leave, read in order: see _overrides; an alternative offered in the
+    answer's own sentence makes it a hedge ("答案：B，也可选C"), offered later it changes nothing."""
+    current = statements[0]
+    for later in statements[1:]:
+        if later.alternative and not current.alternative:
+            if not _SENTENCE_BREAK.search(text, current.start, later.start):
+                end = later.start + len(later.evidence)
+                current = _Mention(current.start, None, text[current.start : end])
+            continue
+        if current.alternative or _overrides(text, current, later):
+            current = later
+    return current
+
+
 def _decide(mention: _Mention, valid: str, rule: str) -> Extraction:
     if mention.letters is None:
         return Extraction(None, "hedge between options", mention.evidence)
@@ -374,20 +703,44 @@ def _agreeing(mentions: list[_Mention], valid: str, rule: str, conflict: str) ->
     return _decide(mentions[-1], valid, rule)
 
 
-def extract_choice(answer: str, valid: str) -> Extraction:
+def reason_rule(reason: str) -> str:
+    """The rule part of an extraction reason, without its details: "conflicting verdicts: ['A', 'B']" →
+    "conflicting verdicts", "invalid option 'E'" → "invalid option"."""
+    return re.sub(r"(?::.*| '[A-J]+')$", "", reason)
+
+
+def answer_line(answer: str) -> str | None:
+    """The letters of the final line in the asked-for form `答案：X` / `答案：AC`, read strictly, or None."""
+    lines = [line for line in _fold_width(answer).splitlines() if line.strip()]
+    match = _ANSWER_LINE.match(lines[-1]) if lines else None
+    return _letters(match.group("group")) if match else None
+
+
+def extract_choice(answer: str, valid: str | Mapping[str, str]) -> Extraction:
     """The option letters an answer commits to, by the rules in this module's docstring.
 
-    `answer` is the answer part only (after the reasoning); `valid` the question's option letters ("ABCDE").
+    `answer` is the answer part only (after the reasoning); `valid` the question's option letters ("ABCDE"),
+    or its options as {letter: text} (the texts let a combination of numbered statements name its option).
     """
+    option_texts = dict(valid) if isinstance(valid, Mapping) else {}
+    valid = "".join(option_texts) if option_texts else valid
     if not valid or any(letter not in OPTION_LETTERS for letter in valid):
         raise ValueError(f"valid option letters must be a non-empty string of A-J, got {valid!r}")
+    line = answer_line(answer)
+    if line:
+        return _decide(_Mention(0, line, f"答案:{line}"), valid, ANSWER_LINE)
     text = _fold(answer)
     if not text.strip():
         return Extraction(None, "empty answer")
+    combination = _combination(text, option_texts)
+    if combination:
+        return _decide(combination, valid, "statement")
     quoted = _quoted_spans(text)
-    statements = [mention for mention in _statements(text, quoted) if not _rejected(text, quoted, mention)]
+    statements = [
+        mention for mention in _statements(text, quoted, valid) if not _rejected(text, quoted, mention)
+    ]
     if statements:
-        return _decide(statements[-1], valid, "statement")
+        return _decide(_final(text, statements), valid, "statement")
     verdicts = [mention for mention in _verdicts(text, quoted) if not _rejected(text, quoted, mention)]
     if verdicts:
         return _agreeing(verdicts, valid, "verdict", "conflicting verdicts")

@@ -59,8 +59,15 @@ def build_messages(
 
 def prompt_messages(question: str, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> Conversation:
     """[system, user]: what the model is asked; an empty system prompt leaves the system turn out."""
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return [*system, {"role": "user", "content": question}]
+    return with_system_prompt([{"role": "user", "content": question}], system_prompt)
+
+
+def with_system_prompt(messages: Conversation, system_prompt: str) -> Conversation:
+    """The conversation with `system_prompt` as its first turn when it has no system turn of its own; an empty
+    system prompt adds none. The input is not changed."""
+    if system_prompt and not any(message.get("role") == "system" for message in messages):
+        return [{"role": "system", "content": system_prompt}, *messages]
+    return list(messages)
 
 
 def replace_system_turn(messages: Conversation, system_prompt: str) -> Conversation:
@@ -110,6 +117,14 @@ def split_reasoning(text: str) -> ReasonedText:
         reasoning, answer = (part.strip() for part in stripped.split(THINK_CLOSE, 1))
         return ReasonedText(reasoning, answer, False)
     return ReasonedText("", stripped.strip(), False)
+
+
+def reasoning_token_count(ids: list[int], think_close_id: int, text: str) -> int:
+    """Reasoning tokens of generated ids (end-of-turn token excluded) whose decoded text is `text`: up to and
+    including the closing think tag, or all of them while the think block is still open."""
+    if think_close_id in ids:
+        return ids.index(think_close_id) + 1
+    return len(ids) if text.lstrip().startswith(THINK_OPEN) else 0
 
 
 def contains_think_tag(text: str) -> bool:

@@ -125,6 +125,19 @@ def checkpoint_damage(checkpoint: Path, needs_optimizer: bool = True) -> str | N
     return None
 
 
+def model_folder_damage(folder: Path) -> str | None:
+    """What keeps a saved model folder (final/) from loading ('model.safetensors is truncated …'), or None."""
+    if not (folder / "config.json").is_file():
+        return "config.json is missing"
+    weights = [folder / name for name in WEIGHT_FILES if (folder / name).is_file()]
+    if not weights:
+        return "model.safetensors is missing"
+    for path in dict.fromkeys([*weights, *sorted(folder.glob("*.safetensors"))]):
+        if problem := _file_damage(path):
+            return f"{path.name} {problem}"
+    return None
+
+
 def training_is_done(state: dict[str, Any], max_steps: int, num_train_epochs: float) -> bool:
     """Whether a checkpoint's trainer state reached the run's end (max_steps, or else num_train_epochs)."""
     if max_steps > 0:

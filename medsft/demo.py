@@ -16,14 +16,9 @@ from typing import NamedTuple
 
 import gradio as gr
 
-from medsft.generate import GenerationSettings, Generator, load_generator
-from medsft.infer import (
-    add_generation_arguments,
-    number_in,
-    resolve_model_argument,
-    settings_from_args,
-    with_system,
-)
+from medsft.chat_format import with_system_prompt
+from medsft.engine import Engine, GenerationSettings, load_engine
+from medsft.options import add_generation_arguments, number_in, resolve_model_argument, settings_from_args
 
 MODEL_QUEUE = "model"  # every event that runs the model shares this concurrency limit
 
@@ -119,7 +114,7 @@ class DemoConfig:
     running: dict[str, RunningTurn] = field(default_factory=dict)  # session -> the answer it is generating
 
 
-class Reply(NamedTuple):
+class TurnState(NamedTuple):
     """One state of a turn: what the chat shows, the raw history, a notice, whether the question was taken (it
     leaves the input box) and whether this is the last state."""
 
@@ -141,7 +136,7 @@ def session_of(request: gr.Request | None) -> str:
 
 
 def fit_history(
-    generator: Generator,
+    engine: Engine,
     history: list[dict],
     question: str,
     config: DemoConfig,
@@ -151,14 +146,14 @@ def fit_history(
 
     Earlier turns carry answers only (no reasoning), as Qwen3's chat template expects.
     """
-    limit = generator.max_context - settings.max_new_tokens
+    limit = engine.max_context - settings.max_new_tokens
     if config.max_input_tokens:
         limit = min(limit, config.max_input_tokens)
     turns = [history[i : i + 2] for i in range(0, len(history), 2)]
     for dropped in range(len(turns) + 1):
         kept = [message for turn in turns[dropped:] for message in turn]
-        messages = with_system([*kept, {"role": "user", "content": question}], config.system_prompt)
-        length = generator.count_prompt_tokens(messages, settings.enable_thinking)
+        messages = with_system_prompt([*kept, {"role": "user", "content": question}], config.system_prompt)
+        length = engine.count_prompt_tokens(messages, settings.enable_thinking)
         if length <= limit:
             return messages, dropped, length, limit
     return None, len(turns), length, limit
@@ -191,10 +186,10 @@ def chat_messages(
     return bubbles
 
 
-def build_app(generator: Generator, config: DemoConfig) -> gr.Blocks:
+def build_app(engine: Engine, config: DemoConfig) -> gr.Blocks:
     text = TEXT[config.lang]
     defaults = config.default_settings
-    max_tokens_cap = max(defaults.max_new_tokens, min(8192, generator.max_context // 2))
+    max_tokens_cap = max(defaults.max_new_tokens, min(8192, engine.max_context // 2))
 
     def converse(
         message: str,
@@ -205,11 +200,11 @@ def build_app(generator: Generator, config: DemoConfig) -> gr.Blocks:
         top_p: float,
         max_new_tokens: float,
         session: str,
-    ) -> Iterator[Reply]:
+    ) -> Iterator[TurnState]:
         """One turn, streamed. The session's stop event (set by Stop or by closing the page) ends it early."""
         history, chat = list(history or []), list(chat or [])
         if not message or not message.strip():
-            yield Reply(chat, history, text["empty"], sent=True, done=True)
+            yield TurnState(chat, history, text["empty"], sent=True, done=True)
             return
         settings = GenerationSettings(
             max_new_tokens=int(max_new_tokens),
@@ -219,12 +214,12 @@ def build_app(generator: Generator, config: DemoConfig) -> gr.Blocks:
             top_k=defaults.top_k,
             enable_thinking=bool(thinking),
         )
-        messages, dropped, length, limit = fit_history(generator, history, message, config, settings)
+        messages, dropped, length, limit = fit_history(engine, history, message, config, settings)
         if messages is None:
             notice = text["too_long"].format(
-                length=length, limit=limit, context=generator.max_context, reserve=settings.max_new_tokens
+                length=length, limit=limit, context=engine.max_context, reserve=settings.max_new_tokens
             )
-            yield Reply(chat, history, notice, sent=False, done=True)
+            yield TurnState(chat, history, notice, sent=False, done=True)
             return
         notice = text["history_trimmed"].format(turns=dropped) if dropped else ""
         history = history[2 * dropped :]
@@ -232,9 +227,9 @@ def build_app(generator: Generator, config: DemoConfig) -> gr.Blocks:
         running = config.running[session] = RunningTurn()
         stop = running.stop
         started = time.monotonic()
-        stream = generator.stream(messages, settings, stop)
+        stream = engine.stream(messages, settings, stop)
         try:
-            yield Reply(
+            yield TurnState(
                 chat + chat_messages("", "", settings.enable_thinking, False, 0, text),
                 history,
                 notice,
@@ -254,9 +249,9 @@ def build_app(generator: Generator, config: DemoConfig) -> gr.Blocks:
                 )
                 turn = [{"role": "user", "content": message}, {"role": "assistant", "content": answer}]
                 if running.discarded:
-                    yield Reply([], [], "", True, done)
+                    yield TurnState([], [], "", True, done)
                 else:
-                    yield Reply(chat + bubbles, history + turn, notice, True, done)
+                    yield TurnState(chat + bubbles, history + turn, notice, True, done)
         finally:
             stream.close()  # a cancelled or disconnected request stops the model here
             if config.running.get(session) is running:
@@ -495,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="serve, answer one question via the API, print it, exit"
     )
     parser.add_argument("--check-question", default="我最近总是头痛，晚上睡不好，这是什么原因？")
-    add_generation_arguments(parser)
+    add_generation_arguments(parser, "auto: vLLM on a GPU when installed, else hf (auto)")
     return parser
 
 
@@ -503,10 +498,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     settings = settings_from_args(args)
-    generator = load_generator(resolve_model_argument(args.model), device=args.device, dtype=args.dtype)
-    log.info("model: %s (%s, %s)", generator.model_dir, generator.backend, generator.device)
+    engine = load_engine(
+        resolve_model_argument(args.model),
+        device=args.device,
+        dtype=args.dtype,
+        backend=args.backend,
+        max_batch_size=args.concurrency,
+    )
+    log.info("model: %s (%s, %s)", engine.model_dir, engine.backend, engine.device)
     config = DemoConfig(args.system_prompt, args.max_input_tokens, settings, args.lang)
-    app = build_app(generator, config)
+    app = build_app(engine, config)
     app.queue(default_concurrency_limit=args.concurrency)
     if args.check:
         port = args.port if port_free(args.host, args.port) else free_port(args.host)

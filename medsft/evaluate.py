@@ -20,21 +20,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-import torch
 from transformers import HfArgumentParser
 
 from medsft import metrics
-from medsft.answer_choice import extract_choice
-from medsft.chat_format import assistant_content, build_messages, special_token_ids, split_reasoning
-from medsft.errors import MedsftError
-from medsft.generate import (
+from medsft.answer_choice import ANSWER_LINE, extract_choice, reason_rule
+from medsft.chat_format import assistant_content, build_messages, split_reasoning
+from medsft.engine import (
     Generation,
     GenerationSettings,
-    load_generator,
+    load_engine,
     pick_device,
     pick_dtype,
     resolve_backend,
 )
+from medsft.errors import MedsftError
 from medsft.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
 from medsft.mcq import (
     Question,
@@ -53,6 +52,7 @@ from medsft.metrics import SegmentLoss
 from medsft.model import BASELINE_SETTING, MODEL_SETTING, resolve_model_dir
 from medsft.paths import output_dir, processed_dir, shared_dir
 from medsft.provenance import describe_device, git_state, package_versions
+from medsft.turn_loss import TurnLoss, teacher_forced_losses
 
 DEFAULT_SPLIT_NAME = "delicate_medical_r1_data"
 MCQ_DIR = Path("benchmarks") / "xmedbench_zh"
@@ -314,78 +314,6 @@ def skipped_summary(skipped: list[SkippedRow]) -> dict:
     }
 
 
-# --- teacher-forced loss ------------------------------------------------------------------------------------
-
-
-class TurnLoss(NamedTuple):
-    """The teacher-forced loss of one assistant turn, in two parts."""
-
-    reasoning: SegmentLoss
-    answer: SegmentLoss  # the answer, the end-of-turn token and the template's newline after it
-    answer_text_tokens: int  # answer tokens before the end-of-turn token (as a generation's are counted)
-
-
-@torch.inference_mode()
-def teacher_forced_losses(
-    model, tokenizer, conversations: list[list[dict]], batch_size: int = 4, chunk: int = 512
-) -> list[TurnLoss]:
-    """Summed NLL and token counts of each conversation's last (assistant) turn: the tokens training learns
-    from, so that the pooled loss equals the trainer's eval_loss on the same rows.
-
-    The conversation is rendered with the tokenizer's chat template; the assistant turn starts after the
-    generation prompt; the reasoning part runs from `<think>` to `</think>` inclusive, the answer part from
-    after `</think>` to the end of the turn (`<|im_end|>` and the newline the template writes after it).
-    Logits are computed in chunks of positions so a 150k vocabulary never materialises for a whole batch.
-    """
-    format_ids = special_token_ids(tokenizer)
-    think_close_id, end_id = format_ids["think_close"], format_ids["end_of_turn"]
-    encoded = []
-    for messages in conversations:
-        full = tokenizer.apply_chat_template(messages, tokenize=False)
-        prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-        if not full.startswith(prompt):
-            raise EvaluationError(
-                "the chat template does not render the prompt as a prefix of the conversation"
-            )
-        ids = tokenizer(full, add_special_tokens=False)["input_ids"]
-        start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        reasoning, answer = metrics.assistant_segments(ids, start, think_close_id)
-        encoded.append((ids, reasoning, answer))
-
-    device = next(model.parameters()).device
-    head = model.get_output_embeddings()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
-    results: list[TurnLoss | None] = [None] * len(encoded)
-    for begin in range(0, len(order), batch_size):
-        indices = order[begin : begin + batch_size]
-        width = max(len(encoded[i][0]) for i in indices)
-        input_ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(indices), width), dtype=torch.long)
-        for row, i in enumerate(indices):
-            ids = encoded[i][0]
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention[row, : len(ids)] = 1
-        hidden = model.base_model(input_ids=input_ids.to(device), attention_mask=attention.to(device))[0]
-        for row, i in enumerate(indices):
-            ids, reasoning, answer = encoded[i]
-            first = reasoning.start if len(reasoning) else answer.start
-            targets = torch.tensor(ids[first : answer.stop], device=device)
-            token_nll = [0.0] * first
-            for offset in range(0, len(targets), chunk):
-                positions = slice(first - 1 + offset, first - 1 + min(offset + chunk, len(targets)))
-                logits = head(hidden[row, positions]).float()
-                nll = torch.nn.functional.cross_entropy(
-                    logits, targets[offset : offset + chunk], reduction="none"
-                )
-                token_nll.extend(nll.tolist())
-            reasoning_loss, answer_loss = metrics.segment_losses(token_nll, reasoning, answer)
-            answer_ids = ids[answer.start : answer.stop]
-            text_tokens = answer_ids.index(end_id) if end_id in answer_ids else len(answer_ids)
-            results[i] = TurnLoss(reasoning_loss, answer_loss, text_tokens)
-    return results  # type: ignore[return-value]
-
-
 # --- records of one model ----------------------------------------------------------------------------------
 
 
@@ -430,7 +358,7 @@ def indomain_records(
 def think_records(questions: list[Question], generations: list[Generation]) -> list[dict]:
     records = []
     for question, generation in zip(questions, generations, strict=True):
-        extraction = extract_choice(generation.answer, "".join(question.options))  # the answer part only
+        extraction = extract_choice(generation.answer, question.options)  # the answer part only
         records.append(
             {
                 "index": question.index,
@@ -473,40 +401,40 @@ def evaluate_model(
     and the seconds per stage. Loss and likelihood need the transformers model; generation uses it too, or
     vLLM when the backend resolves to it (the transformers model is freed first)."""
     clock = _Stopwatch(role)
-    generator = clock.time(
-        "load", f"loaded {source}", lambda: load_generator(source, config.device, config.dtype, backend="hf")
+    engine = clock.time(
+        "load",
+        f"loaded {source}",
+        lambda: load_engine(source, config.device, config.dtype, "hf", config.batch_size),
     )
-    tokenizer = generator.tokenizer
+    tokenizer = engine.tokenizer
     losses = clock.time(
         "loss",
         f"loss on {len(examples)} rows",
         lambda: teacher_forced_losses(
-            generator.model, tokenizer, [e.messages for e in examples], batch_size=config.batch_size
+            engine.model, tokenizer, [e.messages for e in examples], batch_size=config.batch_size
         ),
     )
     if questions and config.mcq_mode in {"likelihood", "both"}:
         records = clock.time(
             "mcq_likelihood",
             f"MCQ likelihood on {len(questions)} questions",
-            lambda: likelihood_records(generator.model, tokenizer, questions, config.batch_size),
+            lambda: likelihood_records(engine.model, tokenizer, questions, config.batch_size),
         )
         write_jsonl(predictions_dir / f"{role}.mcq_likelihood.jsonl", records)
     backend = resolve_backend(config.backend, config.device)
-    if backend != generator.backend:
-        generator.close()
-        generator = clock.time(
+    if backend != engine.backend:
+        engine.close()
+        engine = clock.time(
             f"load_{backend}",
             f"loaded {source} for {backend}",
-            lambda: load_generator(source, config.device, config.dtype, backend=backend),
+            lambda: load_engine(source, config.device, config.dtype, backend, config.batch_size),
         )
 
     settings = config.generation_settings()
     generations = clock.time(
         "generate",
         f"generated {len(examples)} answers",
-        lambda: generator.generate(
-            [e.prompt for e in examples], settings, config.batch_size, config.progress
-        ),
+        lambda: engine.generate([e.prompt for e in examples], settings, config.batch_size, config.progress),
     )
     write_jsonl(predictions_dir / f"{role}.indomain.jsonl", indomain_records(examples, generations, losses))
     if questions and config.mcq_mode in {"think", "both"}:
@@ -514,11 +442,11 @@ def evaluate_model(
         outputs = clock.time(
             "mcq_think",
             f"MCQ thinking mode on {len(questions)} questions",
-            lambda: generator.generate(prompts, settings, config.batch_size, config.progress),
+            lambda: engine.generate(prompts, settings, config.batch_size, config.progress),
         )
         write_jsonl(predictions_dir / f"{role}.mcq_think.jsonl", think_records(questions, outputs))
-    generator.close()
-    return {"backend": generator.backend, "timings_s": clock.seconds}
+    engine.close()
+    return {"backend": engine.backend, "timings_s": clock.seconds}
 
 
 # --- metrics from predictions -------------------------------------------------------------------------------
@@ -592,6 +520,20 @@ def _require_options(records: list[dict], kind: str) -> None:
         )
 
 
+def answer_line_shares(think: list[dict]) -> dict:
+    """The share of answers given in the asked-for final line (`答案：X`), per source and "overall"."""
+    groups: dict[str, list[dict]] = {"overall": list(think)}
+    for record in think:
+        groups.setdefault(record["source"], []).append(record)
+    return {
+        source: {
+            "share": _finite(metrics.share(r["extraction"] == ANSWER_LINE for r in records)),
+            "answers": len(records),
+        }
+        for source, records in sorted(groups.items())
+    }
+
+
 def mcq_metrics(think: list[dict], likelihood: list[dict]) -> dict:
     """Per mode: the accuracy table (per source and pooled "overall", with intervals, chance levels and
     answer distributions) and the macro average over sources."""
@@ -604,6 +546,8 @@ def mcq_metrics(think: list[dict], likelihood: list[dict]) -> dict:
             "truncated": _finite(metrics.share(r["truncated"] for r in think)),
             "think_compliance": _finite(metrics.share(metrics.think_compliant(r["text"]) for r in think)),
             "multi_answer_questions": sum(len(r["gold"]) > 1 for r in think),
+            "answer_line": answer_line_shares(think),
+            "extraction_reasons": dict(Counter(reason_rule(r["extraction"]) for r in think).most_common()),
         }
     if likelihood:
         _require_options(likelihood, "likelihood-mode")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -16,17 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
-from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, Conversation
+from medsft.chat_format import Conversation, with_system_prompt
+from medsft.engine import Engine, Generation, GenerationSettings, load_engine
 from medsft.errors import MedsftError
-from medsft.generate import (
-    BACKENDS,
-    Generation,
-    GenerationSettings,
-    Generator,
-    load_generator,
-    newest_final_model,
-)
 from medsft.jsonl import dumps_line
+from medsft.options import add_generation_arguments, number_in, resolve_model_argument, settings_from_args
 
 REASONING_HEADER = "──────── 思考 / Reasoning ────────"
 ANSWER_HEADER = "──────── 回答 / Answer ────────"
@@ -47,83 +40,6 @@ class InferenceError(MedsftError):
     """A question or input file that cannot be answered."""
 
 
-def number_in(kind: type, low: float, high: float | None = None, above_low: bool = False) -> Callable:
-    """An argparse type: a finite `kind` (int or float) from `low` (excluded when `above_low`) to `high`."""
-    bounds = f"{'above' if above_low else 'at least'} {low}" + (
-        f" and at most {high}" if high is not None else ""
-    )
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {'a whole number' if kind is int else 'a number'}, not {text!r}"
-            ) from None
-        below = value <= low if above_low else value < low
-        if not math.isfinite(value) or below or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be {bounds}, not {text}")
-        return value
-
-    return parse
-
-
-def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
-    """Model and sampling flags shared by `medsft infer` and `medsft demo`; out-of-range values are argument
-    errors, before any model loads."""
-    defaults = GenerationSettings()
-    parser.add_argument(
-        "--model", help="model folder, ModelScope id or hf:<id> (default: the newest output/*/final)"
-    )
-    parser.add_argument("--no-think", action="store_true", help="answer directly (enable_thinking=False)")
-    parser.add_argument(
-        "--max-new-tokens", type=number_in(int, 1), default=defaults.max_new_tokens, help="(%(default)s)"
-    )
-    parser.add_argument(
-        "--temperature", type=number_in(float, 0), default=defaults.temperature, help="(%(default)s)"
-    )
-    parser.add_argument(
-        "--top-p", type=number_in(float, 0, 1, above_low=True), default=defaults.top_p, help="(%(default)s)"
-    )
-    parser.add_argument(
-        "--top-k", type=number_in(int, 0), default=defaults.top_k, help="(%(default)s; 0: off)"
-    )
-    parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
-    parser.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
-    parser.add_argument(
-        "--system-prompt", default=DEFAULT_SYSTEM_PROMPT, help='system turn, as in training ("" for none)'
-    )
-    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu … (default: cuda when available)")
-    parser.add_argument("--dtype", default=None, help="bfloat16, float16, float32 (default: bf16 on GPU)")
-
-
-def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
-    return GenerationSettings(
-        max_new_tokens=args.max_new_tokens,
-        do_sample=not args.greedy,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        enable_thinking=not args.no_think,
-        seed=args.seed,
-    )
-
-
-def resolve_model_argument(model: str | None) -> str | Path:
-    """--model as given, else the newest trained model (logged, so the user knows which one answers)."""
-    if model:
-        return model
-    path = newest_final_model()
-    log.info("--model not given: using the newest trained model, %s", path)
-    return path
-
-
-def with_system(messages: Conversation, system_prompt: str) -> Conversation:
-    if system_prompt and not any(message.get("role") == "system" for message in messages):
-        return [{"role": "system", "content": system_prompt}, *messages]
-    return list(messages)
-
-
 class TerminalStyle(NamedTuple):
     """ANSI codes for the reasoning and the notes: empty when the output is no terminal or NO_COLOR is set."""
 
@@ -136,7 +52,7 @@ class TerminalStyle(NamedTuple):
         return cls("\x1b[2m", "\x1b[0m") if is_terminal and not os.environ.get("NO_COLOR") else cls()
 
 
-class Reply(NamedTuple):
+class StreamedReply(NamedTuple):
     """What one streamed answer left: the answer text and how it ended."""
 
     answer: str
@@ -166,7 +82,7 @@ class ReplyPrinter:
             self.answer = answer
         self.out.flush()
 
-    def finish(self, reply: Reply, settings: GenerationSettings) -> None:
+    def finish(self, reply: StreamedReply, settings: GenerationSettings) -> None:
         self.out.write("\n")
         note = ending_note(reply, settings)
         if note:
@@ -178,7 +94,7 @@ class ReplyPrinter:
         print(f"{dim}({text}){reset}", file=self.out, flush=True)
 
 
-def ending_note(reply: Reply, settings: GenerationSettings) -> str | None:
+def ending_note(reply: StreamedReply, settings: GenerationSettings) -> str | None:
     """Why an answer is missing or incomplete, in one line; None for a finished answer."""
     limit = f"--max-new-tokens {settings.max_new_tokens}"
     if reply.stopped:
@@ -204,39 +120,37 @@ def interrupt_sets(event: threading.Event) -> Iterator[None]:
 
 
 def stream_reply(
-    generator: Generator, messages: Conversation, settings: GenerationSettings, printer: ReplyPrinter
-) -> Reply:
+    engine: Engine, messages: Conversation, settings: GenerationSettings, printer: ReplyPrinter
+) -> StreamedReply:
     """Stream one answer to the printer; Ctrl-C stops it (the partial answer is kept)."""
     stop = threading.Event()
     generation = None
     with interrupt_sets(stop):
         try:
-            for update in generator.stream(messages, settings, stop_event=stop):
+            for update in engine.stream(messages, settings, stop_event=stop):
                 printer.show(update.reasoning, update.answer)
                 generation = update.generation or generation
         except KeyboardInterrupt:  # off the main thread no handler is installed: the stream closes instead
             stop.set()
-    reply = Reply(printer.answer, stop.is_set(), generation)
+    reply = StreamedReply(printer.answer, stop.is_set(), generation)
     printer.finish(reply, settings)
     return reply
 
 
-def stream_answer(
-    generator: Generator, messages: Conversation, settings: GenerationSettings, out: TextIO
-) -> str:
+def stream_answer(engine: Engine, messages: Conversation, settings: GenerationSettings, out: TextIO) -> str:
     """Print reasoning then answer as they arrive (see ReplyPrinter); returns the answer."""
-    return stream_reply(generator, messages, settings, ReplyPrinter(out)).answer
+    return stream_reply(engine, messages, settings, ReplyPrinter(out)).answer
 
 
-def prompt_too_long(generator: Generator, messages: Conversation, settings: GenerationSettings) -> str | None:
-    length = generator.count_prompt_tokens(messages, settings.enable_thinking)
-    if length + settings.max_new_tokens <= generator.max_context:
+def prompt_too_long(engine: Engine, messages: Conversation, settings: GenerationSettings) -> str | None:
+    length = engine.count_prompt_tokens(messages, settings.enable_thinking)
+    if length + settings.max_new_tokens <= engine.max_context:
         return None
-    return f"{length} prompt + {settings.max_new_tokens} new tokens > model context {generator.max_context}"
+    return f"{length} prompt + {settings.max_new_tokens} new tokens > model context {engine.max_context}"
 
 
 def chat(
-    generator: Generator,
+    engine: Engine,
     settings: GenerationSettings,
     system_prompt: str,
     out: TextIO,
@@ -275,13 +189,13 @@ def chat(
             else:
                 printer.note(CHAT_HELP)
             continue
-        messages = with_system([*history, {"role": "user", "content": line}], system_prompt)
-        problem = prompt_too_long(generator, messages, settings)
+        messages = with_system_prompt([*history, {"role": "user", "content": line}], system_prompt)
+        problem = prompt_too_long(engine, messages, settings)
         if problem:
             printer.note(f"too long for the model: {problem}; /reset starts a new conversation")
             continue
         printer = ReplyPrinter(out, printer.style)
-        reply = stream_reply(generator, messages, settings, printer)
+        reply = stream_reply(engine, messages, settings, printer)
         if reply.answer:
             history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply.answer}]
 
@@ -306,11 +220,11 @@ def parse_line(line: str, system_prompt: str) -> tuple[dict, Conversation]:
         )
         if not valid or not messages or messages[-1]["role"] != "user":
             raise ValueError("`messages` must be a list of {role, content} turns ending with a user turn")
-        return echo, with_system(messages, system_prompt)
+        return echo, with_system_prompt(messages, system_prompt)
     question = record.get("question")
     if not isinstance(question, str) or not question.strip():
         raise ValueError("no non-empty `question` string (nor `messages`)")
-    return echo, with_system([{"role": "user", "content": question}], system_prompt)
+    return echo, with_system_prompt([{"role": "user", "content": question}], system_prompt)
 
 
 def read_requests(path: Path, system_prompt: str) -> Iterator[tuple[dict, Conversation | None]]:
@@ -333,7 +247,7 @@ def read_requests(path: Path, system_prompt: str) -> Iterator[tuple[dict, Conver
 
 
 def answer_file(
-    generator: Generator,
+    engine: Engine,
     input_path: Path,
     output_path: Path,
     settings: GenerationSettings,
@@ -344,7 +258,7 @@ def answer_file(
     from tqdm.auto import tqdm
 
     requests = list(read_requests(input_path, system_prompt))
-    budget = generator.max_context - settings.max_new_tokens
+    budget = engine.max_context - settings.max_new_tokens
     counts = {"lines": len(requests), "answered": 0, "errors": 0, "truncated": 0}
     output_path.parent.mkdir(parents=True, exist_ok=True)
     chunk = batch_size * CHUNK_BATCHES
@@ -358,16 +272,16 @@ def answer_file(
             for record, (_, conversation) in zip(records, requests[start : start + chunk], strict=True):
                 if conversation is None:
                     continue
-                length = generator.count_prompt_tokens(conversation, settings.enable_thinking)
+                length = engine.count_prompt_tokens(conversation, settings.enable_thinking)
                 if length > budget:
                     record["error"] = (
                         f"prompt has {length} tokens; at most {budget} fit with --max-new-tokens "
-                        f"{settings.max_new_tokens} (model context {generator.max_context})"
+                        f"{settings.max_new_tokens} (model context {engine.max_context})"
                     )
                     continue
                 pending.append((record, conversation))
             if pending:
-                generations = generator.generate([c for _, c in pending], settings, batch_size=batch_size)
+                generations = engine.generate([c for _, c in pending], settings, batch_size=batch_size)
                 for (record, _), generation in zip(pending, generations, strict=True):
                     record.update(
                         reasoning=generation.reasoning,
@@ -401,13 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size", type=number_in(int, 1), default=8, help="questions per generate batch (%(default)s)"
     )
-    parser.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="auto: vLLM for --file when it is installed and the device is a GPU, else hf (auto)",
+    add_generation_arguments(
+        parser, "auto: vLLM for --file when it is installed and the device is a GPU, else hf (auto)"
     )
-    add_generation_arguments(parser)
     return parser
 
 
@@ -420,24 +330,28 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from_args(args)
     # one question: transformers unless vLLM is asked for by name (starting vLLM takes longer than answering)
     backend = args.backend if args.file is not None or args.backend == "vllm" else "hf"
-    generator = load_generator(
-        resolve_model_argument(args.model), device=args.device, dtype=args.dtype, backend=backend
+    engine = load_engine(
+        resolve_model_argument(args.model),
+        device=args.device,
+        dtype=args.dtype,
+        backend=backend,
+        max_batch_size=args.batch_size,
     )
-    log.info("model: %s (%s, %s)", generator.model_dir, generator.backend, generator.device)
+    log.info("model: %s (%s, %s)", engine.model_dir, engine.backend, engine.device)
     if args.question is not None:
-        messages = with_system([{"role": "user", "content": args.question}], args.system_prompt)
-        problem = prompt_too_long(generator, messages, settings)
+        messages = with_system_prompt([{"role": "user", "content": args.question}], args.system_prompt)
+        problem = prompt_too_long(engine, messages, settings)
         if problem:
             raise InferenceError(
                 f"The question is too long: {problem}. Shorten it or lower --max-new-tokens."
             )
-        stream_answer(generator, messages, settings, sys.stdout)
+        stream_answer(engine, messages, settings, sys.stdout)
         return 0
     if args.file is None:
-        chat(generator, settings, args.system_prompt, sys.stdout)
+        chat(engine, settings, args.system_prompt, sys.stdout)
         return 0
     output = args.output or args.file.with_name(args.file.stem + ".answers.jsonl")
-    counts = answer_file(generator, args.file, output, settings, args.system_prompt, args.batch_size)
+    counts = answer_file(engine, args.file, output, settings, args.system_prompt, args.batch_size)
     log.info(
         f"wrote {counts['lines']} lines to {output}: {counts['answered']} answered "
         f"({counts['truncated']} hit --max-new-tokens), {counts['errors']} errors"

@@ -444,8 +444,14 @@ def select_questions(
 INSTRUCTION = (
     "以下是中国医学考试中的选择题，请选出正确答案（通常只有一个正确选项；如有多个正确选项，请全部选出）。"
 )
-THINKING_REQUEST = "请先思考，然后在回答的最后一行按“答案：X”的格式给出所选选项的字母（多选如“答案：AC”）。"
 ANSWER_PREFIX = "答案："
+# Both modes end with the request for one final answer line, the form the extractor reads first and strictly
+# (medsft.answer_choice.answer_line), as CMB and CMExam evaluations ask.
+ANSWER_LINE_REQUEST = (
+    f"在回答的最后一行按“{ANSWER_PREFIX}X”的格式给出所选选项的字母（多选如“{ANSWER_PREFIX}AC”）。"
+)
+THINKING_REQUEST = f"请先思考，然后{ANSWER_LINE_REQUEST}"
+DIRECT_REQUEST = f"请直接作答，{ANSWER_LINE_REQUEST}"
 
 
 def question_text(question: Question) -> str:
@@ -458,10 +464,10 @@ def thinking_conversation(question: Question, system_prompt: str = DEFAULT_SYSTE
 
 
 def likelihood_prompt(tokenizer, question: Question, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> str:
-    """The non-thinking prompt with the assistant turn begun by "答案：": Qwen3's template renders the empty
-    think block before it, exactly as with enable_thinking=False."""
+    """The non-thinking prompt, asking for the answer line and with the assistant turn begun by it ("答案："):
+    Qwen3's template renders the empty think block before it, exactly as with enable_thinking=False."""
     messages = [
-        *prompt_messages(question_text(question), system_prompt),
+        *prompt_messages(f"{question_text(question)}\n\n{DIRECT_REQUEST}", system_prompt),
         {"role": "assistant", "content": ANSWER_PREFIX},
     ]
     return tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)

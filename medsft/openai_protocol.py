@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from medsft.chat_format import Conversation
+from medsft.chat_format import Conversation, with_system_prompt
 from medsft.errors import MedsftError
 
 MAX_STOP_SEQUENCES = 4
@@ -158,9 +158,7 @@ def conversation(request: ChatCompletionRequest, system_prompt: str) -> Conversa
         messages.append({"role": role, "content": message.text()})
     if messages[-1]["role"] != "user":
         raise APIError("The last message must be the user's.", param="messages")
-    if system_prompt and not any(message["role"] == "system" for message in messages):
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    return messages
+    return with_system_prompt(messages, system_prompt)
 
 
 def enable_thinking(request: ChatCompletionRequest, default: bool) -> bool:

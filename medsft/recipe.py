@@ -337,6 +337,8 @@ AT_LEAST_ZERO = (
     "dataloader_num_workers",
     "val_questions",
 )
+SEEDS = ("seed", "data_seed")  # numpy and torch take seeds below 2**32 (torch up to 2**64 - 1)
+NOT_EMPTY = ("output_dir", "run_name")
 # a step count below 1 is a fraction of the run's steps (transformers' rule)
 ABOVE_ZERO = ("num_train_epochs", "logging_steps", "eval_steps", "save_steps")
 BELOW_ONE = ("lora_dropout", "adam_beta1", "adam_beta2")  # in [0, 1)
@@ -360,6 +362,12 @@ def check_ranges(settings: dict[str, Any]) -> None:
         for key in keys:
             if settings.get(key) is not None and not holds(settings[key]):
                 fail(key, rule)
+    for key in SEEDS:
+        if settings.get(key) is not None and settings[key] >= 2**32:
+            fail(key, "below 2**32 (4294967296)")
+    for key in NOT_EMPTY:
+        if key in settings and not str(settings[key] or "").strip():
+            fail(key, "a non-empty name")
 
 
 # ---------------------------------------------------------------- loading

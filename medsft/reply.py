@@ -1,8 +1,9 @@
-"""Reading one API request's generated tokens back as its client sees them (medsft serve)."""
+"""Reading one request's generated tokens back as they arrive: an API client's reply (medsft serve) and a
+streamed answer (medsft.engine)."""
 
 from __future__ import annotations
 
-from medsft.chat_format import THINK_OPEN, special_token_ids, split_reasoning
+from medsft.chat_format import reasoning_token_count, special_token_ids, split_reasoning
 
 
 class Reply:
@@ -92,6 +93,4 @@ class Reply:
     @property
     def reasoning_tokens(self) -> int:
         """Tokens up to and including the closing think tag (all of them while the think block is open)."""
-        if self.think_close_id in self.ids:
-            return self.ids.index(self.think_close_id) + 1
-        return len(self._text_ids) if self.text.lstrip().startswith(THINK_OPEN) else 0
+        return reasoning_token_count(self._text_ids, self.think_close_id, self.text)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import html
 import os
+import random
 from pathlib import Path
 
 import matplotlib
 
+from medsft.answer_choice import reason_rule
 from medsft.chat_format import END_OF_TURN, THINK_CLOSE, THINK_OPEN
 from medsft.jsonl import write_text_atomic
 
@@ -51,14 +53,17 @@ METHOD_NOTES = f"""\
 - **Loops**: share of outputs where one unit of up to 200 characters repeats back to back at least 3
   times over at least 40 characters. **Distinct-4**: distinct character 4-grams / all character
   4-grams of the whole output (lower: more repetitive).
-- **MCQ, thinking mode**: the model answers in thinking mode; the chosen letters are read from the
-  answer part only (letters in the reasoning are ignored) by written rules (docs/evaluation.md): the
-  final committed statement wins; quoted, negated, hypothetical and retracted mentions do not count; a
+- **MCQ, thinking mode**: the model answers in thinking mode, asked to end with one line `答案：X`; the
+  chosen letters are read from the answer part only (letters in the reasoning are ignored): from that final
+  line when it is there, read strictly, otherwise by written rules (docs/evaluation.md): the final
+  committed statement wins; quoted, negated, hypothetical, reported (someone else's answer, an old key, a
+  common mistake) and retracted mentions do not count; an alternative offered later does not replace the
+  answer; a
   hedge between options, a letter outside the options or a truncated answer is unparseable, never
   guessed. Multi-answer questions count as correct only on an exact set match. Unparseable answers count
   as wrong and are listed.
-- **MCQ, likelihood mode**: no reasoning. Prompt with the empty think block (as
-  `enable_thinking=False`) and the answer begun with `答案：`; the option letter with the highest
+- **MCQ, likelihood mode**: no reasoning. The same answer-line request, the prompt with the empty think
+  block (as `enable_thinking=False`) and the answer begun with `答案：`; the option letter with the highest
   next-token log-probability is the choice (as the CMMLU / C-Eval harnesses do). Multi-answer
   questions cannot be chosen by one token: they are excluded from this accuracy and counted.
 - **Uncertainty**: each accuracy has its 95 % Wilson score interval. The chance level of a source is the
@@ -466,7 +471,15 @@ def _mcq_section(report: dict, predictions: dict, mode: str) -> list[str]:
         lines.append(
             _row(report, "truncated at max_new_tokens", lambda m: m["mcq"]["think"]["truncated"], _pct)
         )
-        lines.append("")
+        lines.append(
+            _row(
+                report,
+                "answers in the asked-for line `答案：X`",
+                lambda m: m["mcq"]["think"]["answer_line"]["overall"]["share"],
+                _pct,
+            )
+        )
+        lines += ["", *_answer_line_table(report, roles), *_reasons_audit(report, predictions, roles)]
         lines.append(
             "Multi-answer questions are scored by exact set match "
             f"({report['models'][roles[-1]]['mcq']['think']['multi_answer_questions']} in this sample)."
@@ -487,6 +500,49 @@ def _mcq_section(report: dict, predictions: dict, mode: str) -> list[str]:
         lines += [f"Multi-answer questions excluded from this accuracy: {excluded}."]
     lines.append("")
     return lines
+
+
+def _answer_line_table(report: dict, roles: list[str]) -> list[str]:
+    """Per source, the share of answers given in the asked-for final line (the rest went to the fallback)."""
+    shares = {role: report["models"][role]["mcq"]["think"].get("answer_line", {}) for role in roles}
+    sources = sorted({source for by_source in shares.values() for source in by_source} - {"overall"})
+    if not sources:
+        return []
+    lines = ["Answers given in the asked-for line `答案：X`, per source:", ""]
+    lines += ["| source | " + " | ".join(roles) + " |", "|" + "---|" * (len(roles) + 1)]
+    for source in sources:
+        cells = [_pct((shares[role].get(source) or {}).get("share")) for role in roles]
+        lines.append(f"| {source} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _reasons_audit(report: dict, predictions: dict, roles: list[str], per_reason: int = 5) -> list[str]:
+    """How the grader read the answers: a count per extraction reason, and a few answers of each reason drawn
+    at random (seeded, so the same report shows the same ones) for a reader to check the reading."""
+    records = [(role, record) for role in roles for record in predictions[role]["mcq_think"]]
+    reasons = sorted({reason_rule(record["extraction"]) for _, record in records})
+    if not reasons:
+        return []
+    lines = ["Extraction reasons (how the grader read each answer):", ""]
+    lines += ["| reason | " + " | ".join(roles) + " |", "|" + "---|" * (len(roles) + 1)]
+    for reason in reasons:
+        counts = [
+            sum(reason_rule(r["extraction"]) == reason for r in predictions[role]["mcq_think"])
+            for role in roles
+        ]
+        lines.append(f"| {reason} | " + " | ".join(str(count) for count in counts) + " |")
+    draw = random.Random(report["config"].get("seed", 0))
+    for reason in reasons:
+        group = [(role, record) for role, record in records if reason_rule(record["extraction"]) == reason]
+        shown = sorted(draw.sample(range(len(group)), min(per_reason, len(group))))
+        lines += ["", f"Examples read as `{reason}` ({len(shown)} of {len(group)}, drawn at random):", ""]
+        for role, record in (group[i] for i in shown):
+            answer = " ".join(record["answer"].split()).replace("`", "'") or "(empty)"
+            tail = answer if len(answer) <= 160 else "…" + answer[-159:]
+            read = record["predicted"] or "–"
+            detail = f" ({record['extraction']})" if record["extraction"] != reason else ""
+            lines.append(f"- {role} q{record['index']}: read {read}, gold {record['gold']}{detail}: `{tail}`")
+    return [*lines, ""]
 
 
 def _benchmark_files(files: list[str]) -> str:

@@ -2,7 +2,8 @@
 
 `POST /v1/chat/completions` (streamed as server-sent events or not), `GET /v1/models`, `GET /health`. This
 module is the app (admission, request defaults, routes) and the command; the wire format is
-medsft.openai_protocol, reading replies back medsft.reply, the model and its engine medsft.served_model.
+medsft.openai_protocol, reading replies back medsft.reply, decoding medsft.engine (concurrent requests are
+decoded together by the engine's backend).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -26,16 +28,41 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medsft import openai_protocol as protocol
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, Conversation, prompt_token_ids
-from medsft.generate import BACKENDS, GenerationSettings
-from medsft.infer import number_in, resolve_model_argument
+from medsft.engine import DEFAULT_MAX_BATCH_SIZE, Engine, GenerationSettings, load_engine
 from medsft.openai_protocol import APIError, ChatCompletionRequest
+from medsft.options import add_generation_arguments, number_in, resolve_model_argument, settings_from_args
+from medsft.provenance import read_run_card
 from medsft.reply import Reply
-from medsft.served_model import ServedModel, load_model
 
 log = logging.getLogger(__name__)
 
 API_KEY_ENV = "MEDSFT_API_KEY"
 LOOPBACK_NAMES = {"localhost"}
+
+
+@dataclass
+class ServedModel:
+    """The model the server answers with: the name clients send, its engine, and its training run card."""
+
+    name: str
+    engine: Engine
+    run_card: dict | None = None
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def load_served_model(
+    model: str | Path,
+    name: str,
+    backend: str = "auto",
+    device: str | None = None,
+    dtype: str | None = None,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    max_model_len: int | None = None,
+) -> ServedModel:
+    engine = load_engine(model, device, dtype, backend, max_batch_size, max_model_len)  # type: ignore[arg-type]
+    return ServedModel(name, engine, read_run_card(engine.model_dir) if engine.model_dir else None)
 
 
 @dataclass
@@ -63,7 +90,7 @@ class Server:
         return protocol.conversation(request, self.settings.system_prompt)
 
     def prompt_ids(self, messages: Conversation, enable_thinking: bool) -> list[int]:
-        return prompt_token_ids(self.model.tokenizer, messages, enable_thinking)
+        return prompt_token_ids(self.model.engine.tokenizer, messages, enable_thinking)
 
     def enable_thinking(self, request: ChatCompletionRequest) -> bool:
         return protocol.enable_thinking(request, self.settings.generation.enable_thinking)
@@ -73,7 +100,7 @@ class Server:
     ) -> GenerationSettings:
         """How to decode the request: its own values, the server's defaults for the rest, the reply's length
         within the model's context."""
-        context = self.model.max_context
+        context = self.model.engine.max_context
         room = context - prompt_tokens
         if room < 1:
             raise APIError(
@@ -92,14 +119,15 @@ class Server:
             )
         defaults = self.settings.generation
         temperature = defaults.temperature if request.temperature is None else request.temperature
+        do_sample = defaults.do_sample if request.temperature is None else temperature > 0
         return GenerationSettings(
             max_new_tokens=asked or min(defaults.max_new_tokens, room),
-            do_sample=temperature > 0,
+            do_sample=do_sample,
             temperature=temperature if temperature > 0 else 1.0,
             top_p=defaults.top_p if request.top_p is None else request.top_p,
             top_k=defaults.top_k if request.top_k is None else max(request.top_k, 0),
             enable_thinking=enable_thinking,
-            seed=request.seed,
+            seed=defaults.seed if request.seed is None else request.seed,
         )
 
     @contextmanager
@@ -139,8 +167,9 @@ class Job:
 
 async def run_job(model: ServedModel, job: Job) -> AsyncIterator[tuple[Reply, bool]]:
     """(reply, done) after each chunk of tokens."""
-    reply = Reply(model.tokenizer, model.eos_ids, job.stops, job.generation.max_new_tokens)
-    async with aclosing(model.engine.stream(job.prompt_ids, job.generation)) as tokens:
+    engine = model.engine
+    reply = Reply(engine.tokenizer, engine.eos_ids, job.stops, job.generation.max_new_tokens)
+    async with aclosing(engine.stream_tokens(job.prompt_ids, job.generation)) as tokens:
         async for new_tokens in tokens:
             reply.feed(new_tokens)
             if reply.finish_reason:
@@ -247,7 +276,7 @@ def build_app(server: Server) -> FastAPI:
         return {
             "status": "ok",
             "model": server.model.name,
-            "backend": server.model.backend,
+            "backend": engine.backend,
             "running": engine.running,
             "waiting": engine.waiting,
             "in_flight": server.in_flight,
@@ -257,9 +286,9 @@ def build_app(server: Server) -> FastAPI:
 
     @app.get("/v1/models", dependencies=[Depends(authorised)])
     async def models() -> dict:
-        model = server.model
-        root = str(model.model_dir) if model.model_dir else model.name
-        card = protocol.model_card(model.name, root, model.max_context, model.backend, model.run_card)
+        model, engine = server.model, server.model.engine
+        root = str(engine.model_dir) if engine.model_dir else model.name
+        card = protocol.model_card(model.name, root, engine.max_context, engine.backend, model.run_card)
         return {"object": "list", "data": [card]}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorised)])
@@ -318,13 +347,9 @@ def is_loopback(host: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     """Numbers out of range are argument errors, before any model loads."""
     settings = ServerSettings()
-    defaults = settings.generation
     parser = argparse.ArgumentParser(
         prog="medsft serve",
         description="Serve an OpenAI-compatible chat-completions API (reasoning apart from the answer).",
-    )
-    parser.add_argument(
-        "--model", help="model folder, ModelScope id or hf:<id> (default: the newest output/*/final)"
     )
     parser.add_argument(
         "--served-model-name", help="the name clients send as `model` (default: --model as given)"
@@ -337,10 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"require `Authorization: Bearer KEY` (or ${API_KEY_ENV})",
     )
     parser.add_argument(
-        "--backend", choices=BACKENDS, default="auto", help="auto: vLLM on a GPU when installed"
-    )
-    parser.add_argument(
-        "--max-batch-size", type=number_in(int, 1), default=16, help="requests decoded together (%(default)s)"
+        "--max-batch-size",
+        type=number_in(int, 1),
+        default=DEFAULT_MAX_BATCH_SIZE,
+        help="requests decoded together (%(default)s)",
     )
     parser.add_argument(
         "--max-queue",
@@ -351,50 +376,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-model-len", type=number_in(int, 1), default=None, help="context limit (default: the model's)"
     )
-    parser.add_argument(
-        "--max-tokens",
-        type=number_in(int, 1),
-        default=defaults.max_new_tokens,
-        help="reply length when a request does not say (%(default)s)",
-    )
-    parser.add_argument(
-        "--temperature", type=number_in(float, 0), default=defaults.temperature, help="default (%(default)s)"
-    )
-    parser.add_argument(
-        "--top-p",
-        type=number_in(float, 0, 1, above_low=True),
-        default=defaults.top_p,
-        help="default (%(default)s)",
-    )
-    parser.add_argument(
-        "--top-k", type=number_in(int, 0), default=defaults.top_k, help="default (%(default)s; 0 = off)"
-    )
-    parser.add_argument("--no-think", action="store_true", help="default enable_thinking=false")
-    parser.add_argument(
-        "--system-prompt", default=settings.system_prompt, help='used when a request has none ("" for none)'
-    )
-    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu … (default: cuda when available)")
-    parser.add_argument("--dtype", default=None, help="bfloat16, float16, float32 (default: bf16 on GPU)")
+    add_generation_arguments(parser, "auto: vLLM on a GPU when installed, else hf (auto)")
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> ServerSettings:
-    generation = GenerationSettings(
-        max_new_tokens=args.max_tokens,
-        do_sample=args.temperature > 0,  # a request may still ask for sampling with its own temperature
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        enable_thinking=not args.no_think,
-    )
-    return ServerSettings(generation, args.system_prompt, args.api_key or None, args.max_queue)
+def server_settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    return ServerSettings(settings_from_args(args), args.system_prompt, args.api_key or None, args.max_queue)
 
 
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     args = build_parser().parse_args(argv)
-    settings = settings_from_args(args)
+    settings = server_settings_from_args(args)
     if not is_loopback(args.host) and settings.api_key is None:
         log.warning(
             "listening on %s without an API key: anyone who can reach this port can use the model. "
@@ -403,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             API_KEY_ENV,
         )
     model = resolve_model_argument(args.model)
-    served = load_model(
+    served = load_served_model(
         model,
         args.served_model_name or str(model),
         args.backend,
@@ -415,9 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info(
         "serving %s (%s on %s, context %d) at http://%s:%d/v1 — Ctrl+C stops it",
         served.name,
-        served.backend,
-        served.device,
-        served.max_context,
+        served.engine.backend,
+        served.engine.device,
+        served.engine.max_context,
         args.host,
         args.port,
     )

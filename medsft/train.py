@@ -13,6 +13,7 @@ and swanlog/ (SwanLab, when reported to).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from medsft.atomic_folder import folder_lock
 from medsft.chat_format import (
     leading_system_prompt,
     replace_system_turn,
@@ -36,6 +38,7 @@ from medsft.chat_format import (
 )
 from medsft.checkpoint import (
     checkpoint_to_resume,
+    model_folder_damage,
     progress,
     read_trainer_state,
     train_from,
@@ -137,10 +140,15 @@ def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path
     return checkpoint, files
 
 
-def final_model_present(output_dir: Path) -> bool:
+def final_model_intact(output_dir: Path) -> bool:
+    """final/ is there and loads; a damaged one is said and written again from the last checkpoint."""
     final = output_dir / "final"
-    weights = ("model.safetensors", "model.safetensors.index.json")
-    return (final / "config.json").is_file() and any((final / name).is_file() for name in weights)
+    if not final.exists():
+        return False
+    damage = model_folder_damage(final)
+    if damage:
+        log.warning("%s: %s; it is written again from the last checkpoint", final, damage)
+    return damage is None
 
 
 def run_is_complete(recipe: Recipe, checkpoint: Path) -> bool:
@@ -158,7 +166,7 @@ def run_is_complete(recipe: Recipe, checkpoint: Path) -> bool:
         return False
     history = state.get("log_history", [])
     return (
-        final_model_present(output_dir)
+        final_model_intact(output_dir)
         and isinstance(card, dict)
         and card.get("global_step") == state["global_step"]
         and card.get("log_history", [])[: len(history)] == history
@@ -508,9 +516,9 @@ def answer_val_questions(recipe: Recipe, final_dir: Path, rows: list[dict], trac
     """Reload final/ (proves it loads), answer a few validation questions greedily, log them as text."""
     if not recipe.medsft.val_questions or not rows:
         return []
-    from medsft.generate import GenerationSettings, load_generator
+    from medsft.engine import GenerationSettings, load_engine
 
-    generator = load_generator(final_dir, device="cpu" if recipe.sft.use_cpu else None)
+    generator = load_engine(final_dir, device="cpu" if recipe.sft.use_cpu else None)
     prompts = [without_answer(row["messages"]) for row in rows[: recipe.medsft.val_questions]]
     outputs = generator.generate(
         prompts, GenerationSettings.greedy(max_new_tokens=recipe.medsft.val_max_new_tokens)
@@ -559,10 +567,21 @@ def sha256(path: Path) -> str | None:
 RUN_CARD_PACKAGES = ("torch", "transformers", "trl", "datasets", "accelerate", "peft", "swanlab", "deepspeed")
 
 
-def run_card(recipe: Recipe, data: RunData, trainer, resumed_from: Path | None, seconds: float) -> dict:
-    history = trainer.state.log_history
+def final_losses(history: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The last logged train and eval losses. A run shorter than logging_steps logs no step loss: its train
+    loss is then the Trainer's mean over the session (`train_loss` of its closing entry)."""
     last = lambda key: next((entry[key] for entry in reversed(history) if key in entry), None)  # noqa: E731
     logged = [entry["loss"] for entry in history if "loss" in entry]
+    return {
+        "train_loss": last("loss") if logged else last("train_loss"),
+        "eval_loss": last("eval_loss"),
+        # over the whole run, also when resumed (the Trainer's own average restarts with each session)
+        "mean_logged_train_loss": statistics.fmean(logged) if logged else None,
+    }
+
+
+def run_card(recipe: Recipe, data: RunData, trainer, resumed_from: Path | None, seconds: float) -> dict:
+    history = trainer.state.log_history
     return {
         "config": recipe.resolved(),
         "versions": package_versions(RUN_CARD_PACKAGES),
@@ -583,12 +602,7 @@ def run_card(recipe: Recipe, data: RunData, trainer, resumed_from: Path | None, 
         "resumed_from": str(resumed_from) if resumed_from else None,
         "wall_time_s": round(seconds, 1),
         "global_step": trainer.state.global_step,
-        "final": {
-            "train_loss": last("loss"),
-            "eval_loss": last("eval_loss"),
-            # over the whole run, also when resumed (the Trainer's own average restarts with each session)
-            "mean_logged_train_loss": statistics.fmean(logged) if logged else None,
-        },
+        "final": final_losses(history),
         "log_history": history,
     }
 
@@ -597,7 +611,20 @@ def run_card(recipe: Recipe, data: RunData, trainer, resumed_from: Path | None, 
 
 
 def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> Path:
-    """Train a recipe end to end; returns the output folder."""
+    """Train a recipe end to end; returns the output folder. One run writes an output folder at a time (a
+    second is refused at once), and a run that fails before writing anything leaves no empty folder."""
+    output_dir = Path(recipe.sft.output_dir)
+    existed = output_dir.exists()
+    with folder_lock(output_dir) if recipe.sft.process_index == 0 else contextlib.nullcontext():
+        try:
+            return train_recipe(recipe, resume, callbacks)
+        except BaseException:
+            if not existed and output_dir.is_dir() and not any(output_dir.iterdir()):
+                output_dir.rmdir()
+            raise
+
+
+def train_recipe(recipe: Recipe, resume: bool, callbacks: list | None) -> Path:
     started = time.time()
     checkpoint, files = preflight(recipe, resume)
     if checkpoint is not None and run_is_complete(recipe, checkpoint):

@@ -60,9 +60,9 @@ def tiny_model_dir(tmp_path_factory, qwen3_tokenizer) -> Path:
 @pytest.fixture(scope="session")
 def tiny_lm(tiny_model_dir):
     """(model, tokenizer) of the tiny model, loaded as evaluation loads models."""
-    from medsft.generate import load_generator
+    from medsft.engine import load_engine
 
-    generator = load_generator(tiny_model_dir, device="cpu")
+    generator = load_engine(tiny_model_dir, device="cpu")
     return generator.model, generator.tokenizer
 
 

@@ -18,7 +18,7 @@ from tiny_chat_models import (
 
 from medsft import demo
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT
-from medsft.generate import GenerationSettings, load_generator
+from medsft.engine import GenerationSettings, load_engine
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -34,7 +34,7 @@ MAX_INPUT_TOKENS = 200  # small, so an over-long question is cheap to build
 
 @pytest.fixture(scope="module")
 def generator(thinking_model):
-    return load_generator(thinking_model)
+    return load_engine(thinking_model)
 
 
 @pytest.fixture(scope="module")
@@ -344,9 +344,9 @@ def test_stop_cancel_and_closed_page_stop_the_model(tmp_path_factory, qwen3_toke
     from gradio_client import Client
     from playwright.sync_api import expect, sync_playwright
 
-    from medsft.generate import STREAM_THREAD_NAME
+    from medsft.transformers_engine import BATCH_THREAD_NAME
 
-    endless = load_generator(diverse_model_dir(tmp_path_factory.getbasetemp(), qwen3_tokenizer))
+    endless = load_engine(diverse_model_dir(tmp_path_factory.getbasetemp(), qwen3_tokenizer))
     last_answer: list[str] = []
     stream = endless.stream
 
@@ -356,7 +356,7 @@ def test_stop_cancel_and_closed_page_stop_the_model(tmp_path_factory, qwen3_toke
             yield update
 
     def generating() -> bool:
-        return any(thread.name == STREAM_THREAD_NAME for thread in threading.enumerate())
+        return any(thread.name == BATCH_THREAD_NAME for thread in threading.enumerate())
 
     def wait_until_stopped() -> int:
         wait_for(lambda: not generating(), "the model thread to end")

@@ -70,6 +70,8 @@ CASES = [
     ("train --max_steps 2.7", [], "max_steps"),
     ("train --per_device_train_batch_size 0", [], "per_device_train_batch_size"),
     ("train --no_such_key 1", [], "no_such_key"),
+    ("train --seed 99999999999999999999", [], "seed must be below 2**32"),
+    ("train --output_dir ''", [], "output_dir must be a non-empty name"),
     ("train --dataset @/missing", [], "is missing"),
     (
         "train --dataset @/set --resume_from_checkpoint @/missing",

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from medsft import cli, evaluate, generate
+from medsft import cli, engine, evaluate
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, assistant_content, build_messages, special_token_ids
 from medsft.jsonl import read_jsonl, write_jsonl
-from medsft.mcq import BenchmarkError, describe_formats
+from medsft.mcq import THINKING_REQUEST, BenchmarkError, describe_formats
 from medsft.model import ModelSourceError
 from medsft.paths import sample_data_file
 
@@ -302,7 +302,7 @@ def assert_provenance(run: dict) -> None:
     assert run["backend"] in {"hf", "vllm"} and run["config"]["backend"] == "auto"
     assert all(model["backend"] == run["backend"] for model in run["models"].values())
     assert run["dtype"] == ("float32" if run["device"] == "cpu" else run["dtype"])
-    assert run["device"] == generate.pick_device() and run["device_name"]
+    assert run["device"] == engine.pick_device() and run["device_name"]
     assert re.fullmatch(r"[0-9a-f]{40}", run["code"]["sha"]) and isinstance(run["code"]["dirty"], bool)
     versions = run["versions"]
     assert versions["torch"] == torch.__version__ and versions["medsft"] and versions["python"]
@@ -457,13 +457,13 @@ def test_ceval_test_files_are_refused_with_one_message(
 
 def test_cpu_device_never_runs_vllm(monkeypatch):
     """On a GPU machine with vLLM installed, --device cpu stays on transformers; `vllm` there is an error."""
-    monkeypatch.setattr(generate, "vllm_usable", lambda: True)
+    monkeypatch.setattr(engine, "vllm_usable", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert generate.resolve_backend("auto", "cpu") == "hf"
-    assert generate.resolve_backend("auto", None) == "vllm"  # the same machine, device unset: the GPU
-    assert generate.resolve_backend("hf", None) == "hf"
-    with pytest.raises(generate.GenerationError, match="vLLM needs a GPU"):
-        generate.resolve_backend("vllm", "cpu")
+    assert engine.resolve_backend("auto", "cpu") == "hf"
+    assert engine.resolve_backend("auto", None) == "vllm"  # the same machine, device unset: the GPU
+    assert engine.resolve_backend("hf", None) == "hf"
+    with pytest.raises(engine.GenerationError, match="vLLM needs a GPU"):
+        engine.resolve_backend("vllm", "cpu")
 
 
 class RecordingGenerator:
@@ -475,13 +475,13 @@ class RecordingGenerator:
         self.model, self.tokenizer, self.outputs, self.calls = model, tokenizer, outputs, []
         self.loads: list[dict] = []
 
-    def load(self, source, device=None, dtype=None, backend="hf"):
+    def load(self, source, device=None, dtype=None, backend="hf", max_batch_size=16):
         self.loads.append({"device": device, "backend": backend})
         return self
 
     def generate(self, conversations, settings, batch_size=8, progress=False):
         from medsft.chat_format import split_reasoning
-        from medsft.generate import Generation
+        from medsft.engine import Generation
 
         self.calls.append((conversations, settings, batch_size))
         results = []
@@ -518,8 +518,8 @@ def test_generation_requests_and_answer_part_extraction(tiny_lm, val_file, tmp_p
         "<think>\n未完",
     ]
     generator = RecordingGenerator(model, tokenizer, outputs)
-    monkeypatch.setattr(evaluate, "load_generator", generator.load)
-    monkeypatch.setattr(generate, "vllm_usable", lambda: True)  # as on a GPU box with vLLM installed
+    monkeypatch.setattr(evaluate, "load_engine", generator.load)
+    monkeypatch.setattr(engine, "vllm_usable", lambda: True)  # as on a GPU box with vLLM installed
     argv = [
         "--device",
         "cpu",
@@ -566,6 +566,21 @@ def test_generation_requests_and_answer_part_extraction(tiny_lm, val_file, tmp_p
     assert generator.loads == [{"device": "cpu", "backend": "hf"}]
     assert report["backend"] == report["models"]["model"]["backend"] == "hf" and report["device"] == "cpu"
     assert report["dtype"] == "float32"
+    # the prompt asks for the final answer line; the report counts its use and audits the grader's reasons
+    assert mcq[0][1]["content"].endswith(THINKING_REQUEST)
+    think = report["models"]["model"]["mcq"]["think"]
+    assert think["answer_line"] == {
+        "cmexam": {"share": 0.5, "answers": 2},
+        "overall": {"share": 0.5, "answers": 2},
+    }
+    assert think["extraction_reasons"] == {"answer line": 1, "no option letter found": 1}
+    markdown = (tmp_path / "out/r/report.md").read_text(encoding="utf-8")
+    assert "| answers in the asked-for line `答案：X` | 50.0% |" in markdown
+    assert "| cmexam | 50.0% |" in markdown
+    assert "| answer line | 1 |" in markdown and "| no option letter found | 1 |" in markdown
+    assert "Examples read as `answer line` (1 of 1, drawn at random):" in markdown
+    assert "- model q0: read C, gold C: `答案：C`" in markdown
+    assert "- model q1: read –, gold A: `无法确定。`" in markdown
 
 
 def test_option_parsing_helpers():
@@ -587,7 +602,7 @@ def test_options_are_one_typed_config(capsys):
     assert isinstance(config, evaluate.EvalConfig)
     assert (config.max_new_tokens, config.greedy, config.batch_size, config.backend) == (64, True, 8, "auto")
     assert config.mcq_subsets == ["cmexam", "cmb-single"]
-    assert config.generation_settings() == generate.GenerationSettings.greedy(max_new_tokens=64, seed=42)
+    assert config.generation_settings() == engine.GenerationSettings.greedy(max_new_tokens=64, seed=42)
     underscored = evaluate.parse_config(["--model", "m", "--max_new_tokens", "64", "--batch_size", "2"])
     assert (underscored.max_new_tokens, underscored.batch_size) == (64, 2)  # both spellings of a flag
     as_json = evaluate.parse_config(["--model", "m", "--data", "d/val.jsonl"]).as_json()

@@ -1,5 +1,5 @@
-"""medsft.generate: prompts, batched == one-at-a-time greedy, streaming and stopping, backend choice, and the
-vLLM generator driven through a stand-in engine (vLLM itself needs a GPU)."""
+"""medsft.engine: prompts, batched == one-at-a-time greedy, streaming and stopping, backend choice, and the
+vLLM engine driven through a stand-in for vLLM's own (vLLM itself needs a GPU)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tiny_chat_models import (
     thinking_model_dir,
 )
 
-from medsft import generate
+from medsft import engine as generation_engine
 from medsft.chat_format import (
     END_OF_TURN,
     PAD_TOKEN,
@@ -25,15 +25,9 @@ from medsft.chat_format import (
     special_token_ids,
     split_reasoning,
 )
-from medsft.generate import (
-    ENGINE_THREAD_NAME,
-    GenerationError,
-    GenerationSettings,
-    StreamUpdate,
-    VLLMGenerator,
-    load_generator,
-    resolve_backend,
-)
+from medsft.engine import GenerationError, GenerationSettings, StreamUpdate, load_engine, resolve_backend
+from medsft.transformers_engine import BATCH_THREAD_NAME
+from medsft.vllm_engine import ENGINE_THREAD_NAME, VLLMEngine
 
 QUESTIONS = [
     "你好",
@@ -46,12 +40,12 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def diverse_generator(tmp_path_factory, qwen3_tokenizer):
-    return load_generator(diverse_model_dir(tmp_path_factory.getbasetemp(), qwen3_tokenizer))
+    return load_engine(diverse_model_dir(tmp_path_factory.getbasetemp(), qwen3_tokenizer))
 
 
 @pytest.fixture(scope="module")
 def thinking_generator(tmp_path_factory, qwen3_tokenizer):
-    return load_generator(thinking_model_dir(tmp_path_factory.getbasetemp(), qwen3_tokenizer))
+    return load_engine(thinking_model_dir(tmp_path_factory.getbasetemp(), qwen3_tokenizer))
 
 
 def test_split_reasoning_cases():
@@ -178,13 +172,12 @@ def test_stream_stops_on_event(thinking_generator):
 
 
 def test_stream_closed_early_stops_the_model_thread(thinking_generator):
-    before = threading.active_count()
     stream = thinking_generator.stream(
         [{"role": "user", "content": "你好"}], GenerationSettings(max_new_tokens=500)
     )
     next(stream)
     stream.close()  # what a disconnected client does
-    assert threading.active_count() == before
+    assert no_thread_named(BATCH_THREAD_NAME)  # the cancelled request left the batch and the thread ended
 
 
 def test_output_without_thinking(thinking_generator):
@@ -214,8 +207,8 @@ def test_settings_are_checked():
 
 def test_backend_choice(tiny_model_dir, monkeypatch):
     with pytest.raises(GenerationError, match="backend"):
-        load_generator(tiny_model_dir, backend="tgi")
-    monkeypatch.setattr(generate, "vllm_usable", lambda: True)
+        load_engine(tiny_model_dir, backend="tgi")
+    monkeypatch.setattr(generation_engine, "vllm_usable", lambda: True)
     assert resolve_backend("auto", "cpu") == "hf"  # never vLLM on a CPU, even where it is installed
     assert resolve_backend("auto", "cuda") == "vllm"
     assert resolve_backend("hf", "cuda") == "hf"
@@ -227,7 +220,7 @@ def test_backend_choice(tiny_model_dir, monkeypatch):
     )
     with pytest.raises(GenerationError, match="not installed"):
         resolve_backend("vllm", "cuda")
-    monkeypatch.setattr(generate, "vllm_usable", lambda: False)
+    monkeypatch.setattr(generation_engine, "vllm_usable", lambda: False)
     assert resolve_backend("auto", "cuda") == "hf"
 
 
@@ -235,7 +228,7 @@ def test_backend_choice(tiny_model_dir, monkeypatch):
 
 
 class FakeEngine:
-    """The part of vLLM's LLMEngine that VLLMGenerator uses. Every request "generates" one scripted token
+    """The part of vLLM's LLMEngine that VLLMEngine uses. Every request "generates" one scripted token
     per step and finishes on the stop token (left out of token_ids, as vLLM does) or at max_tokens."""
 
     def __init__(self, tokenizer, reply_ids: list[int], stop_id: int, step_s: float = 0.0):
@@ -272,8 +265,6 @@ class FakeEngine:
             finished = stopped or len(request["ids"]) >= request["params"].max_tokens
             if finished:
                 del self.requests[request_id]
-            elif request["params"].final_only:
-                continue
             completion = SimpleNamespace(
                 token_ids=list(request["ids"]),
                 text=self.tokenizer.decode(request["ids"], skip_special_tokens=True),
@@ -283,8 +274,8 @@ class FakeEngine:
         return outputs
 
 
-def fake_sampling_params(settings: GenerationSettings, stop_token_ids: list[int], final_only: bool):
-    return SimpleNamespace(max_tokens=settings.max_new_tokens, stop=stop_token_ids, final_only=final_only)
+def fake_sampling_params(settings: GenerationSettings, stop_token_ids: list[int]):
+    return SimpleNamespace(max_tokens=settings.max_new_tokens, stop=stop_token_ids)
 
 
 @pytest.fixture
@@ -293,19 +284,22 @@ def fake_vllm(qwen3_tokenizer):
     reply = assistant_content(THINKING_REPLY_REASONING, THINKING_REPLY_ANSWER)
     reply_ids = qwen3_tokenizer(reply, add_special_tokens=False)["input_ids"] + [end_of_turn]
     engine = FakeEngine(qwen3_tokenizer, reply_ids, end_of_turn, step_s=0.002)
-    generator = VLLMGenerator(
-        engine, qwen3_tokenizer, configured_eos=end_of_turn, sampling_params=fake_sampling_params
-    )
+    generator = VLLMEngine(engine, qwen3_tokenizer, configured_eos=end_of_turn, params=fake_sampling_params)
     return generator, engine, reply_ids
 
 
-def no_engine_thread() -> bool:
+def no_thread_named(name: str) -> bool:
+    """Whether no thread of that name runs, within 5 seconds."""
     deadline = time.monotonic() + 5
-    while any(t.name == ENGINE_THREAD_NAME for t in threading.enumerate()):
+    while any(t.name == name for t in threading.enumerate()):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.01)
     return True
+
+
+def no_engine_thread() -> bool:
+    return no_thread_named(ENGINE_THREAD_NAME)
 
 
 def test_vllm_generate_in_input_order(fake_vllm):

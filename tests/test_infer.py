@@ -14,7 +14,7 @@ from tiny_chat_models import THINKING_REPLY_ANSWER, THINKING_REPLY_REASONING
 
 from medsft import infer
 from medsft.chat_format import THINK_TAGS
-from medsft.generate import GenerationError, GenerationSettings, newest_final_model
+from medsft.engine import GenerationError, GenerationSettings, newest_final_model
 from medsft.model import ModelSourceError
 
 
@@ -28,9 +28,9 @@ def medsft_log(caplog, monkeypatch):
 
 @pytest.fixture(scope="module")
 def generator(thinking_model):
-    from medsft.generate import load_generator
+    from medsft.engine import load_engine
 
-    return load_generator(thinking_model)
+    return load_engine(thinking_model)
 
 
 class RecordingStream:
@@ -160,7 +160,7 @@ class ScriptedGenerator:
 
     def stream(self, messages, settings, stop_event=None):
         from medsft.chat_format import split_reasoning
-        from medsft.generate import Generation, StreamUpdate
+        from medsft.engine import Generation, StreamUpdate
 
         tags = "|".join(map(re.escape, THINK_TAGS))
         pieces = [

@@ -9,7 +9,7 @@ import pytest
 
 from medsft import infer
 from medsft.chat_format import assistant_content
-from medsft.generate import Generation
+from medsft.engine import Generation
 from medsft.mcq import BenchmarkFormatError, SkippedRow, load_benchmark, load_questions, parse_answer
 
 OPTIONS = {"A": "表皮", "B": "真皮", "C": "黏膜上皮", "D": "肌层", "E": "腺上皮"}
@@ -123,7 +123,7 @@ class EchoGenerator:
 
 
 def test_an_invalid_utf8_line_is_one_error_record_and_the_rest_is_answered(tmp_path, monkeypatch):
-    monkeypatch.setattr(infer, "load_generator", lambda *args, **kwargs: EchoGenerator())
+    monkeypatch.setattr(infer, "load_engine", lambda *args, **kwargs: EchoGenerator())
     source = tmp_path / "questions.jsonl"
     source.write_bytes(
         b"\xef\xbb\xbf"
@@ -161,7 +161,7 @@ def test_generation_flags_out_of_range_are_argument_errors(flag, value, message,
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the arguments were checked")
 
-    monkeypatch.setattr(infer, "load_generator", no_model)
+    monkeypatch.setattr(infer, "load_engine", no_model)
     with pytest.raises(SystemExit) as exit_:
         infer.main(["-q", "头痛怎么办？", flag, value])
     assert exit_.value.code == 2

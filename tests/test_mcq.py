@@ -17,7 +17,10 @@ from conftest import require_shared
 from medsft.errors import MedsftError
 from medsft.jsonl import JsonlError
 from medsft.mcq import (
+    ANSWER_LINE_REQUEST,
     ANSWER_PREFIX,
+    DIRECT_REQUEST,
+    THINKING_REQUEST,
     BenchmarkError,
     BenchmarkFormatError,
     Question,
@@ -335,6 +338,16 @@ def test_prompts_use_the_chat_template(qwen3_tokenizer):
     )
     assert prompt == no_think + ANSWER_PREFIX
     assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n答案：")
+    # both modes end their question with the request for one final answer line
+    assert conversation[1]["content"].endswith(THINKING_REQUEST) and THINKING_REQUEST.endswith(
+        ANSWER_LINE_REQUEST
+    )
+    assert prompt_user(prompt).endswith(DIRECT_REQUEST) and DIRECT_REQUEST.endswith(ANSWER_LINE_REQUEST)
+    assert (
+        "最后一行" in ANSWER_LINE_REQUEST
+        and "答案：X" in ANSWER_LINE_REQUEST
+        and "答案：AC" in ANSWER_LINE_REQUEST
+    )
 
 
 def load_questions_from_rows(rows):

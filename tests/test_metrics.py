@@ -16,7 +16,7 @@ def test_metrics_are_model_free():
     """`medsft eval --from-predictions` recomputes metrics without torch or transformers."""
     script = (
         "import sys, medsft.metrics; "
-        "print(sorted(m for m in ('torch', 'transformers', 'medsft.generate') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'transformers', 'medsft.engine') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -129,6 +129,43 @@ def test_resume_of_a_finished_run_without_final_writes_it_without_training(finis
     assert all(final[name].equal(trained[name]) for name in final)
 
 
+def test_resume_of_a_finished_run_with_a_truncated_final_writes_it_again(finished_run, smoke_data, train_log):
+    weights = finished_run / "final" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    counter = StepCounter()
+    recipe = load_recipe("smoke", smoke_overrides(finished_run, smoke_data, "--val_questions", "0"))
+    train.run(recipe, resume=True, callbacks=[counter])
+    assert counter.steps == 0
+    assert "final: model.safetensors is truncated or unreadable" in train_log.text
+    from safetensors.torch import load_file
+
+    final = load_file(weights)
+    trained = load_file(finished_run / "checkpoint-8" / "model.safetensors")
+    assert all(final[name].equal(trained[name]) for name in trained)
+
+
+def test_a_second_run_on_the_same_output_folder_is_refused(smoke_data, tmp_path, capsys, no_model_loading):
+    from medsft.atomic_folder import folder_lock
+
+    output_dir = tmp_path / "run"
+    with folder_lock(output_dir):
+        code = medsft_train(smoke_overrides(output_dir, smoke_data, "--max_steps", "1"))
+    assert code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "another run is writing run" in lines[0], lines
+    assert not output_dir.exists()  # the refused run created nothing
+
+
+def test_a_run_that_fails_before_writing_leaves_no_empty_folder(smoke_data, tmp_path, capsys, monkeypatch):
+    def fail(*args, **kwargs):
+        raise train.PreflightError("the model cannot be loaded")
+
+    monkeypatch.setattr(train, "load_model", fail)
+    output_dir = tmp_path / "fresh"
+    assert medsft_train(smoke_overrides(output_dir, smoke_data, "--max_steps", "1")) == 2
+    assert not output_dir.exists() and list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------- --resume_from_checkpoint PATH
 
 

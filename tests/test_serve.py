@@ -19,11 +19,10 @@ import uvicorn
 from tiny_chat_models import THINKING_REPLY_ANSWER, THINKING_REPLY_REASONING
 
 from medsft.chat_format import END_OF_TURN, THINK_CLOSE, THINK_OPEN, assistant_content
-from medsft.generate import GenerationSettings, vllm_usable
+from medsft.engine import Engine, Request, vllm_usable
 from medsft.openai_protocol import ChatCompletionRequest
 from medsft.reply import Reply
-from medsft.serve import Server, ServerSettings, build_app
-from medsft.served_model import ServedModel, load_model
+from medsft.serve import ServedModel, Server, ServerSettings, build_app, load_served_model
 
 NAME = "medsft-test"
 KEY = "test-key"
@@ -79,7 +78,7 @@ BACKENDS = ["hf", "vllm"] if vllm_usable() else ["hf"]
 def thinking_server(request, thinking_model):
     """The model that memorised one `<think>…</think> answer` reply, served with the default settings."""
     device = "cuda" if request.param == "vllm" else "cpu"
-    served = load_model(thinking_model, NAME, backend=request.param, device=device)
+    served = load_served_model(thinking_model, NAME, backend=request.param, device=device)
     server = Server(served, ServerSettings())
     with serving(server) as base_url:
         yield server, base_url
@@ -88,7 +87,7 @@ def thinking_server(request, thinking_model):
 @pytest.fixture(scope="module")
 def random_server(tiny_model_dir):
     """Random weights (replies run to max_tokens), an API key, two rows and no queue."""
-    served = load_model(tiny_model_dir, NAME, backend="hf", device="cpu", max_batch_size=2)
+    served = load_served_model(tiny_model_dir, NAME, backend="hf", device="cpu", max_batch_size=2)
     server = Server(served, ServerSettings(api_key=KEY, max_queue=0))
     with serving(server) as base_url:
         yield server, base_url
@@ -231,7 +230,8 @@ def test_models_and_health(thinking_server, thinking_model):
     server, base_url = thinking_server
     models = client(base_url).models.list().data
     assert [model.id for model in models] == [NAME]
-    assert models[0].root == str(thinking_model) and models[0].max_model_len == server.model.max_context
+    assert models[0].root == str(thinking_model)
+    assert models[0].max_model_len == server.model.engine.max_context
     health = httpx.get(f"{base_url}/health", timeout=10)
     assert health.status_code == 200 and health.json()["status"] == "ok"
 
@@ -261,7 +261,7 @@ def test_sixteen_concurrent_streams_complete_in_shared_batches(thinking_server):
 
     results = asyncio.run(ask_all())
     assert results == [(THINKING_REPLY_REASONING, THINKING_REPLY_ANSWER)] * 16
-    if server.model.backend == "hf":  # vLLM batches inside its own scheduler
+    if server.model.engine.backend == "hf":  # vLLM batches inside its own scheduler
         assert server.model.engine.largest_batch > 1, "concurrent requests were never decoded together"
     assert wait_until(lambda: idle(server))
 
@@ -443,22 +443,24 @@ def test_a_200k_character_message_is_refused_quickly(thinking_server):
     assert time.monotonic() - started < 20  # no generation was attempted
 
 
-class FailingEngine:
+class FailingEngine(Engine):
     """An engine whose decoding fails, as a GPU running out of memory would."""
 
-    max_batch_size = 1
-    running = waiting = largest_batch = generated_tokens = 0
-    thread_alive = False
+    backend = "failing"
 
-    async def stream(self, prompt_ids: list[int], sampling: GenerationSettings):
+    @classmethod
+    def load(cls, *args, **kwargs) -> Engine:
+        raise NotImplementedError
+
+    def submit(self, request: Request) -> None:
         raise RuntimeError("CUDA out of memory at /secret/path")
-        yield []
+
+    def cancel(self, request: Request) -> None:
+        pass
 
 
 def test_a_failing_engine_gives_500_without_a_traceback(qwen3_tokenizer):
-    served = ServedModel(
-        NAME, qwen3_tokenizer, {qwen3_tokenizer.eos_token_id}, 4096, FailingEngine(), "hf", "cpu"
-    )
+    served = ServedModel(NAME, FailingEngine(qwen3_tokenizer, "cpu", max_context=4096, max_batch_size=1))
     server = Server(served, ServerSettings())
     with serving(server) as base_url:
         payload = {"model": NAME, "messages": [{"role": "user", "content": QUESTION}]}

@@ -465,3 +465,14 @@ def test_a_system_prompt_that_cannot_take_effect_is_an_error(tmp_path, qwen3_tok
         r"after its first message",
     ):
         smoke_rows_with(folder, tmp_path / "o", qwen3_tokenizer, "--system_prompt", GP_PROMPT)
+
+
+def test_the_run_card_has_a_train_loss_when_no_step_loss_was_logged():
+    closing = {"train_runtime": 1.9, "train_loss": 11.9, "epoch": 0.07, "step": 2}
+    assert train.final_losses([{"eval_loss": 11.7, "step": 2}, closing])["train_loss"] == 11.9
+    logged = [{"loss": 12.0, "step": 1}, {"loss": 11.5, "step": 2}, closing]
+    assert train.final_losses(logged) == {
+        "train_loss": 11.5,
+        "eval_loss": None,
+        "mean_logged_train_loss": 11.75,
+    }
