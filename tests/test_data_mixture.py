@@ -213,6 +213,11 @@ def test_command_and_one_line_errors(three_sources, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Unknown benchmark 'nosuchbench'" in err[0]
     assert not (out_dir / "bad").exists()
+    bad.write_text("datasets: [\n", encoding="utf-8")
+    for mixture, expected in ((bad, "not valid YAML"), (tmp_path / "none.yaml", "cannot be read")):
+        assert cli.main(["data", "--mixture", str(mixture), "--out-dir", str(out_dir)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0]
 
 
 def test_wrong_columns_name_the_source(tmp_path):
