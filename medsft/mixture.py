@@ -28,6 +28,7 @@ from medsft.decontamination import BenchmarkIndex, load_benchmark_index, normali
 from medsft.paths import recipes_dir
 from medsft.readers import DataError
 from medsft.sources import SourceFiles, display_name, local_source, read_source_rows, resolve_source, split_of
+from medsft.yaml_files import DuplicateKey, load_yaml
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -191,7 +192,9 @@ def load_mixture(path: str | Path) -> Mixture:
     except UnicodeDecodeError:
         raise MixtureError(f"Mixture file {path}: not UTF-8 text.") from None
     try:
-        content = yaml.safe_load(text)
+        content = load_yaml(text)
+    except DuplicateKey as error:
+        raise MixtureError(f"Mixture file {path}: {error}; keep one.") from None
     except yaml.YAMLError as error:
         raise MixtureError(f"Mixture file {path}: not valid YAML ({' '.join(str(error).split())}).") from None
     check_type(str(path), content, dict, "a mapping with a `datasets` list")

@@ -213,6 +213,9 @@ def test_command_and_one_line_errors(three_sources, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Unknown benchmark 'nosuchbench'" in err[0]
     assert not (out_dir / "bad").exists()
+    bad.write_text("datasets:\n  - id: ./x.jsonl\n    weight: 2\n    weight: 0.5\n", encoding="utf-8")
+    with pytest.raises(MixtureError, match=r"key 'weight' is set twice \(lines 3 and 4\)"):
+        load_mixture(bad)
     bad.write_text("datasets: [\n", encoding="utf-8")
     for mixture, expected in ((bad, "not valid YAML"), (tmp_path / "none.yaml", "cannot be read")):
         assert cli.main(["data", "--mixture", str(mixture), "--out-dir", str(out_dir)]) == 2
