@@ -302,7 +302,12 @@ def convert_mixture(
         "mixture": mixture.file,
         "seed": mixture.seed,
         "val_ratio": mixture.val_ratio,
-        "options": asdict(options),
+        # the columns are per source (below), not the command's field flags
+        "options": {
+            k: v
+            for k, v in asdict(options).items()
+            if k not in ("question_field", "think_field", "answer_field")
+        },
         "tokenizer": getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None,
         "length_check": length_check_note(options, tokenizer),
         "decontamination": None
