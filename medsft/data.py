@@ -3,9 +3,10 @@
 Every non-blank input row ends up in train.jsonl / val.jsonl or in rejects.jsonl with a stable reason code,
 and report.json proves it (rows read = converted + rejected). The four files are one set: a run writes them
 into a temporary folder and swaps it in whole (medsft.atomic_folder), under a lock, so a reader sees the
-previous set or the new one, never a mix. This module is the command: its options, the run (`prepare`), the
-output set and its report. The rules it applies live in medsft.sources (which files), medsft.readers (their
-rows) and medsft.conversion (row -> messages or a reject), reused without this command.
+previous set or the new one, never a mix. This module is the command: its options, the run (`prepare`, or
+`prepare_mixture` for a mixture file of several sources, medsft.mixture), the output set and its report. The
+rules it applies live in medsft.sources (which files), medsft.readers (their rows) and medsft.conversion (row
+-> messages or a reject), reused without this command.
 """
 
 from __future__ import annotations
@@ -474,9 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mixture",
         type=Path,
-        help="a mixture file, or the name of a shipped one (recipes/data/*.yaml): several sources, weights, "
-        "thinking modes, decontamination; instead of --src (its seed and val_ratio replace --seed and "
-        "--val-ratio)",
+        help="a mixture file, or the name of a shipped one (recipes/data/*.yaml), instead of --src: several "
+        "sources with their columns, weights, thinking modes, seed, val_ratio and benchmarks to keep out",
     )
     parser.add_argument("--name", help="output folder inside --out-dir (derived from --src when not given)")
     parser.add_argument(
