@@ -4,10 +4,14 @@ question and an answer-only source, every row accounted for; weights, splits and
 from __future__ import annotations
 
 import json
+import math
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from medsft import cli
 from medsft.chat_format import assistant_content, is_non_thinking
@@ -374,3 +378,72 @@ def test_a_question_left_out_by_a_weight_is_kept_from_a_later_source(tmp_path):
     assert second["rows"]["kept"] == 7 and second["rejected_by_reason"] == {"duplicate": 3}
     questions = [row["messages"][1]["content"] for row in read_jsonl(tmp_path / "out" / "train.jsonl")]
     assert sorted(questions) == sorted(row["question"] for row in reasoning_rows(10, "庚"))
+
+
+SOURCE_SHAPES = st.lists(
+    st.tuples(
+        st.integers(min_value=1, max_value=25),  # rows
+        st.sampled_from([0.2, 0.5, 1.0, 1.5, 2.0, 3.3]),  # weight
+        st.booleans(),  # thinking
+        st.sampled_from([0.0, 0.3]),  # no_think_ratio (thinking sources)
+        st.integers(min_value=0, max_value=5),  # questions shared with the previous source
+        st.integers(min_value=0, max_value=3),  # broken rows
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shapes=SOURCE_SHAPES, seed=st.integers(0, 2**31), val_ratio=st.sampled_from([0.0, 0.1, 0.3]))
+def test_every_row_is_accounted_for_whatever_the_mix(shapes, seed, val_ratio):
+    """Random sources, weights, modes, shared questions and broken rows: per source and overall, rows read =
+    kept + rejected; train = the weighted kept train rows; val rows are each source's own, never repeated,
+    and no val question is trained on."""
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        entries, previous = [], []
+        for number, (count, weight, thinking, ratio, shared, broken) in enumerate(shapes):
+            rows = reasoning_rows(count, f"源{number}")
+            rows += [dict(row, answer="另答。") for row in previous[:shared]]  # a question kept earlier
+            rows += [{"question": f"坏{number}-{i}"} for i in range(broken)]
+            write_jsonl(folder / f"s{number}.jsonl", rows)
+            entry = {"id": f"./s{number}.jsonl", "weight": weight, "thinking": thinking}
+            if thinking and ratio:
+                entry["no_think_ratio"] = ratio
+            entries.append(entry)
+            previous = rows[:count]
+        mix = folder / "mix.yaml"
+        mix.write_text(yaml.safe_dump({"datasets": entries, "seed": seed, "val_ratio": val_ratio}), "utf-8")
+        try:
+            report = prepare_mixture(mix, folder / "out")
+        except Exception as error:  # only when no source keeps a training row
+            assert "no source kept a training row" in str(error)
+            return
+        train, val, rejects = (
+            read_jsonl(folder / "out" / f"{name}.jsonl") for name in ("train", "val", "rejects")
+        )
+
+    for source in report["sources"]:
+        rows = source["rows"]
+        assert (
+            rows["read"]
+            == rows["kept"] + rows["rejected"]
+            == rows["kept"] + sum(source["rejected_by_reason"].values())
+        )
+        assert source["kept"]["train"] + source["kept"]["val"] == rows["kept"]
+        weighted, kept_train = source["after_weighting"]["train"], source["kept"]["train"]
+        if source["weight"] > 1:
+            assert (
+                math.floor(source["weight"]) * kept_train
+                <= weighted
+                <= math.ceil(source["weight"]) * kept_train
+            )
+        else:
+            assert weighted == kept_train
+    assert report["rows"]["read"] == report["rows"]["kept"] + len(rejects)
+    assert len(train) == sum(s["after_weighting"]["train"] for s in report["sources"])
+    assert len(val) == sum(s["kept"]["val"] for s in report["sources"])
+    val_questions = [row["messages"][1]["content"] for row in val]
+    assert len(set(val_questions)) == len(val_questions)
+    assert not set(val_questions) & {row["messages"][1]["content"] for row in train}
