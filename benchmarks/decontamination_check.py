@@ -6,18 +6,27 @@
 For every row of --rows (raw {question, …} rows) it reports the benchmark question whose stem the row covers
 most, and whether that share passes the threshold. Rows of a set that was never built from the benchmark
 should not match: each match is printed with both texts so a person can judge it. Also printed: the
-distribution of the best share (how far the rule's threshold is from what unrelated rows reach), and how long
-indexing and matching take.
+distribution of the best share (how far the rule's threshold is from what unrelated rows reach), how long
+indexing and matching take, and the recall on planted copies: every indexed benchmark stem, its punctuation
+turned into spaces, inside a longer question, followed by options in reverse order, must be found.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import time
 
-from medsft.decontamination import MIN_NGRAMS, NGRAM, THRESHOLD, load_benchmark_index
+from medsft.decontamination import (
+    MIN_NGRAMS,
+    NGRAM,
+    THRESHOLD,
+    BenchmarkIndex,
+    load_benchmark_index,
+    normalise,
+)
 from medsft.paths import shared_dir
 
 
@@ -41,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     indexed = time.perf_counter() - started
     with open(args.rows, encoding="utf-8") as handle:
         questions = [json.loads(line)[args.question_field] for line in handle if line.strip()]
+    rule = BenchmarkIndex(index.questions, args.ngram, args.threshold, args.min_ngrams)
     started = time.perf_counter()
     best = [index.match(question) for question in questions]
     matched = time.perf_counter() - started
@@ -57,6 +67,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"time: index {indexed:.2f} s, matching {matched:.3f} s ({matched / len(questions) * 1e3:.2f} ms/row)"
+    )
+    planted = [
+        f"请回答下面的题目：{re.sub(r'[，。？、：；,.?:;（）()]', ' ', question.text)} 选项 D C B A"
+        for question in index.questions
+    ]
+    overlaps = list(map(rule.match, planted))
+    found = sum(overlap is not None for overlap in overlaps)
+    itself = sum(
+        overlap is not None and normalise(overlap.question.text) == normalise(question.text)
+        for overlap, question in zip(overlaps, index.questions, strict=True)
+    )
+    print(
+        f"recall on planted copies: {found} of {len(planted)} found ({found / len(planted):.2%}); "
+        f"{itself} named as the planted question itself, the others as a near-identical stem (a copy "
+        "without its numbering, say)"
     )
     for question, overlap in flagged:
         print(f"- row: {' '.join(question.split())[:160]}\n  {overlap.describe()}")
