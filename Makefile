@@ -28,7 +28,7 @@ BASELINE  ?=
 Q         ?=
 ARGS      ?=
 
-.PHONY: setup setup-vllm data train eval infer demo serve bench scale-check smoke test lint format clean
+.PHONY: setup setup-vllm data train eval infer demo serve bench scale-check gpu-bundle smoke test lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -87,6 +87,11 @@ bench: $(STAMP)
 # eval and infer on their final/ (tens of minutes, ~15 GiB of RAM; not part of `make test`): docs/benchmarks.md
 scale-check: $(STAMP)
 	$(PY) -m benchmarks.scale_check $(ARGS)
+
+# What benchmarks/gpu_check.py needs on a bare CUDA image (no network), downloaded here from PyPI into
+# output/gpu_bundle/ (~55 MiB, manifest.json); there: python -m benchmarks.gpu_check --wheels DIR --out DIR
+gpu-bundle: $(STAMP)
+	$(PY) -m benchmarks.gpu_bundle $(ARGS)
 
 # The offline end-to-end path: sample data -> tiny model training -> evaluation -> demo check.
 smoke: $(STAMP)

@@ -123,13 +123,17 @@ class Turns:
 
 class StepClock(TrainerCallback):
     """Holds the path's turn from one optimizer step's end to the next's and times it: wall and CPU seconds,
-    the logged loss, and on CUDA how far allocated memory grew within the step."""
+    the logged loss, and on CUDA the step's peak allocated and reserved memory and how far allocation grew
+    within it. The peaks are read at each step's end, before the counters are reset for the next step: read
+    after training, they would be the idle process's."""
 
     def __init__(self, name: str, turns: Turns):
         self.name, self.turns = name, turns
         self.step_seconds: list[float] = []
         self.step_cpu_seconds: list[float] = []
         self.step_memory_growth: list[int] = []
+        self.step_peak_allocated: list[int] = []
+        self.step_peak_reserved: list[int] = []
         self.losses: list[float] = []
         self._start = self._cpu_start = 0.0
         self._allocated = 0
@@ -148,7 +152,10 @@ class StepClock(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-            self.step_memory_growth.append(torch.cuda.max_memory_allocated() - self._allocated)
+            peak = torch.cuda.max_memory_allocated()
+            self.step_peak_allocated.append(peak)
+            self.step_peak_reserved.append(torch.cuda.max_memory_reserved())
+            self.step_memory_growth.append(peak - self._allocated)
         self.step_seconds.append(time.perf_counter() - self._start)
         self.step_cpu_seconds.append(time.process_time() - self._cpu_start)
         self.turns.done(self.name)
@@ -185,6 +192,9 @@ class PathResult:
     losses: list[float]
     state_bytes: int  # weights + optimizer state after training
     step_memory_growth: list[int] = field(default_factory=list)  # CUDA only
+    step_peak_allocated: list[int] = field(default_factory=list)  # CUDA only: each step's own peak
+    step_peak_reserved: list[int] = field(default_factory=list)
+    attention: str | None = None  # the attention kernel the model ran (config._attn_implementation)
 
     def tokens_per_s(self, cpu: bool = False) -> float:
         """Trained tokens per second over every step but the first (warm-up)."""
@@ -377,6 +387,9 @@ def run_training(paths: list[TrainingPath]) -> list[PathResult]:
                 clock.losses,
                 state_bytes(trainer),
                 clock.step_memory_growth,
+                clock.step_peak_allocated,
+                clock.step_peak_reserved,
+                getattr(trainer.model.config, "_attn_implementation", None),
             )
         )
         log.info(

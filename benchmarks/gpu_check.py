@@ -2,16 +2,21 @@
 
     python -m benchmarks.gpu_check            # one CUDA GPU, within --budget-s (520 s: under 9 minutes)
     python -m benchmarks.gpu_check --dry-run  # the same script on CPU with a tiny shape: checks the plumbing
+    python -m benchmarks.gpu_check --wheels output/gpu_bundle --out DIR   # on a bare CUDA image
 
-No network and nothing installed: what the machine lacks is skipped, and the report says so. Parts, in this
-order, each measured in its own process (Liger's patch is process-wide), each given what is left of the
-budget:
+No network. With --wheels (a folder `make gpu-bundle` wrote: benchmarks/gpu_bundle.py) it first installs, from
+that folder only, what the image lacks into a throw-away venv that sees the image's packages, and runs there
+with the bundle's inputs as $MEDSFT_SHARED. What the machine still lacks is skipped, and the report says so.
+
+Parts, in this order, each measured in its own process (Liger's patch is process-wide), each given what is
+left of the budget:
 
 1. speed, side by side with the original recipe (`benchmarks/original_recipe.py`): `reference`, `medsft` as
    the recipes train (the bench recipe: bf16, batch 1 x 4, activation checkpointing), `medsft-padding-free`,
    and `medsft-liger` when liger-kernel is installed; random weights of the config's exact shape (`random:`),
-   the same real rows and initial weights for each. Per variant: trained tokens/s, its ratio to the
-   reference, MFU and peak GPU memory (the process's `torch.cuda.max_memory_allocated`).
+   the same real rows and initial weights for each. Per variant: the attention kernel that ran, trained
+   tokens/s, its ratio to the reference, MFU and the peak allocated and reserved GPU memory of the training
+   steps (read at each step's end, `bench.StepClock`).
 2. the scale check's stages (`benchmarks/scale_check.py`) with `--device cuda`: `medsft data`, `full_1epoch`
    and `lora` for 2 optimizer steps with their shipped recipes, `medsft eval` and `medsft infer` on each
    final/.
@@ -19,12 +24,14 @@ budget:
 
 MFU counts model FLOPs the standard way (PaLM, Chowdhery et al. 2022, appendix B): per trained row of s
 tokens 6·N·s + 12·L·H·Q·s², N every parameter once (the tied embedding is the output projection), L layers,
-H heads of size Q; causal masking is not discounted and recomputation is not counted. It is divided by the
-step time and by the GPU's dense bf16 peak (--peak-tflops, default 989 for an H200).
+H heads of size Q; causal masking is not discounted and recomputation is not counted. PaLM charges the output
+layer at every position; medsft projects only the trained ones, so `mfu` charges it for those (what is
+computed) and `palm_mfu` for all. Both are divided by the step time and by the GPU's dense bf16 peak
+(--peak-tflops, default 989 for an H200).
 
-Writes --json (default $MEDSFT_OUTPUT_DIR/gpu_check/gpu_check.json) and the part of docs/benchmarks.md
-between `<!-- gpu_check:begin -->` and `<!-- gpu_check:end -->` (--doc; a dry run writes no doc unless --doc
-is given).
+Writes --json (default <--out>/gpu_check.json), the report as <--out>/gpu_check.md, and the part of
+docs/benchmarks.md between `<!-- gpu_check:begin -->` and `<!-- gpu_check:end -->` (--doc; a dry run writes
+no doc unless --doc is given).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks import scale_check
+from benchmarks import gpu_bundle, scale_check
 from medsft.cli import run_command
 from medsft.errors import MedsftError
 from medsft.jsonl import write_json
@@ -70,7 +77,11 @@ GPU_LEVERS: dict[str, tuple[str, list[str]]] = {
     ),
 }
 LIGER_VARIANT = "medsft-liger"
+PADDING_FREE_VARIANT = "medsft-padding-free"
+# The original recipe's loss projects every position onto the vocabulary; medsft's only the trained ones.
+HEAD_ON_EVERY_POSITION = {"reference"}
 VLLM_STAGES = ("eval-vllm:full_1epoch", "infer-vllm:full_1epoch")
+COMMAND_VARIABLE = "MEDSFT_GPU_CHECK_COMMAND"  # the command as typed, when run again from a bundle's venv
 DOC_BEGIN, DOC_END = "<!-- gpu_check:begin -->", "<!-- gpu_check:end -->"
 # Seconds a part needs at least on an H200 (process start, model build, a few steps); with less left it is
 # skipped rather than started and killed.
@@ -83,6 +94,19 @@ DRY_SHAPE = dict(
     num_key_value_heads=2,
     head_dim=16,
 )
+
+
+def gpu_levers(cuda: bool) -> dict[str, tuple[str, list[str]]]:
+    """GPU_LEVERS; the padding-free one on flash-attention's varlen kernel where flash-attn is installed
+    (otherwise transformers' default, sdpa, which the report names)."""
+    levers = dict(GPU_LEVERS)
+    if cuda and importlib.util.find_spec("flash_attn") is not None:
+        description, overrides = levers[PADDING_FREE_VARIANT]
+        levers[PADDING_FREE_VARIANT] = (
+            f"{description}, flash-attention varlen",
+            [*overrides, "--attn_implementation", "flash_attention_2"],
+        )
+    return levers
 
 
 class GpuCheckError(MedsftError):
@@ -103,11 +127,25 @@ def count_parameters(config_path: Path) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-def model_flops(lengths: list[int], parameters: int, config: dict) -> float:
-    """PaLM's model FLOPs for training rows of these lengths: 6·N·s + 12·L·H·Q·s² each."""
+def model_flops(lengths: list[int], parameters: int, config: dict, head_tokens: int | None = None) -> float:
+    """PaLM's model FLOPs for training rows of these lengths: 6·N·s + 12·L·H·Q·s² each, except that the output
+    layer's 6·V·h per token is charged for `head_tokens` positions (default: every one, PaLM's count)."""
     heads, layers = config["num_attention_heads"], config["num_hidden_layers"]
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
-    return sum(6.0 * parameters * s + 12.0 * layers * heads * head_dim * s * s for s in lengths)
+    tokens = sum(lengths)
+    output_layer = 6.0 * config["vocab_size"] * config["hidden_size"]
+    attention = sum(12.0 * layers * heads * head_dim * s * s for s in lengths)
+    charged = tokens if head_tokens is None else head_tokens
+    return 6.0 * parameters * tokens + attention + output_layer * (charged - tokens)
+
+
+def peak_memory(result) -> dict:
+    """The highest allocated and reserved GPU memory of any training step (None off CUDA), as each step's end
+    read them: the counters are reset between steps, so what they read after training is the idle peak."""
+    return {
+        "peak_allocated_bytes": max(result.step_peak_allocated, default=None),
+        "peak_reserved_bytes": max(result.step_peak_reserved, default=None),
+    }
 
 
 def speed_child(variant: str, out: Path, config: Path, rows: int, steps: int, peak_tflops: float) -> int:
@@ -116,7 +154,7 @@ def speed_child(variant: str, out: Path, config: Path, rows: int, steps: int, pe
 
     from benchmarks import bench
 
-    levers = {**bench.LEVERS, **GPU_LEVERS}
+    levers = {**bench.LEVERS, **gpu_levers(torch.cuda.is_available())}
     raw_rows = bench.read_rows(rows)
     with tempfile.TemporaryDirectory() as work:
         overrides = ["--model_name_or_path", f"random:{config}"]
@@ -125,18 +163,29 @@ def speed_child(variant: str, out: Path, config: Path, rows: int, steps: int, pe
     timed = result.step_lengths[1 : len(result.step_seconds)]  # the first step is warm-up
     seconds = sum(result.step_seconds[1:])
     lengths = [s for step in timed for s in step]
-    flops = model_flops(lengths, count_parameters(config), json.loads(config.read_text(encoding="utf-8")))
+    trained = sum(result.step_tokens[1 : len(result.step_seconds)])
+    shape = json.loads(config.read_text(encoding="utf-8"))
+    parameters = count_parameters(config)
+    every_position = model_flops(lengths, parameters, shape)  # PaLM's count: the output layer everywhere
+    computed = (
+        every_position
+        if variant in HEAD_ON_EVERY_POSITION
+        else model_flops(lengths, parameters, shape, trained)
+    )
     cuda = torch.cuda.is_available()
+    per_second = (lambda flops: flops / seconds / 1e12) if seconds else (lambda flops: None)
     numbers = {
         "variant": variant,
         "description": result.description,
         "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "attention": result.attention,
         "trained_tokens_per_s": result.tokens_per_s(),
-        "all_tokens_per_s": sum(map(sum, timed)) / seconds if seconds else None,
-        "model_tflops_per_s": flops / seconds / 1e12 if seconds else None,
-        "mfu": flops / seconds / 1e12 / peak_tflops if seconds else None,
-        "peak_allocated_bytes": torch.cuda.max_memory_allocated() if cuda else None,
-        "peak_reserved_bytes": torch.cuda.max_memory_reserved() if cuda else None,
+        "all_tokens_per_s": sum(lengths) / seconds if seconds else None,
+        "model_tflops_per_s": per_second(computed),
+        "mfu": per_second(computed) / peak_tflops if seconds else None,
+        "palm_model_tflops_per_s": per_second(every_position),
+        "palm_mfu": per_second(every_position) / peak_tflops if seconds else None,
+        **peak_memory(result),
         "step_seconds": result.step_seconds,
         "trained_tokens_per_step": result.step_tokens,
         "losses": result.losses,
@@ -210,6 +259,7 @@ def run_stages(args, config: Path, work: Path, names: list[str], budget: Budget,
         [
             *("--config", str(config), "--steps", "1" if args.dry_run else "2"),
             *("--device", args.device, "--work", str(work / "scale"), *vllm),
+            "--save-only-model",  # time goes to training, not to writing AdamW's state
         ]
     )
     commands = scale_check.stage_commands(stage_args, work / "scale")
@@ -229,13 +279,16 @@ def run_stages(args, config: Path, work: Path, names: list[str], budget: Budget,
 def speed_table(speed: dict) -> str:
     reference = speed.get("reference", {}).get("trained_tokens_per_s")
     lines = [
-        "| variant | trained tokens/s | × reference | all tokens/s | model TFLOP/s | MFU | peak allocated "
-        "| peak reserved | loss: first, last |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| variant | attention | trained tokens/s | × reference | all tokens/s | model TFLOP/s | MFU "
+        "| MFU (PaLM) | peak allocated | peak reserved | loss: first, last |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
 
     def number(value, spec: str) -> str:
         return "–" if value is None else format(value, spec)
+
+    def percent(value) -> str:
+        return number(value * 100 if value is not None else None, ".1f")
 
     for variant, row in speed.items():
         if row.get("returncode"):
@@ -249,10 +302,10 @@ def speed_table(speed: dict) -> str:
         losses = row.get("losses") or []
         loss = f"{losses[0]:.3f}, {losses[-1]:.3f}" if losses else "–"
         lines.append(
-            f"| {variant} | {number(rate, '.0f')} | {number(ratio, '.2f')}× | "
-            f"{number(row.get('all_tokens_per_s'), '.0f')} | "
-            f"{number(row.get('model_tflops_per_s'), '.1f')} | "
-            f"{number(row['mfu'] * 100 if row.get('mfu') is not None else None, '.1f')} % | "
+            f"| {variant} | {row.get('attention') or '–'} | {number(rate, '.0f')} | "
+            f"{number(ratio, '.2f')}× | {number(row.get('all_tokens_per_s'), '.0f')} | "
+            f"{number(row.get('model_tflops_per_s'), '.1f')} | {percent(row.get('mfu'))} % | "
+            f"{percent(row.get('palm_mfu'))} % | "
             f"{scale_check.gib(row.get('peak_allocated_bytes'))} | "
             f"{scale_check.gib(row.get('peak_reserved_bytes'))} | {loss} |"
         )
@@ -340,12 +393,52 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--budget-s", type=float, help="seconds for everything (520 on a GPU; 3600 for a dry run on CPU)"
     )
     parser.add_argument("--peak-tflops", type=float, default=H200_BF16_DENSE_TFLOPS)
-    parser.add_argument("--work", type=Path, help="default: $MEDSFT_OUTPUT_DIR/gpu_check")
+    parser.add_argument(
+        "--out", "--work", dest="work", type=Path, help="default: $MEDSFT_OUTPUT_DIR/gpu_check"
+    )
+    parser.add_argument(
+        "--wheels", type=Path, help="a bundle from `make gpu-bundle`: install from it (no index) and run"
+    )
     parser.add_argument("--json", type=Path, help="default: <work>/gpu_check.json")
     parser.add_argument(
         "--doc", type=Path, help="doc to write the section into (default: docs/benchmarks.md)"
     )
     return parser.parse_args(argv)
+
+
+def without_option(argv: list[str], option: str) -> list[str]:
+    """argv less `option VALUE` and `option=VALUE`."""
+    kept, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == option:
+            skip = True
+        elif not item.startswith(option + "="):
+            kept.append(item)
+    return kept
+
+
+def budget_seconds(args: argparse.Namespace) -> float:
+    return args.budget_s if args.budget_s is not None else (3600.0 if args.dry_run else 520.0)
+
+
+def run_from_bundle(args: argparse.Namespace, argv: list[str]) -> int:
+    """This check, run again by the python of a throw-away venv holding the bundle's wheels, with the bundle's
+    inputs as $MEDSFT_SHARED and the budget less the install's time; the venv is removed afterwards."""
+    started = time.monotonic()
+    bundle = args.wheels.absolute()
+    repository = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="medsft-gpu-check-") as folder:
+        python = gpu_bundle.install(bundle, Path(folder) / "venv")
+        paths = [str(repository), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {**os.environ, "MEDSFT_SHARED": str(bundle / "shared"), "PYTHONPATH": os.pathsep.join(paths)}
+        env[COMMAND_VARIABLE] = shlex.join(["python", "-m", "benchmarks.gpu_check", *argv])  # as typed
+        left = budget_seconds(args) - (time.monotonic() - started)
+        rest = without_option(without_option(argv, "--wheels"), "--budget-s")
+        command = [str(python), "-m", "benchmarks.gpu_check", *rest, "--budget-s", f"{left:.0f}"]
+        log.info("running from %s: %s", bundle, shlex.join(command))
+        return subprocess.run(command, cwd=repository, env=env).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         child = parse_args(rest)
         return speed_child(variant, Path(out), child.config, child.rows, child.steps, child.peak_tflops)
     args = parse_args(argv)
+    if args.wheels is not None:
+        return run_from_bundle(args, argv)
     for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "VLLM_NO_USAGE_STATS"):
         os.environ[variable] = "1"  # no network: every process it starts works from local files
     import torch
@@ -365,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in (args.config, shared_dir() / scale_check.ROWS):
         if not path.is_file():
             raise GpuCheckError(f"{path} is missing: set MEDSFT_SHARED to the folder with the shared inputs.")
-    budget = Budget(args.budget_s if args.budget_s is not None else (3600.0 if args.dry_run else 520.0))
+    budget = Budget(budget_seconds(args))
     started = time.time()
     work = (args.work or output_dir() / "gpu_check").absolute()
     (work / "logs").mkdir(parents=True, exist_ok=True)
@@ -382,6 +477,14 @@ def main(argv: list[str] | None = None) -> int:
     elif LIGER_VARIANT not in variants:
         variants.append(LIGER_VARIANT)
     stages = [name.strip() for name in args.stages.split(",") if name.strip()]
+    if importlib.util.find_spec("jieba") is None or importlib.util.find_spec("rouge_chinese") is None:
+        evals = [name for name in stages if name.startswith("eval:")]
+        if evals:
+            skipped.append(
+                f"{', '.join(evals)}: jieba / rouge-chinese are not installed (eval's ROUGE-L; a bundle "
+                "carries them with `python -m benchmarks.gpu_bundle --with-eval-metrics`)"
+            )
+        stages = [name for name in stages if name not in evals]
     args.vllm_python = vllm_python()
     if args.vllm_python is None:
         skipped.append(f"{', '.join(VLLM_STAGES)}: vLLM is not installed (make setup-vllm)")
@@ -392,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
 
     speed = run_speed(args, args.config, work, variants, budget, skipped)
     stage_results, stage_args = run_stages(args, args.config, work, stages, budget, skipped)
-    command = shlex.join(["python", "-m", "benchmarks.gpu_check", *argv])
+    command = os.environ.get(COMMAND_VARIABLE) or shlex.join(["python", "-m", "benchmarks.gpu_check", *argv])
     text = markdown(args, speed, stage_results, stage_args, skipped, started, command)
     print(text)
     results = {
@@ -407,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.time() - started, 1),
     }
     write_json(args.json or work / "gpu_check.json", results)
+    (work / "gpu_check.md").write_text(text + "\n", encoding="utf-8")
     doc = args.doc or (None if args.dry_run else Path("docs/benchmarks.md"))
     if doc is not None:
         write_doc_section(doc, text)

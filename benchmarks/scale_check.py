@@ -13,7 +13,8 @@ overrides))`, what `medsft train` runs, with one callback that reads memory at e
 
 Recorded per stage: wall time; the process's peak resident memory (the kernel's high-water mark, from wait4),
 and on a GPU its peak allocated GPU memory; for training, each optimizer step's time and how far memory rose
-above what the process held when the step began; the size of checkpoints and final/. SWANLAB_MODE=disabled.
+above what the process held when the step began; the size of checkpoints and final/. Training reports to no
+tracker (`--report_to none`).
 """
 
 from __future__ import annotations
@@ -215,6 +216,8 @@ def stage_commands(args: argparse.Namespace, work: Path) -> dict[str, list[str]]
             *(["--use_cpu", "true"] if on_cpu else []),
             *("--dataset", str(rows), "--output_dir", str(work / recipe)),
             *("--overwrite_output_dir", "true", "--val_max_new_tokens", str(args.val_max_new_tokens)),
+            *("--report_to", "none"),  # no experiment tracker: swanlab is not even imported
+            *(["--save_only_model", "true"] if args.save_only_model else []),
         ]
         records = work / f"{recipe}.steps.jsonl"
         commands[recipe] = [python, "-m", "benchmarks.scale_check", "--train-child", str(records), recipe]
@@ -337,6 +340,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=None, help="default: $MEDSFT_OUTPUT_DIR/scale_check")
     parser.add_argument("--stage-timeout", type=float, default=None, help="seconds before a stage is killed")
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep checkpoint-*/ (sizes are kept)")
+    parser.add_argument(
+        "--save-only-model",
+        action="store_true",
+        help="the end-of-training checkpoint without optimizer state (full_1epoch: 3.4 of its ~10 GB)",
+    )
     parser.add_argument(
         "--vllm-python",
         type=Path,

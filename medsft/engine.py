@@ -269,6 +269,23 @@ class Engine(ABC):
             prompt_tokens=prompt_tokens,
         )
 
+    def length_problem(self, prompt_tokens: int, max_new_tokens: int) -> str | None:
+        """The one generation-length rule of every command: the prompt and the new tokens fit the model's
+        context. Why not, with what fits, or None."""
+        if prompt_tokens + max_new_tokens <= self.max_context:
+            return None
+        room = self.max_context - prompt_tokens
+        return (
+            f"{prompt_tokens} prompt + {max_new_tokens} new tokens (--max-new-tokens) > model context "
+            f"{self.max_context}: "
+            + (f"ask for at most {room} new tokens" if room > 0 else "shorten the prompt")
+        )
+
+    def check_length(self, prompts: list[list[int]], settings: GenerationSettings) -> None:
+        longest = max(map(len, prompts), default=0)
+        if problem := self.length_problem(longest, settings.max_new_tokens):
+            raise GenerationError(f"--max-new-tokens {settings.max_new_tokens} does not fit: {problem}.")
+
     # --- batches and streams ------------------------------------------------------------------------------
 
     def generate(
@@ -283,6 +300,7 @@ class Engine(ABC):
         where the engine schedules its own batches (vLLM)."""
         settings = settings or GenerationSettings()
         prompts = [self.prompt_ids(messages, settings.enable_thinking) for messages in conversations]
+        self.check_length(prompts, settings)
         if self.schedules_own_batches:
             order, window = list(range(len(prompts))), len(prompts)
         else:
@@ -330,6 +348,7 @@ class Engine(ABC):
         cancels the request; the last update then has done=True and a truncated generation."""
         settings = settings or GenerationSettings()
         prompt = self.prompt_ids(messages, settings.enable_thinking)
+        self.check_length([prompt], settings)
         request = Request(prompt, settings)
         reply = Reply(self.tokenizer, self.eos_ids, [], settings.max_new_tokens)
         self.submit(request)

@@ -144,9 +144,7 @@ def stream_answer(engine: Engine, messages: Conversation, settings: GenerationSe
 
 def prompt_too_long(engine: Engine, messages: Conversation, settings: GenerationSettings) -> str | None:
     length = engine.count_prompt_tokens(messages, settings.enable_thinking)
-    if length + settings.max_new_tokens <= engine.max_context:
-        return None
-    return f"{length} prompt + {settings.max_new_tokens} new tokens > model context {engine.max_context}"
+    return engine.length_problem(length, settings.max_new_tokens)
 
 
 def chat(
@@ -258,7 +256,6 @@ def answer_file(
     from tqdm.auto import tqdm
 
     requests = list(read_requests(input_path, system_prompt))
-    budget = engine.max_context - settings.max_new_tokens
     counts = {"lines": len(requests), "answered": 0, "errors": 0, "truncated": 0}
     output_path.parent.mkdir(parents=True, exist_ok=True)
     chunk = batch_size * CHUNK_BATCHES
@@ -272,12 +269,8 @@ def answer_file(
             for record, (_, conversation) in zip(records, requests[start : start + chunk], strict=True):
                 if conversation is None:
                     continue
-                length = engine.count_prompt_tokens(conversation, settings.enable_thinking)
-                if length > budget:
-                    record["error"] = (
-                        f"prompt has {length} tokens; at most {budget} fit with --max-new-tokens "
-                        f"{settings.max_new_tokens} (model context {engine.max_context})"
-                    )
+                if problem := prompt_too_long(engine, conversation, settings):
+                    record["error"] = problem
                     continue
                 pending.append((record, conversation))
             if pending:

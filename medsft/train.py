@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ from medsft.checkpoint import (
 from medsft.cli import run_command
 from medsft.errors import MedsftError
 from medsft.jsonl import iter_jsonl, write_json, write_jsonl
+from medsft.multinode import require_a_shared_output_dir
 from medsft.paths import processed_dir, sample_data_file
 from medsft.provenance import git_state, package_versions
 from medsft.recipe import TINY_MODEL, Recipe, load_recipe
@@ -82,16 +84,32 @@ def dataset_dir(dataset: str) -> Path:
     return path.absolute()
 
 
+def unwritable(output_dir: Path, error: OSError) -> PreflightError:
+    return PreflightError(
+        f"Output folder {output_dir} is not writable ({error.strerror or error}). "
+        "Choose another one with --output_dir DIR."
+    )
+
+
 def check_output_dir(output_dir: Path) -> None:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
             pass
     except OSError as error:
-        raise PreflightError(
-            f"Output folder {output_dir} is not writable ({error.strerror or error}). "
-            "Choose another one with --output_dir DIR."
-        ) from error
+        raise unwritable(output_dir, error) from error
+
+
+@contextlib.contextmanager
+def one_writer(output_dir: Path, main_process: bool) -> Iterator[None]:
+    """The output folder's lock for the run (taken by the main process; a second run is refused at once)."""
+    with contextlib.ExitStack() as stack:
+        if main_process:
+            try:
+                stack.enter_context(folder_lock(output_dir))
+            except OSError as error:
+                raise unwritable(output_dir, error) from error
+        yield
 
 
 def data_files(recipe: Recipe) -> dict[str, Path]:
@@ -309,7 +327,9 @@ def load_model(recipe: Recipe, model_dir: Path | None, tokenizer):
     if recipe.model.model_name_or_path == TINY_MODEL or random_config:
         if random_config:  # `random:<config.json>`: that exact architecture, built in the recipe's dtype
             dtype = None if recipe.model.dtype in (None, "auto") else getattr(torch, recipe.model.dtype)
-            model = build_random_model(random_config, dtype, seed=recipe.sft.seed)
+            model = build_random_model(
+                random_config, dtype, recipe.sft.seed, recipe.model.attn_implementation
+            )
         else:
             model = build_tiny_qwen3(
                 tokenizer,
@@ -615,7 +635,7 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
     second is refused at once), and a run that fails before writing anything leaves no empty folder."""
     output_dir = Path(recipe.sft.output_dir)
     existed = output_dir.exists()
-    with folder_lock(output_dir) if recipe.sft.process_index == 0 else contextlib.nullcontext():
+    with one_writer(output_dir, recipe.sft.process_index == 0):
         try:
             return train_recipe(recipe, resume, callbacks)
         except BaseException:
@@ -627,6 +647,7 @@ def run(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> 
 def train_recipe(recipe: Recipe, resume: bool, callbacks: list | None) -> Path:
     started = time.time()
     checkpoint, files = preflight(recipe, resume)
+    require_a_shared_output_dir(recipe.sft)  # multi-node: docs/training.md
     if checkpoint is not None and run_is_complete(recipe, checkpoint):
         report_complete(recipe, checkpoint)
         return Path(recipe.sft.output_dir)

@@ -621,3 +621,20 @@ def test_options_are_one_typed_config(capsys):
         ("--mcq-limit N", "stratified by source"),
     ):
         assert flag in help_text and words in help_text, flag
+
+
+@pytest.mark.parametrize("max_new_tokens", ["9000", "1000000000000"])
+def test_eval_keeps_the_generation_length_rule_of_every_command(
+    tiny_model_dir, val_file, tmp_path, monkeypatch, capsys, max_new_tokens
+):
+    """The tiny model's context is 8192 tokens: eval refuses what infer refuses, before generating."""
+    medsft_log = logging.getLogger("medsft")
+    for name in ("handlers", "propagate", "level"):  # run_command configures the logger: restore it after
+        monkeypatch.setattr(medsft_log, name, getattr(medsft_log, name))
+    monkeypatch.setenv("MEDSFT_SHARED", str(tmp_path / "no-shared"))
+    argv = ["--model", str(tiny_model_dir), "--data", str(val_file), "--limit", "1"]
+    argv += ["--max-new-tokens", max_new_tokens, "--out-dir", str(tmp_path), "--name", "long"]
+    assert cli.run_command("eval", evaluate.main, argv) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"--max-new-tokens {max_new_tokens} does not fit" in line and "model context 8192" in line
+    assert not (tmp_path / "long" / "report.json").exists()

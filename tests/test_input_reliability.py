@@ -9,7 +9,7 @@ import pytest
 
 from medsft import infer
 from medsft.chat_format import assistant_content
-from medsft.engine import Generation
+from medsft.engine import Engine, Generation
 from medsft.mcq import BenchmarkFormatError, SkippedRow, load_benchmark, load_questions, parse_answer
 
 OPTIONS = {"A": "表皮", "B": "真皮", "C": "黏膜上皮", "D": "肌层", "E": "腺上皮"}
@@ -102,6 +102,7 @@ class EchoGenerator:
     """Stands in for a loaded model: answers every question with its own text."""
 
     backend, device, model_dir, max_context = "fake", "cpu", None, 4096
+    length_problem = Engine.length_problem
 
     def count_prompt_tokens(self, conversation, enable_thinking: bool) -> int:
         return sum(len(message["content"]) for message in conversation)

@@ -43,7 +43,7 @@ def test_output_folders_resolve_against_the_current_folder_or_the_environment(tm
 def test_shipped_files_are_found():
     assert {"smoke.yaml", "lora.yaml", "full_1epoch.yaml"} <= {p.name for p in recipes_dir().glob("*.yaml")}
     launch_configs = {path.name for path in (recipes_dir() / "accelerate").iterdir()}
-    assert {"ddp.yaml", "fsdp.yaml", "zero3.yaml"} <= launch_configs
+    assert {"ddp.yaml", "fsdp.yaml", "zero3.yaml", "slurm.sbatch"} <= launch_configs
     assert sample_data_file().is_file() and sample_data_file().stat().st_size > 0
     folder = bundled_tokenizer_dir()
     assert all((folder / name).is_file() for name in (*TOKENIZER_FILES, "LICENSE", "NOTICE"))
