@@ -13,6 +13,7 @@ OUTPUT_DIR := $(or $(MEDSFT_OUTPUT_DIR),output)
 
 # make data
 SRC       ?=
+MIX       ?=
 NAME      ?=
 TOKENIZER ?=
 # make train
@@ -48,7 +49,7 @@ setup-vllm:
 	$(VLLM_VENV)/bin/python -m pip install --no-deps -e .
 
 data: $(STAMP)
-	$(PY) -m medsft.cli data $(if $(SRC),--src $(SRC)) $(if $(NAME),--name $(NAME)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) $(ARGS)
+	$(PY) -m medsft.cli data $(if $(MIX),--mixture $(MIX)) $(if $(SRC),--src $(SRC)) $(if $(NAME),--name $(NAME)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) $(ARGS)
 
 # The smoke recipe reads the converted sample: convert it first when it is missing or older than the sample.
 SAMPLE_SPLIT := $(DATA_DIR)/sample/train.jsonl

@@ -17,6 +17,8 @@ TURN_START = "<|im_start|>"
 END_OF_TURN = "<|im_end|>"
 PAD_TOKEN = "<|endoftext|>"  # also Qwen3's bos and the tokenizer's eos
 THINK_TAGS = (THINK_OPEN, THINK_CLOSE)
+# Qwen3's soft switch: a user turn ending with it asks for the non-thinking mode (enable_thinking left True)
+NO_THINK_SWITCH = "/no_think"
 CHAT_TOKENS = (TURN_START, END_OF_TURN, PAD_TOKEN)
 
 DEFAULT_SYSTEM_PROMPT = "你是一个医学专家，你需要根据用户的问题，给出带有思考的回答。"
@@ -28,6 +30,23 @@ Conversation = list[Message]
 def assistant_content(reasoning: str, answer: str) -> str:
     """An assistant turn's content with its reasoning, as Qwen3's template renders it."""
     return f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n\n{answer}"
+
+
+def is_non_thinking(messages: Conversation) -> bool:
+    """A row of the non-thinking mode: its assistant turn's think block is empty, as Qwen3 renders a turn
+    generated with enable_thinking=False."""
+    last = messages[-1] if messages else {}
+    return last.get("role") == "assistant" and last.get("content", "").startswith(assistant_content("", ""))
+
+
+def without_reasoning(messages: Conversation) -> Conversation:
+    """The same row in the non-thinking mode: its last assistant turn keeps the answer, with an empty think
+    block."""
+    *head, last = messages
+    return [
+        *head,
+        {"role": "assistant", "content": assistant_content("", split_reasoning(last["content"]).answer)},
+    ]
 
 
 def build_messages(

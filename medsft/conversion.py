@@ -58,7 +58,7 @@ REASONS = (
 @dataclass(frozen=True)
 class DataOptions:
     question_field: str = "question"
-    think_field: str = "think"
+    think_field: str | None = "think"  # None: answer-only rows, trained in the non-thinking mode
     answer_field: str = "answer"
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_length: int | None = 2048  # None (or 0, as training passes it) turns the length check off
@@ -112,7 +112,9 @@ def convert_row(
         "think": options.think_field,
         "answer": options.answer_field,
     }
-    texts = {}
+    if options.think_field is None:  # an answer-only row: its reasoning stays empty (the non-thinking mode)
+        del fields["think"]
+    texts = {"think": ""}
     for role, field in fields.items():
         value = record.get(field)
         if value is None:

@@ -3,9 +3,10 @@
 Every non-blank input row ends up in train.jsonl / val.jsonl or in rejects.jsonl with a stable reason code,
 and report.json proves it (rows read = converted + rejected). The four files are one set: a run writes them
 into a temporary folder and swaps it in whole (medsft.atomic_folder), under a lock, so a reader sees the
-previous set or the new one, never a mix. This module is the command: its options, the run (`prepare`), the
-output set and its report. The rules it applies live in medsft.sources (which files), medsft.readers (their
-rows) and medsft.conversion (row -> messages or a reject), reused without this command.
+previous set or the new one, never a mix. This module is the command: its options, the run (`prepare`, or
+`prepare_mixture` for a mixture file of several sources, medsft.mixture), the output set and its report. The
+rules it applies live in medsft.sources (which files), medsft.readers (their rows) and medsft.conversion (row
+-> messages or a reject), reused without this command.
 """
 
 from __future__ import annotations
@@ -16,15 +17,28 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medsft.atomic_folder import exit_on_signal, folder_lock, remove_stale_temporaries, replace_folder
-from medsft.chat_format import DEFAULT_SYSTEM_PROMPT
+from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, is_non_thinking
 from medsft.conversion import MISSING_FIELD, REASONS, Converted, DataOptions, convert_rows, split_rows
+from medsft.decontamination import BenchmarkIndex
 from medsft.jsonl import dumps_line
+from medsft.mixture import (
+    MIXTURE_REASONS,
+    SAMPLED_OUT,
+    Mixture,
+    benchmark_index,
+    build_mixture,
+    load_mixture,
+    mixture_path,
+    resolve_mixture_source,
+    source_location,
+)
 from medsft.paths import bundled_tokenizer_dir, processed_dir
 from medsft.readers import DataError
 from medsft.sources import (
@@ -180,6 +194,48 @@ def prepare(
     """Convert `source` into out_dir/{train,val,rejects}.jsonl + report.json, replacing the folder as one unit
     (a lock keeps other runs out; SIGINT/SIGTERM leave the previous set as it was). Returns the report."""
     out_dir = Path(out_dir).expanduser().resolve()
+
+    def plan() -> Callable[[], tuple[dict[str, Any], dict[str, str]]]:
+        local = local_source(source)
+        if local is not None:
+            refuse_overlap(local, out_dir)
+        files = resolve_source(source, local)
+        if local is None:
+            refuse_overlap(files.root, out_dir)
+        return lambda: convert_source(source, files, options, tokenizer, strict)
+
+    return write_output_set(out_dir, plan)
+
+
+def prepare_mixture(
+    mixture_file: str | Path,
+    out_dir: Path,
+    options: DataOptions = DataOptions(),
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Convert every source of a mixture file (medsft.mixture) into one output set, as `prepare` does one."""
+    out_dir = Path(out_dir).expanduser().resolve()
+    mixture = load_mixture(mixture_file)
+    options = replace(options, val_ratio=mixture.val_ratio, seed=mixture.seed)
+
+    def plan() -> Callable[[], tuple[dict[str, Any], dict[str, str]]]:
+        files = []
+        for source in mixture.sources:
+            source_files = resolve_mixture_source(mixture, source)
+            refuse_overlap(local_source(source_location(mixture, source)) or source_files.root, out_dir)
+            files.append(source_files)
+        index = benchmark_index(mixture)
+        return lambda: convert_mixture(mixture, files, options, tokenizer, index, strict)
+
+    return write_output_set(out_dir, plan)
+
+
+def write_output_set(
+    out_dir: Path, plan: Callable[[], Callable[[], tuple[dict[str, Any], dict[str, str]]]]
+) -> dict[str, Any]:
+    """Run `plan` (resolve and check the inputs), then, under the output folder's lock, the conversion it
+    returns, and swap the new set in whole. Returns the report."""
     written = False
 
     def mark_written() -> None:
@@ -194,17 +250,12 @@ def prepare(
         )
 
     with exit_on_signal(outcome):
-        local = local_source(source)
-        if local is not None:
-            refuse_overlap(local, out_dir)
-        files = resolve_source(source, local)
-        if local is None:
-            refuse_overlap(files.root, out_dir)
+        convert = plan()
         with folder_lock(out_dir):
             refuse_foreign_files(out_dir)
             for stale in remove_stale_temporaries(out_dir):
                 log.info("removed %s, left by an interrupted run", stale)
-            report, texts = convert_source(source, files, options, tokenizer, strict)
+            report, texts = convert()
 
             def write(folder: Path) -> None:
                 for name, text in texts.items():
@@ -212,6 +263,101 @@ def prepare(
 
             replace_folder(out_dir, write, swapped=mark_written)
     return report
+
+
+def output_texts(
+    splits: dict[str, list[dict[str, Any]]],
+) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """{file name: text} and {file name: rows, sha256} of the train, val and rejects files."""
+    texts, outputs = {}, {}
+    for name, rows in splits.items():
+        text = "".join(dumps_line(row) for row in rows)
+        texts[f"{name}.jsonl"] = text
+        outputs[f"{name}.jsonl"] = {"rows": len(rows), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    return texts, outputs
+
+
+def convert_mixture(
+    mixture: Mixture,
+    files: list[SourceFiles],
+    options: DataOptions,
+    tokenizer: PreTrainedTokenizerBase | None,
+    index: BenchmarkIndex | None,
+    strict: bool,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(report, {file name: text}) of a mixture's output set, or a DataError; nothing is written here."""
+    result = build_mixture(mixture, files, options, tokenizer, index)
+    problems = [entry for entry in result.rejects if entry["reason"] != SAMPLED_OUT]  # weights are a choice
+    if strict and problems:
+        counts = Counter(entry["reason"] for entry in problems)
+        raise DataError(
+            f"--strict: {len(problems)} rows rejected "
+            f"({', '.join(f'{k}={v}' for k, v in counts.items())}); nothing written. "
+            f"First: {first_rejects(problems)}."
+        )
+    texts, outputs = output_texts({"train": result.train, "val": result.val, "rejects": result.rejects})
+    read = sum(source["rows"]["read"] for source in result.sources)
+    kept = sum(source["rows"]["kept"] for source in result.sources)
+    by_reason = {reason: sum(r["reason"] == reason for r in result.rejects) for reason in MIXTURE_REASONS}
+    report = {
+        "mixture": mixture.file,
+        "seed": mixture.seed,
+        "val_ratio": mixture.val_ratio,
+        # the columns are per source (below), not the command's field flags
+        "options": {
+            k: v
+            for k, v in asdict(options).items()
+            if k not in ("question_field", "think_field", "answer_field")
+        },
+        "tokenizer": getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None,
+        "length_check": length_check_note(options, tokenizer),
+        "decontamination": None
+        if index is None
+        else {
+            "benchmarks": list(mixture.decontaminate),
+            "questions_indexed": len(index),
+            "stems_too_short": index.too_short,
+            "rule": {"ngram": index.ngram, "threshold": index.threshold},
+        },
+        "sources": result.sources,
+        "rows": {"read": read, "kept": kept, "rejected": len(result.rejects)},
+        "rejected_by_reason": by_reason,
+        "splits": {
+            "train": len(result.train),
+            "val": len(result.val),
+            "non_thinking": {
+                split: sum(is_non_thinking(row["messages"]) for row in rows)
+                for split, rows in (("train", result.train), ("val", result.val))
+            },
+        },
+        "token_length": percentiles(sorted(result.lengths)),
+        "outputs": outputs,
+    }
+    texts["report.json"] = json.dumps(report, ensure_ascii=False, indent=2) + "\n"
+    return report, texts
+
+
+def mixture_summary_lines(report: dict[str, Any], out_dir: Path) -> list[str]:
+    rows = report["rows"]
+    lines = [f"mixture: {report['mixture']}"]
+    for source in report["sources"]:
+        counts = source["rows"]
+        reasons = ", ".join(f"{reason} {n}" for reason, n in source["rejected_by_reason"].items())
+        lines.append(
+            f"  {source['name']}: read {counts['read']} = kept {counts['kept']} "
+            f"+ rejected {counts['rejected']}"
+            f"{f' ({reasons})' if reasons else ''}; train {source['kept']['train']} "
+            f"(x{source['weight']:g} -> {source['after_weighting']['train']}), val {source['kept']['val']}, "
+            f"non-thinking {source['kept']['non_thinking']}"
+        )
+    lines += [
+        f"rows read {rows['read']} = kept {rows['kept']} + rejected {rows['rejected']}",
+        f"split: train {report['splits']['train']}, val {report['splits']['val']} (each source's share)",
+        f"length check: {report['length_check']}",
+    ]
+    lines += [f"  wrote {out_dir / name}  sha256 {o['sha256']}" for name, o in report["outputs"].items()]
+    lines.append(f"  wrote {out_dir / 'report.json'}")
+    return lines
 
 
 def convert_source(
@@ -243,11 +389,7 @@ def convert_source(
         "train": [{"messages": m} for i, (_, m, _) in enumerate(accepted) if i not in val_indices],
         "val": [{"messages": m} for i, (_, m, _) in enumerate(accepted) if i in val_indices],
     }
-    texts, outputs = {}, {}
-    for name, rows in (*splits.items(), ("rejects", rejects)):
-        text = "".join(dumps_line(row) for row in rows)
-        texts[f"{name}.jsonl"] = text
-        outputs[f"{name}.jsonl"] = {"rows": len(rows), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    texts, outputs = output_texts({**splits, "rejects": rejects})
 
     measured = [length for _, _, length in accepted if length is not None]
     measured += [r["tokens"] for r in rejects if r["tokens"] is not None]
@@ -330,6 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--src", default=DEFAULT_SOURCE, help="ModelScope dataset id, or a local file/folder")
+    parser.add_argument(
+        "--mixture",
+        type=Path,
+        help="a mixture file, or the name of a shipped one (recipes/data/*.yaml), instead of --src: several "
+        "sources with their columns, weights, thinking modes, seed, val_ratio and benchmarks to keep out",
+    )
     parser.add_argument("--name", help="output folder inside --out-dir (derived from --src when not given)")
     parser.add_argument(
         "--out-dir",
@@ -376,6 +524,11 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("question_field", "think_field", "answer_field"):
         if not getattr(args, flag):
             parser.error(f"--{flag.replace('_', '-')} is empty")
+    if args.mixture:  # a mixture file holds these itself: a flag beside it would be silently ignored
+        for flag in ("src", "question_field", "think_field", "answer_field", "seed", "val_ratio"):
+            if getattr(args, flag) != parser.get_default(flag):
+                name = f"--{flag.replace('_', '-')}"
+                parser.error(f"{name} does not apply to --mixture (set it in the mixture file: docs/data.md)")
     options = DataOptions(
         question_field=args.question_field,
         think_field=args.think_field,
@@ -385,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         val_ratio=args.val_ratio,
         seed=args.seed,
     )
-    out_dir = args.out_dir / output_name(args.name, args.src)
+    source_name = mixture_path(args.mixture).stem if args.mixture else args.src
+    out_dir = args.out_dir / output_name(args.name, source_name)
     report = None
 
     def outcome() -> str:
@@ -394,8 +548,13 @@ def main(argv: list[str] | None = None) -> int:
     with exit_on_signal(outcome):  # prepare guards its own part; this covers loading and the summary
         measure = args.tokenizer is not None or args.max_length is not None
         tokenizer = load_length_tokenizer(args.tokenizer) if measure else None
-        report = prepare(args.src, out_dir, options, tokenizer=tokenizer, strict=args.strict)
-        for line in summary_lines(report, out_dir):
+        if args.mixture:
+            report = prepare_mixture(args.mixture, out_dir, options, tokenizer=tokenizer, strict=args.strict)
+            lines = mixture_summary_lines(report, out_dir)
+        else:
+            report = prepare(args.src, out_dir, options, tokenizer=tokenizer, strict=args.strict)
+            lines = summary_lines(report, out_dir)
+        for line in lines:
             log.info(line)
     return 0
 

@@ -36,6 +36,7 @@ from medsft.model import (
     random_model_config,
 )
 from medsft.paths import output_dir, recipes_dir
+from medsft.yaml_files import DuplicateKey, load_yaml
 
 TINY_MODEL = "tiny"  # `model_name_or_path: tiny` builds a random-weight Qwen3 in memory (smoke runs, tests)
 # `model_name_or_path: random:<config.json>`: random weights of that exact architecture (medsft.model)
@@ -83,6 +84,14 @@ class MedsftArgs:
             "help": 'The system turn of every training and validation row, replacing the rows\' own ("": '
             "no system turn). Unset: the rows keep theirs (raw_source rows get medsft's default). The prompt "
             "trained with is recorded in the run card and in final/medsft.json."
+        },
+    )
+    empty_think_loss: bool = field(
+        default=False,
+        metadata={
+            "help": "Non-thinking rows (an empty think block): false puts the empty block in the prompt, as "
+            "inference with enable_thinking=False writes it, and trains from the answer on; true trains the "
+            "empty block too and ends the user turn with Qwen3's /no_think switch (medsft.thinking_modes)."
         },
     )
     swanlab_project: str = field(default="medsft", metadata={"help": "SwanLab project name."})
@@ -133,30 +142,10 @@ def _jsonable(value: Any) -> Any:
 # ---------------------------------------------------------------- reading the file
 
 
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key: Any, first_line: int, second_line: int):
-        super().__init__(f"key {key!r} is set twice (lines {first_line} and {second_line})")
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that a mapping may not repeat a key (PyYAML keeps the last one silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if isinstance(key, typing.Hashable):  # an unhashable key is PyYAML's own error below
-                if key in seen:
-                    raise _DuplicateKey(key, seen[key], line)
-                seen[key] = line
-        return super().construct_mapping(node, deep)
-
-
 def read_recipe_file(path: Path) -> dict[str, Any]:
     try:
-        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
-    except _DuplicateKey as error:
+        values = load_yaml(path.read_text(encoding="utf-8"))
+    except DuplicateKey as error:
         raise RecipeError(f"Recipe {path}: {error}; keep one.") from error
     except yaml.YAMLError as error:
         raise RecipeError(f"Recipe {path} is not valid YAML: {' '.join(str(error).split())}") from error

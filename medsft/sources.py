@@ -105,18 +105,31 @@ def choose_files(root: Path, files: list[Path]) -> tuple[list[tuple[Path, str | 
     return chosen, left_out
 
 
+HF_PREFIX = "hf:"  # `hf:<owner>/<name>`: a Hugging Face hub dataset instead of a ModelScope one
+
+
 def download_dataset(dataset_id: str) -> Path:
-    """Raw files of a ModelScope dataset (cached after the first download)."""
+    """Raw files of a ModelScope dataset, or of a hub dataset named `hf:<id>` (cached after the first
+    download)."""
     try:
+        if dataset_id.startswith(HF_PREFIX):
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(dataset_id[len(HF_PREFIX) :], repo_type="dataset"))
         from modelscope import dataset_snapshot_download
 
         return Path(dataset_snapshot_download(dataset_id))
     except Exception as error:  # network, auth or "not found": one clear message for all
+        if dataset_id.startswith(HF_PREFIX):
+            hub, name = "Hugging Face hub", dataset_id[len(HF_PREFIX) :]
+            command = f"huggingface-cli download --repo-type dataset {name} --local-dir DIR"
+        else:
+            hub, command = "ModelScope", f"modelscope download --dataset {dataset_id} --local_dir DIR"
         raise DataError(
-            f"{dataset_id!r} is not a local file or folder, and its download as a ModelScope dataset failed "
+            f"{dataset_id!r} is not a local file or folder, and its download as a {hub} dataset failed "
             f"({type(error).__name__}: {error}). "
-            f"Without network access, download it elsewhere (`modelscope download --dataset {dataset_id} "
-            "--local_dir DIR`) and pass the local file or folder: make data SRC=DIR (or --src DIR)."
+            f"Without network access, download it elsewhere (`{command}`) and pass the local file or folder: "
+            "make data SRC=DIR (or --src DIR; in a mixture file, `path: DIR` beside its id)."
         ) from error
 
 
@@ -127,6 +140,8 @@ def local_source(source: str) -> Path | None:
         return path
     if path.is_symlink():
         raise DataError(f"Source {source!r} is a link that leads nowhere (its target is missing, or a loop).")
+    if source.startswith(HF_PREFIX) and re.fullmatch(r"[\w.-]+/[\w.-]+", source[len(HF_PREFIX) :]):
+        return None
     looks_local = source.startswith((".", "/", "~")) or path.suffix in DATA_SUFFIXES
     if looks_local or not re.fullmatch(r"[\w.-]+/[\w.-]+", source):
         raise DataError(f"Source {source!r} does not exist (expected a data file or folder).")

@@ -367,15 +367,18 @@ def build_trainer(recipe: Recipe, model, tokenizer, data: RunData, callbacks: li
     from datasets import Dataset
     from trl import get_peft_config
 
+    from medsft.thinking_modes import training_examples
     from medsft.trainer import FastSFTTrainer
 
-    messages_only = lambda rows: Dataset.from_list([{"messages": row["messages"]} for row in rows])  # noqa: E731
+    def examples(rows: list[dict]) -> Dataset:
+        return Dataset.from_list(training_examples(rows, recipe.medsft.empty_think_loss))
+
     trainer_class = FastSFTTrainer  # SFTTrainer with the loss only at trained positions (docs/benchmarks.md)
     return trainer_class(
         model=model,
         args=recipe.sft,
-        train_dataset=messages_only(data.train_rows),
-        eval_dataset=messages_only(data.val_rows) if recipe.sft.eval_strategy != "no" else None,
+        train_dataset=examples(data.train_rows),
+        eval_dataset=examples(data.val_rows) if recipe.sft.eval_strategy != "no" else None,
         processing_class=tokenizer,
         peft_config=get_peft_config(recipe.model),
         callbacks=callbacks,

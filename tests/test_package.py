@@ -150,6 +150,7 @@ def test_a_wheel_gives_a_medsft_command_that_works_from_an_empty_folder(tmp_path
     for key in ("package", "recipes", "sample", "tokenizer"):
         assert Path(found[key]).is_relative_to(installed), (key, found[key])
     assert not Path(found["package"]).is_relative_to(REPO)
+    assert (Path(found["recipes"]) / "data" / "mix_zh.yaml").is_file()  # the shipped mixtures, by name
 
     def medsft(*arguments: str) -> subprocess.CompletedProcess:
         command = [str(tmp_path / "venv" / "bin" / "medsft"), *arguments]
