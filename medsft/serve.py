@@ -406,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     settings = server_settings_from_args(args)
+    if problem := listen_address_problem(args.host, args.port):  # before minutes of model loading
+        raise MedsftError(f'{problem} (make serve ARGS="--port N").')
     if not is_loopback(args.host) and settings.api_key is None:
         log.warning(
             "listening on %s without an API key: anyone who can reach this port can use the model. "
@@ -413,8 +415,6 @@ def main(argv: list[str] | None = None) -> int:
             args.host,
             API_KEY_ENV,
         )
-    if problem := listen_address_problem(args.host, args.port):  # before minutes of model loading
-        raise MedsftError(f'{problem} (make serve ARGS="--port N").')
     model = resolve_model_argument(args.model)
     served = load_served_model(
         model,
