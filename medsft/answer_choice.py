@@ -14,13 +14,17 @@ Rules
    letter or a digit (`CT`, `HbA1c`, `IgA`, `维生素B12`, `ECG`, `poly(A)`), not starting a word (`A型血`,
    `A 型血`, `B超`, `A族`, `C反应蛋白`, `B细胞`, `D-二聚体`), not after a naming word (`vitamin C`, `type A`),
    and not the English article or pronoun (`A deficiency of…`, `I think…`).
-   Lowercase letters count one at a time or as a list (`答案：b`, `(b)`, `a、c`, `b, d and e`), never as a
-   run (`acid` is a word).
+   Lowercase letters count one at a time or as a list (`答案：b`, `(b)`, `a、c`, `b, d and e`); a run counts
+   only right after an answer keyword, ending the clause, its letters distinct and in order (`答案是 acd。`);
+   otherwise a run is a word (`acid`, `bad`).
 3. Statements. An answer keyword followed by letters commits to them: `答案：C`, `答：C`, `【答案】C`,
    `答案：选项C`, `答案是「B」`, `正确答案为A、C、E`, `选C`, `故选择C`, `应为E`, `我认为是D`, `最佳选择是C`,
    `正确的是B`, `最恰当的处理是C`, `而是D`, `故C。`, `C为正确答案`, `Answer: C`, `The answer is (b)`,
-   `I would choose E`, `it is D`, `C is the correct answer`; a label with a colon opening a line
-   (`最可能的诊断：C. 急性胰腺炎`, `首选治疗：B`); what is left after elimination (`排除A、C、D，只剩B`); the
+   `I would choose E`, `it is D`, `C is the correct answer`, also with `only`/`both` (`正确答案只有D`,
+   `I would select both D and E`); a label with a colon opening a line (`最可能的诊断：C. 急性胰腺炎`,
+   `首选治疗：B`), or any label whose whole value is a letter with its option text (`致病菌：A（金黄色葡萄球菌）`)
+   unless the label discusses options (`鉴别要点：`, `其他选项：`); what is left after elimination
+   (`排除A、C、D，只剩B`, `…can be ruled out, leaving A`, `we are left with E`); the
    option a combination maps to (`Ⅰ、Ⅲ正确，对应选项B`); a complement (`除A外都对` → every other option,
    `除C外都错` → C). A statement does not count when it is
    - inside quotation marks (`A选项“答案是D”的说法错误`),
@@ -46,10 +50,11 @@ Rules
    inference or someone's choice (`本题的干扰项是A`, `（大多数考生选C）`) is commentary. An alternative
    offered later (`也可选C`, `D亦可考虑`, `其次是C`) is no commitment: in a later sentence or note it leaves
    the answer as it was; in the answer's own sentence (`答案：B，也可选C`) it makes the answer a hedge.
-5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`), a second letter
-   offered as possible (`答案可能是A，也可能是C`, `答案：C（D也对）`), or a choice "among" letters that
+5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`, `选A或者选D`), a second
+   letter offered as possible (`答案可能是A，也可能是C`, `答案：C（D也对）`), a sentence saying either would
+   do (`两个答案都说得通：…`, `选C或者选E都行`, `both are defensible`), or a choice "among" letters that
    names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
-   `答案是B和C中的B` → B.
+   `答案是B和C中的B` → B. Three or more letters joined by slashes only are a list (`本题选择C/D/E` → CDE).
 6. Several letters joined by `、` `,` `和` `及` `与` `and` `, and`, by spaces or written together (`AC`,
    `A、C、E`, `ACE`, `A, B, and D`) are a multi-answer choice, read as written and sorted (`CA` → AC);
    whether the question allows several answers is the scorer's business (several letters for a
@@ -57,14 +62,18 @@ Rules
    A comma ends the choice when an option is discussed after it (`答案是A，B项错误…` → A).
 7. Verdicts. Only without any statement: positive verdicts on options (`C项正确`, `选项C正确`, `(C) 正确`,
    `C. 正确`, `只有D对`, `A、C、E正确`, `C、D两项正确`, `B选项最符合`, `选项D最恰当`, `Option C is
-   correct`, `Options C and E are both correct`) are read when they all name the same letters; verdicts
+   correct`, `Options C and E are both correct`) and best-fit verdicts (`选项D与题干描述最为吻合`, `Option A
+   fits best with…`) are read when they all name the same letters; verdicts
    naming different options (`A正确，B正确，D正确，C错误`) are unparseable. Negative verdicts (`A项错误`)
    name nothing.
 8. Formatted letters. Only without statements and verdicts: an answer that is just letters (`C`, `AC`, `(C)`,
    `**C**`), a letter opening a line (`C. 非离子型`, `C、…`, `B) 粒层`) or in brackets (`…毒性最低（C）`, but
    not `poly(A)`) is read when all such mentions agree (`(A) 错误；(B) 错误` is unparseable).
-9. A letter outside the question's options makes the answer unparseable (`答案：E` with options A-D).
-10. Numbered combinations. Given the option texts (`{"A": "Ⅰ+Ⅱ", "B": "Ⅰ+Ⅲ", …}`), an answer that commits
+9. Analysis of the other options. A list under a heading that analyses the other options (`其他选项分析：`,
+   `为何不选其他：`, `Other options:`) is analysis, not commitment: no statement, verdict or letter in it
+   is read (`**C. 心电图**\n\n其他选项分析：\n- A. …\n- E. …：非首选` → C).
+10. A letter outside the question's options makes the answer unparseable (`答案：E` with options A-D).
+11. Numbered combinations. Given the option texts (`{"A": "Ⅰ+Ⅱ", "B": "Ⅰ+Ⅲ", …}`), an answer that commits
    only to numerals (`答案：Ⅰ、Ⅲ`, `Ⅰ和Ⅲ正确`) reads the one option that is that combination.
 Everything else is unparseable, with the reason: an empty or truncated answer (`答案：`, `正确答案是`), a
 non-answer (`无法确定`, `以上都不对`), an option named only by its text. Nothing is ever guessed: no letter
