@@ -22,8 +22,9 @@ Rules
    `正确的是B`, `最恰当的处理是C`, `而是D`, `故C。`, `C为正确答案`, `Answer: C`, `The answer is (b)`,
    `I would choose E`, `it is D`, `C is the correct answer`, also with `only`/`both` (`正确答案只有D`,
    `I would select both D and E`); a label with a colon opening a line (`最可能的诊断：C. 急性胰腺炎`,
-   `首选治疗：B`), or any label whose whole value is a letter with its option text (`致病菌：A（金黄色葡萄球菌）`)
-   unless the label discusses options (`鉴别要点：`, `其他选项：`); what is left after elimination
+   `首选治疗：B`), or any label whose whole value is a letter with its option text
+   (`致病菌：A（金黄色葡萄球菌）`) unless the label discusses options (`鉴别要点：`, `其他选项：`); what is
+   left after elimination
    (`排除A、C、D，只剩B`, `…can be ruled out, leaving A`, `we are left with E`); the
    option a combination maps to (`Ⅰ、Ⅲ正确，对应选项B`); a complement (`除A外都对` → every other option,
    `除C外都错` → C). A statement does not count when it is
