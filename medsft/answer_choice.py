@@ -25,7 +25,8 @@ Rules
    `首选治疗：B`), or any label whose whole value is a letter with its option text
    (`致病菌：A（金黄色葡萄球菌）`) unless the label discusses options (`鉴别要点：`, `其他选项：`); what is
    left after elimination
-   (`排除A、C、D，只剩B`, `…can be ruled out, leaving A`, `we are left with E`); the
+   (`排除A、C、D，只剩B`; `…can be ruled out, leaving A`, `after eliminating…, we are left with E` in a
+   sentence that eliminates, not `which leaves C unexplained`); the
    option a combination maps to (`Ⅰ、Ⅲ正确，对应选项B`); a complement (`除A外都对` → every other option,
    `除C外都错` → C). A statement does not count when it is
    - inside quotation marks (`A选项“答案是D”的说法错误`),
@@ -52,9 +53,9 @@ Rules
    offered later (`也可选C`, `D亦可考虑`, `其次是C`) is no commitment: in a later sentence or note it leaves
    the answer as it was; in the answer's own sentence (`答案：B，也可选C`) it makes the answer a hedge.
 5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`, `选A或者选D`), a second
-   letter offered as possible (`答案可能是A，也可能是C`, `答案：C（D也对）`), a sentence saying either would
-   do (`两个答案都说得通：…`, `选C或者选E都行`, `both are defensible`), or a choice "among" letters that
-   names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
+   letter offered as possible (`答案可能是A，也可能是C`, `答案：C（D也对）`), a sentence saying either of the
+   options would do (`两个答案都说得通：…`, `选C或者选E都行`, `both are defensible`), or a choice "among"
+   letters that names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
    `答案是B和C中的B` → B. Three or more letters joined by slashes only are a list (`本题选择C/D/E` → CDE).
 6. Several letters joined by `、` `,` `和` `及` `与` `and` `, and`, by spaces or written together (`AC`,
    `A、C、E`, `ACE`, `A, B, and D`) are a multi-answer choice, read as written and sorted (`CA` → AC);
@@ -123,6 +124,8 @@ _NOT_A_CHOICE_WORD |= {"seems", "fits", "matches", "best", "correct", "right", "
 
 # words of a label that discusses options rather than naming the answer: "鉴别要点：", "其他选项："
 _DISCUSSING = "鉴别|排除|错误|不|其他|其余|其它|干扰|易错|分析|误"
+_LEFT_AFTER_ELIMINATION = r"(?:leaving|leaves|(?:are|is|we're|i'm)\s+left\s+with)"
+_ELIMINATING = re.compile(r"(?i:rul(?:e|ed|ing)\s+out|eliminat|exclu(?:de|ded|ding|sion)|remov)")
 _LABEL_HEADS = "诊断|处理|治疗|措施|检查|药物|用药|方案|病因|原因|机制|选择|结论|判断|选项|首选|结果|答"
 _STRONG_KEYWORD = "|".join(
     [
@@ -153,7 +156,7 @@ _STRONG_KEYWORD = "|".join(
         r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
         r"(?i:\bcorrect(?=[ \t]*:))",  # "Correct: A, C, E"
         r"(?i:\b(?:choose|pick|select|go\s+with)\b)",
-        r"(?i:\b(?:leaving|leaves|(?:are|is|we're|i'm)\s+left\s+with)\b)",  # after elimination
+        rf"(?i:\b{_LEFT_AFTER_ELIMINATION}\b)",  # only in a sentence that eliminates (_left_over)
         r"(?i:\b(?:it|this)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
     ]
 )
@@ -296,7 +299,8 @@ _UNDECIDED = re.compile(
 )
 # Letters offered as both acceptable: "两个答案都说得通：选A或者选D", "选C或者选E都行", "both are defensible".
 _EITHER_WAY = re.compile(
-    r"(?:都|均|也都)(?:说得通|讲得通|有道理|可以|行)(?=[ \t]*(?:$|[。.!?;,:\n]))"
+    r"(?:两|二者|[A-J](?![A-Za-z0-9]))[^。.!?;,\n]{0,8}?(?:都|均|也都)(?:说得通|讲得通|有道理|可以|行)"
+    r"(?=[ \t]*(?:$|[。.!?;,:\n]))"
     r"|(?i:\bboth\s+(?:are|seem|look|would\s+be)\s+(?:defensible|plausible|reasonable|possible|acceptable)"
     r"|\beither\s+(?:one\s+|of\s+them\s+)?(?:could|would|might|works?)\b)"
 )
@@ -332,8 +336,9 @@ _HYPOTHETICAL = re.compile(
 _CONSEQUENCE = re.compile(r"^[ \t]*(?:则|那么|那就|就|便|(?i:then\b))")
 # A heading over a list that analyses the other options: "其他选项分析：", "为何不选其他：", "Other options:".
 _ANALYSIS_HEADING = re.compile(
-    r"^[ \t#>]*(?:[\u4e00-\u9fff]{0,4}(?:其他|其余|其它|别的|剩余|剩下|另外|不选|排除|错误|干扰)"
-    r"[\u4e00-\u9fff]{0,8}|(?i:(?:the\s+)?other\s+(?:options|choices|answers)[\w ]{0,20}"
+    r"^[ \t#>]*(?:[\u4e00-\u9fff]{0,4}"
+    r"(?:其他|其余|其它|别的|剩余|剩下|另外|不选|排除|错误的?(?:选)?项|干扰(?:选)?项)[\u4e00-\u9fff]{0,8}"
+    r"|(?i:(?:the\s+)?other\s+(?:options|choices|answers)[\w ]{0,20}"
     r"|why\s+not\s+(?:the\s+)?others?|distractors?))[ \t]*:[ \t]*$"
 )
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-•>+][ \t]*|\d+[.、)][ \t]*)?[(\[【]?[A-J](?![A-Za-z0-9])")
@@ -602,6 +607,14 @@ def _reported(text: str, start: int, group_end: int) -> bool:
     return bool(_ABOUT_THE_TEXT.search(sentence)) and not _ANSWER_WORD.search(before + text[start:group_end])
 
 
+def _left_over(text: str, key: str, start: int) -> bool:
+    """ "leaving A", "we are left with E" state an answer only in a sentence that eliminates the others
+    ("…can be ruled out, leaving A"); "which leaves C unexplained" is none."""
+    if not re.fullmatch(_LEFT_AFTER_ELIMINATION, key.strip(), re.IGNORECASE):
+        return True
+    return bool(_ELIMINATING.search(text, _last_break(_SENTENCE_BREAK, text, start), start))
+
+
 def _nominalised(text: str, group_end: int) -> bool:
     """ "选A者", "选E的同学": the choice names the people who made it, not the writer's answer."""
     return bool(re.match(r"[ \t]*(?:项|选项)?(?:者|的(?:人|同学|考生|学生))", text[group_end:]))
@@ -657,6 +670,8 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
             continue
         if strong and ":" not in match.group("conn") and _NEGATED_AFTER.match(text, group_end):
             continue  # "答案A是错误的"; after a colon ("答案：C项错误") the letter is the answer
+        if strong and not _left_over(text, match.group("key"), start):
+            continue
         letters, hedge_end = _choice(text, group, group_end, start)
         hedged_until = max(hedged_until, hedge_end)
         declaration = strong and bool(_DECLARATION_KEY.fullmatch(match.group("key").strip()))

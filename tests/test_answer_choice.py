@@ -286,6 +286,9 @@ def test_forms_qwen3_writes(answer, letters):
         ("两个选项都说得通：选B或者选C。", None),  # either would do: no choice
         ("Choose A or choose C; both are plausible.", None),
         ("A、C都对。", "AC"),  # a verdict on both is no hedge
+        ("答案：C，因为口服和静脉都可以。", "C"),  # "either would do" about something other than options
+        ("That leaves C unexplained.", None),  # "leaves" without an elimination
+        ("说法错误的是：\nC. 青霉素过敏者可用", "C"),  # asked for the wrong statement: no analysis heading
     ],
 )
 def test_lists_analysis_labels_best_fit_and_either_way_hedges(answer, letters):
