@@ -14,13 +14,19 @@ Rules
    letter or a digit (`CT`, `HbA1c`, `IgA`, `维生素B12`, `ECG`, `poly(A)`), not starting a word (`A型血`,
    `A 型血`, `B超`, `A族`, `C反应蛋白`, `B细胞`, `D-二聚体`), not after a naming word (`vitamin C`, `type A`),
    and not the English article or pronoun (`A deficiency of…`, `I think…`).
-   Lowercase letters count one at a time or as a list (`答案：b`, `(b)`, `a、c`, `b, d and e`), never as a
-   run (`acid` is a word).
+   Lowercase letters count one at a time or as a list (`答案：b`, `(b)`, `a、c`, `b, d and e`); a run counts
+   only right after an answer keyword, ending the clause, its letters distinct and in order (`答案是 acd。`);
+   otherwise a run is a word (`acid`, `bad`).
 3. Statements. An answer keyword followed by letters commits to them: `答案：C`, `答：C`, `【答案】C`,
    `答案：选项C`, `答案是「B」`, `正确答案为A、C、E`, `选C`, `故选择C`, `应为E`, `我认为是D`, `最佳选择是C`,
    `正确的是B`, `最恰当的处理是C`, `而是D`, `故C。`, `C为正确答案`, `Answer: C`, `The answer is (b)`,
-   `I would choose E`, `it is D`, `C is the correct answer`; a label with a colon opening a line
-   (`最可能的诊断：C. 急性胰腺炎`, `首选治疗：B`); what is left after elimination (`排除A、C、D，只剩B`); the
+   `I would choose E`, `it is D`, `C is the correct answer`, also with `only`/`both` (`正确答案只有D`,
+   `I would select both D and E`); a label with a colon opening a line (`最可能的诊断：C. 急性胰腺炎`,
+   `首选治疗：B`), or any label whose whole value is a letter with its option text
+   (`致病菌：A（金黄色葡萄球菌）`) unless the label discusses options (`鉴别要点：`, `其他选项：`); what is
+   left after elimination
+   (`排除A、C、D，只剩B`; `…can be ruled out, leaving A`, `after eliminating…, we are left with E` in a
+   sentence that eliminates, not `which leaves C unexplained`); the
    option a combination maps to (`Ⅰ、Ⅲ正确，对应选项B`); a complement (`除A外都对` → every other option,
    `除C外都错` → C). A statement does not count when it is
    - inside quotation marks (`A选项“答案是D”的说法错误`),
@@ -46,10 +52,11 @@ Rules
    inference or someone's choice (`本题的干扰项是A`, `（大多数考生选C）`) is commentary. An alternative
    offered later (`也可选C`, `D亦可考虑`, `其次是C`) is no commitment: in a later sentence or note it leaves
    the answer as it was; in the answer's own sentence (`答案：B，也可选C`) it makes the answer a hedge.
-5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`), a second letter
-   offered as possible (`答案可能是A，也可能是C`, `答案：C（D也对）`), or a choice "among" letters that
-   names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
-   `答案是B和C中的B` → B.
+5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`, `选A或者选D`), a second
+   letter offered as possible (`答案可能是A，也可能是C`, `答案：C（D也对）`), a sentence saying either of the
+   options would do (`两个答案都说得通：…`, `选C或者选E都行`, `both are defensible`), or a choice "among"
+   letters that names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
+   `答案是B和C中的B` → B. Three or more letters joined by slashes only are a list (`本题选择C/D/E` → CDE).
 6. Several letters joined by `、` `,` `和` `及` `与` `and` `, and`, by spaces or written together (`AC`,
    `A、C、E`, `ACE`, `A, B, and D`) are a multi-answer choice, read as written and sorted (`CA` → AC);
    whether the question allows several answers is the scorer's business (several letters for a
@@ -57,14 +64,18 @@ Rules
    A comma ends the choice when an option is discussed after it (`答案是A，B项错误…` → A).
 7. Verdicts. Only without any statement: positive verdicts on options (`C项正确`, `选项C正确`, `(C) 正确`,
    `C. 正确`, `只有D对`, `A、C、E正确`, `C、D两项正确`, `B选项最符合`, `选项D最恰当`, `Option C is
-   correct`, `Options C and E are both correct`) are read when they all name the same letters; verdicts
+   correct`, `Options C and E are both correct`) and best-fit verdicts (`选项D与题干描述最为吻合`, `Option A
+   fits best with…`) are read when they all name the same letters; verdicts
    naming different options (`A正确，B正确，D正确，C错误`) are unparseable. Negative verdicts (`A项错误`)
    name nothing.
 8. Formatted letters. Only without statements and verdicts: an answer that is just letters (`C`, `AC`, `(C)`,
    `**C**`), a letter opening a line (`C. 非离子型`, `C、…`, `B) 粒层`) or in brackets (`…毒性最低（C）`, but
    not `poly(A)`) is read when all such mentions agree (`(A) 错误；(B) 错误` is unparseable).
-9. A letter outside the question's options makes the answer unparseable (`答案：E` with options A-D).
-10. Numbered combinations. Given the option texts (`{"A": "Ⅰ+Ⅱ", "B": "Ⅰ+Ⅲ", …}`), an answer that commits
+9. Analysis of the other options. A list under a heading that analyses the other options (`其他选项分析：`,
+   `为何不选其他：`, `Other options:`) is analysis, not commitment: no statement, verdict or letter in it
+   is read (`**C. 心电图**\n\n其他选项分析：\n- A. …\n- E. …：非首选` → C).
+10. A letter outside the question's options makes the answer unparseable (`答案：E` with options A-D).
+11. Numbered combinations. Given the option texts (`{"A": "Ⅰ+Ⅱ", "B": "Ⅰ+Ⅲ", …}`), an answer that commits
    only to numerals (`答案：Ⅰ、Ⅲ`, `Ⅰ和Ⅲ正确`) reads the one option that is that combination.
 Everything else is unparseable, with the reason: an empty or truncated answer (`答案：`, `正确答案是`), a
 non-answer (`无法确定`, `以上都不对`), an option named only by its text. Nothing is ever guessed: no letter
@@ -95,6 +106,7 @@ _HEDGE_SEP = r"[ \t]*(?:/|或者|或是|或|还是|\bor\b)[ \t]*"
 # at most ten letters (A-J), each with its separator: a longer run is no choice, and a bound keeps it linear
 _GROUP = rf"(?<![A-Za-z0-9])[A-Ja-j](?:(?:{_HEDGE_SEP}|{_MULTI_SEP})?[A-Ja-j]){{0,11}}"
 _HEDGE_IN_GROUP = re.compile(_HEDGE_SEP)
+_SLASH = re.compile(r"[ \t]*/[ \t]*")
 _WORD_STARTS = "型超族组类级区段链群带波肝期字线管药点环帽端片胶座股峰柱轴号室"
 # A letter that starts a word (A型, B超, C反应蛋白, D-二聚体, B12, CT) is no choice.
 _BOUNDARY = (
@@ -110,6 +122,10 @@ _NAMING_WORD = re.compile(
 _NOT_A_CHOICE_WORD = {"is", "are", "was", "and", "or", "because", "since", "as", "which", "would", "should"}
 _NOT_A_CHOICE_WORD |= {"seems", "fits", "matches", "best", "correct", "right", "here", "only", "also", "for"}
 
+# words of a label that discusses options rather than naming the answer: "鉴别要点：", "其他选项："
+_DISCUSSING = "鉴别|排除|错误|不|其他|其余|其它|干扰|易错|分析|误"
+_LEFT_AFTER_ELIMINATION = r"(?:leaving|leaves|(?:are|is|we're|i'm)\s+left\s+with)"
+_ELIMINATING = re.compile(r"(?i:rul(?:e|ed|ing)\s+out|eliminat|exclu(?:de|ded|ding|sion)|remov)")
 _LABEL_HEADS = "诊断|处理|治疗|措施|检查|药物|用药|方案|病因|原因|机制|选择|结论|判断|选项|首选|结果|答"
 _STRONG_KEYWORD = "|".join(
     [
@@ -133,10 +149,14 @@ _STRONG_KEYWORD = "|".join(
         rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*(?:(?:(?!鉴别|排除|错误|不)[\u4e00-\u9fff]){{0,10}}(?:{_LABEL_HEADS})"
         r"|(?:最|首选|最终|正确)[\u4e00-\u9fff]{0,10})"
         r"(?=[ \t]*:[ \t]*[A-J](?![ \t]*(?:选项|项)))",
+        # any label whose whole value is a letter with its option text: "致病菌：A（金黄色葡萄球菌）"
+        rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*(?:(?!{_DISCUSSING})[\u4e00-\u9fff]){{1,10}}"
+        r"(?=[ \t]*:[ \t]*[A-J][ \t]*(?:\([^()\n]{1,30}\)|[.、][^\n:,;。()]{1,30})?[ \t]*[。.]?[ \t]*(?m:$))",
         r"(?i:\b(?:the\s+)?(?:(?:final|correct|right|best|my)\s+)*answers?\b)",
         r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
         r"(?i:\bcorrect(?=[ \t]*:))",  # "Correct: A, C, E"
         r"(?i:\b(?:choose|pick|select|go\s+with)\b)",
+        rf"(?i:\b{_LEFT_AFTER_ELIMINATION}\b)",  # only in a sentence that eliminates (_left_over)
         r"(?i:\b(?:it|this)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
     ]
 )
@@ -149,7 +169,9 @@ _STRICT_END = r"(?=[ \t)\]】」』”’\"']*(?:$|[。.,;!\n]|项))"
 _CONNECTOR = (
     r"(?:[ \t\n:=>\-—–#\"'“‘「『【\[(<《)\]】」』”’》]"
     r"|应该|应当|应|就|当然|才|仍然|仍|还是|则|即|均|都|也|可能|最可能|肯定|显然|一定|是|为|选择|选|选项|答案"
-    r"|(?i:option|choice|letter|is|are|would\s+be|should\s+be|must\s+be|will\s+be|clearly|definitely))"
+    r"|只有|仅有|唯有|只是|仅是|只能是|唯一(?:的)?|只|仅"  # "正确答案只有D": the one answer
+    r"|(?i:option|choice|letter|is|are|would\s+be|should\s+be|must\s+be|will\s+be|clearly|definitely"
+    r"|only|just|both|all\s+of|us\s+with))"
 )
 _STATEMENT = re.compile(
     rf"(?P<key>{_STRONG_KEYWORD})(?P<conn>{_CONNECTOR}{{0,8}}?)(?P<group>{_GROUP}){_BOUNDARY}"
@@ -162,9 +184,10 @@ _VERDICT_ZH = re.compile(
     rf"(?:选项|答案)?[ \t]*[(\[【「\"“]?(?P<group>{_GROUP})[)\]】」\"”]?[ \t]*[.:、]?[ \t]*"
     r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*(?:[两三四五六](?:项|者|个选项|个))?[ \t]*"
     r"的?(?:说法|描述|叙述|表述)?[ \t]*"
+    r"(?:(?:与|和|跟|同)[^。.,;:!?\n]{1,16}?)?"  # what it is compared with: "选项D与题干描述最为吻合"
     r"(?:均|都|也|才|是|为|最为|较为)*[ \t]*"
     r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳"
-    r"|最(?:为)?(?:符合|恰当|合适|合理|准确|贴切|适宜|可能|相符)[^。.,;!?\n]{0,16}?)"
+    r"|最(?:为)?(?:符合|恰当|合适|合理|准确|贴切|适宜|可能|相符|吻合|一致|匹配|契合)[^。.,;!?\n]{0,16}?)"
     r"(?:的答案|的选项|的)?(?=[ \t]*(?:$|[。.,;!?)\n]|因为))"
 )
 _VERDICT_EN = re.compile(
@@ -173,6 +196,13 @@ _VERDICT_EN = re.compile(
     r"(?i:(?:both|all|the)[ \t]+)?"
     r"(?P<claim>(?i:(?:most[ \t]+)?(?:correct|right|best|true|appropriate)"
     r"(?:[ \t]+(?:answer|option|choice|one)s?)?|answer))\b"
+)
+# "Option A fits best with…", "Choice B matches the findings most closely", "C best explains…"
+_FIT = r"(?:fits|matches|explains|describes|corresponds\s+to|accounts\s+for)"
+_VERDICT_FIT_EN = re.compile(
+    rf"(?i:(?:options?|choices?|answers?)[ \t]+)?\(?(?P<group>{_GROUP})\)?[ \t]+"
+    rf"(?P<claim>(?i:(?:best|most\s+closely)[ \t]+{_FIT}\b|{_FIT}\b[^.;!?\n]{{0,50}}?"
+    r"\b(?:best|most\s+closely|most\s+(?:accurately|completely))\b))"
 )
 _REJECTION = re.compile(
     r"(?:不选|不应选|不能选|不可选|排除了?|并非|而非|不是|(?i:\bnot\b))"
@@ -211,7 +241,8 @@ _SCOPE = re.compile(rf"{_CLOSERS}(?:两者|二者|两项|三者|这两个|这两
 _SCOPE_CHOICE = re.compile(r"[^。.!?;\n]{0,10}?(?<![A-Za-z0-9])(?P<letter>[A-J])(?![A-Za-z0-9])")
 _HEDGE_AFTER = re.compile(
     rf"{_CLOSERS}[,(]?[ \t]*(?:也可能是?|也有可能是?|或许是?|也许是?|或者是?|或是|或|还是"
-    r"|(?i:or(?:\s+(?:possibly|maybe|perhaps))?))[ \t]*(?:选项)?[ \t]*[A-J](?![A-Za-z0-9])"
+    r"|(?i:or(?:\s+(?:possibly|maybe|perhaps))?))[ \t]*(?:选择?|选项|(?i:choose|pick|select|option))?[ \t]*"
+    r"[A-J](?![A-Za-z0-9])"
 )
 _HEDGE_IN_SENTENCE = re.compile(
     r"^[^。.!?;\n]*?(?<![A-Za-z0-9])[A-J](?:项|选项)?[ \t]*(?:也|亦)(?:有|很)?(?:可能|可以|对|行|正确|说得通)"
@@ -229,7 +260,8 @@ _REPORTED = re.compile(
     # a subject that names a wrong choice: "本题的干扰项是A", "迷惑性最强的选项为D", "错误率最高的选项是E"
     # (not "错误的选项是A": asked for the wrong statement, that is the answer)
     r"|干扰(?:项|选项)|迷惑(?:性)?[\u4e00-\u9fff]{0,4}?(?:项|选项)|陷阱(?:项|选项)|易错(?:项|选项)|错误率"
-    r"|(?i:\b(?:someone|others|(?:some|many|most|other|a\s+lot\s+of)\s+(?:students|people|test[- ]takers"
+    r"|(?i:\b(?:someone|(?<!the\s)others"  # not "the others": the other options
+    r"|(?:some|many|most|other|a\s+lot\s+of)\s+(?:students|people|test[- ]takers"
     r"|candidates|examinees|sources|books|textbooks|references|clinicians|doctors)"
     r"|the\s+(?:original|old|official|reference|given|book's)\s+(?:answer|key)|answer\s+key"
     r"|(?:common|frequent|typical|usual)(?:ly)?\s+(?:mistake|error|chosen|wrong|pitfall|trap)"
@@ -265,6 +297,13 @@ _FLAGGED_UNSURE = re.compile(
 _UNDECIDED = re.compile(
     r"(?:难以|无法|不好|很难|不能)(?:做出)?(?:决定|取舍|抉择|选择|二选一)|(?i:\b(?:can(?:no|')t|hard\s+to)\s+(?:decide|choose)\b)"
 )
+# Letters offered as both acceptable: "两个答案都说得通：选A或者选D", "选C或者选E都行", "both are defensible".
+_EITHER_WAY = re.compile(
+    r"(?:两|二者|[A-J](?![A-Za-z0-9]))[^。.!?;,\n]{0,8}?(?:都|均|也都)(?:说得通|讲得通|有道理|可以|行)"
+    r"(?=[ \t]*(?:$|[。.!?;,:\n]))"
+    r"|(?i:\bboth\s+(?:are|seem|look|would\s+be)\s+(?:defensible|plausible|reasonable|possible|acceptable)"
+    r"|\beither\s+(?:one\s+|of\s+them\s+)?(?:could|would|might|works?)\b)"
+)
 # Another question's answer: "很多人把本题与上一题（答案A）混淆".
 _OTHER_QUESTION = re.compile(
     r"(?:上|下|前|后|另)一(?:道|个)?(?:题|问)|其他题目?|那(?:道|个)?题|第[ \t]*\d+[ \t]*题"
@@ -295,6 +334,14 @@ _HYPOTHETICAL = re.compile(
     r"|(?i:\b(?:if|suppose|assuming|whether|why|unless|in\s+case|otherwise)\b)"
 )
 _CONSEQUENCE = re.compile(r"^[ \t]*(?:则|那么|那就|就|便|(?i:then\b))")
+# A heading over a list that analyses the other options: "其他选项分析：", "为何不选其他：", "Other options:".
+_ANALYSIS_HEADING = re.compile(
+    r"^[ \t#>]*(?:[\u4e00-\u9fff]{0,4}"
+    r"(?:其他|其余|其它|别的|剩余|剩下|另外|不选|排除|错误的?(?:选)?项|干扰(?:选)?项)[\u4e00-\u9fff]{0,8}"
+    r"|(?i:(?:the\s+)?other\s+(?:options|choices|answers)[\w ]{0,20}"
+    r"|why\s+not\s+(?:the\s+)?others?|distractors?))[ \t]*:[ \t]*$"
+)
+_LIST_ITEM = re.compile(r"^[ \t]*(?:[-•>+][ \t]*|\d+[.、)][ \t]*)?[(\[【]?[A-J](?![A-Za-z0-9])")
 _CONTEXT = 300  # characters of context read before a mention
 _CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
 _SENTENCE_BREAK = re.compile(r"[。.!?;\n]")
@@ -348,6 +395,27 @@ class _Mention:
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _analysis_spans(text: str) -> list[tuple[int, int]]:
+    """The lists under a heading that analyses the other options ("其他选项分析：\n- A. …"): their letters are
+    analysis, not the answer."""
+    spans = []
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    index = 0
+    while index < len(lines):
+        if not _ANALYSIS_HEADING.match(lines[index].rstrip("\n")):
+            index += 1
+            continue
+        end = index + 1
+        while end < len(lines) and (not lines[end].strip() or _LIST_ITEM.match(lines[end])):
+            end += 1
+        spans.append((offsets[index], offsets[end]))
+        index = end
+    return spans
 
 
 def _fold_width(answer: str) -> str:
@@ -460,17 +528,39 @@ def _unsure(text: str, start: int, group_end: int) -> bool:
     return bool(_UNCERTAIN.search(text, group_end, sentence_end.start() if sentence_end else len(text)))
 
 
-def _undecided(text: str, end: int) -> bool:
-    """ "B、C都对，但只能选一个的话难以决定": the sentence says the choice is not made."""
+def _undecided(text: str, start: int, end: int) -> bool:
+    """ "B、C都对，但只能选一个的话难以决定", "两个答案都说得通：选A或者选D": the sentence says the choice is
+    not made, or that either letter would do."""
     sentence_end = _SENTENCE_BREAK.search(text, end)
-    return bool(_UNDECIDED.search(text, end, sentence_end.start() if sentence_end else len(text)))
+    stop = sentence_end.start() if sentence_end else len(text)
+    sentence_start = _last_break(_SENTENCE_BREAK, text, start)
+    return bool(_UNDECIDED.search(text, end, stop) or _EITHER_WAY.search(text, sentence_start, stop))
+
+
+def _hedged(group: str) -> bool:
+    """Letters joined by `或`, `还是`, `or` or `/` are a hedge (`C或D`, `C/D`); a run of three or more joined
+    by slashes only lists them (`C/D/E`)."""
+    separators = _HEDGE_IN_GROUP.findall(group)
+    if not separators:
+        return False
+    return not (all(_SLASH.fullmatch(sep) for sep in separators) and len(_letters(group)) >= 3)
+
+
+def _letter_run(text: str, group: str, group_end: int) -> bool:
+    """ "答案是 acd。": after an answer keyword, a lowercase run of distinct letters in order, ending the
+    clause, lists options; a word ("acid", "bad") is none."""
+    return (
+        re.fullmatch(r"[a-j]{2,10}", group) is not None
+        and list(group) == sorted(set(group))
+        and re.match(_STRICT_END, text[group_end:]) is not None
+    )
 
 
 def _choice(text: str, group: str, group_end: int, start: int = 0) -> tuple[str | None, int]:
     """The letters a group commits to (None for a hedge), and where the hedge ends (0 without one)."""
     if (
         _unsure(text, start, group_end)
-        or _undecided(text, group_end)
+        or _undecided(text, start, group_end)
         or _FLAGGED_UNSURE.match(text, group_end)
     ):
         return None, group_end
@@ -481,7 +571,7 @@ def _choice(text: str, group: str, group_end: int, start: int = 0) -> tuple[str 
         if named and named.group("letter") in _letters(group):
             return named.group("letter"), 0
         return None, group_end + scope.end()
-    if _HEDGE_IN_GROUP.search(group):
+    if _hedged(group):
         return None, group_end
     hedge = _HEDGE_AFTER.match(rest) or _HEDGE_IN_SENTENCE.match(rest)
     if hedge:
@@ -515,6 +605,14 @@ def _reported(text: str, start: int, group_end: int) -> bool:
     sentence_end = _SENTENCE_BREAK.search(text, group_end)
     sentence = text[sentence_start : sentence_end.start() if sentence_end else len(text)]
     return bool(_ABOUT_THE_TEXT.search(sentence)) and not _ANSWER_WORD.search(before + text[start:group_end])
+
+
+def _left_over(text: str, key: str, start: int) -> bool:
+    """ "leaving A", "we are left with E" state an answer only in a sentence that eliminates the others
+    ("…can be ruled out, leaving A"); "which leaves C unexplained" is none."""
+    if not re.fullmatch(_LEFT_AFTER_ELIMINATION, key.strip(), re.IGNORECASE):
+        return True
+    return bool(_ELIMINATING.search(text, _last_break(_SENTENCE_BREAK, text, start), start))
 
 
 def _nominalised(text: str, group_end: int) -> bool:
@@ -560,7 +658,11 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
         strong = match.group("key") is not None
         name = "group" if strong else "wgroup"
         group, start = match.group(name), match.start()
-        if start < hedged_until or _is_word(text, group, match.start(name), match.end(name)):
+        if start < hedged_until:
+            continue
+        if _is_word(text, group, match.start(name), match.end(name)) and not (
+            strong and _letter_run(text, group, match.end(name))
+        ):
             continue
         group = _shrink_at_comma(text, group, match.end(name))
         group_end = match.start(name) + len(group)
@@ -568,6 +670,8 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
             continue
         if strong and ":" not in match.group("conn") and _NEGATED_AFTER.match(text, group_end):
             continue  # "答案A是错误的"; after a colon ("答案：C项错误") the letter is the answer
+        if strong and not _left_over(text, match.group("key"), start):
+            continue
         letters, hedge_end = _choice(text, group, group_end, start)
         hedged_until = max(hedged_until, hedge_end)
         declaration = strong and bool(_DECLARATION_KEY.fullmatch(match.group("key").strip()))
@@ -598,14 +702,14 @@ def _verdict(text: str, quoted: list[tuple[int, int]], match: re.Match) -> _Ment
         text, quoted, match.start(), match.end()
     ):
         return None
-    if _HEDGE_IN_GROUP.search(group) or _undecided(text, match.end()):
+    if _hedged(group) or _undecided(text, match.start(), match.end()):
         return _Mention(match.start(), None, match.group(0))
     return _Mention(match.start(), _letters(group), match.group(0))
 
 
 def _verdicts(text: str, quoted: list[tuple[int, int]]) -> list[_Mention]:
     found = []
-    for pattern in (_VERDICT_ZH, _VERDICT_EN):
+    for pattern in (_VERDICT_ZH, _VERDICT_EN, _VERDICT_FIT_EN):
         for match in pattern.finditer(text):
             mention = _verdict(text, quoted, match)
             if mention:
@@ -736,15 +840,21 @@ def extract_choice(answer: str, valid: str | Mapping[str, str]) -> Extraction:
     if combination:
         return _decide(combination, valid, "statement")
     quoted = _quoted_spans(text)
-    statements = [
-        mention for mention in _statements(text, quoted, valid) if not _rejected(text, quoted, mention)
-    ]
+    analysis = _analysis_spans(text)
+
+    def in_analysis(mention: _Mention) -> bool:
+        return any(left <= mention.start < right for left, right in analysis)
+
+    def committed(mention: _Mention) -> bool:
+        return not in_analysis(mention) and not _rejected(text, quoted, mention)
+
+    statements = [mention for mention in _statements(text, quoted, valid) if committed(mention)]
     if statements:
         return _decide(_final(text, statements), valid, "statement")
-    verdicts = [mention for mention in _verdicts(text, quoted) if not _rejected(text, quoted, mention)]
+    verdicts = [mention for mention in _verdicts(text, quoted) if committed(mention)]
     if verdicts:
         return _agreeing(verdicts, valid, "verdict", "conflicting verdicts")
-    formatted = _formatted(text)
+    formatted = [mention for mention in _formatted(text) if not in_analysis(mention)]
     if formatted:
         return _agreeing(formatted, valid, "formatted", "ambiguous letters")
     return Extraction(None, "no option letter found")

@@ -262,6 +262,39 @@ def test_forms_qwen3_writes(answer, letters):
     assert extract_choice(answer, "ABCDE").letters == letters
 
 
+@pytest.mark.parametrize(
+    ("answer", "letters"),
+    [
+        ("答案：A/C/D。", "ACD"),  # three or more joined by slashes list them
+        ("答案：A/C", None),  # two joined by a slash are a hedge
+        ("答案：A/C/D或E", None),  # a hedge word anywhere in the run
+        ("正确答案是 ade。", "ADE"),  # a lowercase run after an answer keyword
+        ("答案是 acid。", None),  # a word, not letters
+        ("The answer is bad.", None),  # letters out of order: a word
+        ("Answer: ace inhibitors are first line.", None),  # a word that goes on
+        ("I would pick both B and D.", "BD"),
+        ("正确答案只有E。", "E"),
+        ("The answer is only B.", "B"),
+        ("C. 手术\n\n其他选项分析：\n- A. 观察：延误病情\n- B. 抗生素：非首选\n- D. 放疗：不适用", "C"),
+        ("其他选项：\n- A错误\n- B错误\n\n故选C。", "C"),  # the analysis ends where the list ends
+        ("**受累血管：B（大脑中动脉）**", "B"),
+        ("鉴别要点：A（发热）与B（皮疹）。", None),  # a label that discusses options
+        ("Option D fits the history best.", "D"),
+        ("选项E与影像学表现最为吻合。", "E"),
+        ("B, C and E are ruled out, leaving A and D.", "AD"),
+        ("After eliminating the others, we are left with C.", "C"),  # "the others" are options
+        ("两个选项都说得通：选B或者选C。", None),  # either would do: no choice
+        ("Choose A or choose C; both are plausible.", None),
+        ("A、C都对。", "AC"),  # a verdict on both is no hedge
+        ("答案：C，因为口服和静脉都可以。", "C"),  # "either would do" about something other than options
+        ("That leaves C unexplained.", None),  # "leaves" without an elimination
+        ("说法错误的是：\nC. 青霉素过敏者可用", "C"),  # asked for the wrong statement: no analysis heading
+    ],
+)
+def test_lists_analysis_labels_best_fit_and_either_way_hedges(answer, letters):
+    assert extract_choice(answer, "ABCDE").letters == letters
+
+
 COMBINATIONS = {"A": "Ⅰ+Ⅱ", "B": "Ⅰ+Ⅲ", "C": "Ⅱ+Ⅳ", "D": "Ⅰ+Ⅱ+Ⅲ"}
 
 
