@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -39,7 +38,7 @@ from medsft.mixture import (
     resolve_mixture_source,
     source_location,
 )
-from medsft.paths import bundled_tokenizer_dir, processed_dir
+from medsft.paths import bundled_tokenizer_dir, name_problem, processed_dir
 from medsft.readers import DataError
 from medsft.sources import (
     DATA_SUFFIXES,
@@ -105,23 +104,6 @@ def default_name(source: str) -> str:
             f"{path.parent.name}_{path.stem}" if split_of(Path(path.name)) and path.parent.name else path.stem
         )
     return path.name or "data"
-
-
-def name_problem(name: str) -> str | None:
-    """Why `name` cannot be an output folder name inside --out-dir, or None."""
-    if not name:
-        return "it is empty"
-    if name in {".", ".."} or "/" in name or "\\" in name or os.sep in name:
-        return "it is a path, not one folder name"
-    if name.startswith("."):
-        return "a leading dot is kept for the run's lock and temporary folders"
-    if "\x00" in name:
-        return "it holds a NUL character"
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "it holds bytes that are not UTF-8"
-    return None
 
 
 def output_name(name: str | None, source: str) -> str:

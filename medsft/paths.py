@@ -59,3 +59,20 @@ def follow_umask(path: Path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be an output folder name (one folder inside an output folder), or None."""
+    if not name:
+        return "it is empty"
+    if name in {".", ".."} or "/" in name or "\\" in name or os.sep in name:
+        return "it is a path, not one folder name"
+    if name.startswith("."):
+        return "a leading dot is kept for the run's lock and temporary folders"
+    if "\x00" in name:
+        return "it holds a NUL character"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it holds bytes that are not UTF-8"
+    return None
