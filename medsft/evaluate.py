@@ -50,7 +50,8 @@ from medsft.mcq import (
 )
 from medsft.metrics import SegmentLoss
 from medsft.model import BASELINE_SETTING, MODEL_SETTING, resolve_model_dir
-from medsft.paths import output_dir, processed_dir, shared_dir
+from medsft.options import resolve_model_argument
+from medsft.paths import name_problem, output_dir, processed_dir, shared_dir
 from medsft.provenance import describe_device, git_state, package_versions
 from medsft.turn_loss import TurnLoss, teacher_forced_losses
 
@@ -124,11 +125,8 @@ class EvalConfig:
     list_benchmarks: bool = _option("print the benchmark formats --mcq-file understands, and exit", False)
 
     def __post_init__(self) -> None:
-        if self.from_predictions is None and not self.model and not self.list_benchmarks:
-            raise EvaluationError(
-                "--model is required (a folder such as output/full_1epoch/final, or a model id), "
-                "unless --from-predictions DIR recomputes an earlier report."
-            )
+        if self.name is not None and (problem := name_problem(self.name)):
+            raise EvaluationError(f"--name {self.name!r}: {problem}; it names one folder inside output/eval.")
         for flag, value, least in (
             ("--limit", self.limit, 1),
             ("--max-new-tokens", self.max_new_tokens, 1),
@@ -641,6 +639,7 @@ def run(config: EvalConfig) -> Path:
         write_report(config.from_predictions, config.samples)
         return config.from_predictions
     backend = resolve_backend(config.backend, config.device)  # an unusable backend fails before any work
+    config.model = str(resolve_model_argument(config.model))  # unset: the newest output/*/final
     # resolve (download) both models first: a wrong second path should not surface after the first one's run
     given = {"baseline": config.baseline, "model": config.model}
     setting = {"baseline": BASELINE_SETTING, "model": MODEL_SETTING}  # each error names its own setting

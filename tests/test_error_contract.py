@@ -79,7 +79,9 @@ CASES = [
         "missing",
     ),
     # eval
-    ("eval", [], "--model is required"),
+    ("eval", [], "No trained model found in"),  # says MODEL=, as infer/demo/serve do
+    ("eval --name ../x", [], "--name"),
+    ("eval --name /abs --model @/nomodel", ["nomodel/readme.txt"], "--name"),
     ("eval --model @/missing", [], "is not a folder with a model"),
     ("eval --model @/nomodel --data @/missing.jsonl", ["nomodel/readme.txt"], "not found"),
     ("eval --model @/nomodel --limit -1", ["nomodel/readme.txt"], "--limit"),

@@ -121,7 +121,7 @@ def test_default_data_path(tmp_path, monkeypatch):
     assert evaluate.default_data_path() == tmp_path / evaluate.DEFAULT_SPLIT_NAME / "val.jsonl"
 
 
-def test_missing_inputs_give_clear_errors(tmp_path, val_file, tiny_model_dir):
+def test_missing_inputs_give_clear_errors(tmp_path, val_file, tiny_model_dir, monkeypatch):
     argv = ["--data", str(val_file), "--mcq-mode", "none", "--out-dir", str(tmp_path / "reports")]
     with pytest.raises(ModelSourceError, match="not a folder"):
         evaluate.main(["--model", str(tmp_path / "nope"), *argv])
@@ -140,7 +140,8 @@ def test_missing_inputs_give_clear_errors(tmp_path, val_file, tiny_model_dir):
     (tmp_path / "run.json").write_text('{"name": "old", "models": {}}', encoding="utf-8")
     with pytest.raises(evaluate.EvaluationError, match="run the evaluation again"):
         evaluate.main(["--from-predictions", str(tmp_path)])
-    with pytest.raises(evaluate.EvaluationError, match="--model is required"):
+    monkeypatch.setenv("MEDSFT_OUTPUT_DIR", str(tmp_path / "no_runs"))
+    with pytest.raises(ModelSourceError, match="MODEL="):  # no --model and no trained model to fall back to
         evaluate.main(["--data", str(val_file)])
     assert not (tmp_path / "reports").exists()  # nothing was written before the errors
 
@@ -316,6 +317,18 @@ def test_metrics_recomputed_from_predictions(report_dir):
     after = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
     assert after["models"] == before["models"]
     assert (report_dir / "loss.png").is_file()
+
+
+def test_without_model_the_newest_trained_model_is_evaluated(tiny_model_dir, val_file, tmp_path, monkeypatch):
+    runs = tmp_path / "output"
+    for run, mtime in (("older", 1_000), ("newer", 2_000)):
+        shutil.copytree(tiny_model_dir, runs / run / "final")
+        os.utime(runs / run / "final" / "config.json", (mtime, mtime))
+    monkeypatch.setenv("MEDSFT_OUTPUT_DIR", str(runs))
+    argv = ["--data", str(val_file), "--limit", "1", "--max-new-tokens", "4", "--mcq-mode", "none"]
+    assert evaluate.main(argv) == 0
+    run = json.loads((runs / "eval" / "newer-final" / "run.json").read_text(encoding="utf-8"))
+    assert run["config"]["model"] == str(runs / "newer" / "final")
 
 
 def test_missing_benchmark_is_reported_not_fatal(tiny_model_dir, val_file, tmp_path, monkeypatch):
