@@ -42,6 +42,7 @@ from medsft.chat_format import (
     special_token_ids,
     split_reasoning,
 )
+from medsft.checkpoint import model_folder_damage
 from medsft.errors import MedsftError
 from medsft.model import ModelSourceError, resolve_model_dir
 from medsft.reply import Reply
@@ -464,6 +465,11 @@ def load_engine(
     (vLLM only when it is installed and the device is a GPU). max_model_len caps the context."""
     chosen = resolve_backend(backend, device)
     model_dir = resolve_model_dir(model)
+    if (model_dir / "config.json").is_file() and (damage := model_folder_damage(model_dir)):
+        raise ModelSourceError(
+            f"{model_dir} cannot be loaded: {damage}. A save cut short leaves this: `medsft train --resume` "
+            "writes final/ again from the last checkpoint; or pass another model folder."
+        )
     device = pick_device(device)
     module, name = ENGINES[chosen]
     engine_class: type[Engine] = getattr(importlib.import_module(module), name)

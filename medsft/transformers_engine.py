@@ -12,12 +12,15 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.utils import logging as transformers_logging
 
 from medsft.chat_format import PAD_TOKEN
 from medsft.engine import (
@@ -33,6 +36,45 @@ from medsft.model import ModelSourceError
 log = logging.getLogger(__name__)
 
 BATCH_THREAD_NAME = "medsft-batch"
+
+
+QUIET_WHILE_LOADING = (
+    "transformers.modeling_utils",  # a many-line table of the weights it could not load: said in one line
+    "transformers.distributed.tensor_parallel",  # "layers were not sharded", though nothing is sharded here
+)
+
+
+@contextmanager
+def quiet_load_report() -> Iterator[None]:
+    """Load without transformers' loading bar and load report; weights_config_mismatch says what matters."""
+    loggers = [logging.getLogger(name) for name in QUIET_WHILE_LOADING]
+    levels = [logger.level for logger in loggers]
+    bars_were_on = transformers_logging.is_progress_bar_enabled()
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        if bars_were_on:
+            transformers_logging.enable_progress_bar()
+
+
+def weights_config_mismatch(loading: dict) -> str | None:
+    """What of the model config.json describes the weights do not fill (transformers' loading info), or
+    None. A weight left out would be drawn at random, and the model would answer nonsense."""
+    problems = []
+    if missing := sorted(loading.get("missing_keys") or ()):
+        problems.append(f"{len(missing)} weights missing, e.g. {missing[0]}")
+    if mismatched := sorted(loading.get("mismatched_keys") or ()):
+        name, saved, expected = mismatched[0]
+        problems.append(
+            f"{len(mismatched)} weights of another shape, e.g. {name}: {tuple(saved)} saved, "
+            f"{tuple(expected)} in config.json"
+        )
+    return "; ".join(problems) or None
 
 
 @dataclass(eq=False)
@@ -97,13 +139,21 @@ class TransformersEngine(Engine):
     ) -> TransformersEngine:
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-            causal_lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
-        except (OSError, ValueError) as error:  # no model files in the folder, or damaged ones
+            with quiet_load_report():
+                causal_lm, loading = AutoModelForCausalLM.from_pretrained(
+                    model_dir, dtype=dtype, output_loading_info=True, ignore_mismatched_sizes=True
+                )
+        except Exception as error:  # no model files, damaged ones, a config.json that cannot describe them
             reason = " ".join(str(error).split())[:300]
             raise ModelSourceError(
                 f"{model_dir} is not a loadable model folder ({type(error).__name__}: {reason}). Pass a "
                 "folder with config.json, the weights and the tokenizer files, such as output/<recipe>/final."
             ) from error
+        if problem := weights_config_mismatch(loading):
+            raise ModelSourceError(
+                f"{model_dir}: config.json does not match the weights ({problem}). Pass the folder as "
+                "training saved it (config.json and model.safetensors written together)."
+            )
         if tokenizer.pad_token is None:
             tokenizer.pad_token = PAD_TOKEN
         causal_lm = causal_lm.to(device)

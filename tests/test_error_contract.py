@@ -280,3 +280,59 @@ def test_an_address_the_server_cannot_take_is_refused_before_the_model_loads(
         f"port {port} on 127.0.0.1 is in use" if address == "busy" else "not an address of this machine"
     )
     assert expected in line and '--port N"' in line
+
+
+def truncate_weights(model: Path) -> None:
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def widen_config(model: Path) -> None:
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    config["intermediate_size"] *= 2
+    (model / "config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+def add_a_layer(model: Path) -> None:
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    config["num_hidden_layers"] += 1
+    config["layer_types"] = [*config["layer_types"], config["layer_types"][-1]]
+    (model / "config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+MODEL_COMMANDS = {  # each loads the model through the one loader, medsft.engine.load_engine
+    "infer": "infer -q 头痛 --model @/model",
+    "eval": "eval --model @/model --data @/set/val.jsonl --mcq-mode none --limit 1",
+    "serve": "serve --model @/model --port PORT",
+}
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (truncate_weights, "model.safetensors is truncated"),
+        (widen_config, "config.json does not match the weights (6 weights of another shape"),
+        (add_a_layer, "config.json does not match the weights (11 weights missing"),
+    ],
+    ids=["truncated-weights", "config-other-shapes", "config-more-layers"],
+)
+@pytest.mark.parametrize("command", list(MODEL_COMMANDS))
+def test_a_damaged_model_folder_is_one_line_and_exit_2(
+    case_folder, capfd, tiny_model_dir, command, damage, expected
+):
+    import shutil
+    import socket
+
+    make_folder(case_folder, ["set/train.jsonl", "set/val.jsonl"])
+    shutil.copytree(tiny_model_dir, case_folder / "model")
+    damage(case_folder / "model")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    capfd.readouterr()
+    status = cli.main(arguments(MODEL_COMMANDS[command].replace("PORT", str(port)), case_folder))
+    captured = capfd.readouterr()
+    assert status == 2, captured.err
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert "Traceback" not in captured.err and all(line.startswith(f"medsft {command}: ") for line in lines)
+    assert expected in lines[-1], captured.err  # eval logs its inputs first; the error is the last line
