@@ -157,6 +157,17 @@ def trained_to_the_end(checkpoint: Path, args: TrainingArguments) -> bool:
     return training_is_done(read_trainer_state(checkpoint), args.max_steps, args.num_train_epochs)
 
 
+def remove_stale_temporaries(output_dir: Path) -> list[Path]:
+    """Delete the `.tmp*` files that a save killed midway leaves in checkpoint-N/, final/ or adapter/
+    (safetensors writes each file to a temporary one, then renames it); returns what was removed. Only the
+    run that holds the output folder's lock may call it: no other save is under way then."""
+    folders = [*checkpoints_newest_first(output_dir), output_dir / "final", output_dir / "adapter"]
+    removed = [path for folder in folders for path in sorted(folder.glob(".tmp*")) if path.is_file()]
+    for path in removed:
+        path.unlink()
+    return removed
+
+
 # ---------------------------------------------------------------- choosing the checkpoint
 
 

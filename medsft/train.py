@@ -42,6 +42,7 @@ from medsft.checkpoint import (
     model_folder_damage,
     progress,
     read_trainer_state,
+    remove_stale_temporaries,
     train_from,
     trained_to_the_end,
 )
@@ -146,6 +147,9 @@ def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path
         raise PreflightError(f"raw_source {raw} does not exist (a local file, or a ModelScope dataset id).")
     checkpoint = checkpoint_to_resume(recipe.sft, resume, overwrite=recipe.medsft.overwrite_output_dir)
     check_output_dir(output_dir)  # made once the inputs are known good: a refused run leaves no folder
+    if recipe.sft.process_index == 0:
+        for stale in remove_stale_temporaries(output_dir):
+            log.info("removed %s, a temporary file left by an interrupted save", stale)
     if checkpoint is None and recipe.medsft.overwrite_output_dir and recipe.sft.process_index == 0:
         for old in output_dir.glob("checkpoint-*"):
             shutil.rmtree(old)

@@ -144,6 +144,20 @@ def test_resume_of_a_finished_run_with_a_truncated_final_writes_it_again(finishe
     assert all(final[name].equal(trained[name]) for name in trained)
 
 
+def test_temporaries_of_a_killed_save_are_removed_and_named_at_the_next_start(
+    finished_run, smoke_data, capsys, no_model_loading
+):
+    orphans = [finished_run / "checkpoint-8" / ".tmpAb12Cd", finished_run / "final" / ".tmpXy34Zw"]
+    for orphan in orphans:
+        orphan.write_bytes(b"\0" * 1024)  # what safetensors leaves when a save is killed before its rename
+    assert medsft_train(smoke_overrides(finished_run, smoke_data, "--resume")) == 0
+    err = capsys.readouterr().err
+    for orphan in orphans:
+        assert not orphan.exists()
+        assert f"removed {orphan}, a temporary file left by an interrupted save" in err
+    assert "is complete" in err  # the run itself is still whole
+
+
 def test_a_second_run_on_the_same_output_folder_is_refused(smoke_data, tmp_path, capsys, no_model_loading):
     from medsft.atomic_folder import folder_lock
 
