@@ -25,6 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from medsft import openai_protocol as protocol
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, ControlTokenInText, Conversation, prompt_token_ids
@@ -44,6 +45,7 @@ from medsft.reply import Reply
 log = logging.getLogger(__name__)
 
 API_KEY_ENV = "MEDSFT_API_KEY"
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request its client abandoned
 LOOPBACK_NAMES = {"localhost"}
 
 
@@ -268,6 +270,12 @@ def build_app(server: Server) -> FastAPI:
         kind = "invalid_request_error" if error.status_code < 500 else "server_error"
         return error_response(APIError(str(error.detail), error.status_code, kind))
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _: ClientDisconnect) -> Response:
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        log.info("%s %s: %s left before its request arrived whole", request.method, request.url.path, client)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)  # no one reads it: the connection is gone
+
     @app.exception_handler(Exception)
     async def crashed(_: Request, error: Exception) -> JSONResponse:
         log.error("request failed", exc_info=error)
@@ -343,7 +351,7 @@ def build_app(server: Server) -> FastAPI:
             if not answer.done():  # the client went away: its generation stops
                 answer.cancel()
         if answer.cancelled():
-            return Response(status_code=499)
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         return JSONResponse(answer.result())
 
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import subprocess
@@ -324,6 +325,44 @@ def test_a_disconnected_plain_request_stops_its_generation(random_server):
     assert wait_until(lambda: not engine.thread_alive), "the model thread kept running after the disconnect"
     assert engine.generated_tokens - before < LONG
     assert wait_until(lambda: server.in_flight == 0)
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_an_aborted_upload_is_one_log_line(random_server):
+    server, base_url = random_server
+    port = int(base_url.rsplit(":", 1)[1])
+    records = Records()
+    loggers = [logging.getLogger(name) for name in ("medsft", "uvicorn", "uvicorn.error", "fastapi")]
+    for logger in loggers:
+        logger.addHandler(records)
+    saved_level = loggers[0].level
+    loggers[0].setLevel(logging.INFO)
+    try:
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", port)) as upload:
+                head = (
+                    "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                    f"Authorization: Bearer {KEY}\r\nContent-Length: 100000\r\n\r\n"
+                )
+                upload.sendall(head.encode() + b'{"messages": [' + b" " * 1000)  # then the client goes
+        assert wait_until(lambda: len(records.records) >= 5)
+        time.sleep(0.5)  # anything logged late about these requests would show now
+    finally:
+        for logger in loggers:
+            logger.removeHandler(records)
+        loggers[0].setLevel(saved_level)
+    assert len(records.records) == 5, [record.getMessage() for record in records.records]
+    for record in records.records:
+        assert record.exc_info is None and "left before its request arrived whole" in record.getMessage()
+    assert wait_until(lambda: idle(server))
 
 
 def test_a_full_server_answers_503(random_server):
