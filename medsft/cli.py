@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-from medsft.errors import EXIT_USAGE, MedsftError
+from medsft.errors import EXIT_INTERRUPTED, EXIT_USAGE, MedsftError
 
 COMMANDS = {
     "data": ("medsft.data", "convert raw {question, think, answer} rows into chat messages"),
@@ -70,6 +70,11 @@ def run_command(command: str, main, argv: list[str]) -> int:
             traceback.print_exc()
         print(f"medsft {command}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt as interruption:
+        if debug_enabled():
+            traceback.print_exc()
+        print(f"medsft {command}: {interruption or 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except OSError as error:
         if error.errno not in ENVIRONMENT_ERRORS:
             raise

@@ -40,6 +40,7 @@ from medsft.chat_format import (
 from medsft.checkpoint import (
     checkpoint_to_resume,
     model_folder_damage,
+    newest_checkpoint,
     progress,
     read_trainer_state,
     remove_stale_temporaries,
@@ -47,7 +48,7 @@ from medsft.checkpoint import (
     trained_to_the_end,
 )
 from medsft.cli import run_command
-from medsft.errors import MedsftError
+from medsft.errors import Interrupted, MedsftError
 from medsft.jsonl import iter_jsonl, write_json, write_jsonl
 from medsft.multinode import require_a_shared_output_dir
 from medsft.paths import processed_dir, sample_data_file
@@ -661,9 +662,39 @@ def train_recipe(recipe: Recipe, resume: bool, callbacks: list | None) -> Path:
     saved_dtype = model.dtype  # the recipe's; FSDP upcasts trainable weights to fp32 while training
     tracker = start_tracking(recipe)
     trainer = build_trainer(recipe, model, tokenizer, data, [RankReport(), *(callbacks or [])])
-    train_from(trainer, checkpoint)
-    final_dir = save_final(trainer, recipe, tokenizer, saved_dtype, data.system_prompt)
-    release_training_state(trainer)
+    stage = "training"
+    try:
+        train_from(trainer, checkpoint)
+        stage = "writing final/"
+        final_dir = save_final(trainer, recipe, tokenizer, saved_dtype, data.system_prompt)
+        release_training_state(trainer)
+        stage = "writing the reports"
+        write_reports(recipe, data, trainer, checkpoint, tracker, final_dir, started)
+    except KeyboardInterrupt:
+        raise interruption(recipe, trainer, stage) from None
+    trainer.accelerator.wait_for_everyone()  # the other ranks wait while rank 0 writes the reports
+    trainer.end()
+    return Path(recipe.sft.output_dir)
+
+
+def interruption(recipe: Recipe, trainer, stage: str) -> Interrupted:
+    """Ctrl-C: where the run stopped, what of it is on disk, and how to go on. (SwanLab's own Ctrl-C
+    handler has marked its run aborted already.)"""
+    output_dir = Path(recipe.sft.output_dir)
+    state = {"global_step": trainer.state.global_step, "epoch": trainer.state.epoch}
+    at = f"{stage} at {progress(state, recipe.sft.max_steps, recipe.sft.num_train_epochs)}"
+    if stage == "training":
+        left = "final/ and run_card.json not written"
+    else:
+        left = "final/ and run_card.json are not complete"
+    newest = newest_checkpoint(output_dir)
+    if newest is None:
+        return Interrupted(f"interrupted while {at}, before the first checkpoint ({left}): run it again.")
+    return Interrupted(f"interrupted while {at} ({left}); --resume continues from {newest}.")
+
+
+def write_reports(recipe, data, trainer, checkpoint, tracker, final_dir: Path, started: float) -> None:
+    """The main process: loss curve, validation answers from the reloaded final/, the run card."""
     output_dir = Path(recipe.sft.output_dir)
     if recipe.sft.process_index == 0:
         plot_losses(trainer.state.log_history, output_dir / "loss.png", recipe.sft.run_name)
@@ -676,9 +707,6 @@ def train_recipe(recipe: Recipe, resume: bool, callbacks: list | None) -> Path:
         log.info("wrote %s, %s, %s", final_dir, output_dir / "loss.png", output_dir / "run_card.json")
         final = card["final"]
         log.info("final train loss %s, eval loss %s", final["train_loss"], final["eval_loss"])
-    trainer.accelerator.wait_for_everyone()  # the other ranks wait while rank 0 writes the reports
-    trainer.end()
-    return output_dir
 
 
 def main(argv: list[str] | None = None) -> int:

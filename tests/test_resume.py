@@ -309,3 +309,80 @@ def test_weights_of_another_architecture_are_a_clear_error(tmp_path, qwen3_token
     build_tiny_qwen3(qwen3_tokenizer, num_layers=2).save_pretrained(tmp_path, max_shard_size=shard_size)
     with pytest.raises(CheckpointError, match=r"does not match the model: missing \['model.layers.2"):
         load_weights(build_tiny_qwen3(qwen3_tokenizer, num_layers=3), tmp_path)
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+# `medsft train` in a real process that sends itself SIGINT at a chosen moment, SwanLab logging offline (its
+# own Ctrl-C handler is part of what is tested): mid-run after step 5, or as final/ starts being written.
+INTERRUPTING_TRAIN = """
+import os, signal, sys
+from medsft import cli, train
+
+def interrupt():
+    os.kill(os.getpid(), signal.SIGINT)
+
+moment = sys.argv[1]
+if moment == "mid-run":
+    on_step_end = train.RankReport.on_step_end
+    def step_end(self, args, state, control, **kwargs):
+        on_step_end(self, args, state, control, **kwargs)
+        if state.global_step == 5:
+            interrupt()
+    train.RankReport.on_step_end = step_end
+else:
+    save_final = train.save_final
+    def interrupted_save(trainer, recipe, *rest):
+        save_final(trainer, recipe, *rest)
+        interrupt()  # final/ is on disk; the signal lands before the run card
+    train.save_final = interrupted_save
+sys.exit(cli.main(["train", "--recipe", "smoke", *sys.argv[2:]]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (
+            "mid-run",
+            "interrupted while training at step 5 of 8 (final/ and run_card.json not written); "
+            "--resume continues from {out}/checkpoint-4.",
+        ),
+        (
+            "final-save",
+            "interrupted while writing final/ at step 8 of 8 (final/ and run_card.json are not "
+            "complete); --resume continues from {out}/checkpoint-8.",
+        ),
+    ],
+)
+def test_ctrl_c_in_train_is_one_line_exit_130_and_resume_finishes(tmp_path, smoke_data, moment, expected):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    env = {**os.environ, "SWANLAB_MODE": "offline", "MEDSFT_DEBUG": ""}
+    env.pop("SWANLAB_LOG_DIR", None)
+    argv = ["--output_dir", str(out), "--dataset", str(smoke_data), "--val_questions", "0"]
+    result = subprocess.run(
+        [sys.executable, "-c", INTERRUPTING_TRAIN, moment, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 130, output
+    assert "Traceback" not in output and "active Run" not in output, output
+    lines = [line for line in result.stderr.splitlines() if "interrupted" in line]
+    assert lines == [f"medsft train: {expected.format(out=out)}"], output
+    assert not (out / "run_card.json").exists()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "medsft.cli", "train", "--recipe", "smoke", *argv, "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_card(out)["global_step"] == 8
