@@ -73,7 +73,7 @@ def run_command(command: str, main, argv: list[str]) -> int:
     except KeyboardInterrupt as interruption:
         if debug_enabled():
             traceback.print_exc()
-        print(f"medsft {command}: {interruption or 'interrupted'}", file=sys.stderr)
+        print(f"medsft {command}: {str(interruption) or 'stopped by Ctrl-C'}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as error:
         if error.errno not in ENVIRONMENT_ERRORS:

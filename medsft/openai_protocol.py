@@ -45,6 +45,11 @@ def internal_error(message: str) -> APIError:
     return APIError(message, 500, "server_error", code="internal_error")
 
 
+def shutting_down() -> APIError:
+    """The server stops (Ctrl-C): requests under way end with this, new ones are refused with it."""
+    return APIError("The server is shutting down: retry shortly.", 503, "server_error", code="shutting_down")
+
+
 # --- the request --------------------------------------------------------------------------------------------
 
 

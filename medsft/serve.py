@@ -20,6 +20,7 @@ from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -90,6 +91,7 @@ class Server:
     model: ServedModel
     settings: ServerSettings = field(default_factory=ServerSettings)
     in_flight: int = 0  # touched only from the event loop
+    stopping: bool = False  # set when the server is told to stop: requests under way end at their next tokens
 
     @property
     def capacity(self) -> int:
@@ -152,6 +154,8 @@ class Server:
     @contextmanager
     def slot(self) -> Iterator[None]:
         """A place among the requests running or queued, held while the request is answered; 503 when full."""
+        if self.stopping:
+            raise protocol.shutting_down()
         if self.in_flight >= self.capacity:
             raise APIError(
                 f"The server is busy ({self.in_flight} requests running or queued): retry shortly.",
@@ -200,18 +204,22 @@ async def run_job(model: ServedModel, job: Job) -> AsyncIterator[tuple[Reply, bo
 
 async def stream_events(server: Server, job: Job) -> AsyncIterator[str]:
     with server.slot():
-        async for event in _events(server.model, job):
+        async for event in _events(server, job):
             yield event
 
 
-async def _events(model: ServedModel, job: Job) -> AsyncIterator[str]:
+async def _events(server: Server, job: Job) -> AsyncIterator[str]:
     completion = job.completion
     with_usage = job.request.include_usage
     yield completion.chunk({"role": "assistant", "content": ""}, with_usage=with_usage)
     reply = None
     try:
-        async with aclosing(run_job(model, job)) as updates:
+        async with aclosing(run_job(server.model, job)) as updates:
             async for reply, done in updates:
+                if server.stopping:  # the shutdown waits for no stream: each ends with a 503 event
+                    yield protocol.sse(protocol.shutting_down().body())
+                    yield protocol.STREAM_END
+                    return
                 delta = protocol.delta(*reply.deltas())
                 if delta:
                     yield completion.chunk(delta, with_usage=with_usage)
@@ -230,7 +238,10 @@ async def _events(model: ServedModel, job: Job) -> AsyncIterator[str]:
 async def complete(server: Server, job: Job) -> dict:
     with server.slot():
         async with aclosing(run_job(server.model, job)) as updates:
-            reply = [update async for update, _ in updates][-1]
+            async for update, _ in updates:
+                if server.stopping:
+                    raise protocol.shutting_down()
+                reply = update
     message = protocol.assistant_message(*reply.reasoning_and_answer())
     return job.completion.whole(message, reply.finish_reason, job.usage(reply))
 
@@ -410,8 +421,6 @@ def server_settings_from_args(args: argparse.Namespace) -> ServerSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import uvicorn
-
     args = build_parser().parse_args(argv)
     settings = server_settings_from_args(args)
     if problem := listen_address_problem(args.host, args.port):  # before minutes of model loading
@@ -442,17 +451,30 @@ def main(argv: list[str] | None = None) -> int:
         args.host,
         args.port,
     )
+    server = Server(served, settings)
+    config = uvicorn.Config(
+        build_app(server), host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5
+    )
     try:
-        uvicorn.run(
-            build_app(Server(served, settings)),
-            host=args.host,
-            port=args.port,
-            log_level="info",
-            timeout_graceful_shutdown=5,
-        )
+        StoppingServer(config, server).run()
     finally:
         served.close()
     return 0
+
+
+class StoppingServer(uvicorn.Server):
+    """uvicorn's server, which on Ctrl-C (or SIGTERM) first ends the requests under way (a streamed reply
+    with a 503 error event, a plain one with a 503), so that its shutdown waits for none and cancels none."""
+
+    def __init__(self, config: uvicorn.Config, server: Server) -> None:
+        super().__init__(config)
+        self.server = server
+
+    def handle_exit(self, sig: int, frame) -> None:
+        if not self.server.stopping:
+            self.server.stopping = True
+            log.info("stopping: %d requests under way end now", self.server.in_flight)
+        super().handle_exit(sig, frame)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,10 @@ class TransformersEngine(Engine):
         with self._lock:
             self._waiting.append(_Row(request, rng))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=BATCH_THREAD_NAME, daemon=True)
+                # not a daemon: the interpreter waits for it at exit (it ends once its requests are done or
+                # cancelled, as every caller's ending does); a daemon thread still freeing tensors while the
+                # interpreter finalises aborts the process ("terminate called without an active exception")
+                self._thread = threading.Thread(target=self._run, name=BATCH_THREAD_NAME)
                 self._thread.start()
 
     def cancel(self, request: Request) -> None:

@@ -586,3 +586,57 @@ def test_medsft_serve_command_warns_when_exposed_without_a_key(thinking_model):
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert "without an API key" in stderr
+
+
+def test_ctrl_c_with_streams_under_way_ends_them_and_stops_in_one_line(tiny_model_dir):
+    import signal
+
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "medsft.cli",
+        "serve",
+        "--model",
+        str(tiny_model_dir),
+        "--port",
+        str(port),
+    ]
+    env = {**os.environ, "MEDSFT_DEBUG": ""}
+    process = subprocess.Popen([*command, "--device", "cpu"], env=env, stderr=subprocess.PIPE, text=True)
+    base_url = f"http://127.0.0.1:{port}"
+    endings: list[list[str]] = []
+
+    def stream() -> None:
+        payload = {"messages": [{"role": "user", "content": QUESTION}], "max_tokens": LONG, "stream": True}
+        with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=payload, timeout=120) as response:
+            endings.append([line for line in response.iter_lines() if line][-2:])
+
+    try:
+
+        def healthy() -> bool:
+            assert process.poll() is None, process.communicate()[1]
+            try:
+                return httpx.get(f"{base_url}/health", timeout=2).json()["status"] == "ok"
+            except httpx.TransportError:
+                return False
+
+        assert wait_until(healthy, seconds=120), "medsft serve did not come up"
+        streams = [threading.Thread(target=stream) for _ in range(3)]
+        for thread in streams:
+            thread.start()
+        assert wait_until(lambda: httpx.get(f"{base_url}/health").json()["running"] == 3)
+        process.send_signal(signal.SIGINT)
+        for thread in streams:
+            thread.join(60)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode in {0, 130}, stderr
+    for bad in ("Traceback", "CancelledError", "terminate called", "Exception in ASGI"):
+        assert bad not in stderr, stderr
+    assert "medsft serve: stopping: 3 requests under way end now" in stderr
+    assert stderr.rstrip().endswith("medsft serve: stopped by Ctrl-C"), stderr
+    assert len(endings) == 3
+    for error_event, done in endings:  # each stream ends as the protocol says: an error event, then [DONE]
+        assert '"code": "shutting_down"' in error_event.replace('":"', '": "') and done == "data: [DONE]"
