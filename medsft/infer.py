@@ -71,6 +71,10 @@ class ReplyPrinter:
 
     def show(self, reasoning: str, answer: str) -> None:
         dim, reset = self.style
+        if self.answer and not self.reasoning and reasoning.startswith(self.answer):
+            # untagged text, shown as the answer, was reasoning after all (a `</think>` came after it): it
+            # stays as printed, and what follows continues it
+            self.reasoning, self.answer = self.answer, ""
         if reasoning.startswith(self.reasoning) and len(reasoning) > len(self.reasoning):
             header = "" if self.reasoning else REASONING_HEADER + "\n"
             self.out.write(f"{dim}{header}{reasoning[len(self.reasoning) :]}{reset}")
@@ -147,15 +151,46 @@ def prompt_too_long(engine: Engine, messages: Conversation, settings: Generation
     return engine.length_problem(length, settings.max_new_tokens)
 
 
+@contextmanager
+def terminal_of_our_own() -> Iterator[None]:
+    """The terminal's Ctrl-C for this process alone while the chat runs. A parent in the same process group,
+    such as `make infer`, would take each Ctrl-C for its own interrupt: it waits for the chat, then ends
+    with status 130 however the chat ended. So the chat runs in a process group of its own, in the
+    terminal's foreground, and gives the terminal back as it ends. (A shell already gives each command its
+    own group: then nothing changes.)"""
+    try:
+        terminal = sys.stdin.fileno()
+        previous = os.tcgetpgrp(terminal)
+    except (OSError, ValueError, AttributeError):  # no terminal
+        yield
+        return
+    if os.getpgrp() == os.getpid() or previous != os.getpgrp():
+        yield
+        return
+    background_write = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # tcsetpgrp from a background group
+    try:
+        os.setpgid(0, 0)
+        os.tcsetpgrp(terminal, os.getpgrp())
+        yield
+    finally:
+        with suppress(OSError):
+            os.tcsetpgrp(terminal, previous)
+        signal.signal(signal.SIGTTOU, background_write)
+
+
 def chat(
     engine: Engine,
     settings: GenerationSettings,
     system_prompt: str,
     out: TextIO,
     read_line: Callable[[str], str] = input,
+    echo: bool | None = None,
 ) -> None:
     """A multi-turn chat in the terminal until Ctrl-D (or /quit). Earlier answers go back to the model
-    without their reasoning, as Qwen3's chat template renders them."""
+    without their reasoning, as Qwen3's chat template renders them. Questions piped in (stdin no terminal,
+    unless `echo` says otherwise) are echoed after the prompt, as a terminal shows what is typed."""
+    if echo is None:
+        echo = not sys.stdin.isatty()
     with suppress(ImportError):  # line editing and history for input(), where the platform has readline
         import readline  # noqa: F401
     printer = ReplyPrinter(out)
@@ -165,6 +200,8 @@ def chat(
     while True:
         try:
             line = read_line(CHAT_PROMPT).strip()
+            if echo:
+                print(line, file=out, flush=True)
         except EOFError:
             print(file=out, flush=True)
             return
@@ -377,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         stream_answer(engine, messages, settings, sys.stdout)
         return 0
     if args.file is None:
-        chat(engine, settings, args.system_prompt, sys.stdout)
+        with terminal_of_our_own():
+            chat(engine, settings, args.system_prompt, sys.stdout)
         return 0
     counts = answer_file(engine, args.file, output, settings, args.system_prompt, args.batch_size)
     log.info(

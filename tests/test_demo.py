@@ -242,6 +242,26 @@ def test_first_screen_on_desktop_and_phone(server, tmp_path):
         browser.close()
 
 
+@pytest.mark.slow
+def test_a_pasted_40k_character_question_keeps_the_notice_in_view(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    width, height = 1280, 800
+    with sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(server)
+        question = page.get_by_role("textbox", name=demo.TEXT["zh"]["question_label"])
+        expect(question).to_have_count(1)  # its accessible name, not gradio's default "Textbox"
+        question.fill("头痛" * 20_000)
+        question.press("Enter")
+        expect(page.locator("#notice")).to_contain_text("太长", timeout=60_000)
+        for selector in ("#notice", "#question", "#send"):
+            assert inside(box(page, selector), width, height), f"{selector} left the screen"
+        assert box(page, "#question")["height"] < height / 3
+        browser.close()
+
+
 def pace(monkeypatch, generator, seconds_per_token: float) -> None:
     """Slow the tiny model to a real one's pace, so a busy browser still renders the answer as it grows."""
     forward = generator.model.forward

@@ -189,6 +189,34 @@ def test_no_reasoning_header_when_the_model_skipped_reasoning(text):
     assert out.text.strip() == THINKING_REPLY_ANSWER  # no note: the answer finished
 
 
+def test_untagged_text_that_a_late_think_close_makes_reasoning_is_printed_once():
+    reasoning = "先分析原因。"
+    out = RecordingStream()
+    text = reasoning + THINK_TAGS[1] + "\n\n" + THINKING_REPLY_ANSWER  # no <think>: the prompt opened it
+    answer = infer.stream_answer(ScriptedGenerator(text), [], GenerationSettings(), out)
+    assert answer == THINKING_REPLY_ANSWER
+    assert out.text.count(reasoning) == 1 and out.text.count(THINKING_REPLY_ANSWER) == 1, out.text
+    assert out.text.index(reasoning) < out.text.index(infer.ANSWER_HEADER) < out.text.index(answer)
+    assert f"\n{infer.ANSWER_HEADER}\n" in out.text  # on a line of its own
+
+
+def test_piped_questions_are_echoed_after_the_prompt(thinking_model):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "medsft.cli", "infer", "--model", str(thinking_model), "--greedy"]
+    result = subprocess.run(
+        [*command, "--max-new-tokens", "64"],
+        input="头痛怎么办？\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{infer.CHAT_PROMPT}头痛怎么办？\n" in result.stdout, result.stdout
+    assert THINKING_REPLY_ANSWER in result.stdout
+
+
 def test_an_answer_cut_by_max_new_tokens_says_so(generator, qwen3_tokenizer):
     from medsft.chat_format import assistant_content
 
@@ -245,6 +273,32 @@ def test_chat_in_a_terminal(thinking_model):
         terminal.close()
     assert terminal.transcript.count("Not medical advice") == 1
     assert not any(tag in terminal.transcript for tag in THINK_TAGS)
+
+
+def test_make_infer_ends_with_0_after_ctrl_c_then_ctrl_d(thinking_model):
+    """make takes the terminal's Ctrl-C for its own interrupt unless the chat keeps it to itself."""
+    import shutil
+    import sys
+
+    from pty_terminal import Terminal
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    repo = Path(__file__).resolve().parents[1]
+    venv = Path(sys.executable).parent.parent
+    stamp = venv / ".medsft-installed"
+    env = {**os.environ, "TERM": "xterm"}
+    arguments = [f"VENV={venv}", f"MODEL={thinking_model}", "ARGS=--greedy --max-new-tokens 64"]
+    terminal = Terminal(["make", "-s", "-C", str(repo), "-o", str(stamp), "infer", *arguments], env)
+    try:
+        terminal.read_until("You ›", timeout=180)
+        terminal.press_at_prompt("\x03", lambda start: terminal.shows_within("Ctrl-D", 10, start))
+        terminal.read_until("You ›", timeout=30, start=terminal.transcript.rindex("Ctrl-D"))
+        terminal.press_at_prompt("\x04", lambda start: terminal.exited_within(10))
+        assert terminal.wait(timeout=30) == 0, terminal.transcript[-2000:]
+    finally:
+        terminal.close()
+    assert "Interrupt" not in terminal.transcript  # make's "*** [infer] Interrupt"
 
 
 @pytest.fixture(scope="module")

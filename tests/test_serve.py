@@ -162,6 +162,21 @@ def test_streamed_deltas_add_up_to_the_message(thinking_server):
     assert all(chunk.usage is None for chunk in chunks[:-1])
 
 
+def test_the_python_example_in_the_docs_runs(thinking_server, capsys):
+    from pathlib import Path
+
+    server, base_url = thinking_server
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text(encoding="utf-8")
+    example = (
+        docs.split("## Python (the official `openai` client)")[1].split("```python\n")[1].split("```")[0]
+    )
+    assert "http://127.0.0.1:8000/v1" in example
+    capsys.readouterr()
+    exec(example.replace("http://127.0.0.1:8000/v1", f"{base_url}/v1"), {})
+    printed = capsys.readouterr().out
+    assert printed.count(THINKING_REPLY_REASONING) == 2 and printed.count(THINKING_REPLY_ANSWER) == 2, printed
+
+
 def test_stream_is_server_sent_events_ending_with_done(thinking_server):
     _, base_url = thinking_server
     payload = {
