@@ -51,8 +51,15 @@ def debug_enabled() -> bool:
     return os.environ.get("MEDSFT_DEBUG", "").lower() in {"1", "true", "yes"}
 
 
+def not_a_gpu_warning(record: logging.LogRecord) -> bool:
+    """DeepSpeed (imported by transformers on every command) warns on each CPU-only machine that it found no
+    accelerator: medsft says which device it uses itself."""
+    return not record.getMessage().startswith("Setting accelerator to CPU")
+
+
 def configure_logging(command: str, main_process: bool = True) -> None:
     """`medsft <command>: message` lines on stderr; other ranks of a multi-process run log warnings only."""
+    logging.getLogger("DeepSpeed").addFilter(not_a_gpu_warning)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"medsft {command}: %(message)s"))
     log.handlers[:] = [handler]

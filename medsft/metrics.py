@@ -6,6 +6,7 @@ from saved predictions.
 
 from __future__ import annotations
 
+import logging
 import math
 import unicodedata
 from collections import Counter
@@ -49,6 +50,7 @@ def jieba_words(text: str) -> str:
     """Space-separated jieba words of one sentence, whitespace and punctuation dropped."""
     import jieba
 
+    jieba.setLogLevel(logging.WARNING)  # not its four lines about building the dictionary on each run
     words = (word.strip() for word in jieba.cut(text))
     return " ".join(word for word in words if word and not is_punctuation(word))
 

@@ -153,3 +153,13 @@ def test_small_summaries():
     assert metrics.share([True, False, False, True]) == 0.5
     assert metrics.median([3, 1, 2]) == 2.0
     assert math.isnan(metrics.mean([]))
+
+
+def test_jieba_segments_without_logging_its_dictionary_build():
+    import subprocess
+    import sys
+
+    code = "from medsft.metrics import jieba_words; print(jieba_words('头痛怎么办？'))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.split() == ["头痛", "怎么办"], result.stderr
+    assert result.stderr == ""  # not "Building prefix dict …", "Loading model cost …"
