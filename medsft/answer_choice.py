@@ -131,6 +131,7 @@ _STRONG_KEYWORD = "|".join(
     [
         r"答案",
         r"(?<![回解作])答(?=[ \t]*:)",
+        r"(?<![回解作问])答(?=[ \t]*(?:选项)?[ \t]*[A-J](?![A-Za-z0-9]))",  # "所以本题答C"
         r"正确的?(?:选项|选择)",
         r"最佳(?:选项|选择)",
         r"选择|选(?!项)",
@@ -156,7 +157,9 @@ _STRONG_KEYWORD = "|".join(
         r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
         r"(?i:\bcorrect(?=[ \t]*:))",  # "Correct: A, C, E"
         r"(?i:\b(?:choose|pick|select|go\s+with)\b)",
-        rf"(?i:\b{_LEFT_AFTER_ELIMINATION}\b)",  # only in a sentence that eliminates (_left_over)
+        rf"(?i:\b{_LEFT_AFTER_ELIMINATION}\b)",
+        # "…, which corresponds to option D": the conclusion named as its option
+        r"(?i:\bcorrespond(?:s|ing)?\s+to(?=\s+(?:the\s+)?(?:option|choice|answer)\b))",  # only in a sentence that eliminates (_left_over)
         r"(?i:\b(?:it|this)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
     ]
 )
@@ -180,15 +183,16 @@ _STATEMENT = re.compile(
 )
 
 _VERDICT_ZH = re.compile(
-    r"(?:(?<![A-Za-z0-9\u4e00-\u9fff])|(?<=[故即则而仅有此以见知]))"
+    # not in the middle of a list ("选项B、C均正确" is read from 选项, never from C)
+    r"(?<![A-Ja-j]、)(?:(?<![A-Za-z0-9\u4e00-\u9fff])|(?<=[故即则而仅有此以见知])|(?=选项|答案))"
     rf"(?:选项|答案)?[ \t]*[(\[【「\"“]?(?P<group>{_GROUP})[)\]】」\"”]?[ \t]*[.:、]?[ \t]*"
     r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*(?:[两三四五六](?:项|者|个选项|个))?[ \t]*"
     r"的?(?:说法|描述|叙述|表述)?[ \t]*"
     r"(?:(?:与|和|跟|同)[^。.,;:!?\n]{1,16}?)?"  # what it is compared with: "选项D与题干描述最为吻合"
-    r"(?:均|都|也|才|是|为|最为|较为)*[ \t]*"
+    r"(?:均|都|也|才|是|为|最为|较为|全部|全都|全|皆)*[ \t]*"
     r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳"
     r"|最(?:为)?(?:符合|恰当|合适|合理|准确|贴切|适宜|可能|相符|吻合|一致|匹配|契合)[^。.,;!?\n]{0,16}?)"
-    r"(?:的答案|的选项|的)?(?=[ \t]*(?:$|[。.,;!?)\n]|因为))"
+    r"的?(?:答案|选项|说法|描述|叙述|表述)?(?=[ \t]*(?:$|[。.,;:!?)\n]|因为))"
 )
 _VERDICT_EN = re.compile(
     r"(?i:(?:options?|choices?|answers?)[ \t]+)?\(?"
@@ -242,7 +246,7 @@ _SCOPE_CHOICE = re.compile(r"[^。.!?;\n]{0,10}?(?<![A-Za-z0-9])(?P<letter>[A-J]
 _HEDGE_AFTER = re.compile(
     rf"{_CLOSERS}[,(]?[ \t]*(?:也可能是?|也有可能是?|或许是?|也许是?|或者是?|或是|或|还是"
     r"|(?i:or(?:\s+(?:possibly|maybe|perhaps))?))[ \t]*(?:选择?|选项|(?i:choose|pick|select|option))?[ \t]*"
-    r"[A-J](?![A-Za-z0-9])"
+    r"[A-J](?:[ \t]*[、,]?[ \t]*[A-J])*(?![A-Za-z0-9])"
 )
 _HEDGE_IN_SENTENCE = re.compile(
     r"^[^。.!?;\n]*?(?<![A-Za-z0-9])[A-J](?:项|选项)?[ \t]*(?:也|亦)(?:有|很)?(?:可能|可以|对|行|正确|说得通)"
@@ -287,8 +291,8 @@ _CORRECTION = re.compile(
 )
 _TENTATIVE_WORD = re.compile(r"可能|也许|或许|大概|倾向于?|(?i:\b(?:probably|maybe|perhaps|might|likely)\b)")
 _UNCERTAIN = re.compile(
-    r"(?:不|无法|难以|不能|才能|不太)(?:完全|十分)?确定|拿不准|不好说|需要更多信息"
-    r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure)\b)"
+    r"(?:不|无法|难以|不能|才能|不太)(?:完全|十分)?确定|拿不准|不好说|需要更多信息|取决于|视[^。.;!?\n]{1,20}而定"
+    r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure|depends\s+on)\b)"
 )
 # "答案：B（不确定）": the letters flagged as uncertain where they stand
 _FLAGGED_UNSURE = re.compile(
@@ -341,10 +345,13 @@ _ANALYSIS_HEADING = re.compile(
     r"|(?i:(?:the\s+)?other\s+(?:options|choices|answers)[\w ]{0,20}"
     r"|why\s+not\s+(?:the\s+)?others?|distractors?))[ \t]*:[ \t]*$"
 )
+# A list item's own verdict against its option: "- B：错误"
+_ITEM_REJECTED = re.compile(r"错|不正确|不对|不选|排除|不符|×|✗|(?i:\b(?:incorrect|wrong|false)\b)")
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-•>+][ \t]*|\d+[.、)][ \t]*)?[(\[【]?[A-J](?![A-Za-z0-9])")
 _CONTEXT = 300  # characters of context read before a mention
 _CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
 _SENTENCE_BREAK = re.compile(r"[。.!?;\n]")
+_CJK_SPACE = re.compile(r"(?<=[\u4e00-\u9fff])[ \t]+(?=[\u4e00-\u9fff])")
 _QUOTES = {"“": "”", "「": "」", "『": "』", "‘": "’", '"': '"'}
 
 
@@ -365,7 +372,7 @@ _UNIT_NO_NAMES = _UNIT.replace("?P<pre>", "?:").replace("?P<letter>", "?:").repl
 # "选项A和选项C", "A项和D项", "A选项、C选项": letters each named as an option, joined.
 _LETTER_UNITS = re.compile(
     rf"(?<![A-Za-z0-9])(?=选项|[A-J][ \t]*(?:选项|项))(?:{_UNIT_NO_NAMES})"
-    rf"(?:[ \t]*(?:、|和|及|与|以及|跟|同)[ \t]*(?:{_UNIT_NO_NAMES})(?![A-Za-z0-9]))+"
+    rf"(?:[ \t]*(?:、|和|及|与|以及|跟|同|[+&])[ \t]*(?:{_UNIT_NO_NAMES})(?![A-Za-z0-9]))+"
 )
 
 
@@ -425,7 +432,8 @@ def _fold_width(answer: str) -> str:
 
 
 def _fold(answer: str) -> str:
-    text = _fold_width(answer)
+    # Chinese puts no spaces between its characters: "答 案：A" is "答案：A"
+    text = _CJK_SPACE.sub("", _fold_width(answer))
     text = _ROMAN_RUN.sub(
         lambda run: _ROMAN_TOKEN.sub(lambda t: _ROMAN_ASCII[t.group(0)], run.group(0)), text
     )
@@ -507,6 +515,28 @@ def _is_word(text: str, group: str, group_start: int, group_end: int) -> bool:
         following = re.match(r"[ \t]+([a-z]+)", text[group_end:])
         return bool(following) and following.group(1) not in _NOT_A_CHOICE_WORD
     return False
+
+
+def _listed(text: str, group: str, group_start: int) -> str:
+    """ "正确的选项有：\n- A：…\n- C：…\n- E：…": letters answering a label with a colon as a list, one item
+    a line, are all the items' letters; a list whose items judge options wrong ("- B：错误") is analysis and
+    leaves the first letter as it was."""
+    line_start = text.rfind("\n", 0, group_start) + 1
+    if line_start == 0 or not _LIST_ITEM.match(text[line_start:group_start + 1]) or len(_letters(group)) != 1:
+        return group
+    if not text[:line_start].rstrip().endswith(":"):
+        return group
+    letters = []
+    for line in text[line_start:].split("\n"):
+        if not line.strip():
+            continue
+        item = _LIST_ITEM.match(line)
+        if not item:
+            break
+        if _ITEM_REJECTED.search(line):
+            return group
+        letters.append(item.group(0)[-1])
+    return "、".join(letters) if len(letters) > 1 else group
 
 
 def _shrink_at_comma(text: str, group: str, group_end: int) -> str:
@@ -666,6 +696,9 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
             continue
         group = _shrink_at_comma(text, group, match.end(name))
         group_end = match.start(name) + len(group)
+        listed = _listed(text, group, match.start(name)) if strong else group
+        if listed != group:
+            group = listed
         if not _counts(text, quoted, start, group_end):
             continue
         if strong and ":" not in match.group("conn") and _NEGATED_AFTER.match(text, group_end):

@@ -5,6 +5,9 @@ Two row schemas are read, one per line of a JSONL file:
 - `{"id", "options", "multi", "response", "gold_reading", "class"}`.
 `options` is the option letters ("ABCDE"), a list of option texts, or a {letter: text} mapping; the graded
 reading is the letters a careful human reads, sorted, "" when the answer commits to none.
+
+An answer is the model's whole output, think block included when there is one; it is graded exactly as the
+evaluation grades a generation: only its answer part (the text after `</think>`, see `answer_part`) is read.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medsft.answer_choice import OPTION_LETTERS, Extraction, extract_choice
+from medsft.chat_format import split_reasoning
 from medsft.errors import MedsftError
 from medsft.jsonl import iter_jsonl
 
@@ -119,8 +123,14 @@ def load_corpus(path: Path) -> list[GradedAnswer]:
     return rows
 
 
+def answer_part(output: str) -> str:
+    """The part of a model's output the evaluation grades: what `Engine.read_output` gives as
+    `Generation.answer` (after `</think>`; empty while the think block is open; all of an output without one)."""
+    return split_reasoning(output).answer
+
+
 def read_answer(row: GradedAnswer) -> Extraction:
-    return extract_choice(row.answer, row.option_texts or row.options)
+    return extract_choice(answer_part(row.answer), row.option_texts or row.options)
 
 
 def measure(rows: list[GradedAnswer]) -> Agreement:
