@@ -377,6 +377,17 @@ _LETTER_UNITS = re.compile(
 
 
 ANSWER_LINE = "answer line"  # the reason of an answer read from the asked-for final line
+RESTATED = "restated conclusion"  # the reason of a reasoning's letter read by rule 12
+_NO_LETTER = "no option letter found"
+# any option letter at all in an answer (rule 12 reads the reasoning only for an answer without one)
+_ANY_LETTER = re.compile(rf"(?<![A-Za-z0-9])[A-J]{_BOUNDARY}")
+# an answer that hedges, declines or defers: it restates no conclusion
+_NOT_COMMITTING = re.compile(
+    rf"{_UNCERTAIN.pattern}|{_UNDECIDED.pattern}|{_EITHER_WAY.pattern}"
+    r"|无法|不能(?:作答|回答|判断|选择)|没有?把握|请(?:参考|以|咨询|结合)|仅供参考|有误|之一|或|还是"
+    r"|(?<!最)(?:可能|也许|或许|倾向|大概)"
+    r"|(?i:\b(?:cannot|can't|unable|either|or|maybe|perhaps|possibly|might|probably)\b)"
+)
 _ANSWER_LINE = re.compile(
     r"^[ \t]*答案[ \t]*:[ \t]*(?P<group>[A-J](?:[ \t]*[、,]?[ \t]*[A-J])*)[ \t]*[。.]?[ \t]*$"
 )
@@ -853,16 +864,24 @@ def answer_line(answer: str) -> str | None:
     return _letters(match.group("group")) if match else None
 
 
-def extract_choice(answer: str, valid: str | Mapping[str, str]) -> Extraction:
+def extract_choice(answer: str, valid: str | Mapping[str, str], reasoning: str = "") -> Extraction:
     """The option letters an answer commits to, by the rules in this module's docstring.
 
-    `answer` is the answer part only (after the reasoning); `valid` the question's option letters ("ABCDE"),
-    or its options as {letter: text} (the texts let a combination of numbered statements name its option).
+    `answer` is the answer part (after the reasoning); `valid` the question's option letters ("ABCDE"), or its
+    options as {letter: text} (the texts let a combination of numbered statements name its option, and an
+    answer restate the reasoning's conclusion); `reasoning` the think block's text, read only by rule 12.
     """
     option_texts = dict(valid) if isinstance(valid, Mapping) else {}
     valid = "".join(option_texts) if option_texts else valid
     if not valid or any(letter not in OPTION_LETTERS for letter in valid):
         raise ValueError(f"valid option letters must be a non-empty string of A-J, got {valid!r}")
+    read = _read_answer(answer, valid, option_texts)
+    if read.reason == _NO_LETTER and reasoning.strip() and option_texts:
+        return _restated(answer, reasoning, option_texts) or read
+    return read
+
+
+def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extraction:
     line = answer_line(answer)
     if line:
         return _decide(_Mention(0, line, f"答案:{line}"), valid, ANSWER_LINE)
@@ -890,4 +909,27 @@ def extract_choice(answer: str, valid: str | Mapping[str, str]) -> Extraction:
     formatted = [mention for mention in _formatted(text) if not in_analysis(mention)]
     if formatted:
         return _agreeing(formatted, valid, "formatted", "ambiguous letters")
-    return Extraction(None, "no option letter found")
+    return Extraction(None, _NO_LETTER)
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[\s\W_]+", "", _fold(text)).lower()
+
+
+def _restated(answer: str, reasoning: str, option_texts: dict[str, str]) -> Extraction | None:
+    """Rule 12: the reasoning's conclusion, when the answer names no option letter, commits without hedging
+    or declining, and names the text of each option the reasoning concluded on and of no other option."""
+    text = _fold(answer)
+    if _ANY_LETTER.search(text) or _NOT_COMMITTING.search(text):
+        return None
+    concluded = extract_choice(reasoning, "".join(option_texts))
+    if not concluded.letters:
+        return None
+    said = _compact(text)
+    named = {
+        letter for letter, option in option_texts.items() if len(_compact(option)) >= 2 and _compact(option) in said
+    }
+    if named != set(concluded.letters):
+        return None
+    shown = "、".join(option_texts[letter] for letter in concluded.letters)
+    return Extraction(concluded.letters, RESTATED, f"{concluded.evidence} → {shown}")

@@ -7,7 +7,8 @@ Two row schemas are read, one per line of a JSONL file:
 reading is the letters a careful human reads, sorted, "" when the answer commits to none.
 
 An answer is the model's whole output, think block included when there is one; it is graded exactly as the
-evaluation grades a generation: only its answer part (the text after `</think>`, see `answer_part`) is read.
+evaluation grades a generation: only its answer part (the text after `</think>`) is read, the reasoning only as
+medsft.answer_choice's rule 12 allows.
 """
 
 from __future__ import annotations
@@ -123,14 +124,12 @@ def load_corpus(path: Path) -> list[GradedAnswer]:
     return rows
 
 
-def answer_part(output: str) -> str:
-    """The part of a model's output the evaluation grades: what `Engine.read_output` gives as
-    `Generation.answer` (after `</think>`; empty while the think block is open; all of an output without one)."""
-    return split_reasoning(output).answer
-
-
 def read_answer(row: GradedAnswer) -> Extraction:
-    return extract_choice(answer_part(row.answer), row.option_texts or row.options)
+    """The reading of a corpus answer, exactly as the evaluation reads a generation: the model's output split
+    as `Engine.read_output` splits it into `Generation.reasoning` and `Generation.answer`, then both given to
+    the extraction (medsft.evaluate.think_records)."""
+    reasoning, answer, _ = split_reasoning(row.answer)
+    return extract_choice(answer, row.option_texts or row.options, reasoning=reasoning)
 
 
 def measure(rows: list[GradedAnswer]) -> Agreement:
