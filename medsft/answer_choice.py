@@ -170,7 +170,7 @@ _WEAK_KEYWORD = (
 )
 _STRICT_END = r"(?=[ \t)\]】」』”’\"']*(?:$|[。.,;!\n]|项))"
 _CONNECTOR = (
-    r"(?:[ \t\n:=>\-—–#\"'“‘「『【\[(<《)\]】」』”’》]"
+    r"(?:[ \t\n:=>\-—–#\"'“‘「『【\[(<《)\]】」』”’》]|(?<=\n)\d{1,2}[.、)]"  # "…包括：\n1. A、…"
     r"|应该|应当|应|就|当然|才|仍然|仍|还是|则|即|均|都|也|可能|最可能|肯定|显然|一定|是|为|选择|选|选项|答案"
     r"|只有|仅有|唯有|只是|仅是|只能是|唯一(?:的)?|只|仅"  # "正确答案只有D": the one answer
     r"|(?i:option|choice|letter|is|are|would\s+be|should\s+be|must\s+be|will\s+be|clearly|definitely"
@@ -347,6 +347,7 @@ _ANALYSIS_HEADING = re.compile(
 )
 # A list item's own verdict against its option: "- B：错误"
 _ITEM_REJECTED = re.compile(r"错|不正确|不对|不选|排除|不符|×|✗|(?i:\b(?:incorrect|wrong|false)\b)")
+_ITEM_APPROVED = re.compile(r"正确|对|√|✓|(?i:\b(?:correct|right|true)\b)")
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-•>+][ \t]*|\d+[.、)][ \t]*)?[(\[【]?[A-J](?![A-Za-z0-9])")
 _CONTEXT = 300  # characters of context read before a mention
 _CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
@@ -528,26 +529,34 @@ def _is_word(text: str, group: str, group_start: int, group_end: int) -> bool:
     return False
 
 
-def _listed(text: str, group: str, group_start: int) -> str:
+def _listed(text: str, group: str, group_start: int) -> str | None:
     """ "正确的选项有：\n- A：…\n- C：…\n- E：…": letters answering a label with a colon as a list, one item
-    a line, are all the items' letters; a list whose items judge options wrong ("- B：错误") is analysis and
-    leaves the first letter as it was."""
+    a line, are all the items' letters. A list whose items judge the options ("- A：正确\n- B：错误") names
+    those judged right when every item is judged, and nothing (None) when only some are."""
     line_start = text.rfind("\n", 0, group_start) + 1
-    if line_start == 0 or not _LIST_ITEM.match(text[line_start:group_start + 1]) or len(_letters(group)) != 1:
+    if (
+        line_start == 0
+        or not _LIST_ITEM.match(text[line_start : group_start + 1])
+        or len(_letters(group)) != 1
+    ):
         return group
     if not text[:line_start].rstrip().endswith(":"):
         return group
-    letters = []
+    items = []
     for line in text[line_start:].split("\n"):
         if not line.strip():
             continue
         item = _LIST_ITEM.match(line)
         if not item:
             break
-        if _ITEM_REJECTED.search(line):
-            return group
-        letters.append(item.group(0)[-1])
-    return "、".join(letters) if len(letters) > 1 else group
+        items.append((item.group(0)[-1], line[item.end() :]))
+    rejected = {letter for letter, rest in items if _ITEM_REJECTED.search(rest)}
+    if not rejected:
+        return "、".join(letter for letter, _ in items) if len(items) > 1 else group
+    approved = [letter for letter, rest in items if letter not in rejected and _ITEM_APPROVED.search(rest)]
+    if approved and len(approved) + len(rejected) == len(items):
+        return "、".join(approved)
+    return None
 
 
 def _shrink_at_comma(text: str, group: str, group_end: int) -> str:
@@ -708,8 +717,9 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
         group = _shrink_at_comma(text, group, match.end(name))
         group_end = match.start(name) + len(group)
         listed = _listed(text, group, match.start(name)) if strong else group
-        if listed != group:
-            group = listed
+        if listed is None:
+            continue  # a list judging some options wrong and leaving others unjudged commits to none
+        group = listed
         if not _counts(text, quoted, start, group_end):
             continue
         if strong and ":" not in match.group("conn") and _NEGATED_AFTER.match(text, group_end):
@@ -927,7 +937,9 @@ def _restated(answer: str, reasoning: str, option_texts: dict[str, str]) -> Extr
         return None
     said = _compact(text)
     named = {
-        letter for letter, option in option_texts.items() if len(_compact(option)) >= 2 and _compact(option) in said
+        letter
+        for letter, option in option_texts.items()
+        if len(_compact(option)) >= 2 and _compact(option) in said
     }
     if named != set(concluded.letters):
         return None
