@@ -157,9 +157,9 @@ _STRONG_KEYWORD = "|".join(
         r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
         r"(?i:\bcorrect(?=[ \t]*:))",  # "Correct: A, C, E"
         r"(?i:\b(?:choose|pick|select|go\s+with)\b)",
-        rf"(?i:\b{_LEFT_AFTER_ELIMINATION}\b)",
+        rf"(?i:\b{_LEFT_AFTER_ELIMINATION}\b)",  # only in a sentence that eliminates (_left_over)
         # "…, which corresponds to option D": the conclusion named as its option
-        r"(?i:\bcorrespond(?:s|ing)?\s+to(?=\s+(?:the\s+)?(?:option|choice|answer)\b))",  # only in a sentence that eliminates (_left_over)
+        r"(?i:\bcorrespond(?:s|ing)?\s+to(?=\s+(?:the\s+)?(?:option|choice|answer)\b))",
         r"(?i:\b(?:it|this)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
     ]
 )

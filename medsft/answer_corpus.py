@@ -7,7 +7,7 @@ Two row schemas are read, one per line of a JSONL file:
 reading is the letters a careful human reads, sorted, "" when the answer commits to none.
 
 An answer is the model's whole output, think block included when there is one; it is graded exactly as the
-evaluation grades a generation: only its answer part (the text after `</think>`) is read, the reasoning only as
+evaluation grades a generation: its answer part (the text after `</think>`) is read, the reasoning only as
 medsft.answer_choice's rule 12 allows.
 """
 
