@@ -1,15 +1,17 @@
 """Reading the chosen option letters from a multiple-choice answer, as a careful human grader reads them.
 
-Pass the answer part only (the text after the reasoning): letters in the reasoning are never read.
+Pass the answer part (the text after the reasoning); the reasoning, when given, is read only by rule 12.
 
 Rules
 0. The answer line. The prompt asks for one final line `答案：X` (`答案：AC` for several); when the answer's
    last line is exactly that, its letters are the reading ("answer line") and nothing else is read.
    Everything below is the fallback for answers without it.
 1. Folding. Full-width characters become ASCII (`Ｃ`→`C`, `（`→`(`, `：`→`:`); markdown emphasis `*` and
-   back-ticks are dropped. Roman numerals stay numerals (`Ⅰ`, and `I、III` joined as numerals), never the
+   back-ticks are dropped, and so are spaces between Chinese characters (`答 案：A`). Roman numerals stay
+   numerals (`Ⅰ`, and `I、III` joined as numerals), never the
    letters I and V. A LaTeX answer box states an answer (`$\\boxed{\\text{C}}$`, `\\[\\boxed{AC}\\]`).
-   Letters written one by one as options join into one group: `（A）（C）`, `选项A和选项C`, `A项和D项`.
+   Letters written one by one as options join into one group: `（A）（C）`, `选项A和选项C`, `A项和D项`,
+   `选项B + 选项E`.
 2. Option letters. A letter A-J counts only where it stands as a choice: not touching another Latin
    letter or a digit (`CT`, `HbA1c`, `IgA`, `维生素B12`, `ECG`, `poly(A)`), not starting a word (`A型血`,
    `A 型血`, `B超`, `A族`, `C反应蛋白`, `B细胞`, `D-二聚体`), not after a naming word (`vitamin C`, `type A`),
@@ -21,7 +23,10 @@ Rules
    `答案：选项C`, `答案是「B」`, `正确答案为A、C、E`, `选C`, `故选择C`, `应为E`, `我认为是D`, `最佳选择是C`,
    `正确的是B`, `最恰当的处理是C`, `而是D`, `故C。`, `C为正确答案`, `Answer: C`, `The answer is (b)`,
    `I would choose E`, `it is D`, `C is the correct answer`, also with `only`/`both` (`正确答案只有D`,
-   `I would select both D and E`); a label with a colon opening a line (`最可能的诊断：C. 急性胰腺炎`,
+   `I would select both D and E`, `…, which corresponds to option D`, `所以本题答C`); a list answering a
+   keyword with a colon, one letter an item a line (`正确的选项有：\n- A：…\n- C：…` → AC; when the items
+   judge options, those judged right if every item is judged, none otherwise); a label with a colon
+   opening a line (`最可能的诊断：C. 急性胰腺炎`,
    `首选治疗：B`), or any label whose whole value is a letter with its option text
    (`致病菌：A（金黄色葡萄球菌）`) unless the label discusses options (`鉴别要点：`, `其他选项：`); what is
    left after elimination
@@ -34,7 +39,8 @@ Rules
    - hypothetical (`如果选A，…`, `若答案是C，则…`, `…，则应选A` or `如果是慢性期，选C` after a condition,
      `在没有C的情况下，可以选择D`, `否则选D`, unless the sentence turns back to the case at hand:
      `…，因此答案是B`),
-   - tentative and called uncertain in its sentence (`答案可能是A，需要更多信息才能确定`), or a choice the
+   - tentative and called uncertain in its sentence (`答案可能是A，需要更多信息才能确定`,
+     `答案可能是A，取决于…`), or a choice the
      sentence says is not made (`B、C都对，但只能选一个的话难以决定`),
    - reported speech: someone else's answer, an old key, a common mistake, a distractor or another
      question's answer (`有同学选C`, `有人认为是D`, `另有观点认为应选E`, `原答案是D`, `题库答案为E`,
@@ -53,7 +59,8 @@ Rules
    offered later (`也可选C`, `D亦可考虑`, `其次是C`) is no commitment: in a later sentence or note it leaves
    the answer as it was; in the answer's own sentence (`答案：B，也可选C`) it makes the answer a hedge.
 5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`, `选A或者选D`), a second
-   letter offered as possible (`答案可能是A，也可能是C`, `答案：C（D也对）`), a sentence saying either of the
+   letter or group offered as possible (`答案可能是A，也可能是C`, `答案可能是ABD，也可能是ABCD`,
+   `答案：C（D也对）`), a sentence saying either of the
    options would do (`两个答案都说得通：…`, `选C或者选E都行`, `both are defensible`), or a choice "among"
    letters that names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
    `答案是B和C中的B` → B. Three or more letters joined by slashes only are a list (`本题选择C/D/E` → CDE).
@@ -63,7 +70,8 @@ Rules
    single-answer question are simply wrong).
    A comma ends the choice when an option is discussed after it (`答案是A，B项错误…` → A).
 7. Verdicts. Only without any statement: positive verdicts on options (`C项正确`, `选项C正确`, `(C) 正确`,
-   `C. 正确`, `只有D对`, `A、C、E正确`, `C、D两项正确`, `B选项最符合`, `选项D最恰当`, `Option C is
+   `C. 正确`, `只有D对`, `A、C、E正确`, `C、D两项正确`, `A、B、C、D、E五项全部正确`, `选项B、C均为正确描述`,
+   `选项A和选项C都是正确的：…`, `B选项最符合`, `选项D最恰当`, `Option C is
    correct`, `Options C and E are both correct`) and best-fit verdicts (`选项D与题干描述最为吻合`, `Option A
    fits best with…`) are read when they all name the same letters; verdicts
    naming different options (`A正确，B正确，D正确，C错误`) are unparseable. Negative verdicts (`A项错误`)
@@ -77,6 +85,13 @@ Rules
 10. A letter outside the question's options makes the answer unparseable (`答案：E` with options A-D).
 11. Numbered combinations. Given the option texts (`{"A": "Ⅰ+Ⅱ", "B": "Ⅰ+Ⅲ", …}`), an answer that commits
    only to numerals (`答案：Ⅰ、Ⅲ`, `Ⅰ和Ⅲ正确`) reads the one option that is that combination.
+12. A restated conclusion. The reasoning is read only for an answer that names no option letter at all, given
+   the option texts: when the answer neither hedges nor declines (`可能`, `或`, `无法`, `请参考`, `不确定`…;
+   `最可能` is no hedge), the reasoning read by these rules commits to letters, and the answer names the text
+   of each of those options and of no other (`<think>…所以选B。</think>该患者最可能的诊断为急性胰腺炎。` with
+   B = 急性胰腺炎 → B, reason "restated conclusion"). A reasoning's letter is never read over the answer's
+   own: an answer that refuses (`无法作答`), hedges (`选项C和E…我倾向于两者之一`) or only analyses the options
+   (`A项为早期表现，B项…`) is unparseable whatever the reasoning chose.
 Everything else is unparseable, with the reason: an empty or truncated answer (`答案：`, `正确答案是`), a
 non-answer (`无法确定`, `以上都不对`), an option named only by its text. Nothing is ever guessed: no letter
 when a careful reader could not tell is a missed answer; a wrong letter would be a wrong answer scored.
