@@ -1,15 +1,17 @@
 """Reading the chosen option letters from a multiple-choice answer, as a careful human grader reads them.
 
-Pass the answer part only (the text after the reasoning): letters in the reasoning are never read.
+Pass the answer part (the text after the reasoning); the reasoning, when given, is read only by rule 12.
 
 Rules
 0. The answer line. The prompt asks for one final line `答案：X` (`答案：AC` for several); when the answer's
    last line is exactly that, its letters are the reading ("answer line") and nothing else is read.
    Everything below is the fallback for answers without it.
 1. Folding. Full-width characters become ASCII (`Ｃ`→`C`, `（`→`(`, `：`→`:`); markdown emphasis `*` and
-   back-ticks are dropped. Roman numerals stay numerals (`Ⅰ`, and `I、III` joined as numerals), never the
+   back-ticks are dropped, and so are spaces between Chinese characters (`答 案：A`). Roman numerals stay
+   numerals (`Ⅰ`, and `I、III` joined as numerals), never the
    letters I and V. A LaTeX answer box states an answer (`$\\boxed{\\text{C}}$`, `\\[\\boxed{AC}\\]`).
-   Letters written one by one as options join into one group: `（A）（C）`, `选项A和选项C`, `A项和D项`.
+   Letters written one by one as options join into one group: `（A）（C）`, `选项A和选项C`, `A项和D项`,
+   `选项B + 选项E`.
 2. Option letters. A letter A-J counts only where it stands as a choice: not touching another Latin
    letter or a digit (`CT`, `HbA1c`, `IgA`, `维生素B12`, `ECG`, `poly(A)`), not starting a word (`A型血`,
    `A 型血`, `B超`, `A族`, `C反应蛋白`, `B细胞`, `D-二聚体`), not after a naming word (`vitamin C`, `type A`),
@@ -21,7 +23,10 @@ Rules
    `答案：选项C`, `答案是「B」`, `正确答案为A、C、E`, `选C`, `故选择C`, `应为E`, `我认为是D`, `最佳选择是C`,
    `正确的是B`, `最恰当的处理是C`, `而是D`, `故C。`, `C为正确答案`, `Answer: C`, `The answer is (b)`,
    `I would choose E`, `it is D`, `C is the correct answer`, also with `only`/`both` (`正确答案只有D`,
-   `I would select both D and E`); a label with a colon opening a line (`最可能的诊断：C. 急性胰腺炎`,
+   `I would select both D and E`, `…, which corresponds to option D`, `所以本题答C`); a list answering a
+   keyword with a colon, one letter an item a line (`正确的选项有：\n- A：…\n- C：…` → AC; when the items
+   judge options, those judged right if every item is judged, none otherwise); a label with a colon
+   opening a line (`最可能的诊断：C. 急性胰腺炎`,
    `首选治疗：B`), or any label whose whole value is a letter with its option text
    (`致病菌：A（金黄色葡萄球菌）`) unless the label discusses options (`鉴别要点：`, `其他选项：`); what is
    left after elimination
@@ -34,7 +39,8 @@ Rules
    - hypothetical (`如果选A，…`, `若答案是C，则…`, `…，则应选A` or `如果是慢性期，选C` after a condition,
      `在没有C的情况下，可以选择D`, `否则选D`, unless the sentence turns back to the case at hand:
      `…，因此答案是B`),
-   - tentative and called uncertain in its sentence (`答案可能是A，需要更多信息才能确定`), or a choice the
+   - tentative and called uncertain in its sentence (`答案可能是A，需要更多信息才能确定`,
+     `答案可能是A，取决于…`), or a choice the
      sentence says is not made (`B、C都对，但只能选一个的话难以决定`),
    - reported speech: someone else's answer, an old key, a common mistake, a distractor or another
      question's answer (`有同学选C`, `有人认为是D`, `另有观点认为应选E`, `原答案是D`, `题库答案为E`,
@@ -53,7 +59,8 @@ Rules
    offered later (`也可选C`, `D亦可考虑`, `其次是C`) is no commitment: in a later sentence or note it leaves
    the answer as it was; in the answer's own sentence (`答案：B，也可选C`) it makes the answer a hedge.
 5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`, `选A或者选D`), a second
-   letter offered as possible (`答案可能是A，也可能是C`, `答案：C（D也对）`), a sentence saying either of the
+   letter or group offered as possible (`答案可能是A，也可能是C`, `答案可能是ABD，也可能是ABCD`,
+   `答案：C（D也对）`), a sentence saying either of the
    options would do (`两个答案都说得通：…`, `选C或者选E都行`, `both are defensible`), or a choice "among"
    letters that names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
    `答案是B和C中的B` → B. Three or more letters joined by slashes only are a list (`本题选择C/D/E` → CDE).
@@ -63,7 +70,8 @@ Rules
    single-answer question are simply wrong).
    A comma ends the choice when an option is discussed after it (`答案是A，B项错误…` → A).
 7. Verdicts. Only without any statement: positive verdicts on options (`C项正确`, `选项C正确`, `(C) 正确`,
-   `C. 正确`, `只有D对`, `A、C、E正确`, `C、D两项正确`, `B选项最符合`, `选项D最恰当`, `Option C is
+   `C. 正确`, `只有D对`, `A、C、E正确`, `C、D两项正确`, `A、B、C、D、E五项全部正确`, `选项B、C均为正确描述`,
+   `选项A和选项C都是正确的：…`, `B选项最符合`, `选项D最恰当`, `Option C is
    correct`, `Options C and E are both correct`) and best-fit verdicts (`选项D与题干描述最为吻合`, `Option A
    fits best with…`) are read when they all name the same letters; verdicts
    naming different options (`A正确，B正确，D正确，C错误`) are unparseable. Negative verdicts (`A项错误`)
@@ -77,6 +85,13 @@ Rules
 10. A letter outside the question's options makes the answer unparseable (`答案：E` with options A-D).
 11. Numbered combinations. Given the option texts (`{"A": "Ⅰ+Ⅱ", "B": "Ⅰ+Ⅲ", …}`), an answer that commits
    only to numerals (`答案：Ⅰ、Ⅲ`, `Ⅰ和Ⅲ正确`) reads the one option that is that combination.
+12. A restated conclusion. The reasoning is read only for an answer that names no option letter at all, given
+   the option texts: when the answer neither hedges nor declines (`可能`, `或`, `无法`, `请参考`, `不确定`…;
+   `最可能` is no hedge), the reasoning read by these rules commits to letters, and the answer names the text
+   of each of those options and of no other (`<think>…所以选B。</think>该患者最可能的诊断为急性胰腺炎。` with
+   B = 急性胰腺炎 → B, reason "restated conclusion"). A reasoning's letter is never read over the answer's
+   own: an answer that refuses (`无法作答`), hedges (`选项C和E…我倾向于两者之一`) or only analyses the options
+   (`A项为早期表现，B项…`) is unparseable whatever the reasoning chose.
 Everything else is unparseable, with the reason: an empty or truncated answer (`答案：`, `正确答案是`), a
 non-answer (`无法确定`, `以上都不对`), an option named only by its text. Nothing is ever guessed: no letter
 when a careful reader could not tell is a missed answer; a wrong letter would be a wrong answer scored.
@@ -131,6 +146,7 @@ _STRONG_KEYWORD = "|".join(
     [
         r"答案",
         r"(?<![回解作])答(?=[ \t]*:)",
+        r"(?<![回解作问])答(?=[ \t]*(?:选项)?[ \t]*[A-J](?![A-Za-z0-9]))",  # "所以本题答C"
         r"正确的?(?:选项|选择)",
         r"最佳(?:选项|选择)",
         r"选择|选(?!项)",
@@ -157,6 +173,8 @@ _STRONG_KEYWORD = "|".join(
         r"(?i:\bcorrect(?=[ \t]*:))",  # "Correct: A, C, E"
         r"(?i:\b(?:choose|pick|select|go\s+with)\b)",
         rf"(?i:\b{_LEFT_AFTER_ELIMINATION}\b)",  # only in a sentence that eliminates (_left_over)
+        # "…, which corresponds to option D": the conclusion named as its option
+        r"(?i:\bcorrespond(?:s|ing)?\s+to(?=\s+(?:the\s+)?(?:option|choice|answer)\b))",
         r"(?i:\b(?:it|this)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
     ]
 )
@@ -167,7 +185,7 @@ _WEAK_KEYWORD = (
 )
 _STRICT_END = r"(?=[ \t)\]】」』”’\"']*(?:$|[。.,;!\n]|项))"
 _CONNECTOR = (
-    r"(?:[ \t\n:=>\-—–#\"'“‘「『【\[(<《)\]】」』”’》]"
+    r"(?:[ \t\n:=>\-—–#\"'“‘「『【\[(<《)\]】」』”’》]|(?<=\n)\d{1,2}[.、)]"  # "…包括：\n1. A、…"
     r"|应该|应当|应|就|当然|才|仍然|仍|还是|则|即|均|都|也|可能|最可能|肯定|显然|一定|是|为|选择|选|选项|答案"
     r"|只有|仅有|唯有|只是|仅是|只能是|唯一(?:的)?|只|仅"  # "正确答案只有D": the one answer
     r"|(?i:option|choice|letter|is|are|would\s+be|should\s+be|must\s+be|will\s+be|clearly|definitely"
@@ -180,15 +198,16 @@ _STATEMENT = re.compile(
 )
 
 _VERDICT_ZH = re.compile(
-    r"(?:(?<![A-Za-z0-9\u4e00-\u9fff])|(?<=[故即则而仅有此以见知]))"
+    # not in the middle of a list ("选项B、C均正确" is read from 选项, never from C)
+    r"(?<![A-Ja-j]、)(?:(?<![A-Za-z0-9\u4e00-\u9fff])|(?<=[故即则而仅有此以见知])|(?=选项|答案))"
     rf"(?:选项|答案)?[ \t]*[(\[【「\"“]?(?P<group>{_GROUP})[)\]】」\"”]?[ \t]*[.:、]?[ \t]*"
     r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*(?:[两三四五六](?:项|者|个选项|个))?[ \t]*"
     r"的?(?:说法|描述|叙述|表述)?[ \t]*"
     r"(?:(?:与|和|跟|同)[^。.,;:!?\n]{1,16}?)?"  # what it is compared with: "选项D与题干描述最为吻合"
-    r"(?:均|都|也|才|是|为|最为|较为)*[ \t]*"
+    r"(?:均|都|也|才|是|为|最为|较为|全部|全都|全|皆)*[ \t]*"
     r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳"
     r"|最(?:为)?(?:符合|恰当|合适|合理|准确|贴切|适宜|可能|相符|吻合|一致|匹配|契合)[^。.,;!?\n]{0,16}?)"
-    r"(?:的答案|的选项|的)?(?=[ \t]*(?:$|[。.,;!?)\n]|因为))"
+    r"的?(?:答案|选项|说法|描述|叙述|表述)?(?=[ \t]*(?:$|[。.,;:!?)\n]|因为))"
 )
 _VERDICT_EN = re.compile(
     r"(?i:(?:options?|choices?|answers?)[ \t]+)?\(?"
@@ -242,7 +261,7 @@ _SCOPE_CHOICE = re.compile(r"[^。.!?;\n]{0,10}?(?<![A-Za-z0-9])(?P<letter>[A-J]
 _HEDGE_AFTER = re.compile(
     rf"{_CLOSERS}[,(]?[ \t]*(?:也可能是?|也有可能是?|或许是?|也许是?|或者是?|或是|或|还是"
     r"|(?i:or(?:\s+(?:possibly|maybe|perhaps))?))[ \t]*(?:选择?|选项|(?i:choose|pick|select|option))?[ \t]*"
-    r"[A-J](?![A-Za-z0-9])"
+    r"[A-J](?:[ \t]*[、,]?[ \t]*[A-J])*(?![A-Za-z0-9])"
 )
 _HEDGE_IN_SENTENCE = re.compile(
     r"^[^。.!?;\n]*?(?<![A-Za-z0-9])[A-J](?:项|选项)?[ \t]*(?:也|亦)(?:有|很)?(?:可能|可以|对|行|正确|说得通)"
@@ -287,8 +306,8 @@ _CORRECTION = re.compile(
 )
 _TENTATIVE_WORD = re.compile(r"可能|也许|或许|大概|倾向于?|(?i:\b(?:probably|maybe|perhaps|might|likely)\b)")
 _UNCERTAIN = re.compile(
-    r"(?:不|无法|难以|不能|才能|不太)(?:完全|十分)?确定|拿不准|不好说|需要更多信息"
-    r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure)\b)"
+    r"(?:不|无法|难以|不能|才能|不太)(?:完全|十分)?确定|拿不准|不好说|需要更多信息|取决于|视[^。.;!?\n]{1,20}而定"
+    r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure|depends\s+on)\b)"
 )
 # "答案：B（不确定）": the letters flagged as uncertain where they stand
 _FLAGGED_UNSURE = re.compile(
@@ -341,10 +360,14 @@ _ANALYSIS_HEADING = re.compile(
     r"|(?i:(?:the\s+)?other\s+(?:options|choices|answers)[\w ]{0,20}"
     r"|why\s+not\s+(?:the\s+)?others?|distractors?))[ \t]*:[ \t]*$"
 )
+# A list item's own verdict against its option: "- B：错误"
+_ITEM_REJECTED = re.compile(r"错|不正确|不对|不选|排除|不符|×|✗|(?i:\b(?:incorrect|wrong|false)\b)")
+_ITEM_APPROVED = re.compile(r"正确|对|√|✓|(?i:\b(?:correct|right|true)\b)")
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-•>+][ \t]*|\d+[.、)][ \t]*)?[(\[【]?[A-J](?![A-Za-z0-9])")
 _CONTEXT = 300  # characters of context read before a mention
 _CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
 _SENTENCE_BREAK = re.compile(r"[。.!?;\n]")
+_CJK_SPACE = re.compile(r"(?<=[\u4e00-\u9fff])[ \t]+(?=[\u4e00-\u9fff])")
 _QUOTES = {"“": "”", "「": "」", "『": "』", "‘": "’", '"': '"'}
 
 
@@ -365,11 +388,22 @@ _UNIT_NO_NAMES = _UNIT.replace("?P<pre>", "?:").replace("?P<letter>", "?:").repl
 # "选项A和选项C", "A项和D项", "A选项、C选项": letters each named as an option, joined.
 _LETTER_UNITS = re.compile(
     rf"(?<![A-Za-z0-9])(?=选项|[A-J][ \t]*(?:选项|项))(?:{_UNIT_NO_NAMES})"
-    rf"(?:[ \t]*(?:、|和|及|与|以及|跟|同)[ \t]*(?:{_UNIT_NO_NAMES})(?![A-Za-z0-9]))+"
+    rf"(?:[ \t]*(?:、|和|及|与|以及|跟|同|[+&])[ \t]*(?:{_UNIT_NO_NAMES})(?![A-Za-z0-9]))+"
 )
 
 
 ANSWER_LINE = "answer line"  # the reason of an answer read from the asked-for final line
+RESTATED = "restated conclusion"  # the reason of a reasoning's letter read by rule 12
+_NO_LETTER = "no option letter found"
+# any option letter at all in an answer (rule 12 reads the reasoning only for an answer without one)
+_ANY_LETTER = re.compile(rf"(?<![A-Za-z0-9])[A-J]{_BOUNDARY}")
+# an answer that hedges, declines or defers: it restates no conclusion
+_NOT_COMMITTING = re.compile(
+    rf"{_UNCERTAIN.pattern}|{_UNDECIDED.pattern}|{_EITHER_WAY.pattern}"
+    r"|无法|不能(?:作答|回答|判断|选择)|没有?把握|请(?:参考|以|咨询|结合)|仅供参考|有误|之一|或|还是"
+    r"|(?<!最)(?:可能|也许|或许|倾向|大概)"
+    r"|(?i:\b(?:cannot|can't|unable|either|or|maybe|perhaps|possibly|might|probably)\b)"
+)
 _ANSWER_LINE = re.compile(
     r"^[ \t]*答案[ \t]*:[ \t]*(?P<group>[A-J](?:[ \t]*[、,]?[ \t]*[A-J])*)[ \t]*[。.]?[ \t]*$"
 )
@@ -425,7 +459,8 @@ def _fold_width(answer: str) -> str:
 
 
 def _fold(answer: str) -> str:
-    text = _fold_width(answer)
+    # Chinese puts no spaces between its characters: "答 案：A" is "答案：A"
+    text = _CJK_SPACE.sub("", _fold_width(answer))
     text = _ROMAN_RUN.sub(
         lambda run: _ROMAN_TOKEN.sub(lambda t: _ROMAN_ASCII[t.group(0)], run.group(0)), text
     )
@@ -507,6 +542,36 @@ def _is_word(text: str, group: str, group_start: int, group_end: int) -> bool:
         following = re.match(r"[ \t]+([a-z]+)", text[group_end:])
         return bool(following) and following.group(1) not in _NOT_A_CHOICE_WORD
     return False
+
+
+def _listed(text: str, group: str, group_start: int) -> str | None:
+    """ "正确的选项有：\n- A：…\n- C：…\n- E：…": letters answering a label with a colon as a list, one item
+    a line, are all the items' letters. A list whose items judge the options ("- A：正确\n- B：错误") names
+    those judged right when every item is judged, and nothing (None) when only some are."""
+    line_start = text.rfind("\n", 0, group_start) + 1
+    if (
+        line_start == 0
+        or not _LIST_ITEM.match(text[line_start : group_start + 1])
+        or len(_letters(group)) != 1
+    ):
+        return group
+    if not text[:line_start].rstrip().endswith(":"):
+        return group
+    items = []
+    for line in text[line_start:].split("\n"):
+        if not line.strip():
+            continue
+        item = _LIST_ITEM.match(line)
+        if not item:
+            break
+        items.append((item.group(0)[-1], line[item.end() :]))
+    rejected = {letter for letter, rest in items if _ITEM_REJECTED.search(rest)}
+    if not rejected:
+        return "、".join(letter for letter, _ in items) if len(items) > 1 else group
+    approved = [letter for letter, rest in items if letter not in rejected and _ITEM_APPROVED.search(rest)]
+    if approved and len(approved) + len(rejected) == len(items):
+        return "、".join(approved)
+    return None
 
 
 def _shrink_at_comma(text: str, group: str, group_end: int) -> str:
@@ -666,6 +731,10 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
             continue
         group = _shrink_at_comma(text, group, match.end(name))
         group_end = match.start(name) + len(group)
+        listed = _listed(text, group, match.start(name)) if strong else group
+        if listed is None:
+            continue  # a list judging some options wrong and leaving others unjudged commits to none
+        group = listed
         if not _counts(text, quoted, start, group_end):
             continue
         if strong and ":" not in match.group("conn") and _NEGATED_AFTER.match(text, group_end):
@@ -820,16 +889,24 @@ def answer_line(answer: str) -> str | None:
     return _letters(match.group("group")) if match else None
 
 
-def extract_choice(answer: str, valid: str | Mapping[str, str]) -> Extraction:
+def extract_choice(answer: str, valid: str | Mapping[str, str], reasoning: str = "") -> Extraction:
     """The option letters an answer commits to, by the rules in this module's docstring.
 
-    `answer` is the answer part only (after the reasoning); `valid` the question's option letters ("ABCDE"),
-    or its options as {letter: text} (the texts let a combination of numbered statements name its option).
+    `answer` is the answer part (after the reasoning); `valid` the question's option letters ("ABCDE"), or its
+    options as {letter: text} (the texts let a combination of numbered statements name its option, and an
+    answer restate the reasoning's conclusion); `reasoning` the think block's text, read only by rule 12.
     """
     option_texts = dict(valid) if isinstance(valid, Mapping) else {}
     valid = "".join(option_texts) if option_texts else valid
     if not valid or any(letter not in OPTION_LETTERS for letter in valid):
         raise ValueError(f"valid option letters must be a non-empty string of A-J, got {valid!r}")
+    read = _read_answer(answer, valid, option_texts)
+    if read.reason == _NO_LETTER and reasoning.strip() and option_texts:
+        return _restated(answer, reasoning, option_texts) or read
+    return read
+
+
+def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extraction:
     line = answer_line(answer)
     if line:
         return _decide(_Mention(0, line, f"答案:{line}"), valid, ANSWER_LINE)
@@ -857,4 +934,29 @@ def extract_choice(answer: str, valid: str | Mapping[str, str]) -> Extraction:
     formatted = [mention for mention in _formatted(text) if not in_analysis(mention)]
     if formatted:
         return _agreeing(formatted, valid, "formatted", "ambiguous letters")
-    return Extraction(None, "no option letter found")
+    return Extraction(None, _NO_LETTER)
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[\s\W_]+", "", _fold(text)).lower()
+
+
+def _restated(answer: str, reasoning: str, option_texts: dict[str, str]) -> Extraction | None:
+    """Rule 12: the reasoning's conclusion, when the answer names no option letter, commits without hedging
+    or declining, and names the text of each option the reasoning concluded on and of no other option."""
+    text = _fold(answer)
+    if _ANY_LETTER.search(text) or _NOT_COMMITTING.search(text):
+        return None
+    concluded = extract_choice(reasoning, "".join(option_texts))
+    if not concluded.letters:
+        return None
+    said = _compact(text)
+    named = {
+        letter
+        for letter, option in option_texts.items()
+        if len(_compact(option)) >= 2 and _compact(option) in said
+    }
+    if named != set(concluded.letters):
+        return None
+    shown = "、".join(option_texts[letter] for letter in concluded.letters)
+    return Extraction(concluded.letters, RESTATED, f"{concluded.evidence} → {shown}")
