@@ -30,7 +30,10 @@ REQUIRED_AGREEMENT = 0.97
 # rule saw them: each is guarded by a floor set just under its first measured figure, recorded beside it. A
 # regression guard, not a target: rules are never fitted to a held-out corpus.
 # file name -> (floor, the figure measured on its first run)
-HELDOUT_FLOORS: dict[str, tuple[float, str]] = {}
+HELDOUT_FLOORS: dict[str, tuple[float, str]] = {
+    # written independently, never read while the rules were written; measured once, then frozen
+    "answer_corpus_heldout.jsonl": (154 / 160, "154/160 (96.2 %), 4 wrong letters, 2 missed"),
+}
 
 
 def test_corpus_covers_every_class():
