@@ -25,6 +25,7 @@ from medsft.options import (
     number_in,
     resolve_model_argument,
     settings_from_args,
+    system_prompt_for,
 )
 
 QUESTION_MAX_LINES = 6  # a long pasted question scrolls inside the box instead of pushing the page away
@@ -529,18 +530,22 @@ def main(argv: list[str] | None = None) -> int:
         max_batch_size=args.concurrency,
     )
     log.info("model: %s (%s, %s)", engine.model_dir, engine.backend, engine.device)
-    config = DemoConfig(args.system_prompt, args.max_input_tokens, settings, args.lang)
+    system_prompt = system_prompt_for(engine.model_dir, args.system_prompt)
+    config = DemoConfig(system_prompt, args.max_input_tokens, settings, args.lang)
     app = build_app(engine, config)
     app.queue(default_concurrency_limit=args.concurrency)
-    if args.check:
-        port = free_port(args.host) if listen_address_problem(args.host, args.port) else args.port
-        return run_check(app, args.host, port, args.check_question, min(args.max_new_tokens, 128))
-    where = "this machine only" if args.host in {"127.0.0.1", "localhost"} else f"interface {args.host}"
-    log.info("serving on http://%s:%s (%s; Ctrl+C stops it)", args.host, args.port, where)
-    if args.share:
-        log.warning("--share: the demo is also published on a public gradio.live link")
-    app.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=not args.share)
-    return 0
+    try:
+        if args.check:
+            port = free_port(args.host) if listen_address_problem(args.host, args.port) else args.port
+            return run_check(app, args.host, port, args.check_question, min(args.max_new_tokens, 128))
+        where = "this machine only" if args.host in {"127.0.0.1", "localhost"} else f"interface {args.host}"
+        log.info("serving on http://%s:%s (%s; Ctrl+C stops it)", args.host, args.port, where)
+        if args.share:
+            log.warning("--share: the demo is also published on a public gradio.live link")
+        app.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=not args.share)
+        return 0
+    finally:
+        engine.close()  # its decoding thread ends before the interpreter does
 
 
 if __name__ == "__main__":

@@ -168,11 +168,6 @@ class TransformersEngine(Engine):
     def waiting(self) -> int:
         return len(self._waiting)
 
-    @property
-    def thread_alive(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
     def submit(self, request: Request) -> None:
         if self.model is None:
             raise GenerationError("The engine is closed.")
@@ -192,7 +187,12 @@ class TransformersEngine(Engine):
     def cancel(self, request: Request) -> None:
         request.cancelled = True  # the row leaves the batch at the next step
 
+    def pending_requests(self) -> list[Request]:
+        with self._lock:
+            return [row.request for row in (*self._waiting, *self._rows)]
+
     def close(self) -> None:
+        self.stop_thread()
         self.model = None
         super().close()
 

@@ -95,11 +95,6 @@ class VLLMEngine(Engine):
     def running(self) -> int:
         return len(self._live)
 
-    @property
-    def thread_alive(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
     def submit(self, request: Request) -> None:
         params = self._params(request.settings, sorted(self.eos_ids))
         with self._lock:
@@ -115,7 +110,12 @@ class VLLMEngine(Engine):
             if self._live.pop(request.id, None) is not None:
                 self.engine.abort_request([request.id])
 
+    def pending_requests(self) -> list[Request]:
+        with self._lock:
+            return [request for request, _ in self._live.values()]
+
     def close(self) -> None:
+        self.stop_thread()
         self.engine = None
         self._owner = None
         super().close()
