@@ -496,4 +496,10 @@ def grpo_problems(recipe: Recipe) -> list[str]:
         problems.append(f"reward_funcs must name rewards among {', '.join(REWARDS)}; got {names}")
     if weights is not None and len(weights) != len(names):
         problems.append(f"reward_weights has {len(weights)} weights for {len(names)} reward_funcs")
+    source = recipe.model.model_name_or_path or ""
+    if recipe.sft.beta and (source == TINY_MODEL or source.startswith(RANDOM_MODEL_PREFIX)):
+        problems.append(
+            f"beta {recipe.sft.beta:g} needs a reference model, which TRL loads from the model's folder; "
+            f"{source} is built in memory: set beta: 0.0 (or train a saved model)"
+        )
     return problems
