@@ -401,7 +401,11 @@ def convert_mcq(
         "mode": mode,
         "inputs": result.inputs,
         "skipped_files": [],
-        "options": {"system_prompt": options.system_prompt, "val_ratio": options.val_ratio, "seed": options.seed},
+        "options": {
+            "system_prompt": options.system_prompt,
+            "val_ratio": options.val_ratio,
+            "seed": options.seed,
+        },
         "decontamination": None
         if index is None
         else {
@@ -666,7 +670,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.kind == "mcq":
             decontaminate = [] if args.decontaminate == ["none"] else args.decontaminate
             report = prepare_mcq(
-                args.src, out_dir, options, decontaminate, args.mcq_mode, tokenizer=tokenizer, strict=args.strict
+                args.src,
+                out_dir,
+                options,
+                decontaminate,
+                args.mcq_mode,
+                tokenizer=tokenizer,
+                strict=args.strict,
             )
             lines = summary_lines(report, out_dir)
         elif args.mixture:

@@ -5,10 +5,10 @@ a letter or a digit dropped, so punctuation, whitespace and option labels do not
 character n-grams, and a training question overlaps a benchmark question when it holds at least `threshold` of
 the benchmark stem's n-grams. The benchmark side is the stem alone (its options are not part of it), so a
 training row that embeds the stem in a longer text, lists the options in another order or adds its own, still
-matches. Stems too short to carry `min_ngrams` n-grams are not indexed by n-grams: a few characters say nothing
-about a shared question (the report counts them). A multiple-choice training question given with its options
-is still checked against them: it overlaps a short stem (`FDP`, `钙的生理功能有`) when its text holds the whole
-stem and its options are the same texts, in any order.
+matches. Stems too short to carry `min_ngrams` n-grams are not indexed by n-grams: a few characters say
+nothing about a shared question (the report counts them). A multiple-choice training question given with its
+options is still checked against them: it overlaps a short stem (`FDP`, `钙的生理功能有`) when its text
+holds the whole stem and its options are the same texts, in any order.
 
 An inverted index (n-gram -> benchmark questions) finds the candidates, so a check costs the row's n-grams,
 not the benchmark's size. Used by `medsft data --mixture`; reusable by any stage that must keep benchmark
@@ -119,8 +119,9 @@ class BenchmarkIndex:
         return len(self.questions)
 
     def match(self, text: str, options: Sequence[str] = ()) -> Overlap | None:
-        """The benchmark question whose stem `text` covers most, when it covers at least the threshold; with the
-        training question's `options`, else a short benchmark stem that `text` holds with the same options."""
+        """The benchmark question whose stem `text` covers most, when it covers at least the threshold; with
+        the training question's `options`, else a short benchmark stem that `text` holds with the same
+        options."""
         normalised = normalise(text)
         found = self.ngram_match(normalised)
         if found is None and options:

@@ -1,5 +1,5 @@
-"""The GRPO stage of `medsft train` (`stage: grpo` recipes): its prompt + gold rows, TRL's GRPOTrainer with the
-rewards of medsft.rewards, and the reward curves. Everything else (recipe, checkpoints, --resume, SwanLab,
+"""The GRPO stage of `medsft train` (`stage: grpo` recipes): its prompt + gold rows, TRL's GRPOTrainer with
+the rewards of medsft.rewards, and the reward curves. Everything else (recipe, checkpoints, --resume, SwanLab,
 final/, the run card) is the SFT run's own path in medsft.train.
 """
 
@@ -93,7 +93,10 @@ def plot_rewards(log_history: list[dict[str, Any]], path: Path, title: str) -> N
         steps, means, stds = zip(*points, strict=True)
         axes.plot(steps, means, marker="o", markersize=3, label=label)
         axes.fill_between(
-            steps, [m - s for m, s in zip(means, stds, strict=True)], [m + s for m, s in zip(means, stds, strict=True)], alpha=0.15
+            steps,
+            [m - s for m, s in zip(means, stds, strict=True)],
+            [m + s for m, s in zip(means, stds, strict=True)],
+            alpha=0.15,
         )
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("reward (mean ± std over the completions)")

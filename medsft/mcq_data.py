@@ -78,7 +78,11 @@ def read_mcq_rows(
     for path in benchmark_files(list(specs)):
         name = display_name(path)
         result.inputs.append(
-            {"file": name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+            {
+                "file": name,
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "bytes": path.stat().st_size,
+            }
         )
         skipped: list[SkippedRow] = []
         questions = load_questions(path, columns, skipped=skipped)

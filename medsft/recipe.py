@@ -2,8 +2,8 @@
 fields plus a few medsft keys.
 
 A recipe is `<name>.yaml` in the shipped recipes folder, or any YAML path. TRL's own `TrlParser` over
-(MedsftArgs, SFTConfig or GRPOConfig, ModelConfig) reads it as `trl sft --config` does: the file's values become the
-defaults that `--key value` overrides replace. On top of TRL, before any model or data is loaded:
+(MedsftArgs, SFTConfig or GRPOConfig, ModelConfig) reads it as `trl sft --config` does: the file's values
+become the defaults that `--key value` overrides replace. On top of TRL, before any model or data is loaded:
 - a misspelt key (in the file or an override) is an error naming the closest valid key (TRL passes it on);
 - a key set twice in the file is an error;
 - a value of the wrong type (a bool is not a number, an int field takes no float) or out of range is an error
@@ -55,7 +55,8 @@ STAGES = {"sft": SFTConfig, "grpo": GRPOConfig}  # `stage:` -> the TRL config cl
 
 @dataclass
 class MedsftArgs:
-    """The medsft keys of a recipe: what TRL's `SFTConfig` (`GRPOConfig`) and `ModelConfig` have no field for."""
+    """The medsft keys of a recipe: what TRL's `SFTConfig` (`GRPOConfig`) and `ModelConfig` have no field
+    for."""
 
     stage: str = field(
         default="sft",
@@ -75,8 +76,8 @@ class MedsftArgs:
     length_guard_buffer: int = field(
         default=256,
         metadata={
-            "help": "stage grpo, reward length_guard: the last tokens before max_completion_length over which "
-            "the penalty falls from 0 to -1."
+            "help": "stage grpo, reward length_guard: the last tokens before max_completion_length over "
+            "which the penalty falls from 0 to -1."
         },
     )
 
@@ -204,8 +205,8 @@ def recipe_path(recipe: str | Path) -> Path:
 
 
 class RecipeParser(TrlParser):
-    """TrlParser over (MedsftArgs, SFTConfig or GRPOConfig, ModelConfig); every failure is a RecipeError naming
-    the key."""
+    """TrlParser over (MedsftArgs, SFTConfig or GRPOConfig, ModelConfig); every failure is a RecipeError
+    naming the key."""
 
     def __init__(self, stage: str = "sft") -> None:
         # no abbreviations: `--learning_rat` is a misspelt key, not `--learning_rate`

@@ -565,7 +565,9 @@ def answer_val_questions(recipe: Recipe, final_dir: Path, rows: list[dict], trac
 
     generator = load_engine(final_dir, device="cpu" if recipe.sft.use_cpu else None)
     # SFT rows hold the whole conversation; GRPO rows their prompt
-    prompts = [row.get("prompt") or without_answer(row["messages"]) for row in rows[: recipe.medsft.val_questions]]
+    prompts = [
+        row.get("prompt") or without_answer(row["messages"]) for row in rows[: recipe.medsft.val_questions]
+    ]
     outputs = generator.generate(
         prompts, GenerationSettings.greedy(max_new_tokens=recipe.medsft.val_max_new_tokens)
     )

@@ -30,7 +30,9 @@ def mcq_data(tmp_path_factory) -> Path:
     rows = json.loads(require_shared("benchmarks/xmedbench_zh/dev_zh.json").read_text(encoding="utf-8"))
     folder = tmp_path_factory.mktemp("mcq")
     source = folder / "questions.jsonl"
-    source.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows[:12]), encoding="utf-8")
+    source.write_text(
+        "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows[:12]), encoding="utf-8"
+    )
     args = ["--kind", "mcq", "--src", str(source), "--out-dir", str(folder), "--name", "rows"]
     assert data.main([*args, "--decontaminate", "none"]) == 0
     return folder / "rows"

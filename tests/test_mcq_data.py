@@ -19,12 +19,12 @@ TEST = "benchmarks/xmedbench_zh/test_zh.json"
 # Questions written for these tests, in no benchmark.
 OWN_QUESTIONS = [
     {
-        "question": "某社区卫生站为七十八名居民测量血压后，护士在登记表上最应当优先记录的信息是哪一项（示例题）？",
+        "question": "某社区卫生站为七十八名居民测量血压后，护士在登记表上应优先记录哪一项（示例题）？",
         "options": "(A) 测量时间与体位\n(B) 居民的职业\n(C) 居民的籍贯\n(D) 测量者的年龄",
         "answer": "(A)",
     },
     {
-        "question": "一位虚构的病人在示例病例中服用了两种示例药物，下列哪些做法符合示例病例给出的用药记录要求？",
+        "question": "一位虚构的病人在示例病例中服用了两种示例药物，下列哪些做法符合示例病例的用药记录要求？",
         "options": "(A) 记录剂量\n(B) 记录频次\n(C) 不记录\n(D) 记录给药途径",
         "answer": "(ABD)",
     },
@@ -107,7 +107,11 @@ def test_planted_overlaps_bad_gold_and_duplicates_are_rejected_with_their_reason
     planted = [reworded(row) for row in dev_rows[:5]]
     bad = [
         {"question": "示例：缺少答案的题目，用来检查拒绝原因是否正确记录？", "options": "(A) 甲\n(B) 乙"},
-        {"question": "示例：答案字母不在选项中的题目会被拒绝吗？", "options": "(A) 甲\n(B) 乙", "answer": "(E)"},
+        {
+            "question": "示例：答案字母不在选项中的题目会被拒绝吗？",
+            "options": "(A) 甲\n(B) 乙",
+            "answer": "(E)",
+        },
         {"question": "示例：选项字母不连续的题目会被拒绝吗？", "options": "(A) 甲\n(C) 丙", "answer": "(A)"},
     ]
     rows = [*OWN_QUESTIONS, *dev_rows[5:10], *planted, *bad, OWN_QUESTIONS[0]]

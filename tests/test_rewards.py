@@ -21,22 +21,16 @@ RIGHT = (
     "<think>\n患者饮酒后上腹痛向腰背部放射，血淀粉酶升高，首先考虑急性胰腺炎。\n</think>\n\n"
     "该患者最可能的诊断是急性胰腺炎。\n答案：A"
 )
-WRONG = (
-    "<think>\n上腹痛伴发热，墨菲征可疑阳性，考虑胆囊炎。\n</think>\n\n最可能的诊断为急性胆囊炎。\n答案：B"
-)
+WRONG = "<think>\n上腹痛伴发热，墨菲征可疑阳性，考虑胆囊炎。\n</think>\n\n最可能的诊断为急性胆囊炎。\n答案：B"
 CUT_OFF = "<think>\n患者饮酒后上腹痛，血淀粉酶升高，答案：A。再核对一下其他选项：B项胆囊炎"
 NO_REASONING = "答案：A"
 EMPTY_THINK = "<think>\n\n</think>\n\n答案：A"
 SEVERAL_ANSWERS = (
     "<think>\n淀粉酶升高提示胰腺炎，但也要考虑穿孔。\n</think>\n\n答案：A\n也可能是穿孔。\n答案：C"
 )
-ONLY_IN_REASONING = (
-    "<think>\n血淀粉酶升高，答案：A。\n</think>\n\n综上，该患者需要进一步检查以明确诊断。"
-)
+ONLY_IN_REASONING = "<think>\n血淀粉酶升高，答案：A。\n</think>\n\n综上，该患者需要进一步检查以明确诊断。"
 HEDGE = "<think>\n两者都有可能。\n</think>\n\n答案为A或C"
-NO_ANSWER_LINE = (
-    "<think>\n血淀粉酶升高，考虑胰腺炎。\n</think>\n\n最可能的诊断是急性胰腺炎，故选A。"
-)
+NO_ANSWER_LINE = "<think>\n血淀粉酶升高，考虑胰腺炎。\n</think>\n\n最可能的诊断是急性胰腺炎，故选A。"
 TWO_THINK_BLOCKS = "<think>\n胰腺炎。\n</think>\n\n<think>\n再想想。\n</think>\n\n答案：A"
 MULTI_RIGHT = "<think>\n胰腺炎与穿孔均符合。\n</think>\n\n答案：AC"
 MULTI_PARTIAL = "<think>\n胰腺炎符合。\n</think>\n\n答案：A"
