@@ -19,7 +19,23 @@ PROMPT_COLUMNS = ("prompt", "gold", "options")  # what the rows of `medsft data 
 
 
 class GrpoDataError(MedsftError):
-    """A GRPO dataset that is not prompt + gold rows."""
+    """A GRPO run that cannot start: rows that are not prompt + gold rows, a generation backend missing."""
+
+
+# TRL's vLLM range (trl.import_utils); medsft's .venv-vllm (vLLM 0.33 for eval and serve) is outside it
+TRL_VLLM_RANGE = "0.22 to 0.31"
+
+
+def check_generation_backend(recipe: Recipe) -> None:
+    """`use_vllm: true` needs vLLM importable in the training environment itself, before any model loads."""
+    from trl.import_utils import is_vllm_available
+
+    if recipe.sft.use_vllm and not is_vllm_available():
+        raise GrpoDataError(
+            f"use_vllm is true, but vLLM ({TRL_VLLM_RANGE}, the versions TRL supports) is not installed in "
+            "this training environment (medsft's .venv-vllm is for eval and serve). Install it beside training "
+            "(docs/training.md, GRPO), or pass --use_vllm false to generate with transformers (slower)."
+        )
 
 
 def read_prompt_rows(path: Path) -> list[dict]:

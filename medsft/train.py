@@ -140,6 +140,10 @@ def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path
     if "swanlab" in (recipe.sft.report_to or []) and recipe.sft.process_index == 0:
         swanlab_settings()
     output_dir = Path(recipe.sft.output_dir)
+    if recipe.medsft.stage == "grpo":
+        from medsft.grpo import check_generation_backend
+
+        check_generation_backend(recipe)
     files = data_files(recipe)
     raw = recipe.medsft.raw_source
     if raw and not Path(raw).exists() and (raw.startswith((".", "/", "~")) or Path(raw).suffix):

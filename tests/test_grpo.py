@@ -125,3 +125,18 @@ def test_grpo_run_resumes_after_an_interrupt(mcq_data, tmp_path):
     assert card["resumed_from"] == str(tmp_path / "checkpoint-1") and card["global_step"] == 2
     assert [entry["step"] for entry in card["log_history"] if "reward" in entry] == [1, 2]
     assert (tmp_path / "final" / "model.safetensors").is_file()
+
+
+def test_vllm_generation_without_vllm_is_refused_before_any_model_loads(mcq_data, tmp_path, capsys):
+    from trl.import_utils import is_vllm_available
+
+    if is_vllm_available():
+        pytest.skip("vLLM is installed in this environment")
+    command = ["--recipe", "grpo_smoke", "--output_dir", str(tmp_path / "out"), "--dataset", str(mcq_data)]
+    from medsft.cli import run_command
+    from medsft.train import main
+
+    assert run_command("train", main, [*command, "--use_vllm", "true"]) == 2
+    error = capsys.readouterr().err
+    assert "use_vllm is true, but vLLM" in error and "--use_vllm false" in error
+    assert not (tmp_path / "out").exists()
