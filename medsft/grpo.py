@@ -33,8 +33,9 @@ def check_generation_backend(recipe: Recipe) -> None:
     if recipe.sft.use_vllm and not is_vllm_available():
         raise GrpoDataError(
             f"use_vllm is true, but vLLM ({TRL_VLLM_RANGE}, the versions TRL supports) is not installed in "
-            "this training environment (medsft's .venv-vllm is for eval and serve). Install it beside training "
-            "(docs/training.md, GRPO), or pass --use_vllm false to generate with transformers (slower)."
+            "this training environment (medsft's .venv-vllm is for eval and serve). Install it beside "
+            "training (docs/training.md, GRPO), or pass --use_vllm false to generate with transformers "
+            "(slower)."
         )
 
 
