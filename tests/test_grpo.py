@@ -140,3 +140,34 @@ def test_vllm_generation_without_vllm_is_refused_before_any_model_loads(mcq_data
     error = capsys.readouterr().err
     assert "use_vllm is true, but vLLM" in error and "--use_vllm false" in error
     assert not (tmp_path / "out").exists()
+
+
+def test_rewards_that_differ_within_a_group_change_the_policy(
+    mcq_data, tmp_path, monkeypatch, qwen3_tokenizer
+):
+    """The advantage path for real: with a reward that tells a group's completions apart, one step moves the
+    weights (the random model's real rewards are all equal, hence a zero loss in the smoke)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from medsft import rewards
+    from medsft.model import build_tiny_qwen3
+
+    def even_length(completions, **_):
+        return [float(len(rewards.completion_text(completion)) % 2) for completion in completions]
+
+    def changed_weights(output_dir: Path, reward: str) -> list[str]:
+        overrides = ["--output_dir", str(output_dir), "--dataset", str(mcq_data), "--report_to", "none"]
+        overrides += ["--max_steps", "1", "--val_questions", "0", "--reward_funcs", reward]
+        run(load_recipe("grpo_smoke", [*overrides, "--reward_weights", "1.0"]))
+        trained = load_file(output_dir / "final" / "model.safetensors")
+        initial = build_tiny_qwen3(qwen3_tokenizer, hidden_size=64, num_layers=2, seed=42).state_dict()
+        return [name for name, weight in trained.items() if not torch.equal(weight, initial[name])]
+
+    # the real format reward is 0 for every random completion: no advantage, the weights stay as built
+    assert changed_weights(tmp_path / "same", "format") == []
+    monkeypatch.setitem(rewards.REWARDS, "format", even_length)
+    assert changed_weights(tmp_path / "differ", "format")
+    card = json.loads((tmp_path / "differ" / "run_card.json").read_text(encoding="utf-8"))
+    [step] = [entry for entry in card["log_history"] if "reward" in entry]
+    assert step["rewards/even_length/std"] > 0 and step["frac_reward_zero_std"] < 1
