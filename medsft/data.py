@@ -1,5 +1,7 @@
 """`medsft data`: raw {question, think, answer} rows -> chat `messages` rows for SFT, losing nothing.
 
+With `--kind mcq`: multiple-choice files -> prompt + gold rows for GRPO (medsft.mcq_data), accounted alike.
+
 Every non-blank input row ends up in train.jsonl / val.jsonl or in rejects.jsonl with a stable reason code,
 and report.json proves it (rows read = converted + rejected). The four files are one set: a run writes them
 into a temporary folder and swaps it in whole (medsft.atomic_folder), under a lock, so a reader sees the
