@@ -280,6 +280,18 @@ def output_texts(
     return texts, outputs
 
 
+def decontamination_report(benchmarks: Sequence[str], index: BenchmarkIndex | None) -> dict[str, Any] | None:
+    """What report.json says of the benchmarks kept out (None: none were)."""
+    if index is None:
+        return None
+    return {
+        "benchmarks": list(benchmarks),
+        "questions_indexed": len(index),
+        "stems_too_short": index.too_short,
+        "rule": {"ngram": index.ngram, "threshold": index.threshold},
+    }
+
+
 def convert_mixture(
     mixture: Mixture,
     files: list[SourceFiles],
@@ -314,14 +326,7 @@ def convert_mixture(
         },
         "tokenizer": getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None,
         "length_check": length_check_note(options, tokenizer),
-        "decontamination": None
-        if index is None
-        else {
-            "benchmarks": list(mixture.decontaminate),
-            "questions_indexed": len(index),
-            "stems_too_short": index.too_short,
-            "rule": {"ngram": index.ngram, "threshold": index.threshold},
-        },
+        "decontamination": decontamination_report(mixture.decontaminate, index),
         "sources": result.sources,
         "rows": {"read": read, "kept": kept, "rejected": len(result.rejects)},
         "rejected_by_reason": by_reason,
@@ -408,14 +413,7 @@ def convert_mcq(
             "val_ratio": options.val_ratio,
             "seed": options.seed,
         },
-        "decontamination": None
-        if index is None
-        else {
-            "benchmarks": list(decontaminate),
-            "questions_indexed": len(index),
-            "stems_too_short": index.too_short,
-            "rule": {"ngram": index.ngram, "threshold": index.threshold},
-        },
+        "decontamination": decontamination_report(decontaminate, index),
         "rows": {"read": result.rows_read, "converted": len(result.kept), "rejected": len(result.rejects)},
         "rejected_by_reason": by_reason,
         "splits": {"kept_from_source": False, "train": len(splits["train"]), "val": len(splits["val"])},
