@@ -358,7 +358,8 @@ def indomain_records(
 def think_records(questions: list[Question], generations: list[Generation]) -> list[dict]:
     records = []
     for question, generation in zip(questions, generations, strict=True):
-        extraction = extract_choice(generation.answer, question.options)  # the answer part only
+        # the answer part; the reasoning only where the answer restates its conclusion without a letter
+        extraction = extract_choice(generation.answer, question.options, reasoning=generation.reasoning)
         records.append(
             {
                 "index": question.index,
