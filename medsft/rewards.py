@@ -50,9 +50,10 @@ def option_map(options: Sequence[str]) -> dict[str, str]:
 
 
 def chosen_letters(completion: str | list[dict[str, Any]], options: Sequence[str]) -> str | None:
-    """The letters eval reads from the completion's answer part; None when nothing can be read."""
-    answer = split_reasoning(completion_text(completion)).answer
-    return extract_choice(answer, option_map(options)).letters
+    """The letters eval reads from the completion (its answer part, the reasoning passed beside it as eval
+    passes it); None when nothing can be read."""
+    reasoning, answer, _ = split_reasoning(completion_text(completion))
+    return extract_choice(answer, option_map(options), reasoning=reasoning).letters
 
 
 def correctness(completions: list, gold: list[str], options: list[Sequence[str]], **_: Any) -> list[float]:

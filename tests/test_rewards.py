@@ -56,6 +56,13 @@ def test_correctness_reads_the_answer_part_as_eval_does():
     assert rewards(correctness, texts) == [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
 
 
+def test_correctness_reads_a_restated_conclusion_as_eval_does():
+    # no letter in the answer, which names the option the reasoning chose: eval reads it (grader rule 12)
+    restated = "<think>\n淀粉酶升高，结合饮酒史，所以选A。\n</think>\n\n该患者最可能的诊断是急性胰腺炎。"
+    assert rewards(correctness, [restated]) == [1.0]
+    assert rewards(format, [restated]) == [0.0]  # but no final answer line
+
+
 def test_correctness_needs_the_exact_set_for_several_answers():
     assert rewards(correctness, [MULTI_RIGHT, MULTI_PARTIAL, RIGHT], gold="AC") == [1.0, 0.0, 0.0]
 
