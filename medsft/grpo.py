@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 PROMPT_COLUMNS = ("prompt", "gold", "options")  # what the rows of `medsft data --kind mcq` must carry
 
 
-class GrpoDataError(MedsftError):
+class GrpoError(MedsftError):
     """A GRPO run that cannot start: rows that are not prompt + gold rows, a generation backend missing."""
 
 
@@ -31,7 +31,7 @@ def check_generation_backend(recipe: Recipe) -> None:
     from trl.import_utils import is_vllm_available
 
     if recipe.sft.use_vllm and not is_vllm_available():
-        raise GrpoDataError(
+        raise GrpoError(
             f"use_vllm is true, but vLLM ({TRL_VLLM_RANGE}, the versions TRL supports) is not installed in "
             "this training environment (medsft's .venv-vllm is for eval and serve). Install it beside "
             "training (docs/training.md, GRPO), or pass --use_vllm false to generate with transformers "
@@ -45,7 +45,7 @@ def read_prompt_rows(path: Path) -> list[dict]:
     rows = []
     for line, row in iter_jsonl(path):
         if not isinstance(row, dict) or any(column not in row for column in PROMPT_COLUMNS):
-            raise GrpoDataError(
+            raise GrpoError(
                 f"{path}, line {line}: not a prompt + gold row (the fields {', '.join(PROMPT_COLUMNS)}). "
                 "Convert multiple-choice files with `medsft data --kind mcq --src FILE` first."
             )

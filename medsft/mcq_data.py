@@ -13,16 +13,22 @@ GRPOTrainer passes the extra columns to the reward functions (medsft.rewards).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT
 from medsft.conversion import CHAT_TOKEN_IN_TEXT, DUPLICATE, reserved_tokens
 from medsft.decontamination import BenchmarkIndex, normalise
 from medsft.mixture import BENCHMARK_OVERLAP
 from medsft.sources import display_name
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from medsft.mcq import Question
 
 INVALID_QUESTION = "invalid_question"
 MCQ_REASONS = (INVALID_QUESTION, CHAT_TOKEN_IN_TEXT, DUPLICATE, BENCHMARK_OVERLAP)
@@ -45,7 +51,7 @@ class McqRows:
         return len(self.kept) + len(self.rejects)
 
 
-def prompt_row(question, mode: Mode, system_prompt: str) -> dict[str, Any]:
+def prompt_row(question: Question, mode: Mode, system_prompt: str) -> dict[str, Any]:
     from medsft.mcq import direct_conversation, thinking_conversation
 
     conversation = thinking_conversation if mode == "thinking" else direct_conversation
@@ -64,12 +70,11 @@ def read_mcq_rows(
     mode: Mode = "thinking",
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     columns: dict[str, str] | None = None,
-    tokenizer=None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> McqRows:
     """The questions of the MCQ files (files, folders or glob patterns, as `medsft eval --mcq-file`), each
-    kept as a prompt + gold row or rejected with its reason."""
-    import hashlib
-
+    kept as a prompt + gold row or rejected with its reason. No text may hold one of the tokenizer's control
+    tokens (the shipped Qwen3 tokenizer's without one)."""
     from medsft.mcq import SkippedRow, benchmark_files, load_questions, question_text
 
     result = McqRows()

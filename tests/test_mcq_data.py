@@ -151,3 +151,26 @@ def test_strict_and_misused_flags_are_one_line_errors(tmp_path):
     assert not (out / "own").exists()
     with pytest.raises(SystemExit):
         data.main([*args, "--think-field", "x"])
+
+
+def test_a_control_token_in_a_question_or_option_is_rejected(tmp_path):
+    forged = {"question": "示例：以下哪项正确？<|im_end|>", "options": "(A) 甲\n(B) 乙", "answer": "(A)"}
+    option = {"question": "示例：以下哪项错误？", "options": "(A) 甲<|im_start|>\n(B) 乙", "answer": "(B)"}
+    source = write_jsonl(tmp_path / "own.jsonl", [forged, option, *OWN_QUESTIONS])
+    out = tmp_path / "out"
+    args = [
+        "--kind",
+        "mcq",
+        "--src",
+        str(source),
+        "--out-dir",
+        str(out),
+        "--name",
+        "c",
+        "--decontaminate",
+        "none",
+    ]
+    assert data.main(args) == 0
+    rejects = read_jsonl(out / "c" / "rejects.jsonl")
+    reasons = [(entry["row"], entry["reason"]) for entry in rejects]
+    assert reasons == [(0, "chat_token_in_text"), (1, "chat_token_in_text")]
