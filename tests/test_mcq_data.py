@@ -174,3 +174,17 @@ def test_a_control_token_in_a_question_or_option_is_rejected(tmp_path):
     rejects = read_jsonl(out / "c" / "rejects.jsonl")
     reasons = [(entry["row"], entry["reason"]) for entry in rejects]
     assert reasons == [(0, "chat_token_in_text"), (1, "chat_token_in_text")]
+
+
+def test_a_folder_of_c_eval_style_csv_files_is_read_as_eval_reads_it(tmp_path):
+    folder = tmp_path / "val"
+    folder.mkdir()
+    header = "id,question,A,B,C,D,answer,explanation\n"
+    rows = [f'0,"{OWN_QUESTIONS[0]["question"]}",测量时间与体位,居民的职业,居民的籍贯,测量者的年龄,A,示例\n']
+    (folder / "community_health_val.csv").write_text(header + "".join(rows), encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["--kind", "mcq", "--src", str(folder), "--out-dir", str(out), "--name", "csv"]
+    assert data.main([*args, "--decontaminate", "none", "--val-ratio", "0"]) == 0
+    [row] = read_jsonl(out / "csv" / "train.jsonl")
+    assert row["gold"] == "A" and row["source"] == "community_health"
+    assert row["options"] == ["测量时间与体位", "居民的职业", "居民的籍贯", "测量者的年龄"]
