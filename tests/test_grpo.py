@@ -171,3 +171,19 @@ def test_rewards_that_differ_within_a_group_change_the_policy(
     card = json.loads((tmp_path / "differ" / "run_card.json").read_text(encoding="utf-8"))
     [step] = [entry for entry in card["log_history"] if "reward" in entry]
     assert step["rewards/even_length/std"] > 0 and step["frac_reward_zero_std"] < 1
+
+
+def test_grpo_trains_on_two_processes_through_the_ddp_config(mcq_data, tmp_path):
+    from medsft.paths import recipes_dir
+    from tests.test_multiprocess import free_port
+
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+    command += [str(recipes_dir() / "accelerate" / "ddp.yaml"), "--num_processes", "2"]
+    command += ["--main_process_port", str(free_port()), "-m", "medsft.train", "--recipe", "grpo_smoke"]
+    command += ["--output_dir", str(tmp_path), "--dataset", str(mcq_data), "--max_steps", "1"]
+    command += ["--report_to", "none", "--val_questions", "0"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "rank 0: 1, rank 1: 1 (global step 1)" in result.stderr
+    card = json.loads((tmp_path / "run_card.json").read_text(encoding="utf-8"))
+    assert card["world_size"] == 2 and (tmp_path / "final" / "model.safetensors").is_file()
