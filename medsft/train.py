@@ -140,6 +140,10 @@ def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path
     if "swanlab" in (recipe.sft.report_to or []) and recipe.sft.process_index == 0:
         swanlab_settings()
     output_dir = Path(recipe.sft.output_dir)
+    if recipe.medsft.stage == "grpo":
+        from medsft.grpo import check_generation_backend
+
+        check_generation_backend(recipe)
     files = data_files(recipe)
     raw = recipe.medsft.raw_source
     if raw and not Path(raw).exists() and (raw.startswith((".", "/", "~")) or Path(raw).suffix):
@@ -269,10 +273,30 @@ def shared_system_prompt(rows: list[dict]) -> str | None:
     return prompts.pop() if len(prompts) == 1 else None
 
 
+def load_prompt_data(recipe: Recipe, files: dict[str, Path]) -> RunData:
+    """Stage grpo: the prompt + gold rows of `medsft data --kind mcq` (medsft.grpo)."""
+    from medsft.grpo import read_prompt_rows, trained_system_prompt
+
+    if recipe.medsft.raw_source:
+        raise PreflightError(
+            "raw_source holds SFT rows; a grpo recipe reads `dataset:` (from `medsft data --kind mcq`)."
+        )
+    rows = {split: read_prompt_rows(path) if path.is_file() else [] for split, path in files.items()}
+    data = RunData(rows.get("train", []), rows.get("val", []), files)
+    if not data.train_rows:
+        raise PreflightError(f"No training rows in {files.get('train')}.")
+    if recipe.sft.eval_strategy != "no" and not data.val_rows:
+        raise PreflightError(f"{files.get('val')} has no rows to evaluate on; pass --eval_strategy no.")
+    data.system_prompt = trained_system_prompt(data.train_rows)
+    return data
+
+
 def load_data(recipe: Recipe, tokenizer, files: dict[str, Path]) -> RunData:
     from medsft.conversion import DataOptions, find_overlong
     from medsft.data import prepare
 
+    if recipe.medsft.stage == "grpo":
+        return load_prompt_data(recipe, files)
     output_dir = Path(recipe.sft.output_dir)
     if recipe.medsft.raw_source:  # the same conversion as `medsft data`, into the run's folder
         folder = output_dir / "data"
@@ -369,6 +393,11 @@ def build_trainer(recipe: Recipe, model, tokenizer, data: RunData, callbacks: li
 
     from medsft.thinking_modes import training_examples
     from medsft.trainer import FastSFTTrainer
+
+    if recipe.medsft.stage == "grpo":
+        from medsft.grpo import build_grpo_trainer
+
+        return build_grpo_trainer(recipe, model, tokenizer, data, callbacks)
 
     def examples(rows: list[dict]) -> Dataset:
         return Dataset.from_list(training_examples(rows, recipe.medsft.empty_think_loss))
@@ -539,7 +568,10 @@ def answer_val_questions(recipe: Recipe, final_dir: Path, rows: list[dict], trac
     from medsft.engine import GenerationSettings, load_engine
 
     generator = load_engine(final_dir, device="cpu" if recipe.sft.use_cpu else None)
-    prompts = [without_answer(row["messages"]) for row in rows[: recipe.medsft.val_questions]]
+    # SFT rows hold the whole conversation; GRPO rows their prompt
+    prompts = [
+        row.get("prompt") or without_answer(row["messages"]) for row in rows[: recipe.medsft.val_questions]
+    ]
     try:
         outputs = generator.generate(
             prompts, GenerationSettings.greedy(max_new_tokens=recipe.medsft.val_max_new_tokens)
@@ -666,6 +698,10 @@ def train_recipe(recipe: Recipe, resume: bool, callbacks: list | None) -> Path:
     output_dir = Path(recipe.sft.output_dir)
     if recipe.sft.process_index == 0:
         plot_losses(trainer.state.log_history, output_dir / "loss.png", recipe.sft.run_name)
+        if recipe.medsft.stage == "grpo":
+            from medsft.grpo import plot_rewards
+
+            plot_rewards(trainer.state.log_history, output_dir / "rewards.png", recipe.sft.run_name)
         answers = answer_val_questions(recipe, final_dir, data.val_rows, tracker)
         write_jsonl(output_dir / "val_answers.jsonl", answers)
         card = run_card(recipe, data, trainer, checkpoint, time.time() - started)
