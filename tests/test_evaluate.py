@@ -15,7 +15,13 @@ import pytest
 import torch
 
 from medsft import cli, engine, evaluate
-from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, assistant_content, build_messages, special_token_ids
+from medsft.chat_format import (
+    DEFAULT_SYSTEM_PROMPT,
+    assistant_content,
+    build_messages,
+    special_token_ids,
+    without_reasoning,
+)
 from medsft.jsonl import read_jsonl, write_jsonl
 from medsft.mcq import THINKING_REQUEST, BenchmarkError, describe_formats
 from medsft.model import ModelSourceError
@@ -58,9 +64,11 @@ def test_loss_split_matches_masked_mean_loss(tiny_lm):
             assert segment.mean == pytest.approx(expected, rel=1e-4)
 
 
-def test_loss_equals_the_trainers_eval_loss(tmp_path):
+@pytest.mark.parametrize("empty_think_loss", [None, False, True])
+def test_loss_equals_the_trainers_eval_loss(tmp_path, empty_think_loss):
     """The held-out loss covers exactly the tokens training learns from: pooled over both parts it is the
-    trainer's eval_loss on the same rows and model."""
+    trainer's eval_loss on the same rows and model. With non-thinking rows among them (an empty think block),
+    each is scored in its own mode, for either setting of the recipe's empty_think_loss."""
     from medsft import train
     from medsft.recipe import load_recipe
 
@@ -68,20 +76,40 @@ def test_loss_equals_the_trainers_eval_loss(tmp_path):
     rows[2]["messages"][2]["content"] = assistant_content(
         "短", "短答。"
     )  # rows of different lengths: padding
-    recipe = load_recipe("smoke", ["--output_dir", str(tmp_path), "--report_to", "none"])
+    overrides = ["--output_dir", str(tmp_path), "--report_to", "none", "--per_device_eval_batch_size", "8"]
+    if empty_think_loss is not None:
+        rows.append({"messages": without_reasoning(rows[0]["messages"])})
+        rows.append({"messages": without_reasoning(rows[2]["messages"])})
+        overrides += ["--empty_think_loss", str(empty_think_loss).lower()]
+    recipe = load_recipe("smoke", overrides)
     tokenizer, model_dir = train.load_tokenizer_and_model_dir(recipe)
     model = train.load_model(recipe, model_dir, tokenizer)
-    trainer = train.build_trainer(recipe, model, tokenizer, train.RunData(rows[:1], rows, {}))
+    # the train split holds a row of each mode present, as a mixture's splits do (its last row)
+    trainer = train.build_trainer(recipe, model, tokenizer, train.RunData(rows[-1:], rows, {}))
     assert len(rows) <= recipe.sft.per_device_eval_batch_size  # one batch: eval_loss is token-weighted
     eval_loss = trainer.evaluate()["eval_loss"]
     losses = evaluate.teacher_forced_losses(
-        trainer.model, tokenizer, [r["messages"] for r in rows], batch_size=2
+        trainer.model,
+        tokenizer,
+        [r["messages"] for r in rows],
+        batch_size=2,
+        empty_think_loss=bool(empty_think_loss),
     )
-    scored = sum(loss.reasoning.tokens + loss.answer.tokens for loss in losses)
-    learned = sum(sum(label != -100 for label in row["labels"]) for row in trainer.eval_dataset)
+    scored = [loss.reasoning.tokens + loss.answer.tokens for loss in losses]
+    learned = [sum(label != -100 for label in row["labels"]) for row in trainer.eval_dataset]
     assert scored == learned
     nll = sum(loss.reasoning.nll + loss.answer.nll for loss in losses)
-    assert nll / scored == pytest.approx(eval_loss, rel=1e-5)
+    assert nll / sum(scored) == pytest.approx(eval_loss, rel=1e-5)
+    if empty_think_loss is not None:
+        # the non-thinking rows' empty block: scored as reasoning only when training learns it
+        empty_block = [loss.reasoning.tokens for loss in losses[3:]]
+        assert empty_block == ([3, 3] if empty_think_loss else [0, 0])
+        # the answer counted as a generation in that mode counts it: the "\n\n" after </think> belongs to
+        # the prompt when the empty block does
+        shift = 0 if empty_think_loss else 1
+        assert [loss.answer_text_tokens for loss in losses[3:]] == [
+            loss.answer_text_tokens - shift for loss in (losses[0], losses[2])
+        ]
 
 
 def test_examples_from_processed_raw_and_reasoning_content_rows(tmp_path):
