@@ -176,6 +176,8 @@ class EvalConfig:
         options["enable_thinking"] = THINKING_MODES[mode]
         if self.greedy:
             return GenerationSettings.greedy(**options)
+        if not THINKING_MODES[mode]:
+            return GenerationSettings.non_thinking(**options)
         return GenerationSettings(**options)
 
     @property
@@ -780,6 +782,7 @@ def run(config: EvalConfig) -> Path:
         "mcq_sources": len({q.source for q in questions}),
         "mcq_skipped": skipped_summary(mcq.skipped),
         "generation": asdict(config.generation_settings()),
+        "generation_no_think": asdict(config.generation_settings("no_think")),
         **environment(config, backend),
         "models": {},
     }

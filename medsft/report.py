@@ -710,16 +710,26 @@ def _modes_side_by_side(report: dict) -> list[str]:
     return lines
 
 
+def _decoding(settings: dict) -> str:
+    if not settings["do_sample"]:
+        return "greedy"
+    return (
+        f"sampling (temperature {settings['temperature']}, top-p {settings['top_p']}, "
+        f"top-k {settings['top_k']})"
+    )
+
+
 def render_markdown(report: dict, predictions: dict, charts: dict[str, str], samples: int = 3) -> str:
     models = report["models"]
     generation = report["generation"]
     config = report["config"]
-    decoding = (
-        "greedy"
-        if not generation["do_sample"]
-        else f"sampling (temperature {generation['temperature']}, top-p {generation['top_p']}, "
-        f"top-k {generation['top_k']})"
+    decoding = _decoding(generation)
+    no_think = report.get("generation_no_think")
+    ran_no_think = any(
+        m["indomain"].get("generation_no_think") or "no_think" in m["mcq"] for m in models.values()
     )
+    if no_think and ran_no_think and _decoding(no_think) != decoding:
+        decoding = f"thinking mode {decoding}, non-thinking mode {_decoding(no_think)}"
     lines = [f"# Evaluation report: {report['name']}", ""]
     lines += ["## Setup", ""]
     for role in _roles(report):

@@ -666,3 +666,130 @@ def test_eval_keeps_the_generation_length_rule_of_every_command(
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"--max-new-tokens {max_new_tokens} does not fit" in line and "model context 8192" in line
     assert not (tmp_path / "long" / "report.json").exists()
+
+
+class ModeRecordingGenerator(RecordingGenerator):
+    """RecordingGenerator with canned outputs for each mode: {enable_thinking: outputs}."""
+
+    def generate(self, conversations, settings, batch_size=8, progress=False):
+        self.outputs = self.mode_outputs[settings.enable_thinking]
+        return super().generate(conversations, settings, batch_size, progress)
+
+
+@pytest.fixture
+def mixed_val_file(tmp_path) -> Path:
+    """Two thinking rows and one row trained without reasoning (an empty think block)."""
+    rows = _sample_rows(3)
+    rows[2] = {"messages": without_reasoning(rows[2]["messages"])}
+    path = tmp_path / "val.jsonl"
+    write_jsonl(path, rows)
+    return path
+
+
+def _two_questions(tmp_path) -> Path:
+    dev = tmp_path / "dev.json"
+    options = "(A) 甲\n(B) 乙\n(C) 丙\n(D) 丁"
+    rows = [
+        {"question": "问题一", "options": options, "answer": "(C)", "source": "cmexam"},
+        {"question": "问题二", "options": options, "answer": "(A)", "source": "cmexam"},
+    ]
+    dev.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return dev
+
+
+THINKING_OUTPUTS = [
+    "<think>\n分析。\n</think>\n\n答案：C",  # well-formed reasoning
+    "<think>\n\n</think>\n\n答案：A",  # an empty block: the non-thinking mode leaking in
+    "<think>\n未完",  # never closed
+]
+NON_THINKING_OUTPUTS = [
+    "答案：C",  # a clean direct answer
+    "<think>\n\n</think>\n\n答案：A",  # a leftover empty block
+    "答案：B\n</think>",  # a stray tag
+]
+
+
+def _run_modes(tiny_lm, val, tmp_path, monkeypatch, *flags: str) -> tuple[ModeRecordingGenerator, dict]:
+    model, tokenizer = tiny_lm
+    generator = ModeRecordingGenerator(model, tokenizer, [])
+    generator.mode_outputs = {True: THINKING_OUTPUTS, False: NON_THINKING_OUTPUTS}
+    monkeypatch.setattr(evaluate, "load_engine", generator.load)
+    argv = ["--device", "cpu", "--model", str(tmp_path), "--data", str(val), "--seed", "7"]
+    argv += ["--mcq-file", str(_two_questions(tmp_path)), "--mcq-mode", "think"]
+    argv += ["--out-dir", str(tmp_path / "out"), "--name", "r", *flags]
+    assert evaluate.main(argv) == 0
+    return generator, json.loads((tmp_path / "out/r/report.json").read_text(encoding="utf-8"))
+
+
+def test_held_out_non_thinking_rows_answer_in_their_own_mode(tiny_lm, mixed_val_file, tmp_path, monkeypatch):
+    generator, report = _run_modes(tiny_lm, mixed_val_file, tmp_path, monkeypatch)  # --thinking on
+    (thinking, think_settings, _), (plain, plain_settings, _), (mcq, mcq_settings, _) = generator.calls
+    assert [m[-1]["content"] for m in thinking] == [r["messages"][1]["content"] for r in _sample_rows(2)]
+    assert len(plain) == 1 and plain[0][-1]["role"] == "user"  # the reference is never in the prompt
+    assert (think_settings.enable_thinking, plain_settings.enable_thinking) == (True, False)
+    assert mcq_settings.enable_thinking and len(mcq) == 2  # the benchmark in thinking mode only
+    # Qwen3's recommended sampling of each mode
+    assert (think_settings.temperature, think_settings.top_p) == (0.6, 0.95)
+    assert (plain_settings.temperature, plain_settings.top_p, plain_settings.top_k) == (0.7, 0.8, 20)
+    indomain = report["models"]["model"]["indomain"]
+    assert indomain["rows"] == 3 and indomain["generation"]["rows"] == 2
+    assert indomain["generation_no_think"]["rows"] == 1
+    assert indomain["generation_no_think"]["mode_adherence"] == 1.0  # "答案：C": no reasoning text
+    assert indomain["generation"]["mode_adherence"] == 0.5  # the empty block is not reasoning
+    assert {mode: part["rows"] for mode, part in indomain["loss_by_row_mode"].items()} == {
+        "thinking": 2,
+        "non_thinking": 1,
+    }
+    assert indomain["loss_by_row_mode"]["non_thinking"]["reasoning"]["tokens"] == 0  # empty block: prompt
+    records = read_jsonl(tmp_path / "out/r/predictions/model.indomain_no_think.jsonl")
+    assert [(r["index"], r["mode"], r["row_mode"]) for r in records] == [(2, "no_think", "non_thinking")]
+    assert set(report["models"]["model"]["mcq"]) == {"think"}
+
+
+def test_both_modes_side_by_side_with_mode_adherence(tiny_lm, mixed_val_file, tmp_path, monkeypatch):
+    from medsft.mcq import DIRECT_REQUEST
+
+    (tmp_path / "run_card.json").write_text(  # the model was trained with the empty block carrying loss
+        json.dumps({"config": {"medsft": {"empty_think_loss": True}}}), encoding="utf-8"
+    )
+    generator, report = _run_modes(tiny_lm, mixed_val_file, tmp_path, monkeypatch, "--thinking", "both")
+    modes = [(len(conversations), settings.enable_thinking) for conversations, settings, _ in generator.calls]
+    assert modes == [(3, True), (3, False), (2, True), (2, False)]  # every row and question in each mode
+    direct = generator.calls[3][0]
+    assert direct[0][-1]["content"].endswith(DIRECT_REQUEST) and "问题一" in direct[0][-1]["content"]
+    assert report["config"]["empty_think_loss"] is True  # read from the run card next to the model
+    indomain = report["models"]["model"]["indomain"]
+    # 1 of 3 keeps to each mode: well-formed reasoning / an answer with no reasoning text
+    assert indomain["generation"]["mode_adherence"] == indomain["generation_no_think"]["mode_adherence"]
+    assert indomain["generation"]["mode_adherence"] == pytest.approx(1 / 3)
+    assert indomain["loss_by_row_mode"]["non_thinking"]["reasoning"]["tokens"] == 3  # the empty block
+    mcq = report["models"]["model"]["mcq"]
+    assert set(mcq) == {"think", "no_think"}
+    assert mcq["think"]["mode_adherence"] == mcq["no_think"]["mode_adherence"] == 0.5
+    assert mcq["no_think"]["accuracy"]["overall"]["correct"] == 2  # "答案：C", then the A after the block
+    markdown = (tmp_path / "out/r/report.md").read_text(encoding="utf-8")
+    for heading in (
+        "## Thinking modes side by side",
+        "### Non-thinking mode",
+        "## Medical MCQ: non-thinking",
+    ):
+        assert heading in markdown
+    assert "| held-out answers that keep to the mode | 33.3% | 33.3% |" in markdown
+    assert "| MCQ answers that keep to the mode | 50.0% | 50.0% |" in markdown
+    assert "non-thinking mode sampling (temperature 0.7, top-p 0.8, top-k 20)" in markdown
+    before = report["models"]
+    assert evaluate.main(["--from-predictions", str(tmp_path / "out/r")]) == 0
+    after = json.loads((tmp_path / "out/r/report.json").read_text(encoding="utf-8"))["models"]
+    assert after == before
+
+
+def test_non_thinking_mode_only(tiny_lm, mixed_val_file, tmp_path, monkeypatch):
+    generator, report = _run_modes(tiny_lm, mixed_val_file, tmp_path, monkeypatch, "--thinking", "off")
+    assert [settings.enable_thinking for _, settings, _ in generator.calls] == [False, False]
+    indomain = report["models"]["model"]["indomain"]
+    assert indomain["generation"] is None and indomain["generation_no_think"]["rows"] == 3
+    assert set(report["models"]["model"]["mcq"]) == {"no_think"}
+    markdown = (tmp_path / "out/r/report.md").read_text(encoding="utf-8")
+    assert "### Non-thinking mode" in markdown and "## Medical MCQ: non-thinking mode" in markdown
+    assert evaluate.trained_empty_think_loss(tmp_path) is None  # no run card: the recipe default, false
+    assert report["config"]["empty_think_loss"] is False
