@@ -793,3 +793,33 @@ def test_non_thinking_mode_only(tiny_lm, mixed_val_file, tmp_path, monkeypatch):
     assert "### Non-thinking mode" in markdown and "## Medical MCQ: non-thinking mode" in markdown
     assert evaluate.trained_empty_think_loss(tmp_path) is None  # no run card: the recipe default, false
     assert report["config"]["empty_think_loss"] is False
+
+
+def test_both_modes_end_to_end_for_model_and_baseline(models_to_compare, mixed_val_file, tmp_path):
+    """Real models, real engine: every held-out row and question answered in each mode by both models, and
+    the report sets the modes side by side for each."""
+    model, baseline = models_to_compare
+    argv = ["--model", str(model), "--baseline", str(baseline), "--data", str(mixed_val_file)]
+    argv += ["--mcq-file", str(_two_questions(tmp_path)), "--max-new-tokens", "6", "--batch-size", "4"]
+    argv += ["--thinking", "both", "--name", "modes", "--out-dir", str(tmp_path / "out"), "--greedy"]
+    assert evaluate.main(argv) == 0
+    folder = tmp_path / "out" / "modes"
+    report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    for role in ("baseline", "model"):
+        result = report["models"][role]
+        for key in ("generation", "generation_no_think"):
+            assert result["indomain"][key]["rows"] == 3
+            assert 0 <= result["indomain"][key]["mode_adherence"] <= 1
+        for mode in ("think", "no_think", "likelihood"):
+            assert result["mcq"][mode]["accuracy"]["overall"]["questions"] == 2
+        records = read_jsonl(folder / "predictions" / f"{role}.indomain_no_think.jsonl")
+        assert [r["mode"] for r in records] == ["no_think"] * 3
+        # what the engine wrote after the empty block of the prompt is read as the answer, never as reasoning
+        assert all(r["reasoning_tokens"] == 0 or "</think>" in r["text"] for r in records)
+    assert set(report["comparison"]) == {"think", "no_think", "likelihood"}
+    markdown = (folder / "report.md").read_text(encoding="utf-8")
+    assert (
+        "| metric | baseline, thinking | baseline, non-thinking | model, thinking | model, non-thinking |"
+        in (markdown)
+    )
+    assert "## Medical MCQ: non-thinking mode" in markdown and "McNemar" in markdown
