@@ -240,7 +240,7 @@ def rows_per_mode(examples: list[Example], thinking: str) -> dict[str, list[Exam
     """The held-out rows answered in each mode. --thinking on: each row in its own mode (the thinking mode,
     or the non-thinking mode for a row trained without reasoning); off and both: every row in each mode."""
     if thinking == "on":
-        plan = {mode: [e for e in examples if e.thinking is on] for mode, on in THINKING_MODES.items()}
+        plan = {mode: [e for e in examples if e.thinking == on] for mode, on in THINKING_MODES.items()}
     else:
         plan = {mode: list(examples) for mode in THINKING_CHOICES[thinking]}
     return {mode: rows for mode, rows in plan.items() if rows}
