@@ -1,15 +1,17 @@
 """Reading the chosen option letters from a multiple-choice answer, as a careful human grader reads them.
 
-Pass the answer part only (the text after the reasoning): letters in the reasoning are never read.
+Pass the answer part (the text after the reasoning); the reasoning, when given, is read only by rule 12.
 
 Rules
 0. The answer line. The prompt asks for one final line `答案：X` (`答案：AC` for several); when the answer's
    last line is exactly that, its letters are the reading ("answer line") and nothing else is read.
    Everything below is the fallback for answers without it.
 1. Folding. Full-width characters become ASCII (`Ｃ`→`C`, `（`→`(`, `：`→`:`); markdown emphasis `*` and
-   back-ticks are dropped. Roman numerals stay numerals (`Ⅰ`, and `I、III` joined as numerals), never the
+   back-ticks are dropped, and so are spaces between Chinese characters (`答 案：A`). Roman numerals stay
+   numerals (`Ⅰ`, and `I、III` joined as numerals), never the
    letters I and V. A LaTeX answer box states an answer (`$\\boxed{\\text{C}}$`, `\\[\\boxed{AC}\\]`).
-   Letters written one by one as options join into one group: `（A）（C）`, `选项A和选项C`, `A项和D项`.
+   Letters written one by one as options join into one group: `（A）（C）`, `选项A和选项C`, `A项和D项`,
+   `选项B + 选项E`.
 2. Option letters. A letter A-J counts only where it stands as a choice: not touching another Latin
    letter or a digit (`CT`, `HbA1c`, `IgA`, `维生素B12`, `ECG`, `poly(A)`), not starting a word (`A型血`,
    `A 型血`, `B超`, `A族`, `C反应蛋白`, `B细胞`, `D-二聚体`), not after a naming word (`vitamin C`, `type A`),
@@ -21,7 +23,10 @@ Rules
    `答案：选项C`, `答案是「B」`, `正确答案为A、C、E`, `选C`, `故选择C`, `应为E`, `我认为是D`, `最佳选择是C`,
    `正确的是B`, `最恰当的处理是C`, `而是D`, `故C。`, `C为正确答案`, `Answer: C`, `The answer is (b)`,
    `I would choose E`, `it is D`, `C is the correct answer`, also with `only`/`both` (`正确答案只有D`,
-   `I would select both D and E`); a label with a colon opening a line (`最可能的诊断：C. 急性胰腺炎`,
+   `I would select both D and E`, `…, which corresponds to option D`, `所以本题答C`); a list answering a
+   keyword with a colon, one letter an item a line (`正确的选项有：\n- A：…\n- C：…` → AC; when the items
+   judge options, those judged right if every item is judged, none otherwise); a label with a colon
+   opening a line (`最可能的诊断：C. 急性胰腺炎`,
    `首选治疗：B`), or any label whose whole value is a letter with its option text
    (`致病菌：A（金黄色葡萄球菌）`) unless the label discusses options (`鉴别要点：`, `其他选项：`); what is
    left after elimination
@@ -34,7 +39,8 @@ Rules
    - hypothetical (`如果选A，…`, `若答案是C，则…`, `…，则应选A` or `如果是慢性期，选C` after a condition,
      `在没有C的情况下，可以选择D`, `否则选D`, unless the sentence turns back to the case at hand:
      `…，因此答案是B`),
-   - tentative and called uncertain in its sentence (`答案可能是A，需要更多信息才能确定`), or a choice the
+   - tentative and called uncertain in its sentence (`答案可能是A，需要更多信息才能确定`,
+     `答案可能是A，取决于…`), or a choice the
      sentence says is not made (`B、C都对，但只能选一个的话难以决定`),
    - reported speech: someone else's answer, an old key, a common mistake, a distractor or another
      question's answer (`有同学选C`, `有人认为是D`, `另有观点认为应选E`, `原答案是D`, `题库答案为E`,
@@ -53,7 +59,8 @@ Rules
    offered later (`也可选C`, `D亦可考虑`, `其次是C`) is no commitment: in a later sentence or note it leaves
    the answer as it was; in the answer's own sentence (`答案：B，也可选C`) it makes the answer a hedge.
 5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`, `选A或者选D`), a second
-   letter offered as possible (`答案可能是A，也可能是C`, `答案：C（D也对）`), a sentence saying either of the
+   letter or group offered as possible (`答案可能是A，也可能是C`, `答案可能是ABD，也可能是ABCD`,
+   `答案：C（D也对）`), a sentence saying either of the
    options would do (`两个答案都说得通：…`, `选C或者选E都行`, `both are defensible`), or a choice "among"
    letters that names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
    `答案是B和C中的B` → B. Three or more letters joined by slashes only are a list (`本题选择C/D/E` → CDE).
@@ -63,7 +70,8 @@ Rules
    single-answer question are simply wrong).
    A comma ends the choice when an option is discussed after it (`答案是A，B项错误…` → A).
 7. Verdicts. Only without any statement: positive verdicts on options (`C项正确`, `选项C正确`, `(C) 正确`,
-   `C. 正确`, `只有D对`, `A、C、E正确`, `C、D两项正确`, `B选项最符合`, `选项D最恰当`, `Option C is
+   `C. 正确`, `只有D对`, `A、C、E正确`, `C、D两项正确`, `A、B、C、D、E五项全部正确`, `选项B、C均为正确描述`,
+   `选项A和选项C都是正确的：…`, `B选项最符合`, `选项D最恰当`, `Option C is
    correct`, `Options C and E are both correct`) and best-fit verdicts (`选项D与题干描述最为吻合`, `Option A
    fits best with…`) are read when they all name the same letters; verdicts
    naming different options (`A正确，B正确，D正确，C错误`) are unparseable. Negative verdicts (`A项错误`)
@@ -77,6 +85,13 @@ Rules
 10. A letter outside the question's options makes the answer unparseable (`答案：E` with options A-D).
 11. Numbered combinations. Given the option texts (`{"A": "Ⅰ+Ⅱ", "B": "Ⅰ+Ⅲ", …}`), an answer that commits
    only to numerals (`答案：Ⅰ、Ⅲ`, `Ⅰ和Ⅲ正确`) reads the one option that is that combination.
+12. A restated conclusion. The reasoning is read only for an answer that names no option letter at all, given
+   the option texts: when the answer neither hedges nor declines (`可能`, `或`, `无法`, `请参考`, `不确定`…;
+   `最可能` is no hedge), the reasoning read by these rules commits to letters, and the answer names the text
+   of each of those options and of no other (`<think>…所以选B。</think>该患者最可能的诊断为急性胰腺炎。` with
+   B = 急性胰腺炎 → B, reason "restated conclusion"). A reasoning's letter is never read over the answer's
+   own: an answer that refuses (`无法作答`), hedges (`选项C和E…我倾向于两者之一`) or only analyses the options
+   (`A项为早期表现，B项…`) is unparseable whatever the reasoning chose.
 Everything else is unparseable, with the reason: an empty or truncated answer (`答案：`, `正确答案是`), a
 non-answer (`无法确定`, `以上都不对`), an option named only by its text. Nothing is ever guessed: no letter
 when a careful reader could not tell is a missed answer; a wrong letter would be a wrong answer scored.
@@ -89,6 +104,9 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from medsft import answer_patterns as patterns
+from medsft.answer_patterns import ANSWER_LINE, RESTATED
+
 OPTION_LETTERS = "ABCDEFGHIJ"
 
 
@@ -97,290 +115,6 @@ class Extraction:
     letters: str | None  # the chosen letters, sorted ("C", "ACE"); None when the answer is unparseable
     reason: str  # the rule that read it (statement, verdict, formatted) or why nothing was read
     evidence: str = ""  # the text that decided
-
-
-# --- building blocks ----------------------------------------------------------------------------------------
-
-_MULTI_SEP = r"[ \t]*(?:,?[ \t]*\band\b|[、,&+]|和|及|与|以及|跟|同)[ \t]*|[ \t]+"
-_HEDGE_SEP = r"[ \t]*(?:/|或者|或是|或|还是|\bor\b)[ \t]*"
-# at most ten letters (A-J), each with its separator: a longer run is no choice, and a bound keeps it linear
-_GROUP = rf"(?<![A-Za-z0-9])[A-Ja-j](?:(?:{_HEDGE_SEP}|{_MULTI_SEP})?[A-Ja-j]){{0,11}}"
-_HEDGE_IN_GROUP = re.compile(_HEDGE_SEP)
-_SLASH = re.compile(r"[ \t]*/[ \t]*")
-_WORD_STARTS = "型超族组类级区段链群带波肝期字线管药点环帽端片胶座股峰柱轴号室"
-# A letter that starts a word (A型, B超, C反应蛋白, D-二聚体, B12, CT) is no choice.
-_BOUNDARY = (
-    r"(?![A-Za-z0-9\-+′])"
-    rf"(?![ \t]*(?:[{_WORD_STARTS}]|蛋白|细胞|受体|因子|抗原|抗体|病毒|反应|淋巴|超声))"
-)
-_CLOSERS = r"[ \t)\]】」』”’\"'>》]*"
-# A letter after these names a vitamin, type or group, not an option: "vitamin C", "type A", "维生素C".
-_NAMING_WORD = re.compile(
-    r"(?:维生素|血型|因子|导联"
-    r"|(?i:\b(?:vitamin|type|hepatitis|group|class|grade|stage|phase|factor|lead|wave|zone)))[ \t]*$"
-)
-_NOT_A_CHOICE_WORD = {"is", "are", "was", "and", "or", "because", "since", "as", "which", "would", "should"}
-_NOT_A_CHOICE_WORD |= {"seems", "fits", "matches", "best", "correct", "right", "here", "only", "also", "for"}
-
-# words of a label that discusses options rather than naming the answer: "鉴别要点：", "其他选项："
-_DISCUSSING = "鉴别|排除|错误|不|其他|其余|其它|干扰|易错|分析|误"
-_LEFT_AFTER_ELIMINATION = r"(?:leaving|leaves|(?:are|is|we're|i'm)\s+left\s+with)"
-_ELIMINATING = re.compile(r"(?i:rul(?:e|ed|ing)\s+out|eliminat|exclu(?:de|ded|ding|sion)|remov)")
-_LABEL_HEADS = "诊断|处理|治疗|措施|检查|药物|用药|方案|病因|原因|机制|选择|结论|判断|选项|首选|结果|答"
-_STRONG_KEYWORD = "|".join(
-    [
-        r"答案",
-        r"(?<![回解作])答(?=[ \t]*:)",
-        r"正确的?(?:选项|选择)",
-        r"最佳(?:选项|选择)",
-        r"选择|选(?!项)",
-        r"应(?:该|当)?(?:是|为|选择?)",
-        r"我(?:认为|觉得|选择?|倾向于选?|的选择)",
-        r"的(?:选项|选择)?(?:是|为)",
-        r"(?:正确|对)的(?:选项|答案)?(?:有|包括)",  # "正确的有：A、C"
-        r"最(?:佳|合适|恰当|合理|正确|可能|符合题意|适宜|有效|准确)[^,，。.;；:\n]{0,8}?(?:是|为)",
-        r"首选[^,，。.;；:\n]{0,6}?(?:是|为)",
-        r"而是",
-        r"即(?:为|是)?",  # "…，即选项A"
-        r"(?:只|仅|就)剩(?:下|余)?(?:的)?|剩(?:下|余)(?:的)?(?:只有|仅有|就是|只能是)?",  # after elimination
-        r"对应(?:的)?(?:选项|答案)?",  # a combination of numbered statements mapped to its option
-        # a label with a colon opening a line: "最可能的诊断：C. …", "首选治疗：B"
-        # (not a label that discusses options: "鉴别诊断：A项…", "排除的选项：B")
-        rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*(?:(?:(?!鉴别|排除|错误|不)[\u4e00-\u9fff]){{0,10}}(?:{_LABEL_HEADS})"
-        r"|(?:最|首选|最终|正确)[\u4e00-\u9fff]{0,10})"
-        r"(?=[ \t]*:[ \t]*[A-J](?![ \t]*(?:选项|项)))",
-        # any label whose whole value is a letter with its option text: "致病菌：A（金黄色葡萄球菌）"
-        rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*(?:(?!{_DISCUSSING})[\u4e00-\u9fff]){{1,10}}"
-        r"(?=[ \t]*:[ \t]*[A-J][ \t]*(?:\([^()\n]{1,30}\)|[.、][^\n:,;。()]{1,30})?[ \t]*[。.]?[ \t]*(?m:$))",
-        r"(?i:\b(?:the\s+)?(?:(?:final|correct|right|best|my)\s+)*answers?\b)",
-        r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
-        r"(?i:\bcorrect(?=[ \t]*:))",  # "Correct: A, C, E"
-        r"(?i:\b(?:choose|pick|select|go\s+with)\b)",
-        rf"(?i:\b{_LEFT_AFTER_ELIMINATION}\b)",  # only in a sentence that eliminates (_left_over)
-        r"(?i:\b(?:it|this)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
-    ]
-)
-# These commit only when the letter ends the sentence or clause: "故C。", "诊断为B。", "diagnosis is B."
-_WEAK_KEYWORD = (
-    r"故|因此|所以|因而|综上所述|综上|结论|(?<![不并])是|(?<![不并因认作成以称])为"
-    r"|(?i:\b(?:is|therefore|thus|hence|so)\b)"
-)
-_STRICT_END = r"(?=[ \t)\]】」』”’\"']*(?:$|[。.,;!\n]|项))"
-_CONNECTOR = (
-    r"(?:[ \t\n:=>\-—–#\"'“‘「『【\[(<《)\]】」』”’》]"
-    r"|应该|应当|应|就|当然|才|仍然|仍|还是|则|即|均|都|也|可能|最可能|肯定|显然|一定|是|为|选择|选|选项|答案"
-    r"|只有|仅有|唯有|只是|仅是|只能是|唯一(?:的)?|只|仅"  # "正确答案只有D": the one answer
-    r"|(?i:option|choice|letter|is|are|would\s+be|should\s+be|must\s+be|will\s+be|clearly|definitely"
-    r"|only|just|both|all\s+of|us\s+with))"
-)
-_STATEMENT = re.compile(
-    rf"(?P<key>{_STRONG_KEYWORD})(?P<conn>{_CONNECTOR}{{0,8}}?)(?P<group>{_GROUP}){_BOUNDARY}"
-    rf"|(?P<weak>{_WEAK_KEYWORD})(?P<wconn>[ \t,:]*(?:选项|(?i:option|choice))?[ \t]*)"
-    rf"(?P<wgroup>[A-J]){_BOUNDARY}{_STRICT_END}"
-)
-
-_VERDICT_ZH = re.compile(
-    r"(?:(?<![A-Za-z0-9\u4e00-\u9fff])|(?<=[故即则而仅有此以见知]))"
-    rf"(?:选项|答案)?[ \t]*[(\[【「\"“]?(?P<group>{_GROUP})[)\]】」\"”]?[ \t]*[.:、]?[ \t]*"
-    r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*(?:[两三四五六](?:项|者|个选项|个))?[ \t]*"
-    r"的?(?:说法|描述|叙述|表述)?[ \t]*"
-    r"(?:(?:与|和|跟|同)[^。.,;:!?\n]{1,16}?)?"  # what it is compared with: "选项D与题干描述最为吻合"
-    r"(?:均|都|也|才|是|为|最为|较为)*[ \t]*"
-    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳"
-    r"|最(?:为)?(?:符合|恰当|合适|合理|准确|贴切|适宜|可能|相符|吻合|一致|匹配|契合)[^。.,;!?\n]{0,16}?)"
-    r"(?:的答案|的选项|的)?(?=[ \t]*(?:$|[。.,;!?)\n]|因为))"
-)
-_VERDICT_EN = re.compile(
-    r"(?i:(?:options?|choices?|answers?)[ \t]+)?\(?"
-    rf"(?P<group>{_GROUP})\)?[ \t]+(?i:is|are|was|seems\s+to\s+be|would\s+be)[ \t]+"
-    r"(?i:(?:both|all|the)[ \t]+)?"
-    r"(?P<claim>(?i:(?:most[ \t]+)?(?:correct|right|best|true|appropriate)"
-    r"(?:[ \t]+(?:answer|option|choice|one)s?)?|answer))\b"
-)
-# "Option A fits best with…", "Choice B matches the findings most closely", "C best explains…"
-_FIT = r"(?:fits|matches|explains|describes|corresponds\s+to|accounts\s+for)"
-_VERDICT_FIT_EN = re.compile(
-    rf"(?i:(?:options?|choices?|answers?)[ \t]+)?\(?(?P<group>{_GROUP})\)?[ \t]+"
-    rf"(?P<claim>(?i:(?:best|most\s+closely)[ \t]+{_FIT}\b|{_FIT}\b[^.;!?\n]{{0,50}}?"
-    r"\b(?:best|most\s+closely|most\s+(?:accurately|completely))\b))"
-)
-_REJECTION = re.compile(
-    r"(?:不选|不应选|不能选|不可选|排除了?|并非|而非|不是|(?i:\bnot\b))"
-    rf"[ \t]*(?:选项)?[ \t]*(?P<group>{_GROUP}){_BOUNDARY}"
-)
-
-_LETTERS_LINE = re.compile(
-    r"^[ \t]*(?:[-•>#][ \t]*)*[(\[【「]?[ \t]*"
-    r"(?P<group>[A-J](?:(?:[ \t]*[、,&][ \t]*|[ \t]+)?[A-J])*)[ \t]*[)\]】」]?[ \t]*[.。]?[ \t]*$",
-    re.MULTILINE,
-)
-_LINE_START = re.compile(
-    rf"^[ \t]*(?:[-•>#][ \t]*)*[(\[【]?[ \t]*(?P<group>[A-J]){_BOUNDARY}"
-    r"(?:[ \t]*(?:[.:)\]】]|、(?![ \t]*[A-J](?![A-Za-z0-9])))|[ \t]+(?=[^\sA-Za-z0-9]))",
-    re.MULTILINE,
-)
-_BRACKETED = re.compile(r"(?<![A-Za-z0-9])[(\[【「][ \t]*(?P<group>[A-Ja-j])[ \t]*[)\]】」]")  # not poly(A)
-
-_TENTATIVE = re.compile(rf"{_CLOSERS}(?:项)?[ \t]*(?:\?|吗|呢)")
-_RETRACTED = re.compile(
-    r"[\s()\]】」』”’\"'项。.,!?…~、\-—]*"
-    r"(?:不对(?!的)|不是[,。!]|不[,。!]|错了|有误|等等|等一下|且慢|再想想|再看看|再考虑|重新(?:考虑|审题|思考|分析)"
-    r"|再仔细|仔细(?:想|看)一下|更正|纠正|(?i:wait|actually|hmm|no[,.!]|correction))"
-)
-_NEGATED_AFTER = re.compile(
-    rf"{_CLOSERS}(?:选项|项)?[ \t]*(?:的说法|说法)?(?:是|也|都|均|则)?[ \t]*"
-    r"(?:不对|错|不正确|不是|不符|不选|排除|除外|(?i:is\s+(?:wrong|incorrect|not)|wrong|incorrect))"
-    r"|[ \t]*(?:是|为|属于)[^,。.;!?\n]{0,8}?(?:错误|错选|误选|陷阱|干扰项|迷惑项)"
-)
-_NEGATED_BEFORE = re.compile(
-    r"(?:不|没有?|未|别|勿|(?<!错)误|非|并非|而非|避免)(?:要|能|应该?|应当|会|可以?|再|必)?[ \t]*误?[ \t]*$"
-    r"|误(?:写|作|填|标|记|打|认)(?:成|为|作)?[ \t]*$"
-    r"|(?i:\b(?:not|never|n't|cannot)\s*)$"
-)
-_SCOPE = re.compile(rf"{_CLOSERS}(?:两者|二者|两项|三者|这两个|这两项)?(?:之中|当中|中|里面|里|之间)")
-_SCOPE_CHOICE = re.compile(r"[^。.!?;\n]{0,10}?(?<![A-Za-z0-9])(?P<letter>[A-J])(?![A-Za-z0-9])")
-_HEDGE_AFTER = re.compile(
-    rf"{_CLOSERS}[,(]?[ \t]*(?:也可能是?|也有可能是?|或许是?|也许是?|或者是?|或是|或|还是"
-    r"|(?i:or(?:\s+(?:possibly|maybe|perhaps))?))[ \t]*(?:选择?|选项|(?i:choose|pick|select|option))?[ \t]*"
-    r"[A-J](?![A-Za-z0-9])"
-)
-_HEDGE_IN_SENTENCE = re.compile(
-    r"^[^。.!?;\n]*?(?<![A-Za-z0-9])[A-J](?:项|选项)?[ \t]*(?:也|亦)(?:有|很)?(?:可能|可以|对|行|正确|说得通)"
-    r"(?=[ \t]*(?:$|[。.!?;,)\n]))"
-)
-# Reported speech: the statement is someone else's answer, an old key or a common mistake, not this one.
-_REPORTED = re.compile(
-    r"(?:有|很多|许多|不少|部分|一些|某些|其他|其它|别的|大多数|多数|大部分)(?:的|些)?(?:同学|人|考生|学生|医生|资料"
-    r"|教材|书|文献|题库|版本|解析|参考书|学者|专家|网友|老师)|别人|他人|老师|专家|学者|网友|(?:另|也|还)?有(?:观点|意见|说法|看法)"
-    r"|(?:考生|学生|同学|初学者)(?:们)?(?:常|多|容易|往往|经常|可能|会)"
-    r"|(?<![最正])(?:(?:原|旧|题库|原题|原书|网上|官方|给定|辅导书)[\u4e00-\u9fff]{0,6}?|教材|资料|题目给出?)的?"
-    r"(?:答案|选项|解析|答)|答案键"
-    r"|常见(?:的)?(?:错误|错选|误选|误区|陷阱)|易错|容易(?:误选|选错|错选|漏选)|误选|错选|漏选|少选"
-    r"|多选(?=[ \t]*[A-J])"
-    # a subject that names a wrong choice: "本题的干扰项是A", "迷惑性最强的选项为D", "错误率最高的选项是E"
-    # (not "错误的选项是A": asked for the wrong statement, that is the answer)
-    r"|干扰(?:项|选项)|迷惑(?:性)?[\u4e00-\u9fff]{0,4}?(?:项|选项)|陷阱(?:项|选项)|易错(?:项|选项)|错误率"
-    r"|(?i:\b(?:someone|(?<!the\s)others"  # not "the others": the other options
-    r"|(?:some|many|most|other|a\s+lot\s+of)\s+(?:students|people|test[- ]takers"
-    r"|candidates|examinees|sources|books|textbooks|references|clinicians|doctors)"
-    r"|the\s+(?:original|old|official|reference|given|book's)\s+(?:answer|key)|answer\s+key"
-    r"|(?:common|frequent|typical|usual)(?:ly)?\s+(?:mistake|error|chosen|wrong|pitfall|trap)"
-    r"|often\s+(?:chosen|picked)|mistakenly|distractor)\b)"
-)
-_REPORT_CLAUSE_BREAK = re.compile(r"[,;()]")  # not a colon: "原答案：D" is one clause
-# a verb of saying whose content is the clause after it: "有同学认为，答案是C"
-_SAYING = re.compile(
-    r"[^,。.;!?\n]{0,6}?(?:认为|觉得|说|指出|主张|表示|提出|(?i:\b(?:say|think|claim|argue)s?\b))[ \t]*[,:]"
-)
-_DECLARATION_KEY = re.compile(
-    r".*(?:答|(?i:answer)).*|(?:应(?:该|当)?|故|我|最终)?选择?|我(?:认为|觉得|的选择)|正确的?(?:选项|选择)"
-    r"|最佳(?:选项|选择)|(?i:(?:I\s+would\s+)?(?:choose|pick|select|go\s+with))",
-    re.DOTALL,
-)
-_NOTE_OPENING = re.compile(
-    r"^[^\w(\[【]*[(\[【]?[ \t]*"
-    r"(?:注|备注|说明|提示|补充|附|另|拓展|延伸|提醒|易错|陷阱|常见|错选|误区|参考|链接|PS|P\.S\.|(?i:note|nb|tip|caveat|pitfall))"
-)
-_CORRECTION = re.compile(
-    r"更正|修正|纠正|订正|改正|改为|抱歉|有误|错了|不对|等等|等一下|重新|复核|看错|搞错|写错|为准"
-    r"|(?i:\b(?:correction|actually|wait|on\s+reflection|sorry|i\s+made\s+a\s+mistake|revised?)\b)"
-)
-_TENTATIVE_WORD = re.compile(r"可能|也许|或许|大概|倾向于?|(?i:\b(?:probably|maybe|perhaps|might|likely)\b)")
-_UNCERTAIN = re.compile(
-    r"(?:不|无法|难以|不能|才能|不太)(?:完全|十分)?确定|拿不准|不好说|需要更多信息"
-    r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure)\b)"
-)
-# "答案：B（不确定）": the letters flagged as uncertain where they stand
-_FLAGGED_UNSURE = re.compile(
-    r"[ \t]*\([^()\n]{0,6}?(?:不确定|存疑|待定|不太确定|没把握|(?i:unsure|uncertain|not\s+sure|\?))"
-)
-_UNDECIDED = re.compile(
-    r"(?:难以|无法|不好|很难|不能)(?:做出)?(?:决定|取舍|抉择|选择|二选一)|(?i:\b(?:can(?:no|')t|hard\s+to)\s+(?:decide|choose)\b)"
-)
-# Letters offered as both acceptable: "两个答案都说得通：选A或者选D", "选C或者选E都行", "both are defensible".
-_EITHER_WAY = re.compile(
-    r"(?:两|二者|[A-J](?![A-Za-z0-9]))[^。.!?;,\n]{0,8}?(?:都|均|也都)(?:说得通|讲得通|有道理|可以|行)"
-    r"(?=[ \t]*(?:$|[。.!?;,:\n]))"
-    r"|(?i:\bboth\s+(?:are|seem|look|would\s+be)\s+(?:defensible|plausible|reasonable|possible|acceptable)"
-    r"|\beither\s+(?:one\s+|of\s+them\s+)?(?:could|would|might|works?)\b)"
-)
-# Another question's answer: "很多人把本题与上一题（答案A）混淆".
-_OTHER_QUESTION = re.compile(
-    r"(?:上|下|前|后|另)一(?:道|个)?(?:题|问)|其他题目?|那(?:道|个)?题|第[ \t]*\d+[ \t]*题"
-    r"|(?:同类|类似|相似|此类)题"
-    r"|(?i:\b(?:previous|next|other)\s+question\b)"
-)
-# What turns reported speech back into the writer's own voice: "有同学选A，但正确答案是C".
-_CONTRAST = re.compile(
-    r"但|然而|不过|其实|实际上|事实上|而是|正确|本题|本例|我|因此|所以|故|综上|因而|(?i:\b(?:but|however|actually|in\s+fact|correct)\b)"
-)
-# A note on the wording (a typo, the explanation's text) corrects the text, not the answer.
-_ABOUT_THE_TEXT = re.compile(r"笔误|错别字|打字错误|解析中|上文|前文|文中|原文|(?i:\btypo\b)")
-_ANSWER_WORD = re.compile(r"答案|(?i:\banswer\b)")
-# A non-committal alternative: "也可选C", "亦可考虑D", "C also works".
-_ALTERNATIVE = re.compile(
-    r"(?:也|亦|或|还)(?:可以?|能|行)|或许|也许|不排除|也有人|其次|次选|(?i:\b(?:also|alternatively|might|could"
-    r"|second(?:ary)?\s+choice)\b)"
-)
-# "除A外都对" names every other option; "除C外都错" names C.
-_COMPLEMENT = re.compile(
-    rf"除(?:了)?[ \t]*(?:选项)?[ \t]*(?P<group>{_GROUP})[ \t]*(?:选项|项)?[ \t]*(?:以|之)?外[ \t]*,?[ \t]*"
-    r"(?:其余|其他|其它|余下|剩下)?(?:的)?(?:[两三四五六几各]?项|选项|说法|描述)?"
-    r"[ \t]*(?:均|都|全)(?:是|为)?[ \t]*"
-    r"(?P<verdict>正确|对|错误|错|不正确|不对)"
-)
-_HYPOTHETICAL = re.compile(
-    r"如果|若|假如|假设|倘若|要是|如若|万一|否则|不然|是否|能否|可否|为什么|为何|(?<!这种)(?<!此种)(?<!这)(?<!该)(?<!此)(?:情况|条件|前提)下|的话"
-    r"|(?i:\b(?:if|suppose|assuming|whether|why|unless|in\s+case|otherwise)\b)"
-)
-_CONSEQUENCE = re.compile(r"^[ \t]*(?:则|那么|那就|就|便|(?i:then\b))")
-# A heading over a list that analyses the other options: "其他选项分析：", "为何不选其他：", "Other options:".
-_ANALYSIS_HEADING = re.compile(
-    r"^[ \t#>]*(?:[\u4e00-\u9fff]{0,4}"
-    r"(?:其他|其余|其它|别的|剩余|剩下|另外|不选|排除|错误的?(?:选)?项|干扰(?:选)?项)[\u4e00-\u9fff]{0,8}"
-    r"|(?i:(?:the\s+)?other\s+(?:options|choices|answers)[\w ]{0,20}"
-    r"|why\s+not\s+(?:the\s+)?others?|distractors?))[ \t]*:[ \t]*$"
-)
-_LIST_ITEM = re.compile(r"^[ \t]*(?:[-•>+][ \t]*|\d+[.、)][ \t]*)?[(\[【]?[A-J](?![A-Za-z0-9])")
-_CONTEXT = 300  # characters of context read before a mention
-_CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
-_SENTENCE_BREAK = re.compile(r"[。.!?;\n]")
-_QUOTES = {"“": "”", "「": "」", "『": "』", "‘": "’", '"': '"'}
-
-
-_ROMAN_ASCII = {"I": "Ⅰ", "II": "Ⅱ", "III": "Ⅲ", "IV": "Ⅳ", "V": "Ⅴ", "VI": "Ⅵ", "VII": "Ⅶ", "VIII": "Ⅷ"}
-_ROMAN_CHARS = set("ⅠⅡⅢⅣⅤⅥⅦⅧⅨⅩⅪⅫⅰⅱⅲⅳⅴⅵⅶⅷⅸⅹ")
-_ROMAN_TOKEN = re.compile(r"(?<![A-Za-z])(?:VIII|VII|VI|IV|V|III|II|I)(?![A-Za-z])")
-_ROMAN_SEP = r"[ \t]*(?:[、,+]|和|及|与)[ \t]*"
-# Two or more ASCII numerals joined ("I、III", "II+IV") are numerals of a combination, not option letters.
-_ROMAN_RUN = re.compile(
-    rf"(?<![A-Za-z])(?:VIII|VII|VI|IV|V|III|II|I)(?:{_ROMAN_SEP}(?:VIII|VII|VI|IV|V|III|II|I))+(?![A-Za-z])"
-)
-_BRACKETED_RUN = re.compile(
-    r"(?<![A-Za-z0-9])(?:[(\[【][ \t]*[A-Ja-j][ \t]*[)\]】][ \t]*(?:[、,]|和|及|与|,?[ \t]*and\b)?[ \t]*){2,}"
-)
-_UNIT = r"(?P<pre>选项[ \t]*)?(?P<letter>[A-J])(?P<post>[ \t]*(?:选项|项))?"
-_LETTER_UNIT = re.compile(rf"(?<![A-Za-z0-9]){_UNIT}(?![A-Za-z0-9])")
-_UNIT_NO_NAMES = _UNIT.replace("?P<pre>", "?:").replace("?P<letter>", "?:").replace("?P<post>", "?:")
-# "选项A和选项C", "A项和D项", "A选项、C选项": letters each named as an option, joined.
-_LETTER_UNITS = re.compile(
-    rf"(?<![A-Za-z0-9])(?=选项|[A-J][ \t]*(?:选项|项))(?:{_UNIT_NO_NAMES})"
-    rf"(?:[ \t]*(?:、|和|及|与|以及|跟|同)[ \t]*(?:{_UNIT_NO_NAMES})(?![A-Za-z0-9]))+"
-)
-
-
-ANSWER_LINE = "answer line"  # the reason of an answer read from the asked-for final line
-_ANSWER_LINE = re.compile(
-    r"^[ \t]*答案[ \t]*:[ \t]*(?P<group>[A-J](?:[ \t]*[、,]?[ \t]*[A-J])*)[ \t]*[。.]?[ \t]*$"
-)
-_ROMAN_GROUP = r"[ⅠⅡⅢⅣⅤⅥⅦⅧ](?:[ \t]*(?:[、,+]|和|及|与)[ \t]*[ⅠⅡⅢⅣⅤⅥⅦⅧ])*"
-# A combination of numbered statements given as the answer: "答案：Ⅰ、Ⅲ", "Ⅰ和Ⅲ正确".
-_ROMAN_ANSWER = re.compile(
-    r"(?:答案|选择?|应为|(?:说法|叙述)?正确的(?:是|为|有))[ \t]*[:是为]?[ \t]*"
-    rf"(?P<first>{_ROMAN_GROUP})(?![ⅠⅡⅢⅣⅤⅥⅦⅧ])"
-    rf"|(?P<second>{_ROMAN_GROUP})[ \t]*(?:[两三四五六]?(?:项|条))?(?:说法|叙述|描述)?"
-    r"[ \t]*(?:均|都)?(?:是|为)?(?:正确|对)"
-)
 
 
 @dataclass(frozen=True)
@@ -407,11 +141,11 @@ def _analysis_spans(text: str) -> list[tuple[int, int]]:
         offsets.append(offsets[-1] + len(line))
     index = 0
     while index < len(lines):
-        if not _ANALYSIS_HEADING.match(lines[index].rstrip("\n")):
+        if not patterns.ANALYSIS_HEADING.match(lines[index].rstrip("\n")):
             index += 1
             continue
         end = index + 1
-        while end < len(lines) and (not lines[end].strip() or _LIST_ITEM.match(lines[end])):
+        while end < len(lines) and (not lines[end].strip() or patterns.LIST_ITEM.match(lines[end])):
             end += 1
         spans.append((offsets[index], offsets[end]))
         index = end
@@ -420,20 +154,23 @@ def _analysis_spans(text: str) -> list[tuple[int, int]]:
 
 def _fold_width(answer: str) -> str:
     # Roman numerals (Ⅰ, Ⅲ) stay numerals: NFKC would turn them into the letters I and V.
-    text = "".join(char if char in _ROMAN_CHARS else unicodedata.normalize("NFKC", char) for char in answer)
+    text = "".join(
+        char if char in patterns.ROMAN_CHARS else unicodedata.normalize("NFKC", char) for char in answer
+    )
     return re.sub(r"[*`]", "", text)
 
 
 def _fold(answer: str) -> str:
-    text = _fold_width(answer)
-    text = _ROMAN_RUN.sub(
-        lambda run: _ROMAN_TOKEN.sub(lambda t: _ROMAN_ASCII[t.group(0)], run.group(0)), text
+    # Chinese puts no spaces between its characters: "答 案：A" is "答案：A"
+    text = patterns.CJK_SPACE.sub("", _fold_width(answer))
+    text = patterns.ROMAN_RUN.sub(
+        lambda run: patterns.ROMAN_TOKEN.sub(lambda t: patterns.ROMAN_ASCII[t.group(0)], run.group(0)), text
     )
     text = _unbox(text)
-    text = _BRACKETED_RUN.sub(
+    text = patterns.BRACKETED_RUN.sub(
         lambda run: "、".join(re.findall(r"[(\[【][ \t]*([A-Ja-j])", run.group(0))), text
     )
-    return _LETTER_UNITS.sub(_join_units, text)
+    return patterns.LETTER_UNITS.sub(_join_units, text)
 
 
 def _unbox(text: str) -> str:
@@ -445,7 +182,7 @@ def _unbox(text: str) -> str:
 
 def _join_units(run: re.Match) -> str:
     """`选项A和选项C` → `选项A、C`, `A项和D项` → `A、D项`: one group of letters, as the reader reads it."""
-    units = list(_LETTER_UNIT.finditer(run.group(0)))
+    units = list(patterns.LETTER_UNIT.finditer(run.group(0)))
     prefix = "选项" if units[0].group("pre") else ""
     return prefix + "、".join(unit.group("letter") for unit in units) + (units[-1].group("post") or "")
 
@@ -454,7 +191,7 @@ def _quoted_spans(text: str) -> list[tuple[int, int]]:
     spans = []
     position = 0
     while position < len(text):
-        closer = _QUOTES.get(text[position])
+        closer = patterns.QUOTES.get(text[position])
         end = text.find(closer, position + 1) if closer else -1
         if end == -1:
             position += 1
@@ -470,34 +207,34 @@ def _letters(group: str) -> str:
 
 
 def _last_break(pattern: re.Pattern, text: str, end: int) -> int:
-    """Where the clause or sentence that ends at `end` begins; one longer than _CONTEXT characters is cut
-    there (what decides a reading stands near it, and the cut keeps long answers linear)."""
-    window = max(0, end - _CONTEXT)
+    """Where the clause or sentence that ends at `end` begins; one longer than patterns.CONTEXT characters is
+    cut there (what decides a reading stands near it, and the cut keeps long answers linear)."""
+    window = max(0, end - patterns.CONTEXT)
     found = [match.end() for match in pattern.finditer(text, window, end)]
     return found[-1] if found else window
 
 
 def _hypothetical(text: str, start: int) -> bool:
-    clause_start = _last_break(_CLAUSE_BREAK, text, start)
-    if _HYPOTHETICAL.search(text, clause_start, start):
+    clause_start = _last_break(patterns.CLAUSE_BREAK, text, start)
+    if patterns.HYPOTHETICAL.search(text, clause_start, start):
         return True
-    sentence_start = _last_break(_SENTENCE_BREAK, text, clause_start)
-    condition = list(_HYPOTHETICAL.finditer(text, sentence_start, clause_start))
-    if _CONSEQUENCE.match(text[clause_start:start]):
+    sentence_start = _last_break(patterns.SENTENCE_BREAK, text, clause_start)
+    condition = list(patterns.HYPOTHETICAL.finditer(text, sentence_start, clause_start))
+    if patterns.CONSEQUENCE.match(text[clause_start:start]):
         return bool(condition)
     # "如果是慢性期，选C": a clause right after a condition, with no turn back to the case at hand, is its
     # consequence too
-    return bool(condition) and not _CONTRAST.search(text, condition[-1].end(), start)
+    return bool(condition) and not patterns.CONTRAST.search(text, condition[-1].end(), start)
 
 
 def _negated_before(text: str, start: int) -> bool:
-    clause_start = _last_break(_CLAUSE_BREAK, text, start)
-    return bool(_NEGATED_BEFORE.search(text[clause_start:start]))
+    clause_start = _last_break(patterns.CLAUSE_BREAK, text, start)
+    return bool(patterns.NEGATED_BEFORE.search(text[clause_start:start]))
 
 
 def _is_word(text: str, group: str, group_start: int, group_end: int) -> bool:
     """Lowercase runs (`acid`), `vitamin C`, and the article or pronoun `A`/`I` before an English word."""
-    if _NAMING_WORD.search(text, max(0, group_start - 12), group_start):
+    if patterns.NAMING_WORD.search(text, max(0, group_start - 12), group_start):
         return True
     if re.search(
         r"[a-z][a-z]", re.sub(r"\b(?:and|or)\b", " ", group)
@@ -505,8 +242,40 @@ def _is_word(text: str, group: str, group_start: int, group_end: int) -> bool:
         return True
     if group in ("A", "a", "I", "i"):
         following = re.match(r"[ \t]+([a-z]+)", text[group_end:])
-        return bool(following) and following.group(1) not in _NOT_A_CHOICE_WORD
+        return bool(following) and following.group(1) not in patterns.NOT_A_CHOICE_WORD
     return False
+
+
+def _listed(text: str, group: str, group_start: int) -> str | None:
+    """ "正确的选项有：\n- A：…\n- C：…\n- E：…": letters answering a label with a colon as a list, one item
+    a line, are all the items' letters. A list whose items judge the options ("- A：正确\n- B：错误") names
+    those judged right when every item is judged, and nothing (None) when only some are."""
+    line_start = text.rfind("\n", 0, group_start) + 1
+    if (
+        line_start == 0
+        or not patterns.LIST_ITEM.match(text[line_start : group_start + 1])
+        or len(_letters(group)) != 1
+    ):
+        return group
+    if not text[:line_start].rstrip().endswith(":"):
+        return group
+    items = []
+    for line in text[line_start:].split("\n"):
+        if not line.strip():
+            continue
+        item = patterns.LIST_ITEM.match(line)
+        if not item:
+            break
+        items.append((item.group(0)[-1], line[item.end() :]))
+    rejected = {letter for letter, rest in items if patterns.ITEM_REJECTED.search(rest)}
+    if not rejected:
+        return "、".join(letter for letter, _ in items) if len(items) > 1 else group
+    approved = [
+        letter for letter, rest in items if letter not in rejected and patterns.ITEM_APPROVED.search(rest)
+    ]
+    if approved and len(approved) + len(rejected) == len(items):
+        return "、".join(approved)
+    return None
 
 
 def _shrink_at_comma(text: str, group: str, group_end: int) -> str:
@@ -521,29 +290,33 @@ def _shrink_at_comma(text: str, group: str, group_end: int) -> str:
 
 def _unsure(text: str, start: int, group_end: int) -> bool:
     """ "答案可能是A，需要更多信息才能确定": a tentative answer the sentence itself calls uncertain."""
-    clause_start = _last_break(_CLAUSE_BREAK, text, start)
-    if not _TENTATIVE_WORD.search(text, clause_start, group_end):
+    clause_start = _last_break(patterns.CLAUSE_BREAK, text, start)
+    if not patterns.TENTATIVE_WORD.search(text, clause_start, group_end):
         return False
-    sentence_end = _SENTENCE_BREAK.search(text, group_end)
-    return bool(_UNCERTAIN.search(text, group_end, sentence_end.start() if sentence_end else len(text)))
+    sentence_end = patterns.SENTENCE_BREAK.search(text, group_end)
+    return bool(
+        patterns.UNCERTAIN.search(text, group_end, sentence_end.start() if sentence_end else len(text))
+    )
 
 
 def _undecided(text: str, start: int, end: int) -> bool:
     """ "B、C都对，但只能选一个的话难以决定", "两个答案都说得通：选A或者选D": the sentence says the choice is
     not made, or that either letter would do."""
-    sentence_end = _SENTENCE_BREAK.search(text, end)
+    sentence_end = patterns.SENTENCE_BREAK.search(text, end)
     stop = sentence_end.start() if sentence_end else len(text)
-    sentence_start = _last_break(_SENTENCE_BREAK, text, start)
-    return bool(_UNDECIDED.search(text, end, stop) or _EITHER_WAY.search(text, sentence_start, stop))
+    sentence_start = _last_break(patterns.SENTENCE_BREAK, text, start)
+    return bool(
+        patterns.UNDECIDED.search(text, end, stop) or patterns.EITHER_WAY.search(text, sentence_start, stop)
+    )
 
 
 def _hedged(group: str) -> bool:
     """Letters joined by `或`, `还是`, `or` or `/` are a hedge (`C或D`, `C/D`); a run of three or more joined
     by slashes only lists them (`C/D/E`)."""
-    separators = _HEDGE_IN_GROUP.findall(group)
+    separators = patterns.HEDGE_IN_GROUP.findall(group)
     if not separators:
         return False
-    return not (all(_SLASH.fullmatch(sep) for sep in separators) and len(_letters(group)) >= 3)
+    return not (all(patterns.SLASH.fullmatch(sep) for sep in separators) and len(_letters(group)) >= 3)
 
 
 def _letter_run(text: str, group: str, group_end: int) -> bool:
@@ -552,7 +325,7 @@ def _letter_run(text: str, group: str, group_end: int) -> bool:
     return (
         re.fullmatch(r"[a-j]{2,10}", group) is not None
         and list(group) == sorted(set(group))
-        and re.match(_STRICT_END, text[group_end:]) is not None
+        and re.match(patterns.STRICT_END, text[group_end:]) is not None
     )
 
 
@@ -561,19 +334,19 @@ def _choice(text: str, group: str, group_end: int, start: int = 0) -> tuple[str 
     if (
         _unsure(text, start, group_end)
         or _undecided(text, start, group_end)
-        or _FLAGGED_UNSURE.match(text, group_end)
+        or patterns.FLAGGED_UNSURE.match(text, group_end)
     ):
         return None, group_end
     rest = text[group_end:]
-    scope = _SCOPE.match(rest)
+    scope = patterns.SCOPE.match(rest)
     if scope:
-        named = _SCOPE_CHOICE.match(rest, scope.end())
+        named = patterns.SCOPE_CHOICE.match(rest, scope.end())
         if named and named.group("letter") in _letters(group):
             return named.group("letter"), 0
         return None, group_end + scope.end()
     if _hedged(group):
         return None, group_end
-    hedge = _HEDGE_AFTER.match(rest) or _HEDGE_IN_SENTENCE.match(rest)
+    hedge = patterns.HEDGE_AFTER.match(rest) or patterns.HEDGE_IN_SENTENCE.match(rest)
     if hedge:
         return None, group_end + hedge.end()
     return _letters(group), 0
@@ -585,34 +358,40 @@ def _turns_back(text: str, reported_end: int, start: int) -> bool:
     ("有网友指出本题应选C")."""
     if re.search(r"但|然而|不过|(?i:\b(?:but|however)\b)", text[reported_end:start]):
         return True
-    clause_break = _REPORT_CLAUSE_BREAK.search(text, reported_end, start)
-    return bool(clause_break) and bool(_CONTRAST.search(text, clause_break.end(), start))
+    clause_break = patterns.REPORT_CLAUSE_BREAK.search(text, reported_end, start)
+    return bool(clause_break) and bool(patterns.CONTRAST.search(text, clause_break.end(), start))
 
 
 def _reported(text: str, start: int, group_end: int) -> bool:
     """Someone else's answer ("有同学选C", "原答案是D", "常见错误是A"), or a note on the text's wording."""
-    sentence_start = _last_break(_SENTENCE_BREAK, text, start)
+    sentence_start = _last_break(patterns.SENTENCE_BREAK, text, start)
     before = text[sentence_start:start]
     # a reporter in the statement's own clause, or anywhere before it in the sentence with a verb of saying
-    clause_start = max(sentence_start, _last_break(_REPORT_CLAUSE_BREAK, text, start))
-    reporters = list(_REPORTED.finditer(text, clause_start, group_end))
-    reporters += [r for r in _REPORTED.finditer(text, sentence_start, start) if _SAYING.match(text, r.end())]
+    clause_start = max(sentence_start, _last_break(patterns.REPORT_CLAUSE_BREAK, text, start))
+    reporters = list(patterns.REPORTED.finditer(text, clause_start, group_end))
+    reporters += [
+        r
+        for r in patterns.REPORTED.finditer(text, sentence_start, start)
+        if patterns.SAYING.match(text, r.end())
+    ]
     if reporters and not _turns_back(text, max(r.end() for r in reporters), start):
         return True
-    other = list(_OTHER_QUESTION.finditer(text, sentence_start, start))
+    other = list(patterns.OTHER_QUESTION.finditer(text, sentence_start, start))
     if other and not _turns_back(text, other[-1].end(), start):
         return True
-    sentence_end = _SENTENCE_BREAK.search(text, group_end)
+    sentence_end = patterns.SENTENCE_BREAK.search(text, group_end)
     sentence = text[sentence_start : sentence_end.start() if sentence_end else len(text)]
-    return bool(_ABOUT_THE_TEXT.search(sentence)) and not _ANSWER_WORD.search(before + text[start:group_end])
+    return bool(patterns.ABOUT_THE_TEXT.search(sentence)) and not patterns.ANSWER_WORD.search(
+        before + text[start:group_end]
+    )
 
 
 def _left_over(text: str, key: str, start: int) -> bool:
     """ "leaving A", "we are left with E" state an answer only in a sentence that eliminates the others
     ("…can be ruled out, leaving A"); "which leaves C unexplained" is none."""
-    if not re.fullmatch(_LEFT_AFTER_ELIMINATION, key.strip(), re.IGNORECASE):
+    if not re.fullmatch(patterns.LEFT_AFTER_ELIMINATION, key.strip(), re.IGNORECASE):
         return True
-    return bool(_ELIMINATING.search(text, _last_break(_SENTENCE_BREAK, text, start), start))
+    return bool(patterns.ELIMINATING.search(text, _last_break(patterns.SENTENCE_BREAK, text, start), start))
 
 
 def _nominalised(text: str, group_end: int) -> bool:
@@ -622,13 +401,13 @@ def _nominalised(text: str, group_end: int) -> bool:
 
 def _retracted(text: str, group_end: int) -> bool:
     """A retraction right after the letters; a correction of the wording ("更正：解析中…笔误") is none."""
-    retraction = _RETRACTED.match(text, group_end)
+    retraction = patterns.RETRACTED.match(text, group_end)
     if not retraction:
         return False
-    sentence_end = _SENTENCE_BREAK.search(text, retraction.end())
+    sentence_end = patterns.SENTENCE_BREAK.search(text, retraction.end())
     rest = text[retraction.end() : sentence_end.start() if sentence_end else len(text)]
     return not (
-        _ABOUT_THE_TEXT.search(rest) or re.search(r"答案不变|(?i:answer\s+(?:is\s+)?unchanged)", rest)
+        patterns.ABOUT_THE_TEXT.search(rest) or re.search(r"答案不变|(?i:answer\s+(?:is\s+)?unchanged)", rest)
     )
 
 
@@ -640,12 +419,12 @@ def _counts(text: str, quoted: list[tuple[int, int]], start: int, group_end: int
         return False
     if _nominalised(text, group_end):
         return False
-    return not (_TENTATIVE.match(text, group_end) or _retracted(text, group_end))
+    return not (patterns.TENTATIVE.match(text, group_end) or _retracted(text, group_end))
 
 
 def _alternative(text: str, start: int) -> bool:
-    clause_start = _last_break(_CLAUSE_BREAK, text, start)
-    return bool(_ALTERNATIVE.search(text, clause_start, start))
+    clause_start = _last_break(patterns.CLAUSE_BREAK, text, start)
+    return bool(patterns.ALTERNATIVE.search(text, clause_start, start))
 
 
 # --- the three readings -------------------------------------------------------------------------------------
@@ -654,7 +433,7 @@ def _alternative(text: str, start: int) -> bool:
 def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_Mention]:
     found = []
     hedged_until = 0  # the letters a hedge offers ("答案可能是A，也可能是C") are no new statement
-    for match in _STATEMENT.finditer(text):
+    for match in patterns.STATEMENT.finditer(text):
         strong = match.group("key") is not None
         name = "group" if strong else "wgroup"
         group, start = match.group(name), match.start()
@@ -666,17 +445,21 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
             continue
         group = _shrink_at_comma(text, group, match.end(name))
         group_end = match.start(name) + len(group)
+        listed = _listed(text, group, match.start(name)) if strong else group
+        if listed is None:
+            continue  # a list judging some options wrong and leaving others unjudged commits to none
+        group = listed
         if not _counts(text, quoted, start, group_end):
             continue
-        if strong and ":" not in match.group("conn") and _NEGATED_AFTER.match(text, group_end):
+        if strong and ":" not in match.group("conn") and patterns.NEGATED_AFTER.match(text, group_end):
             continue  # "答案A是错误的"; after a colon ("答案：C项错误") the letter is the answer
         if strong and not _left_over(text, match.group("key"), start):
             continue
         letters, hedge_end = _choice(text, group, group_end, start)
         hedged_until = max(hedged_until, hedge_end)
-        declaration = strong and bool(_DECLARATION_KEY.fullmatch(match.group("key").strip()))
+        declaration = strong and bool(patterns.DECLARATION_KEY.fullmatch(match.group("key").strip()))
         found.append(_Mention(start, letters, text[start:group_end], _alternative(text, start), declaration))
-    for match in _COMPLEMENT.finditer(text):
+    for match in patterns.COMPLEMENT.finditer(text):
         group = match.group("group")
         if _is_word(text, group, match.start("group"), match.end("group")) or not _counts(
             text, quoted, match.start(), match.end()
@@ -686,7 +469,7 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
         wrong_ones = match.group("verdict") in ("错误", "错", "不正确", "不对")
         letters = named if wrong_ones else "".join(letter for letter in valid if letter not in named)
         found.append(_Mention(match.start(), letters or None, match.group(0)))
-    for pattern in (_VERDICT_ZH, _VERDICT_EN):
+    for pattern in (patterns.VERDICT_ZH, patterns.VERDICT_EN):
         for match in pattern.finditer(text):
             claim = match.group("claim").lower()
             if any(word in claim for word in ("答案", "选项", "选择", "answer", "option", "choice", "one")):
@@ -709,7 +492,7 @@ def _verdict(text: str, quoted: list[tuple[int, int]], match: re.Match) -> _Ment
 
 def _verdicts(text: str, quoted: list[tuple[int, int]]) -> list[_Mention]:
     found = []
-    for pattern in (_VERDICT_ZH, _VERDICT_EN, _VERDICT_FIT_EN):
+    for pattern in (patterns.VERDICT_ZH, patterns.VERDICT_EN, patterns.VERDICT_FIT_EN):
         for match in pattern.finditer(text):
             mention = _verdict(text, quoted, match)
             if mention:
@@ -720,10 +503,10 @@ def _verdicts(text: str, quoted: list[tuple[int, int]]) -> list[_Mention]:
 def _formatted(text: str) -> list[_Mention]:
     found = []
     letter_lines = []
-    for match in _LETTERS_LINE.finditer(text):
+    for match in patterns.LETTERS_LINE.finditer(text):
         found.append(_Mention(match.start(), _letters(match.group("group")), match.group(0).strip()))
         letter_lines.append((match.start(), match.end()))
-    for pattern in (_LINE_START, _BRACKETED):
+    for pattern in (patterns.LINE_START, patterns.BRACKETED):
         for match in pattern.finditer(text):
             if not any(left <= match.start() < right for left, right in letter_lines):
                 found.append(_Mention(match.start(), _letters(match.group("group")), match.group(0).strip()))
@@ -733,7 +516,7 @@ def _formatted(text: str) -> list[_Mention]:
 def _rejected(text: str, quoted: list[tuple[int, int]], mention: _Mention) -> bool:
     """Whether the letters of a statement are rejected later on ("不选A", "排除A", "答案不是A")."""
     after = mention.start + len(mention.evidence)
-    for match in _REJECTION.finditer(text, after):
+    for match in patterns.REJECTION.finditer(text, after):
         if any(left < match.start() < right for left, right in quoted):
             continue
         if mention.letters and set(_letters(match.group("group"))) & set(mention.letters):
@@ -744,9 +527,9 @@ def _rejected(text: str, quoted: list[tuple[int, int]], mention: _Mention) -> bo
 def _combination(text: str, option_texts: dict[str, str]) -> _Mention | None:
     """With the option texts at hand: the option whose numbered statements are those the answer commits to,
     when the answer names no letter itself."""
-    if not option_texts or _STATEMENT.search(text):
+    if not option_texts or patterns.STATEMENT.search(text):
         return None
-    chosen = [m for m in _ROMAN_ANSWER.finditer(text) if not _negated_before(text, m.start())]
+    chosen = [m for m in patterns.ROMAN_ANSWER.finditer(text) if not _negated_before(text, m.start())]
     if not chosen:
         return None
     numerals = set(re.findall(r"[ⅠⅡⅢⅣⅤⅥⅦⅧ]", chosen[-1].group("first") or chosen[-1].group("second")))
@@ -758,7 +541,7 @@ def _combination(text: str, option_texts: dict[str, str]) -> _Mention | None:
 def _in_note(text: str, start: int) -> bool:
     """Whether a mention stands in a note after the answer: a line opened by 注/备注/Note…, or brackets."""
     line = text[text.rfind("\n", 0, start) + 1 : start]
-    return bool(_NOTE_OPENING.match(line)) or line.count("(") > line.count(")")
+    return bool(patterns.NOTE_OPENING.match(line)) or line.count("(") > line.count(")")
 
 
 def _overrides(text: str, current: _Mention, later: _Mention) -> bool:
@@ -770,7 +553,9 @@ def _overrides(text: str, current: _Mention, later: _Mention) -> bool:
     current_end = current.start + len(current.evidence)
     if "\n" not in text[current_end : later.start] or current.letters is None or not current.declaration:
         return True
-    if _CORRECTION.search(text, max(current_end, later.start - _CONTEXT), later.start + len(later.evidence)):
+    if patterns.CORRECTION.search(
+        text, max(current_end, later.start - patterns.CONTEXT), later.start + len(later.evidence)
+    ):
         return True
     return later.declaration and not _in_note(text, later.start)
 
@@ -781,7 +566,7 @@ def _final(text: str, statements: list[_Mention]) -> _Mention:
     current = statements[0]
     for later in statements[1:]:
         if later.alternative and not current.alternative:
-            if not _SENTENCE_BREAK.search(text, current.start, later.start):
+            if not patterns.SENTENCE_BREAK.search(text, current.start, later.start):
                 end = later.start + len(later.evidence)
                 current = _Mention(current.start, None, text[current.start : end])
             continue
@@ -816,20 +601,28 @@ def reason_rule(reason: str) -> str:
 def answer_line(answer: str) -> str | None:
     """The letters of the final line in the asked-for form `答案：X` / `答案：AC`, read strictly, or None."""
     lines = [line for line in _fold_width(answer).splitlines() if line.strip()]
-    match = _ANSWER_LINE.match(lines[-1]) if lines else None
+    match = patterns.ANSWER_LINE_PATTERN.match(lines[-1]) if lines else None
     return _letters(match.group("group")) if match else None
 
 
-def extract_choice(answer: str, valid: str | Mapping[str, str]) -> Extraction:
+def extract_choice(answer: str, valid: str | Mapping[str, str], reasoning: str = "") -> Extraction:
     """The option letters an answer commits to, by the rules in this module's docstring.
 
-    `answer` is the answer part only (after the reasoning); `valid` the question's option letters ("ABCDE"),
-    or its options as {letter: text} (the texts let a combination of numbered statements name its option).
+    `answer` is the answer part (after the reasoning); `valid` the question's option letters ("ABCDE"), or its
+    options as {letter: text} (the texts let a combination of numbered statements name its option, and an
+    answer restate the reasoning's conclusion); `reasoning` the think block's text, read only by rule 12.
     """
     option_texts = dict(valid) if isinstance(valid, Mapping) else {}
     valid = "".join(option_texts) if option_texts else valid
     if not valid or any(letter not in OPTION_LETTERS for letter in valid):
         raise ValueError(f"valid option letters must be a non-empty string of A-J, got {valid!r}")
+    read = _read_answer(answer, valid, option_texts)
+    if read.reason == patterns.NO_LETTER and reasoning.strip() and option_texts:
+        return _restated(answer, reasoning, option_texts) or read
+    return read
+
+
+def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extraction:
     line = answer_line(answer)
     if line:
         return _decide(_Mention(0, line, f"答案:{line}"), valid, ANSWER_LINE)
@@ -857,4 +650,29 @@ def extract_choice(answer: str, valid: str | Mapping[str, str]) -> Extraction:
     formatted = [mention for mention in _formatted(text) if not in_analysis(mention)]
     if formatted:
         return _agreeing(formatted, valid, "formatted", "ambiguous letters")
-    return Extraction(None, "no option letter found")
+    return Extraction(None, patterns.NO_LETTER)
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[\s\W_]+", "", _fold(text)).lower()
+
+
+def _restated(answer: str, reasoning: str, option_texts: dict[str, str]) -> Extraction | None:
+    """Rule 12: the reasoning's conclusion, when the answer names no option letter, commits without hedging
+    or declining, and names the text of each option the reasoning concluded on and of no other option."""
+    text = _fold(answer)
+    if patterns.ANY_LETTER.search(text) or patterns.NOT_COMMITTING.search(text):
+        return None
+    concluded = extract_choice(reasoning, "".join(option_texts))
+    if not concluded.letters:
+        return None
+    said = _compact(text)
+    named = {
+        letter
+        for letter, option in option_texts.items()
+        if len(_compact(option)) >= 2 and _compact(option) in said
+    }
+    if named != set(concluded.letters):
+        return None
+    shown = "、".join(option_texts[letter] for letter in concluded.letters)
+    return Extraction(concluded.letters, RESTATED, f"{concluded.evidence} → {shown}")

@@ -5,6 +5,10 @@ Two row schemas are read, one per line of a JSONL file:
 - `{"id", "options", "multi", "response", "gold_reading", "class"}`.
 `options` is the option letters ("ABCDE"), a list of option texts, or a {letter: text} mapping; the graded
 reading is the letters a careful human reads, sorted, "" when the answer commits to none.
+
+An answer is the model's whole output, think block included when there is one; it is graded exactly as the
+evaluation grades a generation: its answer part (the text after `</think>`) is read, the reasoning only as
+medsft.answer_choice's rule 12 allows.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medsft.answer_choice import OPTION_LETTERS, Extraction, extract_choice
+from medsft.chat_format import split_reasoning
 from medsft.errors import MedsftError
 from medsft.jsonl import iter_jsonl
 
@@ -120,7 +125,11 @@ def load_corpus(path: Path) -> list[GradedAnswer]:
 
 
 def read_answer(row: GradedAnswer) -> Extraction:
-    return extract_choice(row.answer, row.option_texts or row.options)
+    """The reading of a corpus answer, exactly as the evaluation reads a generation: the model's output split
+    as `Engine.read_output` splits it into `Generation.reasoning` and `Generation.answer`, then both given to
+    the extraction (medsft.evaluate.think_records)."""
+    reasoning, answer, _ = split_reasoning(row.answer)
+    return extract_choice(answer, row.option_texts or row.options, reasoning=reasoning)
 
 
 def measure(rows: list[GradedAnswer]) -> Agreement:

@@ -25,6 +25,7 @@ from medsft.options import (
     number_in,
     resolve_model_argument,
     settings_from_args,
+    system_prompt_for,
 )
 
 MODEL_QUEUE = "model"  # every event that runs the model shares this concurrency limit
@@ -524,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         max_batch_size=args.concurrency,
     )
     log.info("model: %s (%s, %s)", engine.model_dir, engine.backend, engine.device)
-    config = DemoConfig(args.system_prompt, args.max_input_tokens, settings, args.lang)
+    system_prompt = system_prompt_for(engine.model_dir, args.system_prompt)
+    config = DemoConfig(system_prompt, args.max_input_tokens, settings, args.lang)
     app = build_app(engine, config)
     app.queue(default_concurrency_limit=args.concurrency)
     if args.check:

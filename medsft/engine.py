@@ -239,10 +239,13 @@ class Engine(ABC):
         """Requests waiting for a place in the batch."""
         return 0
 
+    _thread: threading.Thread | None = None  # a backend's decoding thread, started when work arrives
+
     @property
     def thread_alive(self) -> bool:
         """Whether the engine's decoding thread runs (it runs only while there is work)."""
-        return False
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     # --- prompts and output -------------------------------------------------------------------------------
 

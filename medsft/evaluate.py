@@ -424,7 +424,8 @@ def think_records(
 ) -> list[dict]:
     records = []
     for question, generation in zip(questions, generations, strict=True):
-        extraction = extract_choice(generation.answer, question.options)  # the answer part only
+        # the answer part; the reasoning only where the answer restates its conclusion without a letter
+        extraction = extract_choice(generation.answer, question.options, reasoning=generation.reasoning)
         records.append(
             {
                 "index": question.index,

@@ -19,7 +19,13 @@ from medsft.chat_format import SOFT_SWITCHES, THINK_SWITCH, Conversation, with_s
 from medsft.engine import Engine, Generation, GenerationSettings, load_engine
 from medsft.errors import MedsftError
 from medsft.jsonl import dumps_line
-from medsft.options import add_generation_arguments, number_in, resolve_model_argument, settings_from_args
+from medsft.options import (
+    add_generation_arguments,
+    number_in,
+    resolve_model_argument,
+    settings_from_args,
+    system_prompt_for,
+)
 
 REASONING_HEADER = "──────── 思考 / Reasoning ────────"
 ANSWER_HEADER = "──────── 回答 / Answer ────────"
@@ -375,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         max_batch_size=args.batch_size,
     )
     log.info("model: %s (%s, %s)", engine.model_dir, engine.backend, engine.device)
+    args.system_prompt = system_prompt_for(engine.model_dir, args.system_prompt)
     if args.question is not None:
         messages = with_system_prompt([{"role": "user", "content": args.question}], args.system_prompt)
         problem = prompt_too_long(engine, messages, settings)

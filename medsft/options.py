@@ -14,6 +14,7 @@ from pathlib import Path
 
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT
 from medsft.engine import BACKENDS, GenerationSettings, newest_final_model
+from medsft.trained_prompt import trained_system_prompt
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,9 @@ def add_generation_arguments(parser: argparse.ArgumentParser, backend_help: str)
     parser.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
     parser.add_argument(
         "--system-prompt",
-        default=DEFAULT_SYSTEM_PROMPT,
-        help='system turn when a conversation has none, as in training ("" for none)',
+        default=None,
+        help="system turn when a conversation has none (default: the one the model was trained with, as "
+        'recorded in its folder, else medsft\'s default; "" for none)',
     )
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu … (default: cuda when available)")
     parser.add_argument("--dtype", default=None, help="bfloat16, float16, float32 (default: bf16 on GPU)")
@@ -102,6 +104,18 @@ def listen_address_problem(host: str, port: int) -> str | None:
                 return f"port {port} on {host} is in use by another program: choose another with --port N"
             return f"cannot listen on {host}:{port} ({error.strerror}): check --host and --port"
     return None
+
+
+def system_prompt_for(model_dir: str | Path | None, given: str | None) -> str:
+    """--system-prompt as given, else the prompt the model was trained with (final/medsft.json), else
+    medsft's default: a model is asked the way it was trained."""
+    if given is not None:
+        return given
+    trained = trained_system_prompt(model_dir) if model_dir is not None and Path(model_dir).is_dir() else None
+    if trained is None:
+        return DEFAULT_SYSTEM_PROMPT
+    log.info("system prompt: the one the model was trained with (%s)", repr(trained) if trained else "none")
+    return trained
 
 
 def resolve_model_argument(model: str | None) -> str | Path:

@@ -17,7 +17,7 @@ import secrets
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
@@ -37,6 +37,7 @@ from medsft.options import (
     number_in,
     resolve_model_argument,
     settings_from_args,
+    system_prompt_for,
 )
 from medsft.provenance import read_run_card
 from medsft.reply import Reply
@@ -398,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def server_settings_from_args(args: argparse.Namespace) -> ServerSettings:
-    return ServerSettings(settings_from_args(args), args.system_prompt, args.api_key or None, args.max_queue)
+    system_prompt = DEFAULT_SYSTEM_PROMPT if args.system_prompt is None else args.system_prompt
+    return ServerSettings(settings_from_args(args), system_prompt, args.api_key or None, args.max_queue)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
         args.max_batch_size,
         args.max_model_len,
     )
+    if args.system_prompt is None:
+        settings = replace(settings, system_prompt=system_prompt_for(served.engine.model_dir, None))
     log.info(
         "serving %s (%s on %s, context %d) at http://%s:%d/v1 — Ctrl+C stops it",
         served.name,

@@ -118,11 +118,6 @@ class TransformersEngine(Engine):
     def waiting(self) -> int:
         return len(self._waiting)
 
-    @property
-    def thread_alive(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
     def submit(self, request: Request) -> None:
         if self.model is None:
             raise GenerationError("The engine is closed.")

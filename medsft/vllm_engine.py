@@ -95,11 +95,6 @@ class VLLMEngine(Engine):
     def running(self) -> int:
         return len(self._live)
 
-    @property
-    def thread_alive(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
     def submit(self, request: Request) -> None:
         params = self._params(request.settings, sorted(self.eos_ids))
         with self._lock:

@@ -4,6 +4,8 @@ back by what uses the model."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +66,23 @@ def test_a_damaged_record_is_a_clear_error(tmp_path, text, message):
     with pytest.raises(TrainingRecordError, match=message) as raised:
         trained_system_prompt(tmp_path)
     assert isinstance(raised.value, MedsftError) and str(tmp_path / TRAINING_RECORD) in str(raised.value)
+
+
+def test_infer_demo_and_serve_ask_with_the_trained_prompt_by_default(tmp_path, thinking_model, monkeypatch):
+    from medsft import infer
+    from medsft.options import system_prompt_for
+
+    model = Path(shutil.copytree(thinking_model, tmp_path / "model"))
+    write_trained_system_prompt(model, "你是儿科医生。")
+    assert system_prompt_for(model, None) == "你是儿科医生。"
+    assert system_prompt_for(model, "") == "" and system_prompt_for(model, "别的") == "别的"  # as given
+    assert system_prompt_for(thinking_model, None) == DEFAULT_SYSTEM_PROMPT  # no record: medsft's default
+    write_trained_system_prompt(model, "")
+    assert system_prompt_for(model, None) == ""  # trained without a system turn: none added
+    write_trained_system_prompt(model, "你是儿科医生。")
+    asked = []
+    monkeypatch.setattr(
+        infer, "stream_answer", lambda engine, messages, settings, out: asked.append(messages)
+    )
+    assert infer.main(["--model", str(model), "-q", "孩子发烧怎么办？"]) == 0
+    assert asked[0][0] == {"role": "system", "content": "你是儿科医生。"}

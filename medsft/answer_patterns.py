@@ -1,0 +1,307 @@
+"""The language the answer grader reads (medsft.answer_choice): how option letters are written, and the
+words and patterns of commitment, reported speech, hedges, conditions, corrections and notes, in Chinese and
+English. Patterns only; the reading rules that use them are in medsft.answer_choice."""
+
+from __future__ import annotations
+
+import re
+
+MULTI_SEP = r"[ \t]*(?:,?[ \t]*\band\b|[、,&+]|和|及|与|以及|跟|同)[ \t]*|[ \t]+"
+HEDGE_SEP = r"[ \t]*(?:/|或者|或是|或|还是|\bor\b)[ \t]*"
+# at most ten letters (A-J), each with its separator: a longer run is no choice, and a bound keeps it linear
+GROUP = rf"(?<![A-Za-z0-9])[A-Ja-j](?:(?:{HEDGE_SEP}|{MULTI_SEP})?[A-Ja-j]){{0,11}}"
+HEDGE_IN_GROUP = re.compile(HEDGE_SEP)
+SLASH = re.compile(r"[ \t]*/[ \t]*")
+WORD_STARTS = "型超族组类级区段链群带波肝期字线管药点环帽端片胶座股峰柱轴号室"
+# A letter that starts a word (A型, B超, C反应蛋白, D-二聚体, B12, CT) is no choice.
+BOUNDARY = (
+    r"(?![A-Za-z0-9\-+′])"
+    rf"(?![ \t]*(?:[{WORD_STARTS}]|蛋白|细胞|受体|因子|抗原|抗体|病毒|反应|淋巴|超声))"
+)
+CLOSERS = r"[ \t)\]】」』”’\"'>》]*"
+# A letter after these names a vitamin, type or group, not an option: "vitamin C", "type A", "维生素C".
+NAMING_WORD = re.compile(
+    r"(?:维生素|血型|因子|导联"
+    r"|(?i:\b(?:vitamin|type|hepatitis|group|class|grade|stage|phase|factor|lead|wave|zone)))[ \t]*$"
+)
+NOT_A_CHOICE_WORD = {"is", "are", "was", "and", "or", "because", "since", "as", "which", "would", "should"}
+NOT_A_CHOICE_WORD |= {"seems", "fits", "matches", "best", "correct", "right", "here", "only", "also", "for"}
+
+# words of a label that discusses options rather than naming the answer: "鉴别要点：", "其他选项："
+DISCUSSING = "鉴别|排除|错误|不|其他|其余|其它|干扰|易错|分析|误"
+LEFT_AFTER_ELIMINATION = r"(?:leaving|leaves|(?:are|is|we're|i'm)\s+left\s+with)"
+ELIMINATING = re.compile(r"(?i:rul(?:e|ed|ing)\s+out|eliminat|exclu(?:de|ded|ding|sion)|remov)")
+LABEL_HEADS = "诊断|处理|治疗|措施|检查|药物|用药|方案|病因|原因|机制|选择|结论|判断|选项|首选|结果|答"
+STRONG_KEYWORD = "|".join(
+    [
+        r"答案",
+        r"(?<![回解作])答(?=[ \t]*:)",
+        r"(?<![回解作问])答(?=[ \t]*(?:选项)?[ \t]*[A-J](?![A-Za-z0-9]))",  # "所以本题答C"
+        r"正确的?(?:选项|选择)",
+        r"最佳(?:选项|选择)",
+        r"选择|选(?!项)",
+        r"应(?:该|当)?(?:是|为|选择?)",
+        r"我(?:认为|觉得|选择?|倾向于选?|的选择)",
+        r"的(?:选项|选择)?(?:是|为)",
+        r"(?:正确|对)的(?:选项|答案)?(?:有|包括)",  # "正确的有：A、C"
+        r"最(?:佳|合适|恰当|合理|正确|可能|符合题意|适宜|有效|准确)[^,，。.;；:\n]{0,8}?(?:是|为)",
+        r"首选[^,，。.;；:\n]{0,6}?(?:是|为)",
+        r"而是",
+        r"即(?:为|是)?",  # "…，即选项A"
+        r"(?:只|仅|就)剩(?:下|余)?(?:的)?|剩(?:下|余)(?:的)?(?:只有|仅有|就是|只能是)?",  # after elimination
+        r"对应(?:的)?(?:选项|答案)?",  # a combination of numbered statements mapped to its option
+        # a label with a colon opening a line: "最可能的诊断：C. …", "首选治疗：B"
+        # (not a label that discusses options: "鉴别诊断：A项…", "排除的选项：B")
+        rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*(?:(?:(?!鉴别|排除|错误|不)[\u4e00-\u9fff]){{0,10}}(?:{LABEL_HEADS})"
+        r"|(?:最|首选|最终|正确)[\u4e00-\u9fff]{0,10})"
+        r"(?=[ \t]*:[ \t]*[A-J](?![ \t]*(?:选项|项)))",
+        # any label whose whole value is a letter with its option text: "致病菌：A（金黄色葡萄球菌）"
+        rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*(?:(?!{DISCUSSING})[\u4e00-\u9fff]){{1,10}}"
+        r"(?=[ \t]*:[ \t]*[A-J][ \t]*(?:\([^()\n]{1,30}\)|[.、][^\n:,;。()]{1,30})?[ \t]*[。.]?[ \t]*(?m:$))",
+        r"(?i:\b(?:the\s+)?(?:(?:final|correct|right|best|my)\s+)*answers?\b)",
+        r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
+        r"(?i:\bcorrect(?=[ \t]*:))",  # "Correct: A, C, E"
+        r"(?i:\b(?:choose|pick|select|go\s+with)\b)",
+        rf"(?i:\b{LEFT_AFTER_ELIMINATION}\b)",  # only in a sentence that eliminates
+        # "…, which corresponds to option D": the conclusion named as its option
+        r"(?i:\bcorrespond(?:s|ing)?\s+to(?=\s+(?:the\s+)?(?:option|choice|answer)\b))",
+        r"(?i:\b(?:it|this)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
+    ]
+)
+# These commit only when the letter ends the sentence or clause: "故C。", "诊断为B。", "diagnosis is B."
+WEAK_KEYWORD = (
+    r"故|因此|所以|因而|综上所述|综上|结论|(?<![不并])是|(?<![不并因认作成以称])为"
+    r"|(?i:\b(?:is|therefore|thus|hence|so)\b)"
+)
+STRICT_END = r"(?=[ \t)\]】」』”’\"']*(?:$|[。.,;!\n]|项))"
+CONNECTOR = (
+    r"(?:[ \t\n:=>\-—–#\"'“‘「『【\[(<《)\]】」』”’》]|(?<=\n)\d{1,2}[.、)]"  # "…包括：\n1. A、…"
+    r"|应该|应当|应|就|当然|才|仍然|仍|还是|则|即|均|都|也|可能|最可能|肯定|显然|一定|是|为|选择|选|选项|答案"
+    r"|只有|仅有|唯有|只是|仅是|只能是|唯一(?:的)?|只|仅"  # "正确答案只有D": the one answer
+    r"|(?i:option|choice|letter|is|are|would\s+be|should\s+be|must\s+be|will\s+be|clearly|definitely"
+    r"|only|just|both|all\s+of|us\s+with))"
+)
+STATEMENT = re.compile(
+    rf"(?P<key>{STRONG_KEYWORD})(?P<conn>{CONNECTOR}{{0,8}}?)(?P<group>{GROUP}){BOUNDARY}"
+    rf"|(?P<weak>{WEAK_KEYWORD})(?P<wconn>[ \t,:]*(?:选项|(?i:option|choice))?[ \t]*)"
+    rf"(?P<wgroup>[A-J]){BOUNDARY}{STRICT_END}"
+)
+
+VERDICT_ZH = re.compile(
+    # not in the middle of a list ("选项B、C均正确" is read from 选项, never from C)
+    r"(?<![A-Ja-j]、)(?:(?<![A-Za-z0-9\u4e00-\u9fff])|(?<=[故即则而仅有此以见知])|(?=选项|答案))"
+    rf"(?:选项|答案)?[ \t]*[(\[【「\"“]?(?P<group>{GROUP})[)\]】」\"”]?[ \t]*[.:、]?[ \t]*"
+    r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*(?:[两三四五六](?:项|者|个选项|个))?[ \t]*"
+    r"的?(?:说法|描述|叙述|表述)?[ \t]*"
+    r"(?:(?:与|和|跟|同)[^。.,;:!?\n]{1,16}?)?"  # what it is compared with: "选项D与题干描述最为吻合"
+    r"(?:均|都|也|才|是|为|最为|较为|全部|全都|全|皆)*[ \t]*"
+    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳"
+    r"|最(?:为)?(?:符合|恰当|合适|合理|准确|贴切|适宜|可能|相符|吻合|一致|匹配|契合)[^。.,;!?\n]{0,16}?)"
+    r"的?(?:答案|选项|说法|描述|叙述|表述)?(?=[ \t]*(?:$|[。.,;:!?)\n]|因为))"
+)
+VERDICT_EN = re.compile(
+    r"(?i:(?:options?|choices?|answers?)[ \t]+)?\(?"
+    rf"(?P<group>{GROUP})\)?[ \t]+(?i:is|are|was|seems\s+to\s+be|would\s+be)[ \t]+"
+    r"(?i:(?:both|all|the)[ \t]+)?"
+    r"(?P<claim>(?i:(?:most[ \t]+)?(?:correct|right|best|true|appropriate)"
+    r"(?:[ \t]+(?:answer|option|choice|one)s?)?|answer))\b"
+)
+# "Option A fits best with…", "Choice B matches the findings most closely", "C best explains…"
+FIT = r"(?:fits|matches|explains|describes|corresponds\s+to|accounts\s+for)"
+VERDICT_FIT_EN = re.compile(
+    rf"(?i:(?:options?|choices?|answers?)[ \t]+)?\(?(?P<group>{GROUP})\)?[ \t]+"
+    rf"(?P<claim>(?i:(?:best|most\s+closely)[ \t]+{FIT}\b|{FIT}\b[^.;!?\n]{{0,50}}?"
+    r"\b(?:best|most\s+closely|most\s+(?:accurately|completely))\b))"
+)
+REJECTION = re.compile(
+    r"(?:不选|不应选|不能选|不可选|排除了?|并非|而非|不是|(?i:\bnot\b))"
+    rf"[ \t]*(?:选项)?[ \t]*(?P<group>{GROUP}){BOUNDARY}"
+)
+
+LETTERS_LINE = re.compile(
+    r"^[ \t]*(?:[-•>#][ \t]*)*[(\[【「]?[ \t]*"
+    r"(?P<group>[A-J](?:(?:[ \t]*[、,&][ \t]*|[ \t]+)?[A-J])*)[ \t]*[)\]】」]?[ \t]*[.。]?[ \t]*$",
+    re.MULTILINE,
+)
+LINE_START = re.compile(
+    rf"^[ \t]*(?:[-•>#][ \t]*)*[(\[【]?[ \t]*(?P<group>[A-J]){BOUNDARY}"
+    r"(?:[ \t]*(?:[.:)\]】]|、(?![ \t]*[A-J](?![A-Za-z0-9])))|[ \t]+(?=[^\sA-Za-z0-9]))",
+    re.MULTILINE,
+)
+BRACKETED = re.compile(r"(?<![A-Za-z0-9])[(\[【「][ \t]*(?P<group>[A-Ja-j])[ \t]*[)\]】」]")  # not poly(A)
+
+TENTATIVE = re.compile(rf"{CLOSERS}(?:项)?[ \t]*(?:\?|吗|呢)")
+RETRACTED = re.compile(
+    r"[\s()\]】」』”’\"'项。.,!?…~、\-—]*"
+    r"(?:不对(?!的)|不是[,。!]|不[,。!]|错了|有误|等等|等一下|且慢|再想想|再看看|再考虑|重新(?:考虑|审题|思考|分析)"
+    r"|再仔细|仔细(?:想|看)一下|更正|纠正|(?i:wait|actually|hmm|no[,.!]|correction))"
+)
+NEGATED_AFTER = re.compile(
+    rf"{CLOSERS}(?:选项|项)?[ \t]*(?:的说法|说法)?(?:是|也|都|均|则)?[ \t]*"
+    r"(?:不对|错|不正确|不是|不符|不选|排除|除外|(?i:is\s+(?:wrong|incorrect|not)|wrong|incorrect))"
+    r"|[ \t]*(?:是|为|属于)[^,。.;!?\n]{0,8}?(?:错误|错选|误选|陷阱|干扰项|迷惑项)"
+)
+NEGATED_BEFORE = re.compile(
+    r"(?:不|没有?|未|别|勿|(?<!错)误|非|并非|而非|避免)(?:要|能|应该?|应当|会|可以?|再|必)?[ \t]*误?[ \t]*$"
+    r"|误(?:写|作|填|标|记|打|认)(?:成|为|作)?[ \t]*$"
+    r"|(?i:\b(?:not|never|n't|cannot)\s*)$"
+)
+SCOPE = re.compile(rf"{CLOSERS}(?:两者|二者|两项|三者|这两个|这两项)?(?:之中|当中|中|里面|里|之间)")
+SCOPE_CHOICE = re.compile(r"[^。.!?;\n]{0,10}?(?<![A-Za-z0-9])(?P<letter>[A-J])(?![A-Za-z0-9])")
+HEDGE_AFTER = re.compile(
+    rf"{CLOSERS}[,(]?[ \t]*(?:也可能是?|也有可能是?|或许是?|也许是?|或者是?|或是|或|还是"
+    r"|(?i:or(?:\s+(?:possibly|maybe|perhaps))?))[ \t]*(?:选择?|选项|(?i:choose|pick|select|option))?[ \t]*"
+    r"[A-J](?:[ \t]*[、,]?[ \t]*[A-J])*(?![A-Za-z0-9])"
+)
+HEDGE_IN_SENTENCE = re.compile(
+    r"^[^。.!?;\n]*?(?<![A-Za-z0-9])[A-J](?:项|选项)?[ \t]*(?:也|亦)(?:有|很)?(?:可能|可以|对|行|正确|说得通)"
+    r"(?=[ \t]*(?:$|[。.!?;,)\n]))"
+)
+# Reported speech: the statement is someone else's answer, an old key or a common mistake, not this one.
+REPORTED = re.compile(
+    r"(?:有|很多|许多|不少|部分|一些|某些|其他|其它|别的|大多数|多数|大部分)(?:的|些)?(?:同学|人|考生|学生|医生|资料"
+    r"|教材|书|文献|题库|版本|解析|参考书|学者|专家|网友|老师)|别人|他人|老师|专家|学者|网友|(?:另|也|还)?有(?:观点|意见|说法|看法)"
+    r"|(?:考生|学生|同学|初学者)(?:们)?(?:常|多|容易|往往|经常|可能|会)"
+    r"|(?<![最正])(?:(?:原|旧|题库|原题|原书|网上|官方|给定|辅导书)[\u4e00-\u9fff]{0,6}?|教材|资料|题目给出?)的?"
+    r"(?:答案|选项|解析|答)|答案键"
+    r"|常见(?:的)?(?:错误|错选|误选|误区|陷阱)|易错|容易(?:误选|选错|错选|漏选)|误选|错选|漏选|少选"
+    r"|多选(?=[ \t]*[A-J])"
+    # a subject that names a wrong choice: "本题的干扰项是A", "迷惑性最强的选项为D", "错误率最高的选项是E"
+    # (not "错误的选项是A": asked for the wrong statement, that is the answer)
+    r"|干扰(?:项|选项)|迷惑(?:性)?[\u4e00-\u9fff]{0,4}?(?:项|选项)|陷阱(?:项|选项)|易错(?:项|选项)|错误率"
+    r"|(?i:\b(?:someone|(?<!the\s)others"  # not "the others": the other options
+    r"|(?:some|many|most|other|a\s+lot\s+of)\s+(?:students|people|test[- ]takers"
+    r"|candidates|examinees|sources|books|textbooks|references|clinicians|doctors)"
+    r"|the\s+(?:original|old|official|reference|given|book's)\s+(?:answer|key)|answer\s+key"
+    r"|(?:common|frequent|typical|usual)(?:ly)?\s+(?:mistake|error|chosen|wrong|pitfall|trap)"
+    r"|often\s+(?:chosen|picked)|mistakenly|distractor)\b)"
+)
+REPORT_CLAUSE_BREAK = re.compile(r"[,;()]")  # not a colon: "原答案：D" is one clause
+# a verb of saying whose content is the clause after it: "有同学认为，答案是C"
+SAYING = re.compile(
+    r"[^,。.;!?\n]{0,6}?(?:认为|觉得|说|指出|主张|表示|提出|(?i:\b(?:say|think|claim|argue)s?\b))[ \t]*[,:]"
+)
+DECLARATION_KEY = re.compile(
+    r".*(?:答|(?i:answer)).*|(?:应(?:该|当)?|故|我|最终)?选择?|我(?:认为|觉得|的选择)|正确的?(?:选项|选择)"
+    r"|最佳(?:选项|选择)|(?i:(?:I\s+would\s+)?(?:choose|pick|select|go\s+with))",
+    re.DOTALL,
+)
+NOTE_OPENING = re.compile(
+    r"^[^\w(\[【]*[(\[【]?[ \t]*"
+    r"(?:注|备注|说明|提示|补充|附|另|拓展|延伸|提醒|易错|陷阱|常见|错选|误区|参考|链接|PS|P\.S\.|(?i:note|nb|tip|caveat|pitfall))"
+)
+CORRECTION = re.compile(
+    r"更正|修正|纠正|订正|改正|改为|抱歉|有误|错了|不对|等等|等一下|重新|复核|看错|搞错|写错|为准"
+    r"|(?i:\b(?:correction|actually|wait|on\s+reflection|sorry|i\s+made\s+a\s+mistake|revised?)\b)"
+)
+TENTATIVE_WORD = re.compile(r"可能|也许|或许|大概|倾向于?|(?i:\b(?:probably|maybe|perhaps|might|likely)\b)")
+UNCERTAIN = re.compile(
+    r"(?:不|无法|难以|不能|才能|不太)(?:完全|十分)?确定|拿不准|不好说|需要更多信息|取决于|视[^。.;!?\n]{1,20}而定"
+    r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure|depends\s+on)\b)"
+)
+# "答案：B（不确定）": the letters flagged as uncertain where they stand
+FLAGGED_UNSURE = re.compile(
+    r"[ \t]*\([^()\n]{0,6}?(?:不确定|存疑|待定|不太确定|没把握|(?i:unsure|uncertain|not\s+sure|\?))"
+)
+UNDECIDED = re.compile(
+    r"(?:难以|无法|不好|很难|不能)(?:做出)?(?:决定|取舍|抉择|选择|二选一)|(?i:\b(?:can(?:no|')t|hard\s+to)\s+(?:decide|choose)\b)"
+)
+# Letters offered as both acceptable: "两个答案都说得通：选A或者选D", "选C或者选E都行", "both are defensible".
+EITHER_WAY = re.compile(
+    r"(?:两|二者|[A-J](?![A-Za-z0-9]))[^。.!?;,\n]{0,8}?(?:都|均|也都)(?:说得通|讲得通|有道理|可以|行)"
+    r"(?=[ \t]*(?:$|[。.!?;,:\n]))"
+    r"|(?i:\bboth\s+(?:are|seem|look|would\s+be)\s+(?:defensible|plausible|reasonable|possible|acceptable)"
+    r"|\beither\s+(?:one\s+|of\s+them\s+)?(?:could|would|might|works?)\b)"
+)
+# Another question's answer: "很多人把本题与上一题（答案A）混淆".
+OTHER_QUESTION = re.compile(
+    r"(?:上|下|前|后|另)一(?:道|个)?(?:题|问)|其他题目?|那(?:道|个)?题|第[ \t]*\d+[ \t]*题"
+    r"|(?:同类|类似|相似|此类)题"
+    r"|(?i:\b(?:previous|next|other)\s+question\b)"
+)
+# What turns reported speech back into the writer's own voice: "有同学选A，但正确答案是C".
+CONTRAST = re.compile(
+    r"但|然而|不过|其实|实际上|事实上|而是|正确|本题|本例|我|因此|所以|故|综上|因而|(?i:\b(?:but|however|actually|in\s+fact|correct)\b)"
+)
+# A note on the wording (a typo, the explanation's text) corrects the text, not the answer.
+ABOUT_THE_TEXT = re.compile(r"笔误|错别字|打字错误|解析中|上文|前文|文中|原文|(?i:\btypo\b)")
+ANSWER_WORD = re.compile(r"答案|(?i:\banswer\b)")
+# A non-committal alternative: "也可选C", "亦可考虑D", "C also works".
+ALTERNATIVE = re.compile(
+    r"(?:也|亦|或|还)(?:可以?|能|行)|或许|也许|不排除|也有人|其次|次选|(?i:\b(?:also|alternatively|might|could"
+    r"|second(?:ary)?\s+choice)\b)"
+)
+# "除A外都对" names every other option; "除C外都错" names C.
+COMPLEMENT = re.compile(
+    rf"除(?:了)?[ \t]*(?:选项)?[ \t]*(?P<group>{GROUP})[ \t]*(?:选项|项)?[ \t]*(?:以|之)?外[ \t]*,?[ \t]*"
+    r"(?:其余|其他|其它|余下|剩下)?(?:的)?(?:[两三四五六几各]?项|选项|说法|描述)?"
+    r"[ \t]*(?:均|都|全)(?:是|为)?[ \t]*"
+    r"(?P<verdict>正确|对|错误|错|不正确|不对)"
+)
+HYPOTHETICAL = re.compile(
+    r"如果|若|假如|假设|倘若|要是|如若|万一|否则|不然|是否|能否|可否|为什么|为何|(?<!这种)(?<!此种)(?<!这)(?<!该)(?<!此)(?:情况|条件|前提)下|的话"
+    r"|(?i:\b(?:if|suppose|assuming|whether|why|unless|in\s+case|otherwise)\b)"
+)
+CONSEQUENCE = re.compile(r"^[ \t]*(?:则|那么|那就|就|便|(?i:then\b))")
+# A heading over a list that analyses the other options: "其他选项分析：", "为何不选其他：", "Other options:".
+ANALYSIS_HEADING = re.compile(
+    r"^[ \t#>]*(?:[\u4e00-\u9fff]{0,4}"
+    r"(?:其他|其余|其它|别的|剩余|剩下|另外|不选|排除|错误的?(?:选)?项|干扰(?:选)?项)[\u4e00-\u9fff]{0,8}"
+    r"|(?i:(?:the\s+)?other\s+(?:options|choices|answers)[\w ]{0,20}"
+    r"|why\s+not\s+(?:the\s+)?others?|distractors?))[ \t]*:[ \t]*$"
+)
+# A list item's own verdict against its option: "- B：错误"
+ITEM_REJECTED = re.compile(r"错|不正确|不对|不选|排除|不符|×|✗|(?i:\b(?:incorrect|wrong|false)\b)")
+ITEM_APPROVED = re.compile(r"正确|对|√|✓|(?i:\b(?:correct|right|true)\b)")
+LIST_ITEM = re.compile(r"^[ \t]*(?:[-•>+][ \t]*|\d+[.、)][ \t]*)?[(\[【]?[A-J](?![A-Za-z0-9])")
+CONTEXT = 300  # characters of context read before a mention
+CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
+SENTENCE_BREAK = re.compile(r"[。.!?;\n]")
+CJK_SPACE = re.compile(r"(?<=[\u4e00-\u9fff])[ \t]+(?=[\u4e00-\u9fff])")
+QUOTES = {"“": "”", "「": "」", "『": "』", "‘": "’", '"': '"'}
+
+
+ROMAN_ASCII = {"I": "Ⅰ", "II": "Ⅱ", "III": "Ⅲ", "IV": "Ⅳ", "V": "Ⅴ", "VI": "Ⅵ", "VII": "Ⅶ", "VIII": "Ⅷ"}
+ROMAN_CHARS = set("ⅠⅡⅢⅣⅤⅥⅦⅧⅨⅩⅪⅫⅰⅱⅲⅳⅴⅵⅶⅷⅸⅹ")
+ROMAN_TOKEN = re.compile(r"(?<![A-Za-z])(?:VIII|VII|VI|IV|V|III|II|I)(?![A-Za-z])")
+ROMAN_SEP = r"[ \t]*(?:[、,+]|和|及|与)[ \t]*"
+# Two or more ASCII numerals joined ("I、III", "II+IV") are numerals of a combination, not option letters.
+ROMAN_RUN = re.compile(
+    rf"(?<![A-Za-z])(?:VIII|VII|VI|IV|V|III|II|I)(?:{ROMAN_SEP}(?:VIII|VII|VI|IV|V|III|II|I))+(?![A-Za-z])"
+)
+BRACKETED_RUN = re.compile(
+    r"(?<![A-Za-z0-9])(?:[(\[【][ \t]*[A-Ja-j][ \t]*[)\]】][ \t]*(?:[、,]|和|及|与|,?[ \t]*and\b)?[ \t]*){2,}"
+)
+UNIT = r"(?P<pre>选项[ \t]*)?(?P<letter>[A-J])(?P<post>[ \t]*(?:选项|项))?"
+LETTER_UNIT = re.compile(rf"(?<![A-Za-z0-9]){UNIT}(?![A-Za-z0-9])")
+UNIT_NO_NAMES = UNIT.replace("?P<pre>", "?:").replace("?P<letter>", "?:").replace("?P<post>", "?:")
+# "选项A和选项C", "A项和D项", "A选项、C选项": letters each named as an option, joined.
+LETTER_UNITS = re.compile(
+    rf"(?<![A-Za-z0-9])(?=选项|[A-J][ \t]*(?:选项|项))(?:{UNIT_NO_NAMES})"
+    rf"(?:[ \t]*(?:、|和|及|与|以及|跟|同|[+&])[ \t]*(?:{UNIT_NO_NAMES})(?![A-Za-z0-9]))+"
+)
+
+
+ANSWER_LINE = "answer line"  # the reason of an answer read from the asked-for final line
+RESTATED = "restated conclusion"  # the reason of a reasoning's letter read by rule 12
+NO_LETTER = "no option letter found"
+# any option letter at all in an answer (rule 12 reads the reasoning only for an answer without one)
+ANY_LETTER = re.compile(rf"(?<![A-Za-z0-9])[A-J]{BOUNDARY}")
+# an answer that hedges, declines or defers: it restates no conclusion
+NOT_COMMITTING = re.compile(
+    rf"{UNCERTAIN.pattern}|{UNDECIDED.pattern}|{EITHER_WAY.pattern}"
+    r"|无法|不能(?:作答|回答|判断|选择)|没有?把握|请(?:参考|以|咨询|结合)|仅供参考|有误|之一|或|还是"
+    r"|(?<!最)(?:可能|也许|或许|倾向|大概)"
+    r"|(?i:\b(?:cannot|can't|unable|either|or|maybe|perhaps|possibly|might|probably)\b)"
+)
+ANSWER_LINE_PATTERN = re.compile(
+    r"^[ \t]*答案[ \t]*:[ \t]*(?P<group>[A-J](?:[ \t]*[、,]?[ \t]*[A-J])*)[ \t]*[。.]?[ \t]*$"
+)
+ROMAN_GROUP = r"[ⅠⅡⅢⅣⅤⅥⅦⅧ](?:[ \t]*(?:[、,+]|和|及|与)[ \t]*[ⅠⅡⅢⅣⅤⅥⅦⅧ])*"
+# A combination of numbered statements given as the answer: "答案：Ⅰ、Ⅲ", "Ⅰ和Ⅲ正确".
+ROMAN_ANSWER = re.compile(
+    r"(?:答案|选择?|应为|(?:说法|叙述)?正确的(?:是|为|有))[ \t]*[:是为]?[ \t]*"
+    rf"(?P<first>{ROMAN_GROUP})(?![ⅠⅡⅢⅣⅤⅥⅦⅧ])"
+    rf"|(?P<second>{ROMAN_GROUP})[ \t]*(?:[两三四五六]?(?:项|条))?(?:说法|叙述|描述)?"
+    r"[ \t]*(?:均|都)?(?:是|为)?(?:正确|对)"
+)
