@@ -791,7 +791,7 @@ def render_markdown(report: dict, predictions: dict, charts: dict[str, str], sam
         "",
     ]
 
-    if len(generated_modes) > 1 or any("no_think" in m["mcq"] for m in models.values()):
+    if config.get("thinking") == "both":  # the same rows and questions in each mode
         lines += ["## Thinking modes side by side", "", *_modes_side_by_side(report), ""]
     lines += ["## Medical MCQ: thinking mode", ""]
     lines += _mcq_section(report, predictions, "think")

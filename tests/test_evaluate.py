@@ -744,6 +744,10 @@ def test_held_out_non_thinking_rows_answer_in_their_own_mode(tiny_lm, mixed_val_
     records = read_jsonl(tmp_path / "out/r/predictions/model.indomain_no_think.jsonl")
     assert [(r["index"], r["mode"], r["row_mode"]) for r in records] == [(2, "no_think", "non_thinking")]
     assert set(report["models"]["model"]["mcq"]) == {"think"}
+    markdown = (tmp_path / "out/r/report.md").read_text(encoding="utf-8")
+    assert "### Thinking mode" in markdown and "### Non-thinking mode" in markdown
+    assert "| non-thinking rows: answer loss |" in markdown
+    assert "## Thinking modes side by side" not in markdown  # different rows: not compared side by side
 
 
 def test_both_modes_side_by_side_with_mode_adherence(tiny_lm, mixed_val_file, tmp_path, monkeypatch):
