@@ -130,7 +130,8 @@ class EvalConfig:
     )
     empty_think_loss: bool | None = _option(
         "how the model's non-thinking rows were trained (the recipe key; the held-out loss scores them the "
-        "same way); unset: from the run_card.json next to the model folder, else false"
+        "same way); unset: from the run_card.json next to the model folder, else false",
+        metavar="true|false",
     )
     seed: int = _option("sampling seed and MCQ sample seed", 42, metavar="N")
     name: str | None = _option("report folder name; unset: the model folder's name")

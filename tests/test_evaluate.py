@@ -827,3 +827,16 @@ def test_both_modes_end_to_end_for_model_and_baseline(models_to_compare, mixed_v
         in (markdown)
     )
     assert "## Medical MCQ: non-thinking mode" in markdown and "McNemar" in markdown
+
+
+def test_thinking_options():
+    config = evaluate.parse_config(["--model", "m", "--thinking", "both", "--empty-think-loss", "false"])
+    assert config.thinking_modes == ("think", "no_think") and config.empty_think_loss is False
+    assert evaluate.parse_config(["--model", "m"]).thinking_modes == ("think",)  # today's behaviour
+    assert config.generation_settings("no_think").enable_thinking is False
+    greedy = evaluate.parse_config(["--model", "m", "--greedy"]).generation_settings("no_think")
+    assert not greedy.do_sample and not greedy.enable_thinking
+    for bad in (["--thinking", "maybe"], ["--empty-think-loss", "perhaps"]):
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.parse_config(["--model", "m", *bad])
+        assert exit_info.value.code == 2
