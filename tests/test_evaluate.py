@@ -840,3 +840,16 @@ def test_thinking_options():
         with pytest.raises(SystemExit) as exit_info:
             evaluate.parse_config(["--model", "m", *bad])
         assert exit_info.value.code == 2
+
+
+def test_empty_think_loss_from_the_training_run_card(tmp_path):
+    final = tmp_path / "run" / "final"
+    final.mkdir(parents=True)
+    assert evaluate.trained_empty_think_loss(final) is None
+    card = tmp_path / "run" / "run_card.json"
+    for value in (True, False):
+        card.write_text(json.dumps({"config": {"medsft": {"empty_think_loss": value}}}), encoding="utf-8")
+        assert evaluate.trained_empty_think_loss(final) is value
+    card.write_text("{not json", encoding="utf-8")
+    with pytest.raises(evaluate.EvaluationError, match="pass --empty-think-loss"):
+        evaluate.trained_empty_think_loss(final)
