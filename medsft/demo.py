@@ -529,15 +529,18 @@ def main(argv: list[str] | None = None) -> int:
     config = DemoConfig(system_prompt, args.max_input_tokens, settings, args.lang)
     app = build_app(engine, config)
     app.queue(default_concurrency_limit=args.concurrency)
-    if args.check:
-        port = free_port(args.host) if listen_address_problem(args.host, args.port) else args.port
-        return run_check(app, args.host, port, args.check_question, min(args.max_new_tokens, 128))
-    where = "this machine only" if args.host in {"127.0.0.1", "localhost"} else f"interface {args.host}"
-    log.info("serving on http://%s:%s (%s; Ctrl+C stops it)", args.host, args.port, where)
-    if args.share:
-        log.warning("--share: the demo is also published on a public gradio.live link")
-    app.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=not args.share)
-    return 0
+    try:
+        if args.check:
+            port = free_port(args.host) if listen_address_problem(args.host, args.port) else args.port
+            return run_check(app, args.host, port, args.check_question, min(args.max_new_tokens, 128))
+        where = "this machine only" if args.host in {"127.0.0.1", "localhost"} else f"interface {args.host}"
+        log.info("serving on http://%s:%s (%s; Ctrl+C stops it)", args.host, args.port, where)
+        if args.share:
+            log.warning("--share: the demo is also published on a public gradio.live link")
+        app.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=not args.share)
+        return 0
+    finally:
+        engine.close()  # its decoding thread ends before the interpreter does
 
 
 if __name__ == "__main__":

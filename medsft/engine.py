@@ -241,6 +241,20 @@ class Engine(ABC):
 
     _thread: threading.Thread | None = None  # a backend's decoding thread, started when work arrives
 
+    def stop_thread(self, timeout_s: float = 60.0) -> None:
+        """Cancel what is queued or decoding and wait for the decoding thread to end: a thread still inside a
+        model call when the interpreter exits aborts the process ("terminate called without an active
+        exception", exit 134)."""
+        thread = self._thread
+        for request in self.pending_requests():
+            self.cancel(request)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    def pending_requests(self) -> list[Request]:
+        """The requests a backend holds (waiting or decoding)."""
+        return []
+
     @property
     def thread_alive(self) -> bool:
         """Whether the engine's decoding thread runs (it runs only while there is work)."""

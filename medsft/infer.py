@@ -381,6 +381,16 @@ def main(argv: list[str] | None = None) -> int:
         max_batch_size=args.batch_size,
     )
     log.info("model: %s (%s, %s)", engine.model_dir, engine.backend, engine.device)
+    try:
+        return answer(engine, args, settings, output)
+    finally:
+        engine.close()  # its decoding thread ends before the interpreter does
+
+
+def answer(
+    engine: Engine, args: argparse.Namespace, settings: GenerationSettings, output: Path | None
+) -> int:
+    """One question, the terminal chat, or a file of questions, as the arguments say."""
     args.system_prompt = system_prompt_for(engine.model_dir, args.system_prompt)
     if args.question is not None:
         messages = with_system_prompt([{"role": "user", "content": args.question}], args.system_prompt)

@@ -540,9 +540,12 @@ def answer_val_questions(recipe: Recipe, final_dir: Path, rows: list[dict], trac
 
     generator = load_engine(final_dir, device="cpu" if recipe.sft.use_cpu else None)
     prompts = [without_answer(row["messages"]) for row in rows[: recipe.medsft.val_questions]]
-    outputs = generator.generate(
-        prompts, GenerationSettings.greedy(max_new_tokens=recipe.medsft.val_max_new_tokens)
-    )
+    try:
+        outputs = generator.generate(
+            prompts, GenerationSettings.greedy(max_new_tokens=recipe.medsft.val_max_new_tokens)
+        )
+    finally:
+        generator.close()  # its memory back, and no decoding thread left at exit
     answers = [
         {
             "question": prompt[-1]["content"],

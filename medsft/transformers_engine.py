@@ -134,7 +134,12 @@ class TransformersEngine(Engine):
     def cancel(self, request: Request) -> None:
         request.cancelled = True  # the row leaves the batch at the next step
 
+    def pending_requests(self) -> list[Request]:
+        with self._lock:
+            return [row.request for row in (*self._waiting, *self._rows)]
+
     def close(self) -> None:
+        self.stop_thread()
         self.model = None
         super().close()
 

@@ -110,7 +110,12 @@ class VLLMEngine(Engine):
             if self._live.pop(request.id, None) is not None:
                 self.engine.abort_request([request.id])
 
+    def pending_requests(self) -> list[Request]:
+        with self._lock:
+            return [request for request, _ in self._live.values()]
+
     def close(self) -> None:
+        self.stop_thread()
         self.engine = None
         self._owner = None
         super().close()

@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -353,6 +355,21 @@ def test_answers_are_written_whole_or_kept_as_partial(tmp_path, monkeypatch):
     assert output.read_text(encoding="utf-8") == "an earlier run's answers\n"  # never half a file
     kept = (tmp_path / "answers.jsonl.partial").read_text(encoding="utf-8").splitlines()
     assert len(kept) == calls[0] and json.loads(kept[0])["answer"] == "问题0"
+
+
+def test_the_command_exits_cleanly_after_answering(thinking_model, tmp_path):
+    """A real process: the engine's decoding thread ends before the interpreter does (a thread still inside
+    torch at exit aborts the process with status 134)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "medsft.cli", "infer", "--model", str(thinking_model), "-q", "头痛怎么办？"]
+        + ["--greedy", "--max-new-tokens", "64"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert THINKING_REPLY_ANSWER in result.stdout
 
 
 # Qwen3's soft switches typed by a user: at the end of a question, and first in a chat line
