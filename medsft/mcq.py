@@ -464,7 +464,8 @@ def thinking_conversation(question: Question, system_prompt: str = DEFAULT_SYSTE
 
 
 def direct_conversation(question: Question, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> Conversation:
-    """The non-thinking mode's request: answer at once, with the answer line."""
+    """The question asking for the answer line directly: the prompt of answers generated in the non-thinking
+    mode (the likelihood prompt without the answer begun)."""
     return prompt_messages(f"{question_text(question)}\n\n{DIRECT_REQUEST}", system_prompt)
 
 

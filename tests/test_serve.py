@@ -547,3 +547,30 @@ def test_medsft_serve_command_warns_when_exposed_without_a_key(thinking_model):
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert "without an API key" in stderr
+
+
+@pytest.mark.parametrize("switch", ["/no_think", "/think"])
+def test_soft_think_switches_reach_the_prompt_as_typed(
+    thinking_server, qwen3_tokenizer, submitted_prompts, switch
+):
+    """Qwen3's soft switch in a user message, plain and streamed, in the last turn or an earlier one: the
+    real tokenizer's prompt ids hold the turns as sent, nothing stripped or escaped."""
+    from conftest import user_turn
+
+    server, base_url = thinking_server
+    api = client(base_url)
+    asked = f"{QUESTION} {switch}"
+    history = [
+        {"role": "user", "content": f"{switch} 你好"},
+        {"role": "assistant", "content": "你好！"},
+        {"role": "user", "content": asked},
+    ]
+    for messages in ([{"role": "user", "content": asked}], history):
+        api.chat.completions.create(model=NAME, messages=messages, temperature=0, max_tokens=2)
+        list(api.chat.completions.create(model=NAME, messages=messages, max_tokens=2, stream=True))
+    assert len(submitted_prompts) == 4
+    for number, ids in enumerate(submitted_prompts):
+        prompt = qwen3_tokenizer.decode(ids)
+        assert prompt.endswith(user_turn(asked) + "<|im_start|>assistant\n")
+        assert (user_turn(f"{switch} 你好") in prompt) == (number >= 2)
+        assert ids == qwen3_tokenizer(prompt, add_special_tokens=False)["input_ids"]
