@@ -391,7 +391,7 @@ def build_trainer(recipe: Recipe, model, tokenizer, data: RunData, callbacks: li
     from datasets import Dataset
     from trl import get_peft_config
 
-    from medsft.thinking_modes import training_examples
+    from medsft.thinking_modes import split_examples
     from medsft.trainer import FastSFTTrainer
 
     if recipe.medsft.stage == "grpo":
@@ -399,15 +399,13 @@ def build_trainer(recipe: Recipe, model, tokenizer, data: RunData, callbacks: li
 
         return build_grpo_trainer(recipe, model, tokenizer, data, callbacks)
 
-    def examples(rows: list[dict]) -> Dataset:
-        return Dataset.from_list(training_examples(rows, recipe.medsft.empty_think_loss))
-
+    train, val = split_examples([data.train_rows, data.val_rows], recipe.medsft.empty_think_loss)
     trainer_class = FastSFTTrainer  # SFTTrainer with the loss only at trained positions (docs/benchmarks.md)
     return trainer_class(
         model=model,
         args=recipe.sft,
-        train_dataset=examples(data.train_rows),
-        eval_dataset=examples(data.val_rows) if recipe.sft.eval_strategy != "no" else None,
+        train_dataset=Dataset.from_list(train),
+        eval_dataset=Dataset.from_list(val) if recipe.sft.eval_strategy != "no" else None,
         processing_class=tokenizer,
         peft_config=get_peft_config(recipe.model),
         callbacks=callbacks,

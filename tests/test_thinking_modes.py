@@ -17,7 +17,7 @@ from medsft.chat_format import (
 )
 from medsft.model import build_tiny_qwen3, original_qwen3_chat_template
 from medsft.recipe import load_recipe
-from medsft.thinking_modes import training_examples
+from medsft.thinking_modes import split_examples, training_examples
 
 QUESTION, THINK, ANSWER = (
     "发烧39度怎么办？",
@@ -155,3 +155,14 @@ def test_a_mixture_with_both_modes_trains_end_to_end(tmp_path, empty_think_loss)
     assert pooled == pytest.approx(evaluations[-1], rel=1e-4)  # the trainer's eval_loss of the final model
     assert set(indomain["loss_by_row_mode"]) == {"thinking", "non_thinking"}
     assert indomain["generation"]["rows"] == indomain["generation_no_think"]["rows"] == indomain["rows"]
+
+
+def test_every_split_takes_one_form_when_any_holds_a_non_thinking_row():
+    """TRL picks the loss mask from the train split's first example and applies it to the val split too: a
+    val split with non-thinking rows beside an all-thinking train split must not take another form."""
+    train, val = split_examples([[THINKING_ROW], [THINKING_ROW, PLAIN_ROW]], empty_think_loss=False)
+    assert {tuple(sorted(example)) for example in [*train, *val]} == {
+        ("chat_template_kwargs", "completion", "prompt")
+    }
+    train, val = split_examples([[THINKING_ROW], [THINKING_ROW]], empty_think_loss=False)
+    assert train == val == [THINKING_ROW]  # no non-thinking row anywhere: the messages form, unchanged
