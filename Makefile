@@ -56,9 +56,16 @@ SAMPLE_SPLIT := $(DATA_DIR)/sample/train.jsonl
 $(SAMPLE_SPLIT): data/sample/medical_sample.jsonl | $(STAMP)
 	$(PY) -m medsft.cli data --src data/sample/medical_sample.jsonl --name sample
 
+# The GRPO smoke recipe reads real MCQ prompt rows: the XMedBench dev questions, which are all XMedBench test
+# questions too, so this one conversion turns decontamination off (the smoke's random model is never evaluated).
+XMEDBENCH := $(MEDSFT_SHARED)/benchmarks/xmedbench_zh
+MCQ_SMOKE_SPLIT := $(DATA_DIR)/mcq_smoke/train.jsonl
+$(MCQ_SMOKE_SPLIT): | $(STAMP)
+	$(PY) -m medsft.cli data --kind mcq --src $(XMEDBENCH)/dev_zh.json --name mcq_smoke --decontaminate none
+
 # MODEL= replaces the recipe's model_name_or_path (a local folder, a ModelScope id or hf:<id>).
 TRAIN_ARGS = --recipe $(RECIPE) $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(RESUME),--resume) $(ARGS)
-train: $(STAMP) $(if $(filter smoke,$(RECIPE)),$(SAMPLE_SPLIT))
+train: $(STAMP) $(if $(filter smoke,$(RECIPE)),$(SAMPLE_SPLIT)) $(if $(filter grpo_smoke,$(RECIPE)),$(MCQ_SMOKE_SPLIT))
 ifeq ($(NPROC),1)
 	$(PY) -m medsft.cli train $(TRAIN_ARGS)
 else

@@ -17,8 +17,11 @@ TURN_START = "<|im_start|>"
 END_OF_TURN = "<|im_end|>"
 PAD_TOKEN = "<|endoftext|>"  # also Qwen3's bos and the tokenizer's eos
 THINK_TAGS = (THINK_OPEN, THINK_CLOSE)
-# Qwen3's soft switch: a user turn ending with it asks for the non-thinking mode (enable_thinking left True)
+# Qwen3's soft switches: a user turn holding one asks for the non-thinking (or the thinking) mode, with
+# enable_thinking left True; the last one in a conversation wins. Message text carries them as typed.
 NO_THINK_SWITCH = "/no_think"
+THINK_SWITCH = "/think"
+SOFT_SWITCHES = (THINK_SWITCH, NO_THINK_SWITCH)
 CHAT_TOKENS = (TURN_START, END_OF_TURN, PAD_TOKEN)
 
 DEFAULT_SYSTEM_PROMPT = "你是一个医学专家，你需要根据用户的问题，给出带有思考的回答。"

@@ -1,5 +1,7 @@
 """`medsft data`: raw {question, think, answer} rows -> chat `messages` rows for SFT, losing nothing.
 
+With `--kind mcq`: multiple-choice files -> prompt + gold rows for GRPO (medsft.mcq_data), accounted alike.
+
 Every non-blank input row ends up in train.jsonl / val.jsonl or in rejects.jsonl with a stable reason code,
 and report.json proves it (rows read = converted + rejected). The four files are one set: a run writes them
 into a temporary folder and swaps it in whole (medsft.atomic_folder), under a lock, so a reader sees the
@@ -27,6 +29,7 @@ from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, is_non_thinking
 from medsft.conversion import MISSING_FIELD, REASONS, Converted, DataOptions, convert_rows, split_rows
 from medsft.decontamination import BenchmarkIndex
 from medsft.jsonl import dumps_line
+from medsft.mcq_data import DEFAULT_DECONTAMINATION, MCQ_MODES, MCQ_REASONS, Mode, read_mcq_rows
 from medsft.mixture import (
     MIXTURE_REASONS,
     SAMPLED_OUT,
@@ -259,6 +262,18 @@ def output_texts(
     return texts, outputs
 
 
+def decontamination_report(benchmarks: Sequence[str], index: BenchmarkIndex | None) -> dict[str, Any] | None:
+    """What report.json says of the benchmarks kept out (None: none were)."""
+    if index is None:
+        return None
+    return {
+        "benchmarks": list(benchmarks),
+        "questions_indexed": len(index),
+        "stems_too_short": index.too_short,
+        "rule": {"ngram": index.ngram, "threshold": index.threshold},
+    }
+
+
 def convert_mixture(
     mixture: Mixture,
     files: list[SourceFiles],
@@ -293,14 +308,7 @@ def convert_mixture(
         },
         "tokenizer": getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None,
         "length_check": length_check_note(options, tokenizer),
-        "decontamination": None
-        if index is None
-        else {
-            "benchmarks": list(mixture.decontaminate),
-            "questions_indexed": len(index),
-            "stems_too_short": index.too_short,
-            "rule": {"ngram": index.ngram, "threshold": index.threshold},
-        },
+        "decontamination": decontamination_report(mixture.decontaminate, index),
         "sources": result.sources,
         "rows": {"read": read, "kept": kept, "rejected": len(result.rejects)},
         "rejected_by_reason": by_reason,
@@ -317,6 +325,89 @@ def convert_mixture(
     }
     texts["report.json"] = json.dumps(report, ensure_ascii=False, indent=2) + "\n"
     return report, texts
+
+
+def prepare_mcq(
+    source: str,
+    out_dir: Path,
+    options: DataOptions = DataOptions(),
+    decontaminate: Sequence[str] = DEFAULT_DECONTAMINATION,
+    mode: Mode = "thinking",
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """MCQ files (the formats eval reads) -> prompt + gold rows for the GRPO stage (medsft.mcq_data), with the
+    evaluated benchmarks kept out, written as one output set like `prepare`. Returns the report."""
+    out_dir = Path(out_dir).expanduser().resolve()
+
+    def plan() -> Callable[[], tuple[dict[str, Any], dict[str, str]]]:
+        from medsft.decontamination import load_benchmark_index
+
+        refuse_overlap(Path(source).expanduser(), out_dir)
+        index = load_benchmark_index(list(decontaminate)) if decontaminate else None
+        return lambda: convert_mcq(source, options, decontaminate, index, mode, tokenizer, strict)
+
+    return write_output_set(out_dir, plan)
+
+
+def convert_mcq(
+    source: str,
+    options: DataOptions,
+    decontaminate: Sequence[str],
+    index: BenchmarkIndex | None,
+    mode: Mode,
+    tokenizer: PreTrainedTokenizerBase | None,
+    strict: bool,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(report, {file name: text}) of an MCQ output set, or a DataError; nothing is written here."""
+    from medsft.mcq import BenchmarkError
+
+    try:
+        result = read_mcq_rows([source], index, mode, options.system_prompt, tokenizer=tokenizer)
+    except BenchmarkError as error:
+        raise DataError(f"--kind mcq: {error}") from error
+    by_reason = {reason: sum(r["reason"] == reason for r in result.rejects) for reason in MCQ_REASONS}
+    counts = ", ".join(f"{reason}={count}" for reason, count in by_reason.items() if count)
+    if strict and result.rejects:
+        raise DataError(
+            f"--strict: {len(result.rejects)} of {result.rows_read} questions rejected ({counts}); nothing "
+            f"written. First: {first_rejects_mcq(result.rejects)}."
+        )
+    if not result.kept:
+        raise DataError(
+            f"0 of {result.rows_read} questions kept ({counts}); nothing written. "
+            f"First: {first_rejects_mcq(result.rejects)}."
+        )
+    val_indices = split_rows(len(result.kept), options.val_ratio, options.seed)
+    splits = {
+        "train": [row for i, row in enumerate(result.kept) if i not in val_indices],
+        "val": [row for i, row in enumerate(result.kept) if i in val_indices],
+    }
+    texts, outputs = output_texts({**splits, "rejects": result.rejects})
+    report = {
+        "source": source,
+        "kind": "mcq",
+        "mode": mode,
+        "inputs": result.inputs,
+        "skipped_files": [],
+        "options": {
+            "system_prompt": options.system_prompt,
+            "val_ratio": options.val_ratio,
+            "seed": options.seed,
+        },
+        "decontamination": decontamination_report(decontaminate, index),
+        "rows": {"read": result.rows_read, "converted": len(result.kept), "rejected": len(result.rejects)},
+        "rejected_by_reason": by_reason,
+        "splits": {"kept_from_source": False, "train": len(splits["train"]), "val": len(splits["val"])},
+        "outputs": outputs,
+    }
+    texts["report.json"] = json.dumps(report, ensure_ascii=False, indent=2) + "\n"
+    return report, texts
+
+
+def first_rejects_mcq(rejects: list[dict[str, Any]], count: int = 3) -> str:
+    text = "; ".join(f"{r['file']} row {r['row']} {r['reason']} ({r['detail']})" for r in rejects[:count])
+    return " ".join(text.split())
 
 
 def mixture_summary_lines(report: dict[str, Any], out_dir: Path) -> list[str]:
@@ -402,9 +493,11 @@ def summary_lines(report: dict[str, Any], out_dir: Path) -> list[str]:
         *(f"  rejected {reason}: {n}" for reason, n in report["rejected_by_reason"].items() if n),
         f"split ({'kept from source' if report['splits']['kept_from_source'] else 'seeded'}): "
         f"train {report['splits']['train']}, val {report['splits']['val']}",
-        f"length check: {report['length_check']}",
+        *([f"length check: {report['length_check']}"] if "length_check" in report else []),
     ]
-    if report["token_length"]:
+    if report.get("decontamination"):
+        lines.append(f"decontaminated against: {', '.join(report['decontamination']['benchmarks'])}")
+    if report.get("token_length"):
         lines.append("token length: " + ", ".join(f"{k} {v:g}" for k, v in report["token_length"].items()))
     lines += [f"  wrote {out_dir / name}  sha256 {o['sha256']}" for name, o in report["outputs"].items()]
     lines.append(f"  wrote {out_dir / 'report.json'}")
@@ -490,6 +583,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=DataOptions.seed, help="seed of the train/val split")
     parser.add_argument("--strict", action="store_true", help="fail (writing nothing) if any row is rejected")
+    parser.add_argument(
+        "--kind",
+        choices=("chat", "mcq"),
+        default="chat",
+        help="chat: {question, think, answer} rows -> messages (SFT); mcq: multiple-choice files in the "
+        "formats `medsft eval --mcq-file` reads -> prompt + gold rows (GRPO)",
+    )
+    parser.add_argument(
+        "--decontaminate",
+        nargs="+",
+        default=list(DEFAULT_DECONTAMINATION),
+        metavar="BENCHMARK",
+        help="--kind mcq: benchmarks whose questions are never training prompts (xmedbench, one of its "
+        "sources, or benchmark files); `none` turns it off",
+    )
+    parser.add_argument(
+        "--mcq-mode", choices=MCQ_MODES, default="thinking", help="--kind mcq: eval's prompt of that mode"
+    )
     return parser
 
 
@@ -511,6 +622,14 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, flag) != parser.get_default(flag):
                 name = f"--{flag.replace('_', '-')}"
                 parser.error(f"{name} does not apply to --mixture (set it in the mixture file: docs/data.md)")
+    if args.kind == "mcq":  # the chat conversion's flags would be silently ignored
+        if args.mixture:
+            parser.error("--kind mcq reads --src, not --mixture")
+        if args.src == parser.get_default("src"):
+            parser.error("--kind mcq needs --src: MCQ files, a folder or a glob pattern")
+        for flag in ("question_field", "think_field", "answer_field"):
+            if getattr(args, flag) != parser.get_default(flag):
+                parser.error(f"--{flag.replace('_', '-')} does not apply to --kind mcq")
     options = DataOptions(
         question_field=args.question_field,
         think_field=args.think_field,
@@ -530,7 +649,19 @@ def main(argv: list[str] | None = None) -> int:
     with exit_on_signal(outcome):  # prepare guards its own part; this covers loading and the summary
         measure = args.tokenizer is not None or args.max_length is not None
         tokenizer = load_length_tokenizer(args.tokenizer) if measure else None
-        if args.mixture:
+        if args.kind == "mcq":
+            decontaminate = [] if args.decontaminate == ["none"] else args.decontaminate
+            report = prepare_mcq(
+                args.src,
+                out_dir,
+                options,
+                decontaminate,
+                args.mcq_mode,
+                tokenizer=tokenizer,
+                strict=args.strict,
+            )
+            lines = summary_lines(report, out_dir)
+        elif args.mixture:
             report = prepare_mixture(args.mixture, out_dir, options, tokenizer=tokenizer, strict=args.strict)
             lines = mixture_summary_lines(report, out_dir)
         else:

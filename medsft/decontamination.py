@@ -5,8 +5,10 @@ a letter or a digit dropped, so punctuation, whitespace and option labels do not
 character n-grams, and a training question overlaps a benchmark question when it holds at least `threshold` of
 the benchmark stem's n-grams. The benchmark side is the stem alone (its options are not part of it), so a
 training row that embeds the stem in a longer text, lists the options in another order or adds its own, still
-matches. Stems too short to carry `min_ngrams` n-grams are not indexed: a few characters say nothing about a
-shared question (the report counts them).
+matches. Stems too short to carry `min_ngrams` n-grams are not indexed by n-grams: a few characters say
+nothing about a shared question (the report counts them). A multiple-choice training question given with its
+options is still checked against them: it overlaps a short stem (`FDP`, `钙的生理功能有`) when its text
+holds the whole stem and its options are the same texts, in any order.
 
 An inverted index (n-gram -> benchmark questions) finds the candidates, so a check costs the row's n-grams,
 not the benchmark's size. Used by `medsft data --mixture`; reusable by any stage that must keep benchmark
@@ -61,6 +63,7 @@ class BenchmarkQuestion:
     benchmark: str  # the name or path it was listed by, with the question's source: "xmedbench/cmexam"
     text: str  # the stem as the benchmark writes it
     index: int  # its position in the benchmark
+    options: tuple[str, ...] = ()  # its option texts, for the short-stem rule
 
 
 @dataclass(frozen=True)
@@ -92,11 +95,15 @@ class BenchmarkIndex:
         self.sizes: list[int] = []
         self.too_short = 0
         self.postings: dict[str, list[int]] = defaultdict(list)
+        # short stem -> (its normalised option set, the question): matched on stem and options together
+        self.short: dict[str, list[tuple[frozenset[str], BenchmarkQuestion]]] = defaultdict(list)
         seen: set[str] = set()
         for question in questions:
             grams = ngrams(normalise(question.text), ngram)
             if len(grams) < min_ngrams:
                 self.too_short += 1
+                if question.options and normalise(question.text):
+                    self.short[normalise(question.text)].append((option_set(question.options), question))
                 continue
             key = normalise(question.text)
             if key in seen:  # the same stem twice (dev and test, two sources): one entry is enough
@@ -111,10 +118,24 @@ class BenchmarkIndex:
     def __len__(self) -> int:
         return len(self.questions)
 
-    def match(self, text: str) -> Overlap | None:
-        """The benchmark question whose stem `text` covers most, when it covers at least the threshold."""
+    def match(self, text: str, options: Sequence[str] = ()) -> Overlap | None:
+        """The benchmark question whose stem `text` covers most, when it covers at least the threshold; with
+        the training question's `options`, else a short benchmark stem that `text` holds with the same
+        options."""
+        normalised = normalise(text)
+        found = self.ngram_match(normalised)
+        if found is None and options:
+            wanted = option_set(options)
+            for stem, entries in self.short.items():
+                if stem in normalised:
+                    question = next((q for opts, q in entries if opts == wanted), None)
+                    if question is not None:
+                        return Overlap(question, 1.0)
+        return found
+
+    def ngram_match(self, normalised: str) -> Overlap | None:
         hits: Counter[int] = Counter()
-        for gram in ngrams(normalise(text), self.ngram):
+        for gram in ngrams(normalised, self.ngram):
             hits.update(self.postings.get(gram, ()))
         best = None
         for position, count in hits.items():
@@ -122,6 +143,10 @@ class BenchmarkIndex:
             if share >= self.threshold and (best is None or share > best[1]):
                 best = (position, share)
         return None if best is None else Overlap(self.questions[best[0]], round(best[1], 4))
+
+
+def option_set(options: Sequence[str]) -> frozenset[str]:
+    return frozenset(normalise(option) for option in options)
 
 
 def known_benchmark_questions(name: str) -> list[BenchmarkQuestion]:
@@ -144,7 +169,7 @@ def known_benchmark_questions(name: str) -> list[BenchmarkQuestion]:
 
 
 def as_benchmark_question(benchmark: str, question: Question) -> BenchmarkQuestion:
-    return BenchmarkQuestion(benchmark, question.question, question.index)
+    return BenchmarkQuestion(benchmark, question.question, question.index, tuple(question.options.values()))
 
 
 def file_benchmark_questions(spec: str) -> list[BenchmarkQuestion]:

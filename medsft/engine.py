@@ -92,6 +92,12 @@ class GenerationSettings:
         """Deterministic decoding (evaluation, tests)."""
         return cls(**{"do_sample": False, **overrides})
 
+    @classmethod
+    def non_thinking(cls, **overrides) -> GenerationSettings:
+        """Qwen3's recommended non-thinking-mode sampling (temperature 0.7, top-p 0.8, top-k 20), with
+        enable_thinking=False."""
+        return cls(**{"temperature": 0.7, "top_p": 0.8, "top_k": 20, "enable_thinking": False, **overrides})
+
 
 @dataclass
 class Generation:

@@ -24,7 +24,7 @@ from transformers import HfArgumentParser
 
 from medsft import metrics
 from medsft.answer_choice import ANSWER_LINE, extract_choice, reason_rule
-from medsft.chat_format import assistant_content, build_messages, split_reasoning
+from medsft.chat_format import assistant_content, build_messages, is_non_thinking, split_reasoning
 from medsft.engine import (
     Generation,
     GenerationSettings,
@@ -41,6 +41,7 @@ from medsft.mcq import (
     accuracy_table,
     benchmark_files,
     describe_formats,
+    direct_conversation,
     load_benchmark,
     macro_average,
     paired_comparison,
@@ -60,8 +61,19 @@ MCQ_DIR = Path("benchmarks") / "xmedbench_zh"
 MCQ_SUBSETS = ("cmb-single", "cmexam", "cmmlu-medical", "medqa-mcmle")
 MCQ_COLUMNS = ("question", "options", "answer", "source")
 ROLES = ("baseline", "model")  # report order: the reference point first
-PREDICTION_KINDS = ("indomain", "mcq_think", "mcq_likelihood")
-MCQ_MODES = {"think": "mcq_think", "likelihood": "mcq_likelihood"}  # mode -> predictions kind
+# Qwen3's two modes, as generation runs them: mode -> enable_thinking
+THINKING_MODES = {"think": True, "no_think": False}
+THINKING_CHOICES = {"on": ("think",), "off": ("no_think",), "both": ("think", "no_think")}  # --thinking
+INDOMAIN_KINDS = {"think": "indomain", "no_think": "indomain_no_think"}  # mode -> predictions kind
+GENERATION_KEYS = {"think": "generation", "no_think": "generation_no_think"}  # mode -> report key
+MCQ_MODES = {"think": "mcq_think", "no_think": "mcq_no_think", "likelihood": "mcq_likelihood"}
+PREDICTION_KINDS = (*INDOMAIN_KINDS.values(), *MCQ_MODES.values())
+ROW_MODES = {True: "thinking", False: "non_thinking"}
+MODE_NAMES = {
+    "think": "thinking mode",
+    "no_think": "non-thinking mode",
+}  # a held-out row's own mode, as it was trained
+RUN_CARD = "run_card.json"  # `medsft train` writes it next to the final/ model folder
 SKIPPED_ROWS_LISTED = 10  # skipped benchmark rows written out one by one; the rest are counted
 VERSIONED_PACKAGES = ("medsft", "torch", "transformers", "vllm", "jieba", "rouge-chinese", "numpy")
 
@@ -107,7 +119,20 @@ class EvalConfig:
     )
     mcq_limit: int | None = _option("N questions: a seeded sample stratified by source", metavar="N")
     mcq_mode: Literal["think", "likelihood", "both", "none"] = _option(
-        "reasoning then letter extraction, option-letter likelihood, both, or no MCQ", "both"
+        "generated answers then letter extraction (in the modes of --thinking), option-letter likelihood, "
+        "both, or no MCQ",
+        "both",
+    )
+    thinking: Literal["on", "off", "both"] = _option(
+        "Qwen3's mode for generated answers: on (thinking; held-out rows trained without reasoning answer "
+        "in their own, non-thinking mode), off (enable_thinking=False for every answer), both (every row "
+        "and question in each mode, side by side, with mode adherence)",
+        "on",
+    )
+    empty_think_loss: bool | None = _option(
+        "how the model's non-thinking rows were trained (the recipe key; the held-out loss scores them the "
+        "same way); unset: from the run_card.json next to the model folder, else false",
+        metavar="true|false",
     )
     seed: int = _option("sampling seed and MCQ sample seed", 42, metavar="N")
     name: str | None = _option("report folder name; unset: the model folder's name")
@@ -144,10 +169,19 @@ class EvalConfig:
             [name.strip() for name in self.mcq_subset.split(",") if name.strip()] if self.mcq_subset else None
         )
 
-    def generation_settings(self) -> GenerationSettings:
+    def generation_settings(self, mode: str = "think") -> GenerationSettings:
+        """The decoding settings of generated answers in one of THINKING_MODES."""
+        options = {"max_new_tokens": self.max_new_tokens, "seed": self.seed}
+        options["enable_thinking"] = THINKING_MODES[mode]
         if self.greedy:
-            return GenerationSettings.greedy(max_new_tokens=self.max_new_tokens, seed=self.seed)
-        return GenerationSettings(max_new_tokens=self.max_new_tokens, seed=self.seed)
+            return GenerationSettings.greedy(**options)
+        if not THINKING_MODES[mode]:
+            return GenerationSettings.non_thinking(**options)
+        return GenerationSettings(**options)
+
+    @property
+    def thinking_modes(self) -> tuple[str, ...]:
+        return THINKING_CHOICES[self.thinking]
 
     def report_name(self) -> str:
         if self.name:
@@ -194,6 +228,35 @@ class Example:
     @property
     def question(self) -> str:
         return self.messages[-2]["content"]
+
+    @property
+    def thinking(self) -> bool:
+        """The row's own mode: False for a row trained without reasoning (an empty think block)."""
+        return not is_non_thinking(self.messages)
+
+
+def rows_per_mode(examples: list[Example], thinking: str) -> dict[str, list[Example]]:
+    """The held-out rows answered in each mode. --thinking on: each row in its own mode (the thinking mode,
+    or the non-thinking mode for a row trained without reasoning); off and both: every row in each mode."""
+    if thinking == "on":
+        plan = {mode: [e for e in examples if e.thinking == on] for mode, on in THINKING_MODES.items()}
+    else:
+        plan = {mode: list(examples) for mode in THINKING_CHOICES[thinking]}
+    return {mode: rows for mode, rows in plan.items() if rows}
+
+
+def trained_empty_think_loss(model_dir: Path) -> bool | None:
+    """The recipe's `empty_think_loss` recorded by `medsft train` in the run card next to a final/ model
+    folder (or in the folder itself); None when there is none to read."""
+    for path in (model_dir / RUN_CARD, model_dir.parent / RUN_CARD):
+        if path.is_file():
+            try:
+                card = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError) as error:
+                raise EvaluationError(f"{path} cannot be read ({error}): pass --empty-think-loss.") from error
+            value = ((card.get("config") or {}).get("medsft") or {}).get("empty_think_loss")
+            return value if isinstance(value, bool) else None
+    return None
 
 
 def default_data_path() -> Path:
@@ -333,13 +396,15 @@ def likelihood_records(model, tokenizer, questions: list[Question], batch_size: 
 
 
 def indomain_records(
-    examples: list[Example], generations: list[Generation], losses: list[TurnLoss]
+    examples: list[Example], generations: list[Generation], losses: list[TurnLoss], mode: str = "think"
 ) -> list[dict]:
     records = []
     for example, generation, loss in zip(examples, generations, losses, strict=True):
         records.append(
             {
                 "index": example.index,
+                "mode": mode,
+                "row_mode": ROW_MODES[example.thinking],
                 "question": example.question,
                 "reference_reasoning": example.reference_reasoning,
                 "reference_answer": example.reference_answer,
@@ -353,7 +418,9 @@ def indomain_records(
     return records
 
 
-def think_records(questions: list[Question], generations: list[Generation]) -> list[dict]:
+def think_records(
+    questions: list[Question], generations: list[Generation], mode: str = "think"
+) -> list[dict]:
     records = []
     for question, generation in zip(questions, generations, strict=True):
         # the answer part; the reasoning only where the answer restates its conclusion without a letter
@@ -361,6 +428,7 @@ def think_records(questions: list[Question], generations: list[Generation]) -> l
         records.append(
             {
                 "index": question.index,
+                "mode": mode,
                 "source": question.source,
                 "question": question.question,
                 "options": question.options,
@@ -410,9 +478,14 @@ def evaluate_model(
         "loss",
         f"loss on {len(examples)} rows",
         lambda: teacher_forced_losses(
-            engine.model, tokenizer, [e.messages for e in examples], batch_size=config.batch_size
+            engine.model,
+            tokenizer,
+            [e.messages for e in examples],
+            batch_size=config.batch_size,
+            empty_think_loss=bool(config.empty_think_loss),
         ),
     )
+    loss_of = {example.index: loss for example, loss in zip(examples, losses, strict=True)}
     if questions and config.mcq_mode in {"likelihood", "both"}:
         records = clock.time(
             "mcq_likelihood",
@@ -429,21 +502,30 @@ def evaluate_model(
             lambda: load_engine(source, config.device, config.dtype, backend, config.batch_size),
         )
 
-    settings = config.generation_settings()
-    generations = clock.time(
-        "generate",
-        f"generated {len(examples)} answers",
-        lambda: engine.generate([e.prompt for e in examples], settings, config.batch_size, config.progress),
-    )
-    write_jsonl(predictions_dir / f"{role}.indomain.jsonl", indomain_records(examples, generations, losses))
-    if questions and config.mcq_mode in {"think", "both"}:
-        prompts = [thinking_conversation(q) for q in questions]
-        outputs = clock.time(
-            "mcq_think",
-            f"MCQ thinking mode on {len(questions)} questions",
-            lambda: engine.generate(prompts, settings, config.batch_size, config.progress),
+    for mode, rows in rows_per_mode(examples, config.thinking).items():
+        settings = config.generation_settings(mode)
+        generations = clock.time(
+            "generate" + ("" if mode == "think" else f"_{mode}"),
+            f"generated {len(rows)} answers ({MODE_NAMES[mode]})",
+            lambda rows=rows, settings=settings: engine.generate(
+                [e.prompt for e in rows], settings, config.batch_size, config.progress
+            ),
         )
-        write_jsonl(predictions_dir / f"{role}.mcq_think.jsonl", think_records(questions, outputs))
+        records = indomain_records(rows, generations, [loss_of[e.index] for e in rows], mode)
+        write_jsonl(predictions_dir / f"{role}.{INDOMAIN_KINDS[mode]}.jsonl", records)
+    if questions and config.mcq_mode in {"think", "both"}:
+        for mode in config.thinking_modes:
+            ask = thinking_conversation if THINKING_MODES[mode] else direct_conversation
+            prompts = [ask(q) for q in questions]
+            outputs = clock.time(
+                MCQ_MODES[mode],
+                f"MCQ {MODE_NAMES[mode]} on {len(questions)} questions",
+                lambda prompts=prompts, mode=mode: engine.generate(
+                    prompts, config.generation_settings(mode), config.batch_size, config.progress
+                ),
+            )
+            records = think_records(questions, outputs, mode)
+            write_jsonl(predictions_dir / f"{role}.{MCQ_MODES[mode]}.jsonl", records)
     engine.close()
     return {"backend": engine.backend, "timings_s": clock.seconds}
 
@@ -455,47 +537,68 @@ def _finite(value: float) -> float | None:
     return None if value != value else round(value, 6)  # NaN → null in JSON
 
 
-def indomain_metrics(records: list[dict]) -> dict:
-    reasoning = SegmentLoss()
-    answer = SegmentLoss()
+def _loss_summary(records: list[dict]) -> dict:
+    """Token-weighted loss and perplexity of the reasoning and answer parts over the rows."""
+    parts = {"reasoning": SegmentLoss(), "answer": SegmentLoss()}
     for record in records:
-        reasoning = reasoning.add(SegmentLoss(**record["loss"]["reasoning"]))
-        answer = answer.add(SegmentLoss(**record["loss"]["answer"]))
+        for part in parts:
+            parts[part] = parts[part].add(SegmentLoss(**record["loss"][part]))
+    return {
+        part: {"loss": _finite(loss.mean), "ppl": _finite(loss.perplexity), "tokens": loss.tokens}
+        for part, loss in parts.items()
+    }
+
+
+def generation_metrics(records: list[dict], mode: str) -> dict:
+    """Format, similarity to the reference answer, lengths and degeneration of the answers generated in one
+    mode; `mode_adherence` is the share that keeps to that mode (metrics.follows_mode)."""
     rouge = [metrics.rouge_f(r["answer"], r["reference_answer"]) for r in records]
     return {
         "rows": len(records),
-        "loss": {
-            "reasoning": {
-                "loss": _finite(reasoning.mean),
-                "ppl": _finite(reasoning.perplexity),
-                "tokens": reasoning.tokens,
-            },
-            "answer": {
-                "loss": _finite(answer.mean),
-                "ppl": _finite(answer.perplexity),
-                "tokens": answer.tokens,
-            },
-        },
-        "generation": {
-            "think_compliance": _finite(metrics.share(metrics.think_compliant(r["text"]) for r in records)),
-            "truncated": _finite(metrics.share(r["truncated"] for r in records)),
-            **{key: _finite(metrics.mean(s[key] for s in rouge)) for key in metrics.ROUGE_KEYS},
-            "bleu4_corpus": _finite(
-                metrics.corpus_bleu4([r["answer"] for r in records], [r["reference_answer"] for r in records])
-            ),
-            "bleu4_sentence": _finite(
-                metrics.mean(metrics.sentence_bleu4(r["answer"], r["reference_answer"]) for r in records)
-            ),
-            "reasoning_tokens_mean": _finite(metrics.mean(r["reasoning_tokens"] for r in records)),
-            "reasoning_tokens_median": _finite(metrics.median(r["reasoning_tokens"] for r in records)),
-            "answer_tokens_mean": _finite(metrics.mean(r["answer_tokens"] for r in records)),
-            "answer_tokens_median": _finite(metrics.median(r["answer_tokens"] for r in records)),
-            "loop_share": _finite(metrics.share(metrics.has_repetition_loop(r["text"]) for r in records)),
-            "distinct4": _finite(metrics.mean(metrics.distinct_n(r["text"], 4) for r in records)),
+        "mode_adherence": _finite(
+            metrics.share(metrics.follows_mode(r["text"], THINKING_MODES[mode]) for r in records)
+        ),
+        "think_compliance": _finite(metrics.share(metrics.think_compliant(r["text"]) for r in records)),
+        "truncated": _finite(metrics.share(r["truncated"] for r in records)),
+        **{key: _finite(metrics.mean(s[key] for s in rouge)) for key in metrics.ROUGE_KEYS},
+        "bleu4_corpus": _finite(
+            metrics.corpus_bleu4([r["answer"] for r in records], [r["reference_answer"] for r in records])
+        ),
+        "bleu4_sentence": _finite(
+            metrics.mean(metrics.sentence_bleu4(r["answer"], r["reference_answer"]) for r in records)
+        ),
+        "reasoning_tokens_mean": _finite(metrics.mean(r["reasoning_tokens"] for r in records)),
+        "reasoning_tokens_median": _finite(metrics.median(r["reasoning_tokens"] for r in records)),
+        "answer_tokens_mean": _finite(metrics.mean(r["answer_tokens"] for r in records)),
+        "answer_tokens_median": _finite(metrics.median(r["answer_tokens"] for r in records)),
+        "loop_share": _finite(metrics.share(metrics.has_repetition_loop(r["text"]) for r in records)),
+        "distinct4": _finite(metrics.mean(metrics.distinct_n(r["text"], 4) for r in records)),
+    }
+
+
+def indomain_metrics(records: list[dict], no_think: list[dict] | None = None) -> dict:
+    """The held-out rows' loss (each row once, scored in its own mode as training scores it: pooled, and per
+    row mode) and the generation metrics of each mode that ran (`generation`: thinking mode,
+    `generation_no_think`: non-thinking mode; null when that mode did not run)."""
+    by_mode = {"think": records, "no_think": no_think or []}
+    rows = {r["index"]: r for mode_records in by_mode.values() for r in mode_records}
+    distinct = [rows[index] for index in sorted(rows)]
+    per_row_mode = {}
+    for row_mode in ROW_MODES.values():
+        group = [r for r in distinct if r.get("row_mode", "thinking") == row_mode]
+        if group:
+            per_row_mode[row_mode] = {"rows": len(group), **_loss_summary(group)}
+    return {
+        "rows": len(distinct),
+        "loss": _loss_summary(distinct),
+        "loss_by_row_mode": per_row_mode,
+        **{
+            GENERATION_KEYS[mode]: generation_metrics(mode_records, mode) if mode_records else None
+            for mode, mode_records in by_mode.items()
         },
         "reference": {
-            "reasoning_tokens_mean": _finite(metrics.mean(r["reference_reasoning_tokens"] for r in records)),
-            "answer_tokens_mean": _finite(metrics.mean(r["reference_answer_tokens"] for r in records)),
+            "reasoning_tokens_mean": _finite(metrics.mean(r["reference_reasoning_tokens"] for r in distinct)),
+            "answer_tokens_mean": _finite(metrics.mean(r["reference_answer_tokens"] for r in distinct)),
         },
     }
 
@@ -533,21 +636,31 @@ def answer_line_shares(think: list[dict]) -> dict:
     }
 
 
-def mcq_metrics(think: list[dict], likelihood: list[dict]) -> dict:
+def generated_mcq_metrics(records: list[dict], mode: str) -> dict:
+    """The accuracy of answers generated in one mode, with their format: truncation, mode adherence, the
+    answer line and how the grader read them."""
+    return {
+        "accuracy": _json_ready(accuracy_table(records)),
+        "macro": _json_ready(macro_average(records)),
+        "truncated": _finite(metrics.share(r["truncated"] for r in records)),
+        "think_compliance": _finite(metrics.share(metrics.think_compliant(r["text"]) for r in records)),
+        "mode_adherence": _finite(
+            metrics.share(metrics.follows_mode(r["text"], THINKING_MODES[mode]) for r in records)
+        ),
+        "multi_answer_questions": sum(len(r["gold"]) > 1 for r in records),
+        "answer_line": answer_line_shares(records),
+        "extraction_reasons": dict(Counter(reason_rule(r["extraction"]) for r in records).most_common()),
+    }
+
+
+def mcq_metrics(think: list[dict], likelihood: list[dict], no_think: list[dict] | None = None) -> dict:
     """Per mode: the accuracy table (per source and pooled "overall", with intervals, chance levels and
     answer distributions) and the macro average over sources."""
     result: dict = {}
-    if think:
-        _require_options(think, "thinking-mode")
-        result["think"] = {
-            "accuracy": _json_ready(accuracy_table(think)),
-            "macro": _json_ready(macro_average(think)),
-            "truncated": _finite(metrics.share(r["truncated"] for r in think)),
-            "think_compliance": _finite(metrics.share(metrics.think_compliant(r["text"]) for r in think)),
-            "multi_answer_questions": sum(len(r["gold"]) > 1 for r in think),
-            "answer_line": answer_line_shares(think),
-            "extraction_reasons": dict(Counter(reason_rule(r["extraction"]) for r in think).most_common()),
-        }
+    for mode, records in (("think", think), ("no_think", no_think or [])):
+        if records:
+            _require_options(records, MODE_NAMES[mode])
+            result[mode] = generated_mcq_metrics(records, mode)
     if likelihood:
         _require_options(likelihood, "likelihood-mode")
         result["likelihood"] = {
@@ -596,10 +709,11 @@ def compute_report(out_dir: Path) -> tuple[dict, dict[str, dict[str, list[dict]]
             continue
         files = {kind: out_dir / "predictions" / f"{role}.{kind}.jsonl" for kind in PREDICTION_KINDS}
         predictions[role] = {kind: read_jsonl(path) if path.is_file() else [] for kind, path in files.items()}
+        kinds = predictions[role]
         models[role] = {
             **run["models"][role],
-            "indomain": indomain_metrics(predictions[role]["indomain"]),
-            "mcq": mcq_metrics(predictions[role]["mcq_think"], predictions[role]["mcq_likelihood"]),
+            "indomain": indomain_metrics(kinds["indomain"], kinds["indomain_no_think"]),
+            "mcq": mcq_metrics(kinds["mcq_think"], kinds["mcq_likelihood"], kinds["mcq_no_think"]),
         }
     report = {key: value for key, value in run.items() if key != "models"}
     report["models"] = models
@@ -645,6 +759,8 @@ def run(config: EvalConfig) -> Path:
     given = {"baseline": config.baseline, "model": config.model}
     setting = {"baseline": BASELINE_SETTING, "model": MODEL_SETTING}  # each error names its own setting
     sources = {role: str(resolve_model_dir(src, setting=setting[role])) for role, src in given.items() if src}
+    if config.empty_think_loss is None:  # both models' loss is scored the way the tuned model was trained
+        config.empty_think_loss = bool(trained_empty_think_loss(Path(sources["model"])))
     data_path = config.data or default_data_path()
     examples = load_examples(data_path, config.limit)
     log.info("in-domain: %d rows from %s", len(examples), data_path)
@@ -667,6 +783,7 @@ def run(config: EvalConfig) -> Path:
         "mcq_sources": len({q.source for q in questions}),
         "mcq_skipped": skipped_summary(mcq.skipped),
         "generation": asdict(config.generation_settings()),
+        "generation_no_think": asdict(config.generation_settings("no_think")),
         **environment(config, backend),
         "models": {},
     }

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
-from medsft.chat_format import Conversation, with_system_prompt
+from medsft.chat_format import SOFT_SWITCHES, THINK_SWITCH, Conversation, with_system_prompt
 from medsft.engine import Engine, Generation, GenerationSettings, load_engine
 from medsft.errors import MedsftError
 from medsft.jsonl import dumps_line
@@ -184,6 +184,14 @@ def terminal_of_our_own() -> Iterator[None]:
         signal.signal(signal.SIGTTOU, background_write)
 
 
+def starts_with_soft_switch(line: str) -> bool:
+    """A chat line that begins with one of Qwen3's soft switches and goes on with a question
+    (`/no_think 头痛怎么办？`): a message for the model, not a command (`/think on|off` stays the command)."""
+    switch, _, rest = line.partition(" ")
+    rest = rest.strip()
+    return switch in SOFT_SWITCHES and bool(rest) and not (switch == THINK_SWITCH and rest in {"on", "off"})
+
+
 def chat(
     engine: Engine,
     settings: GenerationSettings,
@@ -217,7 +225,7 @@ def chat(
             continue
         if not line:
             continue
-        if line.startswith("/"):
+        if line.startswith("/") and not starts_with_soft_switch(line):
             command, _, value = line.partition(" ")
             if command == "/reset":
                 history.clear()

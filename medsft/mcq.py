@@ -463,11 +463,17 @@ def thinking_conversation(question: Question, system_prompt: str = DEFAULT_SYSTE
     return prompt_messages(f"{question_text(question)}\n\n{THINKING_REQUEST}", system_prompt)
 
 
+def direct_conversation(question: Question, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> Conversation:
+    """The question asking for the answer line directly: the prompt of answers generated in the non-thinking
+    mode (the likelihood prompt without the answer begun)."""
+    return prompt_messages(f"{question_text(question)}\n\n{DIRECT_REQUEST}", system_prompt)
+
+
 def likelihood_prompt(tokenizer, question: Question, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> str:
     """The non-thinking prompt, asking for the answer line and with the assistant turn begun by it ("答案："):
     Qwen3's template renders the empty think block before it, exactly as with enable_thinking=False."""
     messages = [
-        *prompt_messages(f"{question_text(question)}\n\n{DIRECT_REQUEST}", system_prompt),
+        *direct_conversation(question, system_prompt),
         {"role": "assistant", "content": ANSWER_PREFIX},
     ]
     return tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medsft.chat_format import split_reasoning
+from medsft.chat_format import contains_think_tag, split_reasoning
 
 ROUGE_KEYS = ("rouge-1", "rouge-2", "rouge-l")
 
@@ -25,6 +25,17 @@ ROUGE_KEYS = ("rouge-1", "rouge-2", "rouge-l")
 def think_compliant(text: str) -> bool:
     """Exactly one think block at the start, followed by a non-empty answer."""
     return split_reasoning(text).well_formed
+
+
+def follows_mode(text: str, thinking: bool) -> bool:
+    """Whether an output generated in one of Qwen3's modes keeps to it. Thinking mode: well-formed reasoning,
+    one think block with something in it, then a non-empty answer (an empty block is the non-thinking mode
+    leaking in). Non-thinking mode (the empty block is in the prompt): a non-empty answer with no reasoning
+    text, i.e. no think tag anywhere (no second think block, no leftover of an empty one)."""
+    if thinking:
+        reasoned = split_reasoning(text)
+        return reasoned.well_formed and bool(reasoned.reasoning)
+    return bool(text.strip()) and not contains_think_tag(text)
 
 
 # --- ROUGE on jieba words -----------------------------------------------------------------------------------

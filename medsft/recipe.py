@@ -1,8 +1,9 @@
-"""Recipes: flat YAML files of TRL `SFTConfig` and `ModelConfig` fields plus a few medsft keys.
+"""Recipes: flat YAML files of TRL `SFTConfig` (or, with `stage: grpo`, `GRPOConfig`) and `ModelConfig`
+fields plus a few medsft keys.
 
 A recipe is `<name>.yaml` in the shipped recipes folder, or any YAML path. TRL's own `TrlParser` over
-(MedsftArgs, SFTConfig, ModelConfig) reads it as `trl sft --config` does: the file's values become the
-defaults that `--key value` overrides replace. On top of TRL, before any model or data is loaded:
+(MedsftArgs, SFTConfig or GRPOConfig, ModelConfig) reads it as `trl sft --config` does: the file's values
+become the defaults that `--key value` overrides replace. On top of TRL, before any model or data is loaded:
 - a misspelt key (in the file or an override) is an error naming the closest valid key (TRL passes it on);
 - a key set twice in the file is an error;
 - a value of the wrong type (a bool is not a number, an int field takes no float) or out of range is an error
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from trl import ModelConfig, SFTConfig, TrlParser
+from trl import GRPOConfig, ModelConfig, SFTConfig, TrlParser
 
 from medsft.errors import MedsftError
 from medsft.model import (
@@ -49,9 +50,36 @@ class RecipeError(MedsftError):
     """A recipe or an override is invalid: unknown key, wrong type or range, missing file."""
 
 
+STAGES = {"sft": SFTConfig, "grpo": GRPOConfig}  # `stage:` -> the TRL config class of the run's trainer
+
+
 @dataclass
 class MedsftArgs:
-    """The medsft keys of a recipe: what TRL's `SFTConfig` and `ModelConfig` have no field for."""
+    """The medsft keys of a recipe: what TRL's `SFTConfig` (`GRPOConfig`) and `ModelConfig` have no field
+    for."""
+
+    stage: str = field(
+        default="sft",
+        metadata={
+            "help": "sft: supervised fine-tuning (SFTConfig); grpo: reinforcement learning on verifiable MCQ "
+            "rewards (GRPOConfig, data from `medsft data --kind mcq`).",
+            "choices": list(STAGES),
+        },
+    )
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["correctness", "format"],
+        metadata={
+            "help": "stage grpo: the reward functions of medsft.rewards, in the order of reward_weights "
+            "(correctness, format, length_guard)."
+        },
+    )
+    length_guard_buffer: int = field(
+        default=256,
+        metadata={
+            "help": "stage grpo, reward length_guard: the last tokens before max_completion_length over "
+            "which the penalty falls from 0 to -1."
+        },
+    )
 
     tokenizer: str | None = field(
         default=None,
@@ -115,7 +143,7 @@ class Recipe:
     name: str
     path: Path
     medsft: MedsftArgs
-    sft: SFTConfig
+    sft: SFTConfig  # the trainer's config: a GRPOConfig for stage grpo
     model: ModelConfig
 
     def resolved(self) -> dict[str, Any]:
@@ -177,11 +205,12 @@ def recipe_path(recipe: str | Path) -> Path:
 
 
 class RecipeParser(TrlParser):
-    """TrlParser over (MedsftArgs, SFTConfig, ModelConfig); every failure is a RecipeError naming the key."""
+    """TrlParser over (MedsftArgs, SFTConfig or GRPOConfig, ModelConfig); every failure is a RecipeError
+    naming the key."""
 
-    def __init__(self) -> None:
+    def __init__(self, stage: str = "sft") -> None:
         # no abbreviations: `--learning_rat` is a misspelt key, not `--learning_rate`
-        super().__init__((MedsftArgs, SFTConfig, ModelConfig), allow_abbrev=False)
+        super().__init__((MedsftArgs, STAGES[stage], ModelConfig), allow_abbrev=False)
         self.fields: dict[str, dataclasses.Field] = {}
         self.hints: dict[str, Any] = {}
         for dataclass_type in self.dataclass_types:
@@ -306,6 +335,9 @@ AT_LEAST_ONE = (
     "tiny_hidden_size",
     "tiny_num_layers",
     "val_max_new_tokens",
+    "num_generations",
+    "max_completion_length",
+    "length_guard_buffer",
 )
 AT_LEAST_ZERO = (
     "learning_rate",
@@ -362,7 +394,7 @@ def load_recipe(
     parsed, before their ranges and TRL's own checks (bf16 needs a GPU)."""
     path = recipe_path(recipe)
     values = read_recipe_file(path)
-    parser = RecipeParser()
+    parser = RecipeParser(recipe_stage(path, values, list(overrides or [])))
     for key in values:
         if key not in parser.fields:
             raise parser.unknown_key_error(key, str(path))
@@ -398,6 +430,19 @@ def load_recipe(
     return loaded
 
 
+def recipe_stage(path: Path, values: dict[str, Any], overrides: list[str]) -> str:
+    """The recipe's `stage` (an override `--stage X` wins): it picks the trainer config the keys belong to."""
+    stage = values.get("stage", "sft")
+    for position, item in enumerate(overrides):
+        if item == "--stage" and position + 1 < len(overrides):
+            stage = overrides[position + 1]
+        elif item.startswith("--stage="):
+            stage = item.split("=", 1)[1]
+    if stage not in STAGES:
+        raise RecipeError(f"Recipe {path}: stage must be one of {', '.join(STAGES)}; got {_shown(stage)}.")
+    return stage
+
+
 def check_model_sources(settings: dict[str, Any]) -> None:
     """The model and tokenizer of the parsed settings can be had: a local folder, something downloaded
     before, or a hub that answers one quick connection attempt (nothing is downloaded here)."""
@@ -422,7 +467,8 @@ def check_consistency(recipe: Recipe) -> None:
         )
     if sft.trust_remote_code:
         problems.append("trust_remote_code must stay off (Qwen3 needs no remote code)")
-    if not sft.assistant_only_loss:
+    grpo = recipe.medsft.stage == "grpo"
+    if not grpo and not sft.assistant_only_loss:
         problems.append("assistant_only_loss must be true (loss on the assistant turn only)")
     if model.load_in_4bit or model.load_in_8bit:
         problems.append("load_in_4bit / load_in_8bit are not supported by medsft train (use the lora recipe)")
@@ -434,5 +480,27 @@ def check_consistency(recipe: Recipe) -> None:
         problems.append(str(error).rstrip("."))
     if model.model_name_or_path == TINY_MODEL and recipe.medsft.tiny_hidden_size % 8:
         problems.append("tiny_hidden_size must be a multiple of 8 (4 attention heads with an even head size)")
+    if grpo:
+        problems += grpo_problems(recipe)
     if problems:
         raise RecipeError(f"Recipe {where}: {'; '.join(problems)}.")
+
+
+def grpo_problems(recipe: Recipe) -> list[str]:
+    """A GRPO recipe's rewards and their weights agree with medsft.rewards."""
+    from medsft.rewards import REWARDS
+
+    problems = []
+    names, weights = recipe.medsft.reward_funcs, recipe.sft.reward_weights
+    unknown = [name for name in names if name not in REWARDS]
+    if not names or unknown:
+        problems.append(f"reward_funcs must name rewards among {', '.join(REWARDS)}; got {names}")
+    if weights is not None and len(weights) != len(names):
+        problems.append(f"reward_weights has {len(weights)} weights for {len(names)} reward_funcs")
+    source = recipe.model.model_name_or_path or ""
+    if recipe.sft.beta and (source == TINY_MODEL or source.startswith(RANDOM_MODEL_PREFIX)):
+        problems.append(
+            f"beta {recipe.sft.beta:g} needs a reference model, which TRL loads from the model's folder; "
+            f"{source} is built in memory: set beta: 0.0 (or train a saved model)"
+        )
+    return problems

@@ -25,8 +25,16 @@ CHARTS = {
 }
 COLORS = {"baseline": "#9aa5b1", "model": "#2f6fde", "reference": "#e0a040"}
 CHANCE_COLOR = "#d62728"
-MODES = ("think", "likelihood")
-MODE_TITLES = {"think": "MCQ accuracy, thinking mode", "likelihood": "MCQ accuracy, option-letter likelihood"}
+MODES = ("think", "no_think", "likelihood")
+MODE_TITLES = {
+    "think": "MCQ accuracy, thinking mode",
+    "no_think": "MCQ accuracy, non-thinking mode",
+    "likelihood": "MCQ accuracy, option-letter likelihood",
+}
+GENERATED = ("think", "no_think")  # Qwen3's two modes of generated answers
+MODE_LABELS = {"think": "thinking", "no_think": "non-thinking"}
+# mode -> (its generation metrics in report.json, its in-domain predictions kind)
+INDOMAIN = {"think": ("generation", "indomain"), "no_think": ("generation_no_think", "indomain_no_think")}
 
 METHOD_NOTES = f"""\
 - **Loss / perplexity**: teacher forcing over the conversation rendered by the tokenizer's chat
@@ -35,6 +43,15 @@ METHOD_NOTES = f"""\
   end of the turn: `{END_OF_TURN}` and the newline after it). These are exactly the tokens training learns
   from, so the loss over both parts equals the trainer's `eval_loss` on the same rows. Token-weighted over
   all rows; perplexity = exp(loss). System and user tokens are not scored.
+- **Thinking modes**: answers are generated in Qwen3's thinking mode (`enable_thinking=True`) and/or its
+  non-thinking mode (`enable_thinking=False`: the prompt ends with the empty think block), as `--thinking`
+  asks. Held-out rows trained without reasoning (an empty think block) are answered in their own,
+  non-thinking mode unless `--thinking both` or `off` asks for every row in each mode; their loss is always
+  scored as training scored them (`empty_think_loss` false: from the answer on, the empty block in the
+  prompt; true: the empty block too, after the `/no_think` switch).
+- **Mode adherence**: thinking mode, the share of outputs with well-formed reasoning (one think block
+  with reasoning in it, then a non-empty answer); non-thinking mode, the share of non-empty answers with
+  no reasoning text (no think tag at all: no second think block, no leftover of an empty one).
 - **Think-format compliance**: share of outputs that start with `{THINK_OPEN}`, close it exactly once
   with `{THINK_CLOSE}`, hold no further think tags, and end with a non-empty answer. **Truncated**: share
   that reached `max_new_tokens` before `{END_OF_TURN}`.
@@ -160,10 +177,20 @@ def _save(figure, path: Path) -> None:
     plt.close(figure)
 
 
+def _primary_mode(report: dict) -> str:
+    """The mode the charts and samples show: thinking when it ran, else non-thinking."""
+    models = report["models"].values()
+    return next((m for m in GENERATED if any(r["indomain"].get(INDOMAIN[m][0]) for r in models)), "think")
+
+
 def draw_charts(out_dir: Path, report: dict, predictions: dict) -> dict[str, str]:
     roles = _roles(report)
     models = report["models"]
     charts: dict[str, str] = {}
+    generation_key, kind = INDOMAIN[_primary_mode(report)]
+
+    def generated(role: str, key: str) -> float | None:
+        return (models[role]["indomain"].get(generation_key) or {}).get(key)
 
     figure, axis = plt.subplots(figsize=(6, 3.6))
     segments = ["reasoning", "answer"]
@@ -182,19 +209,19 @@ def draw_charts(out_dir: Path, report: dict, predictions: dict) -> dict[str, str
     _grouped_bars(
         axis,
         ["ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU-4 (char)"],
-        {r: [models[r]["indomain"]["generation"][k] for k in keys] for r in roles},
-        "Answer similarity to the reference",
+        {r: [generated(r, k) for k in keys] for r in roles},
+        f"Answer similarity to the reference ({MODE_LABELS[_primary_mode(report)]} mode)",
         "score",
     )
     _save(figure, out_dir / CHARTS["similarity"])
     charts["similarity"] = CHARTS["similarity"]
 
     figure, axis = plt.subplots(figsize=(7, 3.6))
-    keys = ["think_compliance", "truncated", "loop_share"]
+    keys = ["mode_adherence", "think_compliance", "truncated", "loop_share"]
     _grouped_bars(
         axis,
-        ["think format OK", "truncated", "repetition loop"],
-        {r: [models[r]["indomain"]["generation"][k] for k in keys] for r in roles},
+        ["keeps its mode", "think format OK", "truncated", "repetition loop"],
+        {r: [generated(r, k) for k in keys] for r in roles},
         "Output format and degeneration (share of outputs)",
         "share",
     )
@@ -212,10 +239,10 @@ def draw_charts(out_dir: Path, report: dict, predictions: dict) -> dict[str, str
         strict=True,
     ):
         first_role = roles[-1]
-        reference = [r[reference_field] for r in predictions[first_role]["indomain"]]
+        reference = [r[reference_field] for r in predictions[first_role][kind]]
         series = {
             "reference": reference,
-            **{r: [p[field] for p in predictions[r]["indomain"]] for r in roles},
+            **{r: [p[field] for p in predictions[r][kind]] for r in roles},
         }
         top = max((max(v) for v in series.values() if v), default=1) or 1
         bins = [top * i / 20 for i in range(21)]
@@ -297,19 +324,28 @@ def _sample_cell(reasoning: str, answer: str, caption: str) -> str:
 def _samples_section(report: dict, predictions: dict, count: int) -> list[str]:
     roles = _roles(report)
     lines = []
-    rows = predictions[roles[-1]]["indomain"][:count]
+    primary = _primary_mode(report)
+    rows = predictions[roles[-1]][INDOMAIN[primary][1]][:count]
     for number, row in enumerate(rows, 1):
         lines.append(f"### Sample {number}: {row['question'][:120]}")
         lines.append("")
         cells = [_sample_cell(row["reference_reasoning"], row["reference_answer"], "reference")]
         for role in roles:
-            match = next((p for p in predictions[role]["indomain"] if p["index"] == row["index"]), None)
-            if match is None:
-                continue
-            flags = "think format OK" if match["well_formed"] else "think format broken"
-            flags += ", truncated" if match["truncated"] else ""
-            caption = f"{role} ({match['reasoning_tokens']}+{match['answer_tokens']} tokens, {flags})"
-            cells.append(_sample_cell(match["reasoning"], match["answer"], caption))
+            for mode in sorted(GENERATED, key=lambda m: m != primary):
+                kind = INDOMAIN[mode][1]
+                match = next((p for p in predictions[role][kind] if p["index"] == row["index"]), None)
+                if match is None:
+                    continue
+                if mode == "think":
+                    flags = "think format OK" if match["well_formed"] else "think format broken"
+                else:
+                    flags = "no reasoning text" if match["well_formed"] else "reasoning text left"
+                flags += ", truncated" if match["truncated"] else ""
+                tokens = f"{match['reasoning_tokens']}+{match['answer_tokens']} tokens"
+                label = f"{role}, {MODE_LABELS[mode]}" if mode != primary else role
+                cells.append(
+                    _sample_cell(match["reasoning"], match["answer"], f"{label} ({tokens}, {flags})")
+                )
         lines += ["<table><tr>", *cells, "</tr></table>", ""]
     return lines
 
@@ -459,33 +495,38 @@ def _mcq_section(report: dict, predictions: dict, mode: str) -> list[str]:
     lines += [*warnings, *([""] if warnings else [])]
     lines += _distribution_table(report, mode, roles)
     lines.append("")
-    if mode == "think":
+    if mode in GENERATED:
         lines += _header(report)
         lines.append(
             _row(
                 report,
                 "unparseable answers",
-                lambda m: m["mcq"]["think"]["accuracy"]["overall"]["unparseable"],
+                lambda m: m["mcq"][mode]["accuracy"]["overall"]["unparseable"],
             )
         )
+        lines.append(_row(report, "truncated at max_new_tokens", lambda m: m["mcq"][mode]["truncated"], _pct))
         lines.append(
-            _row(report, "truncated at max_new_tokens", lambda m: m["mcq"]["think"]["truncated"], _pct)
+            _row(report, "answers that keep to the mode", lambda m: m["mcq"][mode]["mode_adherence"], _pct)
         )
         lines.append(
             _row(
                 report,
                 "answers in the asked-for line `答案：X`",
-                lambda m: m["mcq"]["think"]["answer_line"]["overall"]["share"],
+                lambda m: m["mcq"][mode]["answer_line"]["overall"]["share"],
                 _pct,
             )
         )
-        lines += ["", *_answer_line_table(report, roles), *_reasons_audit(report, predictions, roles)]
+        lines += [
+            "",
+            *_answer_line_table(report, roles, mode),
+            *_reasons_audit(report, predictions, roles, mode),
+        ]
         lines.append(
             "Multi-answer questions are scored by exact set match "
-            f"({report['models'][roles[-1]]['mcq']['think']['multi_answer_questions']} in this sample)."
+            f"({report['models'][roles[-1]]['mcq'][mode]['multi_answer_questions']} in this sample)."
         )
         for role in roles:
-            failed = [r for r in predictions[role]["mcq_think"] if not r["parsed"]][:5]
+            failed = [r for r in predictions[role][f"mcq_{mode}"] if not r["parsed"]][:5]
             if failed:
                 lines += ["", f"Unparseable answers of {role} (first {len(failed)}):", ""]
                 for record in failed:
@@ -502,9 +543,9 @@ def _mcq_section(report: dict, predictions: dict, mode: str) -> list[str]:
     return lines
 
 
-def _answer_line_table(report: dict, roles: list[str]) -> list[str]:
+def _answer_line_table(report: dict, roles: list[str], mode: str = "think") -> list[str]:
     """Per source, the share of answers given in the asked-for final line (the rest went to the fallback)."""
-    shares = {role: report["models"][role]["mcq"]["think"].get("answer_line", {}) for role in roles}
+    shares = {role: report["models"][role]["mcq"][mode].get("answer_line", {}) for role in roles}
     sources = sorted({source for by_source in shares.values() for source in by_source} - {"overall"})
     if not sources:
         return []
@@ -516,10 +557,13 @@ def _answer_line_table(report: dict, roles: list[str]) -> list[str]:
     return [*lines, ""]
 
 
-def _reasons_audit(report: dict, predictions: dict, roles: list[str], per_reason: int = 5) -> list[str]:
+def _reasons_audit(
+    report: dict, predictions: dict, roles: list[str], mode: str = "think", per_reason: int = 5
+) -> list[str]:
     """How the grader read the answers: a count per extraction reason, and a few answers of each reason drawn
     at random (seeded, so the same report shows the same ones) for a reader to check the reading."""
-    records = [(role, record) for role in roles for record in predictions[role]["mcq_think"]]
+    kind = f"mcq_{mode}"
+    records = [(role, record) for role in roles for record in predictions[role][kind]]
     reasons = sorted({reason_rule(record["extraction"]) for _, record in records})
     if not reasons:
         return []
@@ -527,8 +571,7 @@ def _reasons_audit(report: dict, predictions: dict, roles: list[str], per_reason
     lines += ["| reason | " + " | ".join(roles) + " |", "|" + "---|" * (len(roles) + 1)]
     for reason in reasons:
         counts = [
-            sum(reason_rule(r["extraction"]) == reason for r in predictions[role]["mcq_think"])
-            for role in roles
+            sum(reason_rule(r["extraction"]) == reason for r in predictions[role][kind]) for role in roles
         ]
         lines.append(f"| {reason} | " + " | ".join(str(count) for count in counts) + " |")
     draw = random.Random(report["config"].get("seed", 0))
@@ -558,16 +601,135 @@ def _skipped_rows(report: dict) -> str:
     return f"; {count} benchmark rows skipped as unusable (reasons: `mcq_skipped` in report.json)"
 
 
+def _modes_run(report: dict) -> str:
+    """The Setup line's modes: which modes answered, and how the held-out loss scores non-thinking rows."""
+    config = report["config"]
+    thinking = config.get("thinking", "on")
+    modes = {
+        "on": "thinking mode (rows trained without reasoning in their own, non-thinking mode)",
+        "off": "non-thinking mode (enable_thinking=False)",
+        "both": "both modes, each row and question in each",
+    }[thinking]
+    scoring = "with" if config.get("empty_think_loss") else "without"
+    return f"{modes}; non-thinking rows' loss {scoring} the empty think block"
+
+
+def _indomain_modes(report: dict) -> list[str]:
+    """The modes the held-out rows were answered in, by some model."""
+    models = report["models"].values()
+    return [mode for mode in GENERATED if any(m["indomain"].get(INDOMAIN[mode][0]) for m in models)]
+
+
+def _generation_table(report: dict, key: str) -> list[str]:
+    """The in-domain generation metrics of one mode (`key`: its generation metrics in report.json)."""
+    lines = _header(report)
+    lines.append(_row(report, "rows answered", lambda m: m["indomain"][key]["rows"]))
+    for field, label in [
+        ("mode_adherence", "answers that keep to the mode"),
+        ("think_compliance", "think-format compliance"),
+        ("truncated", "truncated at max_new_tokens"),
+        ("loop_share", "outputs with a repetition loop"),
+    ]:
+        lines.append(_row(report, label, lambda m, k=field: m["indomain"][key][k], _pct))
+    for field, label in [
+        ("rouge-1", "ROUGE-1 F1 (jieba words)"),
+        ("rouge-2", "ROUGE-2 F1 (jieba words)"),
+        ("rouge-l", "ROUGE-L F1 (jieba words)"),
+        ("bleu4_corpus", "BLEU-4 corpus (characters)"),
+        ("bleu4_sentence", "BLEU-4 sentence mean (characters, smoothed)"),
+        ("distinct4", "distinct-4 (characters)"),
+    ]:
+        lines.append(_row(report, label, lambda m, k=field: m["indomain"][key][k]))
+    for field, label in [
+        ("reasoning_tokens_mean", "reasoning tokens, mean"),
+        ("reasoning_tokens_median", "reasoning tokens, median"),
+        ("answer_tokens_mean", "answer tokens, mean"),
+        ("answer_tokens_median", "answer tokens, median"),
+    ]:
+        lines.append(_row(report, label, lambda m, k=field: m["indomain"][key][k], lambda v: _fmt(v, 1)))
+    return lines
+
+
+def _row_mode_losses(report: dict) -> list[str]:
+    """The loss of the thinking and the non-thinking rows apart, when the held-out split has both."""
+    row_modes = {
+        mode for m in report["models"].values() for mode in m["indomain"].get("loss_by_row_mode", {})
+    }
+    if len(row_modes) < 2:
+        return []
+    lines = _header(report, "rows (their own mode)")
+    for row_mode in ("thinking", "non_thinking"):
+        for part in ("reasoning", "answer"):
+            lines.append(
+                _row(
+                    report,
+                    f"{row_mode.replace('_', '-')} rows: {part} loss",
+                    lambda m, r=row_mode, p=part: m["indomain"]["loss_by_row_mode"][r][p]["loss"],
+                )
+            )
+    return [*lines, ""]
+
+
+def _modes_side_by_side(report: dict) -> list[str]:
+    """Each model in each mode: mode adherence, answer quality and MCQ accuracy of generated answers."""
+    roles = _roles(report)
+    columns = [(role, mode) for role in roles for mode in GENERATED]
+    cells = ["metric"] + [f"{role}, {MODE_LABELS[mode]}" for role, mode in columns]
+    lines = ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
+
+    def generation(role: str, mode: str) -> dict:
+        return report["models"][role]["indomain"].get(INDOMAIN[mode][0]) or {}
+
+    def mcq(role: str, mode: str) -> dict:
+        return report["models"][role]["mcq"].get(mode) or {}
+
+    measures = [
+        ("held-out answers that keep to the mode", lambda r, m: generation(r, m).get("mode_adherence"), _pct),
+        ("held-out ROUGE-L F1", lambda r, m: generation(r, m).get("rouge-l"), _fmt),
+        ("held-out BLEU-4 corpus", lambda r, m: generation(r, m).get("bleu4_corpus"), _fmt),
+        ("held-out reasoning tokens, mean", lambda r, m: generation(r, m).get("reasoning_tokens_mean"), _fmt),
+        ("held-out answer tokens, mean", lambda r, m: generation(r, m).get("answer_tokens_mean"), _fmt),
+        ("held-out truncated", lambda r, m: generation(r, m).get("truncated"), _pct),
+        (
+            "MCQ accuracy (pooled)",
+            lambda r, m: (mcq(r, m).get("accuracy") or {}).get("overall", {}).get("accuracy"),
+            _pct,
+        ),
+        ("MCQ accuracy (macro)", lambda r, m: (mcq(r, m).get("macro") or {}).get("accuracy"), _pct),
+        ("MCQ answers that keep to the mode", lambda r, m: mcq(r, m).get("mode_adherence"), _pct),
+        ("MCQ truncated", lambda r, m: mcq(r, m).get("truncated"), _pct),
+    ]
+    for label, getter, formatter in measures:
+        lines.append("| " + " | ".join([label, *(formatter(getter(r, m)) for r, m in columns)]) + " |")
+    held_out = {mode: generation(roles[-1], mode).get("rows") for mode in GENERATED}
+    lines += [
+        "",
+        f"Held-out rows answered: {held_out['think'] or 0} in thinking mode, {held_out['no_think'] or 0} in "
+        "non-thinking mode. – : the mode did not run for that part.",
+    ]
+    return lines
+
+
+def _decoding(settings: dict) -> str:
+    if not settings["do_sample"]:
+        return "greedy"
+    return (
+        f"sampling (temperature {settings['temperature']}, top-p {settings['top_p']}, "
+        f"top-k {settings['top_k']})"
+    )
+
+
 def render_markdown(report: dict, predictions: dict, charts: dict[str, str], samples: int = 3) -> str:
     models = report["models"]
     generation = report["generation"]
     config = report["config"]
-    decoding = (
-        "greedy"
-        if not generation["do_sample"]
-        else f"sampling (temperature {generation['temperature']}, top-p {generation['top_p']}, "
-        f"top-k {generation['top_k']})"
+    decoding = _decoding(generation)
+    no_think = report.get("generation_no_think")
+    ran_no_think = any(
+        m["indomain"].get("generation_no_think") or "no_think" in m["mcq"] for m in models.values()
     )
+    if no_think and ran_no_think and _decoding(no_think) != decoding:
+        decoding = f"thinking mode {decoding}, non-thinking mode {_decoding(no_think)}"
     lines = [f"# Evaluation report: {report['name']}", ""]
     lines += ["## Setup", ""]
     for role in _roles(report):
@@ -584,7 +746,7 @@ def render_markdown(report: dict, predictions: dict, charts: dict[str, str], sam
         f"- held-out data: `{report['data']}`, {report['rows']} rows",
         f"- MCQ: {_benchmark_files(report.get('mcq_files', []))}, {report.get('mcq_questions', 0)} questions "
         f"from {report.get('mcq_sources', 0)} sources, mode {config['mcq_mode']}{_skipped_rows(report)}",
-        f"- generation: thinking mode, {decoding}, max_new_tokens {generation['max_new_tokens']}, "
+        f"- generation: {_modes_run(report)}, {decoding}, max_new_tokens {generation['max_new_tokens']}, "
         f"seed {config['seed']}; backend {report['backend']}, {report.get('dtype')} on {report['device']} "
         f"({report.get('device_name') or 'unknown hardware'})",
         f"- code: commit {commit}; {versions}",
@@ -606,35 +768,15 @@ def render_markdown(report: dict, predictions: dict, charts: dict[str, str], sam
         lines.append(
             _row(report, f"{segment} tokens scored", lambda m, s=segment: m["indomain"]["loss"][s]["tokens"])
         )
-    lines += ["", f"![loss]({charts['loss']})", ""]
+    lines += ["", *_row_mode_losses(report), f"![loss]({charts['loss']})", ""]
 
     lines += ["## In-domain: generation", ""]
-    lines += _header(report)
-    shares = [
-        ("think_compliance", "think-format compliance"),
-        ("truncated", "truncated at max_new_tokens"),
-        ("loop_share", "outputs with a repetition loop"),
-    ]
-    for key, label in shares:
-        lines.append(_row(report, label, lambda m, k=key: m["indomain"]["generation"][k], _pct))
-    for key, label in [
-        ("rouge-1", "ROUGE-1 F1 (jieba words)"),
-        ("rouge-2", "ROUGE-2 F1 (jieba words)"),
-        ("rouge-l", "ROUGE-L F1 (jieba words)"),
-        ("bleu4_corpus", "BLEU-4 corpus (characters)"),
-        ("bleu4_sentence", "BLEU-4 sentence mean (characters, smoothed)"),
-        ("distinct4", "distinct-4 (characters)"),
-    ]:
-        lines.append(_row(report, label, lambda m, k=key: m["indomain"]["generation"][k]))
-    for key, label in [
-        ("reasoning_tokens_mean", "reasoning tokens, mean"),
-        ("reasoning_tokens_median", "reasoning tokens, median"),
-        ("answer_tokens_mean", "answer tokens, mean"),
-        ("answer_tokens_median", "answer tokens, median"),
-    ]:
-        lines.append(
-            _row(report, label, lambda m, k=key: m["indomain"]["generation"][k], lambda v: _fmt(v, 1))
-        )
+    generated_modes = _indomain_modes(report)
+    for mode in generated_modes:
+        if len(generated_modes) > 1 or mode != "think":
+            lines += [f"### {MODE_LABELS[mode].capitalize()} mode", ""]
+        lines += _generation_table(report, INDOMAIN[mode][0])
+        lines.append("")
     reference = models[_roles(report)[-1]]["indomain"]["reference"]
     lines += [
         "",
@@ -649,8 +791,13 @@ def render_markdown(report: dict, predictions: dict, charts: dict[str, str], sam
         "",
     ]
 
+    if config.get("thinking") == "both":  # the same rows and questions in each mode
+        lines += ["## Thinking modes side by side", "", *_modes_side_by_side(report), ""]
     lines += ["## Medical MCQ: thinking mode", ""]
     lines += _mcq_section(report, predictions, "think")
+    if any("no_think" in m["mcq"] for m in models.values()):
+        lines += ["## Medical MCQ: non-thinking mode", ""]
+        lines += _mcq_section(report, predictions, "no_think")
     lines += ["## Medical MCQ: likelihood mode (no reasoning)", ""]
     lines += _mcq_section(report, predictions, "likelihood")
     if "mcq" in charts:

@@ -41,11 +41,25 @@ def prompt_completion(messages: Conversation) -> dict[str, Any]:
     }
 
 
-def training_examples(rows: list[dict[str, Any]], empty_think_loss: bool) -> list[dict[str, Any]]:
-    """The SFTTrainer examples of `medsft data` rows (each with a `messages` list)."""
+def training_examples(
+    rows: list[dict[str, Any]], empty_think_loss: bool, prompt_completion_form: bool | None = None
+) -> list[dict[str, Any]]:
+    """The SFTTrainer examples of `medsft data` rows (each with a `messages` list). `prompt_completion_form`
+    says whether thinking rows take the prompt/completion form too (default: when these rows hold a
+    non-thinking one); see split_examples."""
     conversations = [row["messages"] for row in rows]
     if empty_think_loss:
         return [{"messages": with_no_think_switch(m) if is_non_thinking(m) else m} for m in conversations]
-    if not any(is_non_thinking(m) for m in conversations):
+    if prompt_completion_form is None:
+        prompt_completion_form = any(is_non_thinking(m) for m in conversations)
+    if not prompt_completion_form:
         return [{"messages": m} for m in conversations]
     return [prompt_completion(m) for m in conversations]
+
+
+def split_examples(splits: list[list[dict[str, Any]]], empty_think_loss: bool) -> list[list[dict[str, Any]]]:
+    """The examples of each split, all in one form: TRL picks the loss mask (completion only, or assistant
+    turns) from the train split's first example and applies it to every split, so a val split with
+    non-thinking rows beside a train split without any must not take another form."""
+    mixed = any(is_non_thinking(row["messages"]) for rows in splits for row in rows)
+    return [training_examples(rows, empty_think_loss, mixed) for rows in splits]

@@ -142,6 +142,10 @@ def preflight(recipe: Recipe, resume: bool) -> tuple[Path | None, dict[str, Path
     if "swanlab" in (recipe.sft.report_to or []) and recipe.sft.process_index == 0:
         swanlab_settings()
     output_dir = Path(recipe.sft.output_dir)
+    if recipe.medsft.stage == "grpo":
+        from medsft.grpo import check_generation_backend
+
+        check_generation_backend(recipe)
     files = data_files(recipe)
     raw = recipe.medsft.raw_source
     if raw and not Path(raw).exists() and (raw.startswith((".", "/", "~")) or Path(raw).suffix):
@@ -274,10 +278,30 @@ def shared_system_prompt(rows: list[dict]) -> str | None:
     return prompts.pop() if len(prompts) == 1 else None
 
 
+def load_prompt_data(recipe: Recipe, files: dict[str, Path]) -> RunData:
+    """Stage grpo: the prompt + gold rows of `medsft data --kind mcq` (medsft.grpo)."""
+    from medsft.grpo import read_prompt_rows, trained_system_prompt
+
+    if recipe.medsft.raw_source:
+        raise PreflightError(
+            "raw_source holds SFT rows; a grpo recipe reads `dataset:` (from `medsft data --kind mcq`)."
+        )
+    rows = {split: read_prompt_rows(path) if path.is_file() else [] for split, path in files.items()}
+    data = RunData(rows.get("train", []), rows.get("val", []), files)
+    if not data.train_rows:
+        raise PreflightError(f"No training rows in {files.get('train')}.")
+    if recipe.sft.eval_strategy != "no" and not data.val_rows:
+        raise PreflightError(f"{files.get('val')} has no rows to evaluate on; pass --eval_strategy no.")
+    data.system_prompt = trained_system_prompt(data.train_rows)
+    return data
+
+
 def load_data(recipe: Recipe, tokenizer, files: dict[str, Path]) -> RunData:
     from medsft.conversion import DataOptions, find_overlong
     from medsft.data import prepare
 
+    if recipe.medsft.stage == "grpo":
+        return load_prompt_data(recipe, files)
     output_dir = Path(recipe.sft.output_dir)
     if recipe.medsft.raw_source:  # the same conversion as `medsft data`, into the run's folder
         folder = output_dir / "data"
@@ -372,18 +396,21 @@ def build_trainer(recipe: Recipe, model, tokenizer, data: RunData, callbacks: li
     from datasets import Dataset
     from trl import get_peft_config
 
-    from medsft.thinking_modes import training_examples
+    from medsft.thinking_modes import split_examples
     from medsft.trainer import FastSFTTrainer
 
-    def examples(rows: list[dict]) -> Dataset:
-        return Dataset.from_list(training_examples(rows, recipe.medsft.empty_think_loss))
+    if recipe.medsft.stage == "grpo":
+        from medsft.grpo import build_grpo_trainer
 
+        return build_grpo_trainer(recipe, model, tokenizer, data, callbacks)
+
+    train, val = split_examples([data.train_rows, data.val_rows], recipe.medsft.empty_think_loss)
     trainer_class = FastSFTTrainer  # SFTTrainer with the loss only at trained positions (docs/benchmarks.md)
     return trainer_class(
         model=model,
         args=recipe.sft,
-        train_dataset=examples(data.train_rows),
-        eval_dataset=examples(data.val_rows) if recipe.sft.eval_strategy != "no" else None,
+        train_dataset=Dataset.from_list(train),
+        eval_dataset=Dataset.from_list(val) if recipe.sft.eval_strategy != "no" else None,
         processing_class=tokenizer,
         peft_config=get_peft_config(recipe.model),
         callbacks=callbacks,
@@ -544,7 +571,10 @@ def answer_val_questions(recipe: Recipe, final_dir: Path, rows: list[dict], trac
     from medsft.engine import GenerationSettings, load_engine
 
     generator = load_engine(final_dir, device="cpu" if recipe.sft.use_cpu else None)
-    prompts = [without_answer(row["messages"]) for row in rows[: recipe.medsft.val_questions]]
+    # SFT rows hold the whole conversation; GRPO rows their prompt
+    prompts = [
+        row.get("prompt") or without_answer(row["messages"]) for row in rows[: recipe.medsft.val_questions]
+    ]
     try:
         outputs = generator.generate(
             prompts, GenerationSettings.greedy(max_new_tokens=recipe.medsft.val_max_new_tokens)
@@ -701,6 +731,10 @@ def write_reports(recipe, data, trainer, checkpoint, tracker, final_dir: Path, s
     output_dir = Path(recipe.sft.output_dir)
     if recipe.sft.process_index == 0:
         plot_losses(trainer.state.log_history, output_dir / "loss.png", recipe.sft.run_name)
+        if recipe.medsft.stage == "grpo":
+            from medsft.grpo import plot_rewards
+
+            plot_rewards(trainer.state.log_history, output_dir / "rewards.png", recipe.sft.run_name)
         answers = answer_val_questions(recipe, final_dir, data.val_rows, tracker)
         write_jsonl(output_dir / "val_answers.jsonl", answers)
         card = run_card(recipe, data, trainer, checkpoint, time.time() - started)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -10,6 +10,7 @@ from medsft import metrics
 from medsft.chat_format import special_token_ids
 from medsft.errors import MedsftError
 from medsft.metrics import SegmentLoss
+from medsft.thinking_modes import training_examples
 
 
 class TurnLoss(NamedTuple):
@@ -20,29 +21,58 @@ class TurnLoss(NamedTuple):
     answer_text_tokens: int  # answer tokens before the end-of-turn token (as a generation's are counted)
 
 
+def rendered_turn(tokenizer, example: dict[str, Any]) -> tuple[str, str]:
+    """(whole text, prompt text) of a training example (medsft.thinking_modes) as TRL's SFTTrainer renders
+    it: a `messages` example with the chat template as it stands, a prompt/completion example with its own
+    `chat_template_kwargs` (enable_thinking=False puts the empty think block in the prompt)."""
+    if "messages" in example:
+        messages, kwargs = example["messages"], {}
+        prompt_messages = messages[:-1]
+    else:
+        prompt_messages, kwargs = example["prompt"], example.get("chat_template_kwargs") or {}
+        messages = [*prompt_messages, *example["completion"]]
+    full = tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
+    prompt = tokenizer.apply_chat_template(
+        prompt_messages, tokenize=False, add_generation_prompt=True, **kwargs
+    )
+    return full, prompt
+
+
 @torch.inference_mode()
 def teacher_forced_losses(
-    model, tokenizer, conversations: list[list[dict]], batch_size: int = 4, chunk: int = 512
+    model,
+    tokenizer,
+    conversations: list[list[dict]],
+    batch_size: int = 4,
+    chunk: int = 512,
+    empty_think_loss: bool = False,
 ) -> list[TurnLoss]:
     """Summed NLL and token counts of each conversation's last (assistant) turn: the tokens training learns
     from, so that the pooled loss equals the trainer's eval_loss on the same rows.
 
-    The conversation is rendered with the tokenizer's chat template; the assistant turn starts after the
-    generation prompt; the reasoning part runs from `<think>` to `</think>` inclusive, the answer part from
-    after `</think>` to the end of the turn (`<|im_end|>` and the newline the template writes after it).
-    Logits are computed in chunks of positions so a 150k vocabulary never materialises for a whole batch.
+    Each conversation is rendered as training renders it (medsft.thinking_modes.training_examples with the
+    recipe's `empty_think_loss`): a thinking row with the tokenizer's chat template, its assistant turn
+    starting after the generation prompt; a non-thinking row (an empty think block) in its own mode, the
+    empty block in the prompt (false: the loss starts at the answer, where generation with
+    enable_thinking=False starts) or in the reply after the `/no_think` switch (true). The reasoning part
+    runs from `<think>` to `</think>` inclusive, the answer part from after `</think>` (or from the start of
+    the scored turn when it holds no `</think>`) to the end of the turn (`<|im_end|>` and the newline the
+    template writes after it). Logits are computed in chunks of positions so a 150k vocabulary never
+    materialises for a whole batch.
     """
     format_ids = special_token_ids(tokenizer)
     think_close_id, end_id = format_ids["think_close"], format_ids["end_of_turn"]
+    examples = training_examples([{"messages": m} for m in conversations], empty_think_loss)
     encoded = []
-    for messages in conversations:
-        full = tokenizer.apply_chat_template(messages, tokenize=False)
-        prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    for example in examples:
+        full, prompt = rendered_turn(tokenizer, example)
         if not full.startswith(prompt):
             raise MedsftError("the chat template does not render the prompt as a prefix of the conversation")
         ids = tokenizer(full, add_special_tokens=False)["input_ids"]
-        start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        reasoning, answer = metrics.assistant_segments(ids, start, think_close_id)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if ids[: len(prompt_ids)] != prompt_ids:
+            raise MedsftError("the prompt's tokens are not a prefix of the conversation's tokens")
+        reasoning, answer = metrics.assistant_segments(ids, len(prompt_ids), think_close_id)
         encoded.append((ids, reasoning, answer))
 
     device = next(model.parameters()).device

@@ -107,3 +107,24 @@ def smoke_run(tmp_path_factory, smoke_data) -> Path:
             f"smoke training failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
         )
     return out
+
+
+@pytest.fixture
+def submitted_prompts(monkeypatch) -> list[list[int]]:
+    """The prompt token ids of every request given to an engine while the test runs (any backend)."""
+    from medsft import engine
+
+    prompts: list[list[int]] = []
+    original = engine.Request.__init__
+
+    def recording(self, prompt_ids, *args, **kwargs):
+        prompts.append(list(prompt_ids))
+        original(self, prompt_ids, *args, **kwargs)
+
+    monkeypatch.setattr(engine.Request, "__init__", recording)
+    return prompts
+
+
+def user_turn(text: str) -> str:
+    """A user turn exactly as Qwen3's chat template writes it."""
+    return f"<|im_start|>user\n{text}{END_OF_TURN}\n"

@@ -84,6 +84,21 @@ def test_index_leaves_out_short_stems(index):
     assert len(index) == 4 and index.too_short == 1
 
 
+def test_short_stems_with_their_options_match_a_question_given_with_the_same_options():
+    index = BenchmarkIndex(
+        [BenchmarkQuestion("planted", "FDP", 0, ("抑制纤维蛋白多聚体的形成.", "水解纤维蛋白原."))]
+    )
+    assert len(index) == 0 and index.too_short == 1
+    reworded = "请回答：FDP的作用是 （练习题）"
+    overlap = index.match(reworded, ["水解纤维蛋白原", "抑制纤维蛋白多聚体的形成"])  # other order, no dots
+    assert overlap is not None and overlap.question.text == "FDP" and overlap.share == 1.0
+    assert index.match(reworded) is None  # without options a short stem says nothing
+    assert (
+        index.match(reworded, ["水解纤维蛋白原", "激活纤溶酶原"]) is None
+    )  # other options: another question
+    assert index.match("TNF的作用是", ["水解纤维蛋白原", "抑制纤维蛋白多聚体的形成"]) is None
+
+
 def test_benchmark_files_and_unknown_names(tmp_path):
     rows = [{"question": STEMS[0], "options": "(A) 甲\n(B) 乙", "answer": "(A)"}]
     (tmp_path / "mine.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

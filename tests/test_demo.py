@@ -484,3 +484,21 @@ def test_stop_cancel_and_closed_page_stop_the_model(tmp_path_factory, qwen3_toke
             browser.close()
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("question", ["头痛怎么办？ /no_think", "/think 头痛怎么办？"])
+def test_soft_think_switches_reach_the_prompt_as_typed(server, qwen3_tokenizer, submitted_prompts, question):
+    """Qwen3's soft switch typed in the chat box reaches the model's prompt (real tokenizer) as typed, and the
+    chat shows it as typed; the next turn sends it back in its history unchanged."""
+    from conftest import user_turn
+    from gradio_client import Client
+
+    session = Client(server, verbose=False)  # one page: the history is its state
+    chat, _, notice = session.submit(question, [], True, 0.0, 0.95, 16, api_name="/chat").result()
+    assert notice == "" and texts(chat, "user") == [question]
+    session.submit("还有呢？", chat, True, 0.0, 0.95, 16, api_name="/chat").result()
+    assert len(submitted_prompts) == 2
+    for ids in submitted_prompts:
+        prompt = qwen3_tokenizer.decode(ids)
+        assert user_turn(question) in prompt and prompt.endswith("<|im_start|>assistant\n")
+        assert ids == qwen3_tokenizer(prompt, add_special_tokens=False)["input_ids"]

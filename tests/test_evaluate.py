@@ -15,7 +15,13 @@ import pytest
 import torch
 
 from medsft import cli, engine, evaluate
-from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, assistant_content, build_messages, special_token_ids
+from medsft.chat_format import (
+    DEFAULT_SYSTEM_PROMPT,
+    assistant_content,
+    build_messages,
+    special_token_ids,
+    without_reasoning,
+)
 from medsft.jsonl import read_jsonl, write_jsonl
 from medsft.mcq import THINKING_REQUEST, BenchmarkError, describe_formats
 from medsft.model import ModelSourceError
@@ -58,9 +64,11 @@ def test_loss_split_matches_masked_mean_loss(tiny_lm):
             assert segment.mean == pytest.approx(expected, rel=1e-4)
 
 
-def test_loss_equals_the_trainers_eval_loss(tmp_path):
+@pytest.mark.parametrize("empty_think_loss", [None, False, True])
+def test_loss_equals_the_trainers_eval_loss(tmp_path, empty_think_loss):
     """The held-out loss covers exactly the tokens training learns from: pooled over both parts it is the
-    trainer's eval_loss on the same rows and model."""
+    trainer's eval_loss on the same rows and model. With non-thinking rows among them (an empty think block),
+    each is scored in its own mode, for either setting of the recipe's empty_think_loss."""
     from medsft import train
     from medsft.recipe import load_recipe
 
@@ -68,20 +76,40 @@ def test_loss_equals_the_trainers_eval_loss(tmp_path):
     rows[2]["messages"][2]["content"] = assistant_content(
         "短", "短答。"
     )  # rows of different lengths: padding
-    recipe = load_recipe("smoke", ["--output_dir", str(tmp_path), "--report_to", "none"])
+    overrides = ["--output_dir", str(tmp_path), "--report_to", "none", "--per_device_eval_batch_size", "8"]
+    if empty_think_loss is not None:
+        rows.append({"messages": without_reasoning(rows[0]["messages"])})
+        rows.append({"messages": without_reasoning(rows[2]["messages"])})
+        overrides += ["--empty_think_loss", str(empty_think_loss).lower()]
+    recipe = load_recipe("smoke", overrides)
     tokenizer, model_dir = train.load_tokenizer_and_model_dir(recipe)
     model = train.load_model(recipe, model_dir, tokenizer)
-    trainer = train.build_trainer(recipe, model, tokenizer, train.RunData(rows[:1], rows, {}))
+    # the train split holds a row of each mode present, as a mixture's splits do (its last row)
+    trainer = train.build_trainer(recipe, model, tokenizer, train.RunData(rows[-1:], rows, {}))
     assert len(rows) <= recipe.sft.per_device_eval_batch_size  # one batch: eval_loss is token-weighted
     eval_loss = trainer.evaluate()["eval_loss"]
     losses = evaluate.teacher_forced_losses(
-        trainer.model, tokenizer, [r["messages"] for r in rows], batch_size=2
+        trainer.model,
+        tokenizer,
+        [r["messages"] for r in rows],
+        batch_size=2,
+        empty_think_loss=bool(empty_think_loss),
     )
-    scored = sum(loss.reasoning.tokens + loss.answer.tokens for loss in losses)
-    learned = sum(sum(label != -100 for label in row["labels"]) for row in trainer.eval_dataset)
+    scored = [loss.reasoning.tokens + loss.answer.tokens for loss in losses]
+    learned = [sum(label != -100 for label in row["labels"]) for row in trainer.eval_dataset]
     assert scored == learned
     nll = sum(loss.reasoning.nll + loss.answer.nll for loss in losses)
-    assert nll / scored == pytest.approx(eval_loss, rel=1e-5)
+    assert nll / sum(scored) == pytest.approx(eval_loss, rel=1e-5)
+    if empty_think_loss is not None:
+        # the non-thinking rows' empty block: scored as reasoning only when training learns it
+        empty_block = [loss.reasoning.tokens for loss in losses[3:]]
+        assert empty_block == ([3, 3] if empty_think_loss else [0, 0])
+        # the answer counted as a generation in that mode counts it: the "\n\n" after </think> belongs to
+        # the prompt when the empty block does
+        shift = 0 if empty_think_loss else 1
+        assert [loss.answer_text_tokens for loss in losses[3:]] == [
+            loss.answer_text_tokens - shift for loss in (losses[0], losses[2])
+        ]
 
 
 def test_examples_from_processed_raw_and_reasoning_content_rows(tmp_path):
@@ -651,3 +679,190 @@ def test_eval_keeps_the_generation_length_rule_of_every_command(
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"--max-new-tokens {max_new_tokens} does not fit" in line and "model context 8192" in line
     assert not (tmp_path / "long" / "report.json").exists()
+
+
+class ModeRecordingGenerator(RecordingGenerator):
+    """RecordingGenerator with canned outputs for each mode: {enable_thinking: outputs}."""
+
+    def generate(self, conversations, settings, batch_size=8, progress=False):
+        self.outputs = self.mode_outputs[settings.enable_thinking]
+        return super().generate(conversations, settings, batch_size, progress)
+
+
+@pytest.fixture
+def mixed_val_file(tmp_path) -> Path:
+    """Two thinking rows and one row trained without reasoning (an empty think block)."""
+    rows = _sample_rows(3)
+    rows[2] = {"messages": without_reasoning(rows[2]["messages"])}
+    path = tmp_path / "val.jsonl"
+    write_jsonl(path, rows)
+    return path
+
+
+def _two_questions(tmp_path) -> Path:
+    dev = tmp_path / "dev.json"
+    options = "(A) 甲\n(B) 乙\n(C) 丙\n(D) 丁"
+    rows = [
+        {"question": "问题一", "options": options, "answer": "(C)", "source": "cmexam"},
+        {"question": "问题二", "options": options, "answer": "(A)", "source": "cmexam"},
+    ]
+    dev.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return dev
+
+
+THINKING_OUTPUTS = [
+    "<think>\n分析。\n</think>\n\n答案：C",  # well-formed reasoning
+    "<think>\n\n</think>\n\n答案：A",  # an empty block: the non-thinking mode leaking in
+    "<think>\n未完",  # never closed
+]
+NON_THINKING_OUTPUTS = [
+    "答案：C",  # a clean direct answer
+    "<think>\n\n</think>\n\n答案：A",  # a leftover empty block
+    "答案：B\n</think>",  # a stray tag
+]
+
+
+def _run_modes(tiny_lm, val, tmp_path, monkeypatch, *flags: str) -> tuple[ModeRecordingGenerator, dict]:
+    model, tokenizer = tiny_lm
+    generator = ModeRecordingGenerator(model, tokenizer, [])
+    generator.mode_outputs = {True: THINKING_OUTPUTS, False: NON_THINKING_OUTPUTS}
+    monkeypatch.setattr(evaluate, "load_engine", generator.load)
+    argv = ["--device", "cpu", "--model", str(tmp_path), "--data", str(val), "--seed", "7"]
+    argv += ["--mcq-file", str(_two_questions(tmp_path)), "--mcq-mode", "think"]
+    argv += ["--out-dir", str(tmp_path / "out"), "--name", "r", *flags]
+    assert evaluate.main(argv) == 0
+    return generator, json.loads((tmp_path / "out/r/report.json").read_text(encoding="utf-8"))
+
+
+def test_held_out_non_thinking_rows_answer_in_their_own_mode(tiny_lm, mixed_val_file, tmp_path, monkeypatch):
+    generator, report = _run_modes(tiny_lm, mixed_val_file, tmp_path, monkeypatch)  # --thinking on
+    (thinking, think_settings, _), (plain, plain_settings, _), (mcq, mcq_settings, _) = generator.calls
+    assert [m[-1]["content"] for m in thinking] == [r["messages"][1]["content"] for r in _sample_rows(2)]
+    assert len(plain) == 1 and plain[0][-1]["role"] == "user"  # the reference is never in the prompt
+    assert (think_settings.enable_thinking, plain_settings.enable_thinking) == (True, False)
+    assert mcq_settings.enable_thinking and len(mcq) == 2  # the benchmark in thinking mode only
+    # Qwen3's recommended sampling of each mode
+    assert (think_settings.temperature, think_settings.top_p) == (0.6, 0.95)
+    assert (plain_settings.temperature, plain_settings.top_p, plain_settings.top_k) == (0.7, 0.8, 20)
+    indomain = report["models"]["model"]["indomain"]
+    assert indomain["rows"] == 3 and indomain["generation"]["rows"] == 2
+    assert indomain["generation_no_think"]["rows"] == 1
+    assert indomain["generation_no_think"]["mode_adherence"] == 1.0  # "答案：C": no reasoning text
+    assert indomain["generation"]["mode_adherence"] == 0.5  # the empty block is not reasoning
+    assert {mode: part["rows"] for mode, part in indomain["loss_by_row_mode"].items()} == {
+        "thinking": 2,
+        "non_thinking": 1,
+    }
+    assert indomain["loss_by_row_mode"]["non_thinking"]["reasoning"]["tokens"] == 0  # empty block: prompt
+    records = read_jsonl(tmp_path / "out/r/predictions/model.indomain_no_think.jsonl")
+    assert [(r["index"], r["mode"], r["row_mode"]) for r in records] == [(2, "no_think", "non_thinking")]
+    assert set(report["models"]["model"]["mcq"]) == {"think"}
+    markdown = (tmp_path / "out/r/report.md").read_text(encoding="utf-8")
+    assert "### Thinking mode" in markdown and "### Non-thinking mode" in markdown
+    assert "| non-thinking rows: answer loss |" in markdown
+    assert "## Thinking modes side by side" not in markdown  # different rows: not compared side by side
+
+
+def test_both_modes_side_by_side_with_mode_adherence(tiny_lm, mixed_val_file, tmp_path, monkeypatch):
+    from medsft.mcq import DIRECT_REQUEST
+
+    (tmp_path / "run_card.json").write_text(  # the model was trained with the empty block carrying loss
+        json.dumps({"config": {"medsft": {"empty_think_loss": True}}}), encoding="utf-8"
+    )
+    generator, report = _run_modes(tiny_lm, mixed_val_file, tmp_path, monkeypatch, "--thinking", "both")
+    modes = [(len(conversations), settings.enable_thinking) for conversations, settings, _ in generator.calls]
+    assert modes == [(3, True), (3, False), (2, True), (2, False)]  # every row and question in each mode
+    direct = generator.calls[3][0]
+    assert direct[0][-1]["content"].endswith(DIRECT_REQUEST) and "问题一" in direct[0][-1]["content"]
+    assert report["config"]["empty_think_loss"] is True  # read from the run card next to the model
+    indomain = report["models"]["model"]["indomain"]
+    # 1 of 3 keeps to each mode: well-formed reasoning / an answer with no reasoning text
+    assert indomain["generation"]["mode_adherence"] == indomain["generation_no_think"]["mode_adherence"]
+    assert indomain["generation"]["mode_adherence"] == pytest.approx(1 / 3)
+    assert indomain["loss_by_row_mode"]["non_thinking"]["reasoning"]["tokens"] == 3  # the empty block
+    mcq = report["models"]["model"]["mcq"]
+    assert set(mcq) == {"think", "no_think"}
+    assert mcq["think"]["mode_adherence"] == mcq["no_think"]["mode_adherence"] == 0.5
+    assert mcq["no_think"]["accuracy"]["overall"]["correct"] == 2  # "答案：C", then the A after the block
+    markdown = (tmp_path / "out/r/report.md").read_text(encoding="utf-8")
+    for heading in (
+        "## Thinking modes side by side",
+        "### Non-thinking mode",
+        "## Medical MCQ: non-thinking",
+    ):
+        assert heading in markdown
+    assert "| held-out answers that keep to the mode | 33.3% | 33.3% |" in markdown
+    assert "| MCQ answers that keep to the mode | 50.0% | 50.0% |" in markdown
+    assert "non-thinking mode sampling (temperature 0.7, top-p 0.8, top-k 20)" in markdown
+    before = report["models"]
+    assert evaluate.main(["--from-predictions", str(tmp_path / "out/r")]) == 0
+    after = json.loads((tmp_path / "out/r/report.json").read_text(encoding="utf-8"))["models"]
+    assert after == before
+
+
+def test_non_thinking_mode_only(tiny_lm, mixed_val_file, tmp_path, monkeypatch):
+    generator, report = _run_modes(tiny_lm, mixed_val_file, tmp_path, monkeypatch, "--thinking", "off")
+    assert [settings.enable_thinking for _, settings, _ in generator.calls] == [False, False]
+    indomain = report["models"]["model"]["indomain"]
+    assert indomain["generation"] is None and indomain["generation_no_think"]["rows"] == 3
+    assert set(report["models"]["model"]["mcq"]) == {"no_think"}
+    markdown = (tmp_path / "out/r/report.md").read_text(encoding="utf-8")
+    assert "### Non-thinking mode" in markdown and "## Medical MCQ: non-thinking mode" in markdown
+    assert evaluate.trained_empty_think_loss(tmp_path) is None  # no run card: the recipe default, false
+    assert report["config"]["empty_think_loss"] is False
+
+
+def test_both_modes_end_to_end_for_model_and_baseline(models_to_compare, mixed_val_file, tmp_path):
+    """Real models, real engine: every held-out row and question answered in each mode by both models, and
+    the report sets the modes side by side for each."""
+    model, baseline = models_to_compare
+    argv = ["--model", str(model), "--baseline", str(baseline), "--data", str(mixed_val_file)]
+    argv += ["--mcq-file", str(_two_questions(tmp_path)), "--max-new-tokens", "6", "--batch-size", "4"]
+    argv += ["--thinking", "both", "--name", "modes", "--out-dir", str(tmp_path / "out"), "--greedy"]
+    assert evaluate.main(argv) == 0
+    folder = tmp_path / "out" / "modes"
+    report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    for role in ("baseline", "model"):
+        result = report["models"][role]
+        for key in ("generation", "generation_no_think"):
+            assert result["indomain"][key]["rows"] == 3
+            assert 0 <= result["indomain"][key]["mode_adherence"] <= 1
+        for mode in ("think", "no_think", "likelihood"):
+            assert result["mcq"][mode]["accuracy"]["overall"]["questions"] == 2
+        records = read_jsonl(folder / "predictions" / f"{role}.indomain_no_think.jsonl")
+        assert [r["mode"] for r in records] == ["no_think"] * 3
+        # what the engine wrote after the empty block of the prompt is read as the answer, never as reasoning
+        assert all(r["reasoning_tokens"] == 0 or "</think>" in r["text"] for r in records)
+    assert set(report["comparison"]) == {"think", "no_think", "likelihood"}
+    markdown = (folder / "report.md").read_text(encoding="utf-8")
+    assert (
+        "| metric | baseline, thinking | baseline, non-thinking | model, thinking | model, non-thinking |"
+        in (markdown)
+    )
+    assert "## Medical MCQ: non-thinking mode" in markdown and "McNemar" in markdown
+
+
+def test_thinking_options():
+    config = evaluate.parse_config(["--model", "m", "--thinking", "both", "--empty-think-loss", "false"])
+    assert config.thinking_modes == ("think", "no_think") and config.empty_think_loss is False
+    assert evaluate.parse_config(["--model", "m"]).thinking_modes == ("think",)  # today's behaviour
+    assert config.generation_settings("no_think").enable_thinking is False
+    greedy = evaluate.parse_config(["--model", "m", "--greedy"]).generation_settings("no_think")
+    assert not greedy.do_sample and not greedy.enable_thinking
+    for bad in (["--thinking", "maybe"], ["--empty-think-loss", "perhaps"]):
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.parse_config(["--model", "m", *bad])
+        assert exit_info.value.code == 2
+
+
+def test_empty_think_loss_from_the_training_run_card(tmp_path):
+    final = tmp_path / "run" / "final"
+    final.mkdir(parents=True)
+    assert evaluate.trained_empty_think_loss(final) is None
+    card = tmp_path / "run" / "run_card.json"
+    for value in (True, False):
+        card.write_text(json.dumps({"config": {"medsft": {"empty_think_loss": value}}}), encoding="utf-8")
+        assert evaluate.trained_empty_think_loss(final) is value
+    card.write_text("{not json", encoding="utf-8")
+    with pytest.raises(evaluate.EvaluationError, match="pass --empty-think-loss"):
+        evaluate.trained_empty_think_loss(final)

@@ -424,3 +424,58 @@ def test_the_command_exits_cleanly_after_answering(thinking_model, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert THINKING_REPLY_ANSWER in result.stdout
+
+
+# Qwen3's soft switches typed by a user: at the end of a question, and first in a chat line
+SOFT_SWITCHED = [
+    "头痛怎么办？ /no_think",
+    "头痛怎么办？/think",
+    "/no_think 头痛怎么办？",
+    "/think 请仔细分析：头痛",
+]
+
+
+@pytest.mark.parametrize("question", SOFT_SWITCHED)
+def test_soft_think_switches_reach_the_prompt_as_typed(
+    thinking_model, qwen3_tokenizer, submitted_prompts, tmp_path, question
+):
+    """-q, --file (a question and a messages row) and the chat: on the real tokenizer, the user's turn in the
+    prompt ids is the question as typed, the switch neither stripped nor escaped nor taken as a command."""
+    import io
+
+    from conftest import user_turn
+
+    from medsft.chat_format import SOFT_SWITCHES
+    from medsft.engine import load_engine
+
+    settings = ["--greedy", "--max-new-tokens", "4"]
+    assert infer.main(["--model", str(thinking_model), "-q", question, *settings]) == 0
+    source = tmp_path / "questions.jsonl"
+    rows = [{"question": question}, {"messages": [{"role": "user", "content": question}]}]
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    output = tmp_path / "answers.jsonl"
+    args = ["--model", str(thinking_model), "--file", str(source), "--output", str(output), *settings]
+    assert infer.main([*args, "--batch-size", "1"]) == 0
+    typed = iter([question, "/quit"])
+    out = io.StringIO()
+    engine = load_engine(thinking_model)
+    try:
+        infer.chat(
+            engine, GenerationSettings(max_new_tokens=4, do_sample=False), "", out, lambda _: next(typed)
+        )
+    finally:
+        engine.close()
+    assert infer.CHAT_HELP not in out.getvalue().split(infer.CHAT_HELP, 1)[1]  # a message, not a command
+    assert len(submitted_prompts) == 4
+    switch = next(s for s in sorted(SOFT_SWITCHES, key=len, reverse=True) if s in question)
+    for ids in submitted_prompts:
+        prompt = qwen3_tokenizer.decode(ids)
+        assert user_turn(question) in prompt and prompt.count(switch) == 1
+        assert prompt.endswith("<|im_start|>assistant\n")  # enable_thinking left True: the switch decides
+        assert ids == qwen3_tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+def test_think_on_and_off_stay_chat_commands():
+    assert not infer.starts_with_soft_switch("/think on") and not infer.starts_with_soft_switch("/think off")
+    assert not infer.starts_with_soft_switch("/no_think") and not infer.starts_with_soft_switch("/reset")
+    assert infer.starts_with_soft_switch("/no_think 头痛怎么办？")

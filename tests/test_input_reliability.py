@@ -104,6 +104,9 @@ class EchoGenerator:
     backend, device, model_dir, max_context = "fake", "cpu", None, 4096
     length_problem = Engine.length_problem
 
+    def close(self) -> None:
+        pass
+
     def count_prompt_tokens(self, conversation, enable_thinking: bool) -> int:
         return sum(len(message["content"]) for message in conversation)
 

@@ -39,6 +39,24 @@ def test_think_compliance(text, expected):
     assert metrics.think_compliant(text) is expected
 
 
+@pytest.mark.parametrize(
+    "text, thinking, expected",
+    [
+        ("<think>\n先分析。\n</think>\n\n多喝水。", True, True),
+        ("<think>\n\n</think>\n\n多喝水。", True, False),  # empty reasoning: the other mode leaking in
+        ("<think>\n没写完", True, False),
+        ("多喝水。", True, False),
+        ("多喝水。", False, True),  # the empty block was in the prompt: a clean answer
+        ("<think>\n\n</think>\n\n多喝水。", False, False),  # a second, empty block
+        ("先分析。\n</think>\n\n多喝水。", False, False),  # a leftover closing tag
+        ("<think>\n先分析。\n</think>\n\n多喝水。", False, False),
+        ("   ", False, False),
+    ],
+)
+def test_mode_adherence(text, thinking, expected):
+    assert metrics.follows_mode(text, thinking) is expected
+
+
 def test_rouge_perfect_disjoint_and_half():
     answer = "高血压患者应低盐饮食，规律服药，定期监测血压。"
     assert metrics.rouge_f(answer, answer) == {"rouge-1": 1.0, "rouge-2": 1.0, "rouge-l": 1.0}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from peft import LoraConfig
-from trl import ModelConfig, SFTConfig, get_peft_config
+from trl import GRPOConfig, ModelConfig, SFTConfig, get_peft_config
 
 from medsft.errors import MedsftError
 from medsft.paths import output_dir, recipes_dir
@@ -48,7 +48,10 @@ def test_the_parser_is_trls_over_its_own_dataclasses():
 def test_every_recipe_parses_and_validates(path: Path, bf16_capable):
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     recipe = load_recipe(path.stem)
-    assert recipe.sft.assistant_only_loss
+    if recipe.medsft.stage == "grpo":  # GRPO trains on generated completions only
+        assert isinstance(recipe.sft, GRPOConfig)
+    else:
+        assert recipe.sft.assistant_only_loss
     assert recipe.sft.output_dir == str(output_dir() / path.stem)
     assert recipe.sft.run_name == path.stem
     for key, value in raw.items():  # every value in the file reaches the config it belongs to

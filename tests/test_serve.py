@@ -655,3 +655,30 @@ def test_ctrl_c_with_streams_under_way_ends_them_and_stops_in_one_line(tiny_mode
     assert len(endings) == 3
     for error_event, done in endings:  # each stream ends as the protocol says: an error event, then [DONE]
         assert '"code": "shutting_down"' in error_event.replace('":"', '": "') and done == "data: [DONE]"
+
+
+@pytest.mark.parametrize("switch", ["/no_think", "/think"])
+def test_soft_think_switches_reach_the_prompt_as_typed(
+    thinking_server, qwen3_tokenizer, submitted_prompts, switch
+):
+    """Qwen3's soft switch in a user message, plain and streamed, in the last turn or an earlier one: the
+    real tokenizer's prompt ids hold the turns as sent, nothing stripped or escaped."""
+    from conftest import user_turn
+
+    server, base_url = thinking_server
+    api = client(base_url)
+    asked = f"{QUESTION} {switch}"
+    history = [
+        {"role": "user", "content": f"{switch} 你好"},
+        {"role": "assistant", "content": "你好！"},
+        {"role": "user", "content": asked},
+    ]
+    for messages in ([{"role": "user", "content": asked}], history):
+        api.chat.completions.create(model=NAME, messages=messages, temperature=0, max_tokens=2)
+        list(api.chat.completions.create(model=NAME, messages=messages, max_tokens=2, stream=True))
+    assert len(submitted_prompts) == 4
+    for number, ids in enumerate(submitted_prompts):
+        prompt = qwen3_tokenizer.decode(ids)
+        assert prompt.endswith(user_turn(asked) + "<|im_start|>assistant\n")
+        assert (user_turn(f"{switch} 你好") in prompt) == (number >= 2)
+        assert ids == qwen3_tokenizer(prompt, add_special_tokens=False)["input_ids"]

@@ -17,7 +17,7 @@ from medsft.chat_format import (
 )
 from medsft.model import build_tiny_qwen3, original_qwen3_chat_template
 from medsft.recipe import load_recipe
-from medsft.thinking_modes import training_examples
+from medsft.thinking_modes import split_examples, training_examples
 
 QUESTION, THINK, ANSWER = (
     "发烧39度怎么办？",
@@ -130,6 +130,7 @@ def test_a_mixture_with_both_modes_trains_end_to_end(tmp_path, empty_think_loss)
     overrides += ["--eval_steps", "2", "--save_strategy", "no", "--report_to", "none"]
     overrides += ["--val_questions", "1", "--val_max_new_tokens", "4"]
     overrides += ["--empty_think_loss", str(empty_think_loss).lower()]
+    overrides += ["--per_device_eval_batch_size", "32"]  # one batch: eval_loss is token-weighted
     train.run(load_recipe("smoke", overrides))
     card = json.loads((out / "run_card.json").read_text(encoding="utf-8"))
     assert card["config"]["medsft"]["empty_think_loss"] is empty_think_loss
@@ -137,3 +138,31 @@ def test_a_mixture_with_both_modes_trains_end_to_end(tmp_path, empty_think_loss)
     evaluations = [entry["eval_loss"] for entry in card["log_history"] if "eval_loss" in entry]
     assert len(losses) == 2 and evaluations and all(math.isfinite(x) for x in losses + evaluations)
     assert (out / "final" / "model.safetensors").is_file()
+
+    # `medsft eval` on the same held-out rows: each in its own mode, the loss as the trainer scored it (the
+    # setting read from the run card), in both modes side by side
+    from medsft import evaluate
+
+    argv = ["--model", str(out / "final"), "--data", str(tmp_path / "data" / "val.jsonl"), "--greedy"]
+    argv += ["--thinking", "both", "--mcq-mode", "none", "--max-new-tokens", "4", "--out-dir", str(tmp_path)]
+    assert evaluate.main([*argv, "--name", "modes"]) == 0
+    report = json.loads((tmp_path / "modes" / "report.json").read_text(encoding="utf-8"))
+    assert report["config"]["empty_think_loss"] is empty_think_loss
+    indomain = report["models"]["model"]["indomain"]
+    assert indomain["rows"] == len((tmp_path / "data" / "val.jsonl").read_text(encoding="utf-8").splitlines())
+    parts = indomain["loss"].values()
+    pooled = sum(part["loss"] * part["tokens"] for part in parts) / sum(part["tokens"] for part in parts)
+    assert pooled == pytest.approx(evaluations[-1], rel=1e-4)  # the trainer's eval_loss of the final model
+    assert set(indomain["loss_by_row_mode"]) == {"thinking", "non_thinking"}
+    assert indomain["generation"]["rows"] == indomain["generation_no_think"]["rows"] == indomain["rows"]
+
+
+def test_every_split_takes_one_form_when_any_holds_a_non_thinking_row():
+    """TRL picks the loss mask from the train split's first example and applies it to the val split too: a
+    val split with non-thinking rows beside an all-thinking train split must not take another form."""
+    train, val = split_examples([[THINKING_ROW], [THINKING_ROW, PLAIN_ROW]], empty_think_loss=False)
+    assert {tuple(sorted(example)) for example in [*train, *val]} == {
+        ("chat_template_kwargs", "completion", "prompt")
+    }
+    train, val = split_examples([[THINKING_ROW], [THINKING_ROW]], empty_think_loss=False)
+    assert train == val == [THINKING_ROW]  # no non-thinking row anywhere: the messages form, unchanged
