@@ -12,29 +12,18 @@ import matplotlib
 from medsft.answer_choice import reason_rule
 from medsft.chat_format import END_OF_TURN, THINK_CLOSE, THINK_OPEN
 from medsft.jsonl import write_text_atomic
+from medsft.report_charts import (
+    GENERATED,
+    INDOMAIN,
+    MODE_LABELS,
+    draw_charts,
+    mcq_sources,
+    primary_mode,
+    report_roles,
+)
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
-CHARTS = {
-    "loss": "loss.png",
-    "similarity": "similarity.png",
-    "format": "format.png",
-    "lengths": "lengths.png",
-    "mcq": "mcq_accuracy.png",
-}
-COLORS = {"baseline": "#9aa5b1", "model": "#2f6fde", "reference": "#e0a040"}
-CHANCE_COLOR = "#d62728"
-MODES = ("think", "no_think", "likelihood")
-MODE_TITLES = {
-    "think": "MCQ accuracy, thinking mode",
-    "no_think": "MCQ accuracy, non-thinking mode",
-    "likelihood": "MCQ accuracy, option-letter likelihood",
-}
-GENERATED = ("think", "no_think")  # Qwen3's two modes of generated answers
-MODE_LABELS = {"think": "thinking", "no_think": "non-thinking"}
-# mode -> (its generation metrics in report.json, its in-domain predictions kind)
-INDOMAIN = {"think": ("generation", "indomain"), "no_think": ("generation_no_think", "indomain_no_think")}
 
 METHOD_NOTES = f"""\
 - **Loss / perplexity**: teacher forcing over the conversation rendered by the tokenizer's chat
@@ -110,12 +99,8 @@ def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
-def _roles(report: dict) -> list[str]:
-    return list(report["models"])
-
-
 def _header(report: dict, first: str = "metric") -> list[str]:
-    roles = _roles(report)
+    roles = report_roles(report)
     cells = [first] + [f"{role} (`{report['models'][role]['source']}`)" for role in roles]
     if len(roles) == 2:
         cells.append("Δ (model − baseline)")
@@ -125,7 +110,7 @@ def _header(report: dict, first: str = "metric") -> list[str]:
 
 def _row(report: dict, label: str, getter, formatter=_fmt) -> str:
     values = []
-    for role in _roles(report):
+    for role in report_roles(report):
         try:
             values.append(getter(report["models"][role]))
         except (KeyError, TypeError):
@@ -145,170 +130,6 @@ def _row(report: dict, label: str, getter, formatter=_fmt) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-# --- charts -------------------------------------------------------------------------------------------------
-
-
-def _grouped_bars(
-    axis, groups: list[str], series: dict[str, list[float | None]], title: str, ylabel: str
-) -> None:
-    width = 0.8 / max(len(series), 1)
-    for number, (label, values) in enumerate(series.items()):
-        positions = [i + (number - (len(series) - 1) / 2) * width for i in range(len(groups))]
-        heights = [0.0 if v is None else v for v in values]
-        bars = axis.bar(positions, heights, width, label=label, color=COLORS.get(label.split(" ")[0]))
-        for bar, value in zip(bars, values, strict=True):
-            text = "n/a" if value is None else f"{value:.2f}"
-            axis.annotate(
-                text,
-                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                ha="center",
-                va="bottom",
-                fontsize=7,
-            )
-    axis.set_xticks(range(len(groups)), groups, fontsize=8)
-    axis.set_title(title, fontsize=10)
-    axis.set_ylabel(ylabel)
-    axis.legend(fontsize=8)
-
-
-def _save(figure, path: Path) -> None:
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _primary_mode(report: dict) -> str:
-    """The mode the charts and samples show: thinking when it ran, else non-thinking."""
-    models = report["models"].values()
-    return next((m for m in GENERATED if any(r["indomain"].get(INDOMAIN[m][0]) for r in models)), "think")
-
-
-def draw_charts(out_dir: Path, report: dict, predictions: dict) -> dict[str, str]:
-    roles = _roles(report)
-    models = report["models"]
-    charts: dict[str, str] = {}
-    generation_key, kind = INDOMAIN[_primary_mode(report)]
-
-    def generated(role: str, key: str) -> float | None:
-        return (models[role]["indomain"].get(generation_key) or {}).get(key)
-
-    figure, axis = plt.subplots(figsize=(6, 3.6))
-    segments = ["reasoning", "answer"]
-    _grouped_bars(
-        axis,
-        segments,
-        {r: [models[r]["indomain"]["loss"][s]["loss"] for s in segments] for r in roles},
-        "Teacher-forced loss on the held-out split",
-        "mean NLL per token (nats)",
-    )
-    _save(figure, out_dir / CHARTS["loss"])
-    charts["loss"] = CHARTS["loss"]
-
-    figure, axis = plt.subplots(figsize=(7, 3.6))
-    keys = ["rouge-1", "rouge-2", "rouge-l", "bleu4_corpus"]
-    _grouped_bars(
-        axis,
-        ["ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU-4 (char)"],
-        {r: [generated(r, k) for k in keys] for r in roles},
-        f"Answer similarity to the reference ({MODE_LABELS[_primary_mode(report)]} mode)",
-        "score",
-    )
-    _save(figure, out_dir / CHARTS["similarity"])
-    charts["similarity"] = CHARTS["similarity"]
-
-    figure, axis = plt.subplots(figsize=(7, 3.6))
-    keys = ["mode_adherence", "think_compliance", "truncated", "loop_share"]
-    _grouped_bars(
-        axis,
-        ["keeps its mode", "think format OK", "truncated", "repetition loop"],
-        {r: [generated(r, k) for k in keys] for r in roles},
-        "Output format and degeneration (share of outputs)",
-        "share",
-    )
-    axis.set_ylim(0, 1.1)
-    _save(figure, out_dir / CHARTS["format"])
-    charts["format"] = CHARTS["format"]
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for axis, (field, reference_field, title) in zip(
-        axes,
-        [
-            ("reasoning_tokens", "reference_reasoning_tokens", "Reasoning length"),
-            ("answer_tokens", "reference_answer_tokens", "Answer length"),
-        ],
-        strict=True,
-    ):
-        first_role = roles[-1]
-        reference = [r[reference_field] for r in predictions[first_role][kind]]
-        series = {
-            "reference": reference,
-            **{r: [p[field] for p in predictions[r][kind]] for r in roles},
-        }
-        top = max((max(v) for v in series.values() if v), default=1) or 1
-        bins = [top * i / 20 for i in range(21)]
-        for label, values in series.items():
-            style = {"alpha": 0.45} if label == "reference" else {"histtype": "step", "linewidth": 2}
-            axis.hist(values, bins=bins, label=label, color=COLORS.get(label), **style)
-        axis.set_title(title + " (tokens)", fontsize=10)
-        axis.set_xlabel("tokens")
-        axis.set_ylabel("outputs")
-        axis.legend(fontsize=8)
-    _save(figure, out_dir / CHARTS["lengths"])
-    charts["lengths"] = CHARTS["lengths"]
-
-    modes = [m for m in MODES if any(m in models[r]["mcq"] for r in roles)]
-    if modes:
-        _mcq_chart(out_dir / CHARTS["mcq"], report, modes)
-        charts["mcq"] = CHARTS["mcq"]
-    return charts
-
-
-def _mcq_chart(path: Path, report: dict, modes: list[str]) -> None:
-    """Horizontal bars per source (subject), pooled and macro overall: accuracy with its 95 % interval and a
-    red tick at the chance level."""
-    roles = _roles(report)
-    height = 1.4 + 0.22 * max(len(_sources(report, m)) + 2 for m in modes) * max(len(roles), 1)
-    figure, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), max(3.8, height)), squeeze=False)
-    for axis, mode in zip(axes[0], modes, strict=True):
-        groups = [*_sources(report, mode), "overall"]
-        labels = [*groups[:-1], "overall (pooled)", "overall (macro)"]
-        bar = 0.8 / max(len(roles), 1)
-        for number, role in enumerate(roles):
-            mcq = report["models"][role]["mcq"].get(mode)
-            if mcq is None:
-                continue
-            values, low, high = [], [], []
-            for group in groups:
-                row = mcq["accuracy"].get(group) or {}
-                value = row.get("accuracy") or 0.0
-                interval = row.get("ci95") or [value, value]
-                values.append(value)
-                low.append(value - interval[0])
-                high.append(interval[1] - value)
-            positions = [i + (number - (len(roles) - 1) / 2) * bar for i in range(len(labels))]
-            color = COLORS.get(role)
-            whiskers = {"ecolor": "#444444", "elinewidth": 1, "capsize": 2}
-            axis.barh(
-                positions[:-1], values, bar, xerr=[low, high], color=color, label=role, error_kw=whiskers
-            )
-            macro = (mcq.get("macro") or {}).get("accuracy") or 0.0
-            axis.barh(positions[-1], macro, bar, color=color)  # no interval: a mean, not one proportion
-        reference = report["models"][roles[-1]]["mcq"].get(mode) or report["models"][roles[0]]["mcq"][mode]
-        chances = [((reference["accuracy"].get(g) or {}).get("chance") or {}).get("level") for g in groups]
-        chances.append((reference.get("macro") or {}).get("chance_level"))
-        for i, level in enumerate(chances):
-            if level is not None:
-                axis.plot([level, level], [i - 0.45, i + 0.45], color=CHANCE_COLOR, linewidth=2)
-        axis.plot([], [], color=CHANCE_COLOR, linewidth=2, label="chance level")
-        axis.set_yticks(range(len(labels)), labels, fontsize=7)
-        axis.invert_yaxis()
-        axis.set_xlim(0, 1)
-        axis.set_xlabel("accuracy (whiskers: 95 % Wilson interval)")
-        axis.set_title(MODE_TITLES[mode], fontsize=10)
-        axis.legend(fontsize=7, loc="lower right")
-    _save(figure, path)
-
-
 # --- markdown -----------------------------------------------------------------------------------------------
 
 
@@ -322,9 +143,9 @@ def _sample_cell(reasoning: str, answer: str, caption: str) -> str:
 
 
 def _samples_section(report: dict, predictions: dict, count: int) -> list[str]:
-    roles = _roles(report)
+    roles = report_roles(report)
     lines = []
-    primary = _primary_mode(report)
+    primary = primary_mode(report)
     rows = predictions[roles[-1]][INDOMAIN[primary][1]][:count]
     for number, row in enumerate(rows, 1):
         lines.append(f"### Sample {number}: {row['question'][:120]}")
@@ -348,14 +169,6 @@ def _samples_section(report: dict, predictions: dict, count: int) -> list[str]:
                 )
         lines += ["<table><tr>", *cells, "</tr></table>", ""]
     return lines
-
-
-def _sources(report: dict, mode: str) -> list[str]:
-    """The sources (subjects) of a mode, sorted, without "overall"."""
-    return sorted(
-        {g for m in report["models"].values() for g in m["mcq"].get(mode, {}).get("accuracy", {})}
-        - {"overall"}
-    )
 
 
 def _accuracy_cell(row: dict | None) -> str:
@@ -390,7 +203,7 @@ def _accuracy_table(report: dict, mode: str, roles: list[str]) -> list[str]:
         cells += ["Δ (model − baseline)", "McNemar p"]
     lines = ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
     reference = report["models"][roles[-1]]["mcq"][mode]
-    for group in [*_sources(report, mode), "overall"]:
+    for group in [*mcq_sources(report, mode), "overall"]:
         rows = [report["models"][role]["mcq"][mode]["accuracy"].get(group) for role in roles]
         shown = reference["accuracy"].get(group) or {}
         label = "**overall (pooled)**" if group == "overall" else group
@@ -450,7 +263,7 @@ def _distribution_table(report: dict, mode: str, roles: list[str]) -> list[str]:
         "|" + "---|" * (2 + len(roles)),
     ]
     reference = report["models"][roles[-1]]["mcq"][mode]["accuracy"]
-    for group in [*_sources(report, mode), "overall"]:
+    for group in [*mcq_sources(report, mode), "overall"]:
         rows = [report["models"][role]["mcq"][mode]["accuracy"].get(group) or {} for role in roles]
         gold = (reference.get(group) or {}).get("gold", {})
         cells = [_distribution(row.get("predicted", {}), row.get("dominant")) for row in rows]
@@ -463,7 +276,7 @@ def _bias_warnings(report: dict, mode: str, roles: list[str]) -> list[str]:
     lines = []
     for role in roles:
         table = report["models"][role]["mcq"][mode]["accuracy"]
-        for group in [*_sources(report, mode), "overall"]:
+        for group in [*mcq_sources(report, mode), "overall"]:
             row = table.get(group) or {}
             if row.get("dominant"):
                 dominant = row["dominant"]
@@ -478,7 +291,7 @@ def _bias_warnings(report: dict, mode: str, roles: list[str]) -> list[str]:
 
 
 def _mcq_section(report: dict, predictions: dict, mode: str) -> list[str]:
-    roles = [r for r in _roles(report) if mode in report["models"][r]["mcq"]]
+    roles = [r for r in report_roles(report) if mode in report["models"][r]["mcq"]]
     if not roles:
         note = report.get("mcq_note") or f"not run (--mcq-mode {report['config']['mcq_mode']})."
         return [f"_{note}_", ""]
@@ -672,7 +485,7 @@ def _row_mode_losses(report: dict) -> list[str]:
 
 def _modes_side_by_side(report: dict) -> list[str]:
     """Each model in each mode: mode adherence, answer quality and MCQ accuracy of generated answers."""
-    roles = _roles(report)
+    roles = report_roles(report)
     columns = [(role, mode) for role in roles for mode in GENERATED]
     cells = ["metric"] + [f"{role}, {MODE_LABELS[mode]}" for role, mode in columns]
     lines = ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
@@ -732,7 +545,7 @@ def render_markdown(report: dict, predictions: dict, charts: dict[str, str], sam
         decoding = f"thinking mode {decoding}, non-thinking mode {_decoding(no_think)}"
     lines = [f"# Evaluation report: {report['name']}", ""]
     lines += ["## Setup", ""]
-    for role in _roles(report):
+    for role in report_roles(report):
         timings = ", ".join(
             f"{k.removesuffix('_s')} {v:.0f}s" for k, v in models[role].get("timings_s", {}).items()
         )
@@ -777,7 +590,7 @@ def render_markdown(report: dict, predictions: dict, charts: dict[str, str], sam
             lines += [f"### {MODE_LABELS[mode].capitalize()} mode", ""]
         lines += _generation_table(report, INDOMAIN[mode][0])
         lines.append("")
-    reference = models[_roles(report)[-1]]["indomain"]["reference"]
+    reference = models[report_roles(report)[-1]]["indomain"]["reference"]
     lines += [
         "",
         f"Reference: reasoning {_fmt(reference['reasoning_tokens_mean'], 1)} tokens, answer "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from medsft import run_card as run_card_module
 from medsft import train
 from medsft.chat_format import (
     DEFAULT_SYSTEM_PROMPT,
@@ -146,7 +147,7 @@ def test_smoke_run_writes_checkpoints_final_model_plot_and_card(smoke_run, smoke
     assert train_losses[8] < train_losses[1]  # it learns
     assert sorted(losses(card["log_history"], "eval_loss")) == [4, 8]
     assert card["final"]["train_loss"] == train_losses[8] and math.isfinite(card["final"]["eval_loss"])
-    assert card["data"]["train"]["sha256"] == train.sha256(smoke_data / "train.jsonl")
+    assert card["data"]["train"]["sha256"] == run_card_module.sha256(smoke_data / "train.jsonl")
     assert card["data"]["train"]["rows_used"] == len(read_jsonl(smoke_data / "train.jsonl"))
     assert card["seed"] == 42 and card["global_step"] == 8 and card["wall_time_s"] > 0
     assert card["versions"]["trl"] and card["git"]["sha"]
@@ -469,9 +470,9 @@ def test_a_system_prompt_that_cannot_take_effect_is_an_error(tmp_path, qwen3_tok
 
 def test_the_run_card_has_a_train_loss_when_no_step_loss_was_logged():
     closing = {"train_runtime": 1.9, "train_loss": 11.9, "epoch": 0.07, "step": 2}
-    assert train.final_losses([{"eval_loss": 11.7, "step": 2}, closing])["train_loss"] == 11.9
+    assert run_card_module.final_losses([{"eval_loss": 11.7, "step": 2}, closing])["train_loss"] == 11.9
     logged = [{"loss": 12.0, "step": 1}, {"loss": 11.5, "step": 2}, closing]
-    assert train.final_losses(logged) == {
+    assert run_card_module.final_losses(logged) == {
         "train_loss": 11.5,
         "eval_loss": None,
         "mean_logged_train_loss": 11.75,
