@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from medsft.chat_format import leading_system_prompt
 from medsft.errors import MedsftError
 from medsft.jsonl import iter_jsonl
+from medsft.run_card import save_step_plot
 
 if TYPE_CHECKING:
     from medsft.recipe import Recipe
@@ -115,11 +116,4 @@ def plot_rewards(log_history: list[dict[str, Any]], path: Path, title: str) -> N
             [m + s for m, s in zip(means, stds, strict=True)],
             alpha=0.15,
         )
-    axes.set_xlabel("optimizer step")
-    axes.set_ylabel("reward (mean ± std over the completions)")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_step_plot(figure, axes, path, "reward (mean ± std over the completions)", title)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,17 @@ from medsft.provenance import git_state, package_versions
 
 if TYPE_CHECKING:
     from medsft.recipe import Recipe
-    from medsft.train import RunData
+
+
+@dataclass
+class RunData:
+    """The rows a run trains and validates on, and where they came from (what its run card records)."""
+
+    train_rows: list[dict]
+    val_rows: list[dict]
+    files: dict[str, Path]
+    overlong: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # split -> [(row index, tokens)]
+    system_prompt: str | None = None  # of every training row ("" none); None when they differ
 
 
 def plot_losses(log_history: list[dict], path: Path, title: str) -> None:
@@ -31,8 +42,15 @@ def plot_losses(log_history: list[dict], path: Path, title: str) -> None:
                 markersize=3,
                 label=label,
             )
+    save_step_plot(figure, axes, path, "loss (assistant tokens)", title)
+
+
+def save_step_plot(figure, axes, path: Path, ylabel: str, title: str) -> None:
+    """Label a per-step plot (x: optimizer steps), save it as PNG and close it."""
+    import matplotlib.pyplot as plt
+
     axes.set_xlabel("optimizer step")
-    axes.set_ylabel("loss (assistant tokens)")
+    axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +51,7 @@ from medsft.jsonl import iter_jsonl, write_json, write_jsonl
 from medsft.multinode import require_a_shared_output_dir
 from medsft.paths import processed_dir, sample_data_file
 from medsft.recipe import TINY_MODEL, Recipe, load_recipe
-from medsft.run_card import plot_losses, run_card
+from medsft.run_card import RunData, plot_losses, run_card
 from medsft.trained_prompt import write_trained_system_prompt
 
 if TYPE_CHECKING:
@@ -62,15 +62,6 @@ log = logging.getLogger("medsft.train")  # not __name__: it is "__main__" under 
 
 class PreflightError(MedsftError):
     """Something the run needs is missing or unusable; found before any model is loaded."""
-
-
-@dataclass
-class RunData:
-    train_rows: list[dict]
-    val_rows: list[dict]
-    files: dict[str, Path]
-    overlong: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # split -> [(row index, tokens)]
-    system_prompt: str | None = None  # of every training row ("" none); None when they differ
 
 
 # ---------------------------------------------------------------- checks before the model loads

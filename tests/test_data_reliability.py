@@ -208,7 +208,7 @@ def test_a_failed_replace_leaves_the_old_set_and_no_temporary_folder(tmp_path, m
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(data.os, "fsync", disk_full)
+    monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
         data.prepare(str(source), out / "x", options)
     assert {name: (out / "x" / name).read_bytes() for name in OUTPUT_FILES} == before
