@@ -3,7 +3,7 @@
 A `MedsftError` is a failure the user can act on: `medsft.cli` prints its message as one line
 (`medsft <command>: <what failed>. <what to do>`) and exits 2. So does an operating-system error that comes
 from the machine or a path the user gave (disk full, read-only, a file where a folder belongs: the list is in
-medsft.cli). Ctrl-C is one line too (`Interrupted` says what is left and how to go on) and exit 130.
+medsft.cli). Ctrl-C is one line too (`CommandInterrupted` says what is left and how to go on) and exit 130.
 Anything else is a bug and keeps its traceback.
 `--debug` or MEDSFT_DEBUG=1 shows the traceback of a MedsftError too.
 """
@@ -18,5 +18,5 @@ class MedsftError(Exception):
     """A user-facing failure: bad input, a missing file or model, an invalid setting."""
 
 
-class Interrupted(KeyboardInterrupt):
+class CommandInterrupted(KeyboardInterrupt):
     """Ctrl-C, with what the interrupted command leaves behind and how to go on: one line, exit 130."""

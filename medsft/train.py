@@ -46,7 +46,7 @@ from medsft.checkpoint import (
     trained_to_the_end,
 )
 from medsft.cli import run_command
-from medsft.errors import Interrupted, MedsftError
+from medsft.errors import CommandInterrupted, MedsftError
 from medsft.jsonl import iter_jsonl, write_json, write_jsonl
 from medsft.multinode import require_a_shared_output_dir
 from medsft.paths import processed_dir, sample_data_file
@@ -626,7 +626,7 @@ def train_recipe(recipe: Recipe, resume: bool, callbacks: list | None) -> Path:
     return Path(recipe.sft.output_dir)
 
 
-def interruption(recipe: Recipe, trainer, stage: str) -> Interrupted:
+def interruption(recipe: Recipe, trainer, stage: str) -> CommandInterrupted:
     """Ctrl-C: where the run stopped, what of it is on disk, and how to go on. (SwanLab's own Ctrl-C
     handler has marked its run aborted already.)"""
     output_dir = Path(recipe.sft.output_dir)
@@ -638,8 +638,10 @@ def interruption(recipe: Recipe, trainer, stage: str) -> Interrupted:
         left = "final/ and run_card.json are not complete"
     newest = newest_checkpoint(output_dir)
     if newest is None:
-        return Interrupted(f"interrupted while {at}, before the first checkpoint ({left}): run it again.")
-    return Interrupted(f"interrupted while {at} ({left}); --resume continues from {newest}.")
+        return CommandInterrupted(
+            f"interrupted while {at}, before the first checkpoint ({left}): run it again."
+        )
+    return CommandInterrupted(f"interrupted while {at} ({left}); --resume continues from {newest}.")
 
 
 def write_reports(recipe, data, trainer, checkpoint, tracker, final_dir: Path, started: float) -> None:
