@@ -121,7 +121,6 @@ class TransformersEngine(Engine):
         self._rows: list[_Row] = []
         self._cache: DynamicCache | None = None
         self._mask: torch.Tensor | None = None  # [rows, cache length]: 0 for left padding
-        self._thread: threading.Thread | None = None
         _check_cache_layout(model)
         # transformers 5 renamed the forward's `past_key_values` to `cache`; the cache is updated in place
         self._cache_argument = (

@@ -65,7 +65,6 @@ class VLLMEngine(Engine):
         self._owner = owner  # the vllm.LLM holding the engine: kept alive, freed by close()
         self._lock = threading.Lock()
         self._live: dict[str, tuple[Request, list[int]]] = {}  # request id -> (request, ids handed over)
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def load(
