@@ -11,7 +11,7 @@ Rules
    numerals (`Ⅰ`, and `I、III` joined as numerals), never the
    letters I and V. A LaTeX answer box states an answer (`$\\boxed{\\text{C}}$`, `\\[\\boxed{AC}\\]`).
    Letters written one by one as options join into one group: `（A）（C）`, `选项A和选项C`, `A项和D项`,
-   `选项B + 选项E`.
+   `第A项和第D项`, `选项B + 选项E`.
 2. Option letters. A letter A-J counts only where it stands as a choice: not touching another Latin
    letter or a digit (`CT`, `HbA1c`, `IgA`, `维生素B12`, `ECG`, `poly(A)`), not starting a word (`A型血`,
    `A 型血`, `B超`, `A族`, `C反应蛋白`, `B细胞`, `D-二聚体`), not after a naming word (`vitamin C`, `type A`),
@@ -22,18 +22,23 @@ Rules
 3. Statements. An answer keyword followed by letters commits to them: `答案：C`, `答：C`, `【答案】C`,
    `答案：选项C`, `答案是「B」`, `正确答案为A、C、E`, `选C`, `故选择C`, `应为E`, `我认为是D`, `最佳选择是C`,
    `正确的是B`, `最恰当的处理是C`, `而是D`, `故C。`, `C为正确答案`, `Answer: C`, `The answer is (b)`,
-   `I would choose E`, `it is D`, `C is the correct answer`, also with `only`/`both` (`正确答案只有D`,
+   `I would choose E`, `it is D`, `C is the correct answer`, `故A、C。`, informal endings (`所以是 D 啦～`,
+   `就是C吧`, `选E呀😄`), also with `only`/`both` (`正确答案只有D`,
    `I would select both D and E`, `…, which corresponds to option D`, `所以本题答C`); a list answering a
    keyword with a colon, one letter an item a line (`正确的选项有：\n- A：…\n- C：…` → AC; when the items
-   judge options, those judged right if every item is judged, none otherwise); a label with a colon
-   opening a line (`最可能的诊断：C. 急性胰腺炎`,
+   judge options, those judged right if every item is judged, none otherwise; the list ends where a
+   sentence about other options begins: `\n\nB、E两项属于…`); option items in one sentence after a keyword
+   (`应选：A. 限盐；C. 控制体重；D. 戒烟` → ACD; none when an item judges its option wrong); a label with
+   a colon opening a line (`最可能的诊断：C. 急性胰腺炎`,
    `首选治疗：B`), or any label whose whole value is a letter with its option text
    (`致病菌：A（金黄色葡萄球菌）`) unless the label discusses options (`鉴别要点：`, `其他选项：`); what is
    left after elimination
    (`排除A、C、D，只剩B`; `…can be ruled out, leaving A`, `after eliminating…, we are left with E` in a
    sentence that eliminates, not `which leaves C unexplained`); the
    option a combination maps to (`Ⅰ、Ⅲ正确，对应选项B`); a complement (`除A外都对` → every other option,
-   `除C外都错` → C). A statement does not count when it is
+   `除C外都错` → C, `A、C项错误，其余正确` → BDE). A keyword inside one item of an option list does not reach
+   the letter opening the next item's line (`B. 华法林：…但需要考虑题目问的是\nC. 肝素`: an answer cut off
+   mid-analysis, no statement). A statement does not count when it is
    - inside quotation marks (`A选项“答案是D”的说法错误`),
    - negated (`不选A`, `不应选E`, `不要误选C`, `答案A是错误的`; `答案不是A` names nothing),
    - hypothetical (`如果选A，…`, `若答案是C，则…`, `…，则应选A` or `如果是慢性期，选C` after a condition,
@@ -45,12 +50,14 @@ Rules
    - reported speech: someone else's answer, an old key, a common mistake, a distractor or another
      question's answer (`有同学选C`, `有人认为是D`, `另有观点认为应选E`, `原答案是D`, `题库答案为E`,
      `常见错误是A`, `选A是最常见的错误`, `容易误选B`, `选A者…`, `本题的干扰项是A`, `上一题（答案A）`,
-     `some students choose A`), unless the sentence turns to the writer's own voice
+     `some students choose A`), or given with its source (`参考答案：C（来自题库）`), unless the sentence
+     turns to the writer's own voice
      (`有同学选A，但正确答案是C` → C),
    - about the wording, not the answer (`更正：解析中“A项”应为“B项”（笔误）`),
    - a question (`答案是A？`, `答案是C吗`),
    - retracted right after (`答案是A。不对，…`, `…等等，…`, `…重新考虑…`, `Wait, …`), or
-   - rejected later (`不选A`, `排除A`, `答案不是A` after `答案是A`).
+   - rejected later (`不选A`, `排除A`, `答案不是A` after `答案是A`), or disputed by the writer (`但我认为这个
+     答案有争议`, `我不同意这个答案`, `这题出得有问题`; not `此题答案没有争议`, nor `有人认为…有争议`).
 4. The final statement wins on the same line and after a mere inference: a later correction overrides an
    earlier answer (`答案是A？不对，重新考虑，应选C` → C). After a declared answer (`答案：C`, `选C`,
    `Answer: C`) a later line replaces it only as a correction (`更正`, `不对`, `等等`, `抱歉`, `Actually`) or
@@ -59,8 +66,8 @@ Rules
    offered later (`也可选C`, `D亦可考虑`, `其次是C`) is no commitment: in a later sentence or note it leaves
    the answer as it was; in the answer's own sentence (`答案：B，也可选C`) it makes the answer a hedge.
 5. Hedges are unparseable: letters joined by `或`, `还是`, `/`, `or` (`答案为C或D`, `选A或者选D`), a second
-   letter or group offered as possible (`答案可能是A，也可能是C`, `答案可能是ABD，也可能是ABCD`,
-   `答案：C（D也对）`), a sentence saying either of the
+   letter or group offered as possible (`答案可能是A，也可能是C`, `可能是C也可能是D`,
+   `答案可能是ABD，也可能是ABCD`, `答案：C（D也对）`), a sentence saying either of the
    options would do (`两个答案都说得通：…`, `选C或者选E都行`, `both are defensible`), or a choice "among"
    letters that names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
    `答案是B和C中的B` → B. Three or more letters joined by slashes only are a list (`本题选择C/D/E` → CDE).
@@ -71,11 +78,11 @@ Rules
    A comma ends the choice when an option is discussed after it (`答案是A，B项错误…` → A).
 7. Verdicts. Only without any statement: positive verdicts on options (`C项正确`, `选项C正确`, `(C) 正确`,
    `C. 正确`, `只有D对`, `A、C、E正确`, `C、D两项正确`, `A、B、C、D、E五项全部正确`, `选项B、C均为正确描述`,
-   `选项A和选项C都是正确的：…`, `B选项最符合`, `选项D最恰当`, `Option C is
-   correct`, `Options C and E are both correct`) and best-fit verdicts (`选项D与题干描述最为吻合`, `Option A
-   fits best with…`) are read when they all name the same letters; verdicts
-   naming different options (`A正确，B正确，D正确，C错误`) are unparseable. Negative verdicts (`A项错误`)
-   name nothing.
+   `选项A和选项C都是正确的：…`, `本题第A、D项的表述是正确的`, `B选项最符合`, `选项D最恰当`, `E项为首选`,
+   `Option C is correct`, `Options C and E are both correct`) and best-fit verdicts
+   (`选项D与题干描述最为吻合`, `Option A fits best with…`) are read when they all name the same letters;
+   verdicts naming different options (`A正确，B正确，D正确，C错误`) are unparseable. Negative verdicts
+   (`A项错误`) name nothing.
 8. Formatted letters. Only without statements and verdicts: an answer that is just letters (`C`, `AC`, `(C)`,
    `**C**`), a letter opening a line (`C. 非离子型`, `C、…`, `B) 粒层`) or in brackets (`…毒性最低（C）`, but
    not `poly(A)`) is read when all such mentions agree (`(A) 错误；(B) 错误` is unparseable).
@@ -100,10 +107,11 @@ when a careful reader could not tell is a missed answer; a wrong letter would be
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from medsft import answer_folding as folding
+from medsft import answer_lists as lists
 from medsft import answer_patterns as patterns
 from medsft.answer_patterns import ANSWER_LINE, RESTATED
 
@@ -131,62 +139,6 @@ class _Mention:
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
-def _analysis_spans(text: str) -> list[tuple[int, int]]:
-    """The lists under a heading that analyses the other options ("其他选项分析：\n- A. …"): their letters are
-    analysis, not the answer."""
-    spans = []
-    lines = text.splitlines(keepends=True)
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line))
-    index = 0
-    while index < len(lines):
-        if not patterns.ANALYSIS_HEADING.match(lines[index].rstrip("\n")):
-            index += 1
-            continue
-        end = index + 1
-        while end < len(lines) and (not lines[end].strip() or patterns.LIST_ITEM.match(lines[end])):
-            end += 1
-        spans.append((offsets[index], offsets[end]))
-        index = end
-    return spans
-
-
-def _fold_width(answer: str) -> str:
-    # Roman numerals (Ⅰ, Ⅲ) stay numerals: NFKC would turn them into the letters I and V.
-    text = "".join(
-        char if char in patterns.ROMAN_CHARS else unicodedata.normalize("NFKC", char) for char in answer
-    )
-    return re.sub(r"[*`]", "", text)
-
-
-def _fold(answer: str) -> str:
-    # Chinese puts no spaces between its characters: "答 案：A" is "答案：A"
-    text = patterns.CJK_SPACE.sub("", _fold_width(answer))
-    text = patterns.ROMAN_RUN.sub(
-        lambda run: patterns.ROMAN_TOKEN.sub(lambda t: patterns.ROMAN_ASCII[t.group(0)], run.group(0)), text
-    )
-    text = _unbox(text)
-    text = patterns.BRACKETED_RUN.sub(
-        lambda run: "、".join(re.findall(r"[(\[【][ \t]*([A-Ja-j])", run.group(0))), text
-    )
-    return patterns.LETTER_UNITS.sub(_join_units, text)
-
-
-def _unbox(text: str) -> str:
-    """`$\\boxed{\\text{C}}$`, `\\[\\boxed{AC}\\]` → `答案:C`: a LaTeX answer box states the answer."""
-    text = re.sub(r"\\(?:text|textbf|mathrm|mathbf|rm)\s*\{([^{}]*)\}", r"\1", text)
-    text, boxes = re.subn(r"\\boxed\s*\{([^{}]*)\}", r"答案:\1 ", text)
-    return re.sub(r"\\[\[\]()]|\$", " ", text) if boxes else text
-
-
-def _join_units(run: re.Match) -> str:
-    """`选项A和选项C` → `选项A、C`, `A项和D项` → `A、D项`: one group of letters, as the reader reads it."""
-    units = list(patterns.LETTER_UNIT.finditer(run.group(0)))
-    prefix = "选项" if units[0].group("pre") else ""
-    return prefix + "、".join(unit.group("letter") for unit in units) + (units[-1].group("post") or "")
-
-
 def _quoted_spans(text: str) -> list[tuple[int, int]]:
     spans = []
     position = 0
@@ -199,11 +151,6 @@ def _quoted_spans(text: str) -> list[tuple[int, int]]:
         spans.append((position, end))
         position = end + 1
     return spans
-
-
-def _letters(group: str) -> str:
-    letters = re.findall(r"[A-Ja-j]", re.sub(r"\b(?:and|or)\b", " ", group))
-    return "".join(sorted({letter.upper() for letter in letters}))
 
 
 def _last_break(pattern: re.Pattern, text: str, end: int) -> int:
@@ -246,38 +193,6 @@ def _is_word(text: str, group: str, group_start: int, group_end: int) -> bool:
     return False
 
 
-def _listed(text: str, group: str, group_start: int) -> str | None:
-    """ "正确的选项有：\n- A：…\n- C：…\n- E：…": letters answering a label with a colon as a list, one item
-    a line, are all the items' letters. A list whose items judge the options ("- A：正确\n- B：错误") names
-    those judged right when every item is judged, and nothing (None) when only some are."""
-    line_start = text.rfind("\n", 0, group_start) + 1
-    if (
-        line_start == 0
-        or not patterns.LIST_ITEM.match(text[line_start : group_start + 1])
-        or len(_letters(group)) != 1
-    ):
-        return group
-    if not text[:line_start].rstrip().endswith(":"):
-        return group
-    items = []
-    for line in text[line_start:].split("\n"):
-        if not line.strip():
-            continue
-        item = patterns.LIST_ITEM.match(line)
-        if not item:
-            break
-        items.append((item.group(0)[-1], line[item.end() :]))
-    rejected = {letter for letter, rest in items if patterns.ITEM_REJECTED.search(rest)}
-    if not rejected:
-        return "、".join(letter for letter, _ in items) if len(items) > 1 else group
-    approved = [
-        letter for letter, rest in items if letter not in rejected and patterns.ITEM_APPROVED.search(rest)
-    ]
-    if approved and len(approved) + len(rejected) == len(items):
-        return "、".join(approved)
-    return None
-
-
 def _shrink_at_comma(text: str, group: str, group_end: int) -> str:
     """`答案是A，B项错误`: a comma ends the choice when the text after the last letter goes on about it."""
     parts = re.split(r"[ \t]*,[ \t]*", group)
@@ -293,7 +208,7 @@ def _unsure(text: str, start: int, group_end: int) -> bool:
     clause_start = _last_break(patterns.CLAUSE_BREAK, text, start)
     if not patterns.TENTATIVE_WORD.search(text, clause_start, group_end):
         return False
-    sentence_end = patterns.SENTENCE_BREAK.search(text, group_end)
+    sentence_end = patterns.SENTENCE_END.search(text, group_end)
     return bool(
         patterns.UNCERTAIN.search(text, group_end, sentence_end.start() if sentence_end else len(text))
     )
@@ -310,13 +225,25 @@ def _undecided(text: str, start: int, end: int) -> bool:
     )
 
 
+def _two_ways(text: str, start: int, group_end: int) -> bool:
+    """ "可能是C也可能是D": the sentence offers two letters, each as possible."""
+    sentence_end = patterns.SENTENCE_BREAK.search(text, group_end)
+    sentence_start = _last_break(patterns.SENTENCE_BREAK, text, start)
+    stop = sentence_end.start() if sentence_end else len(text)
+    clause_start = _last_break(patterns.CLAUSE_BREAK, text, start)
+    return any(  # a pair that reaches the statement's own clause ("A可能…，C也可能…，但答案是B" is none)
+        pair.start() <= group_end and pair.end() >= clause_start
+        for pair in patterns.HEDGE_PAIR.finditer(text, sentence_start, stop)
+    )
+
+
 def _hedged(group: str) -> bool:
     """Letters joined by `或`, `还是`, `or` or `/` are a hedge (`C或D`, `C/D`); a run of three or more joined
     by slashes only lists them (`C/D/E`)."""
     separators = patterns.HEDGE_IN_GROUP.findall(group)
     if not separators:
         return False
-    return not (all(patterns.SLASH.fullmatch(sep) for sep in separators) and len(_letters(group)) >= 3)
+    return not (all(patterns.SLASH.fullmatch(sep) for sep in separators) and len(lists.letters(group)) >= 3)
 
 
 def _letter_run(text: str, group: str, group_end: int) -> bool:
@@ -335,13 +262,14 @@ def _choice(text: str, group: str, group_end: int, start: int = 0) -> tuple[str 
         _unsure(text, start, group_end)
         or _undecided(text, start, group_end)
         or patterns.FLAGGED_UNSURE.match(text, group_end)
+        or _two_ways(text, start, group_end)
     ):
         return None, group_end
     rest = text[group_end:]
     scope = patterns.SCOPE.match(rest)
     if scope:
         named = patterns.SCOPE_CHOICE.match(rest, scope.end())
-        if named and named.group("letter") in _letters(group):
+        if named and named.group("letter") in lists.letters(group):
             return named.group("letter"), 0
         return None, group_end + scope.end()
     if _hedged(group):
@@ -349,7 +277,7 @@ def _choice(text: str, group: str, group_end: int, start: int = 0) -> tuple[str 
     hedge = patterns.HEDGE_AFTER.match(rest) or patterns.HEDGE_IN_SENTENCE.match(rest)
     if hedge:
         return None, group_end + hedge.end()
-    return _letters(group), 0
+    return lists.letters(group), 0
 
 
 def _turns_back(text: str, reported_end: int, start: int) -> bool:
@@ -417,8 +345,8 @@ def _counts(text: str, quoted: list[tuple[int, int]], start: int, group_end: int
         return False
     if _negated_before(text, start) or _hypothetical(text, start) or _reported(text, start, group_end):
         return False
-    if _nominalised(text, group_end):
-        return False
+    if _nominalised(text, group_end) or patterns.SOURCED.match(text, group_end):
+        return False  # "选A者…", "参考答案：C（来自题库）"
     return not (patterns.TENTATIVE.match(text, group_end) or _retracted(text, group_end))
 
 
@@ -443,9 +371,13 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
             strong and _letter_run(text, group, match.end(name))
         ):
             continue
+        if lists.enumerated(text, start, match.start(name)):
+            continue  # "B. 华法林…题目问的是\nC. 肝素": the next item of an option list, not the value
         group = _shrink_at_comma(text, group, match.end(name))
         group_end = match.start(name) + len(group)
-        listed = _listed(text, group, match.start(name)) if strong else group
+        listed = (
+            lists.itemised(text, lists.listed(text, group, match.start(name)), group_end) if strong else group
+        )
         if listed is None:
             continue  # a list judging some options wrong and leaving others unjudged commits to none
         group = listed
@@ -459,13 +391,14 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
         hedged_until = max(hedged_until, hedge_end)
         declaration = strong and bool(patterns.DECLARATION_KEY.fullmatch(match.group("key").strip()))
         found.append(_Mention(start, letters, text[start:group_end], _alternative(text, start), declaration))
-    for match in patterns.COMPLEMENT.finditer(text):
+    complements = [*patterns.COMPLEMENT.finditer(text), *patterns.COMPLEMENT_AFTER.finditer(text)]
+    for match in complements:
         group = match.group("group")
         if _is_word(text, group, match.start("group"), match.end("group")) or not _counts(
             text, quoted, match.start(), match.end()
         ):
             continue
-        named = _letters(group)
+        named = lists.letters(group)
         wrong_ones = match.group("verdict") in ("错误", "错", "不正确", "不对")
         letters = named if wrong_ones else "".join(letter for letter in valid if letter not in named)
         found.append(_Mention(match.start(), letters or None, match.group(0)))
@@ -487,7 +420,7 @@ def _verdict(text: str, quoted: list[tuple[int, int]], match: re.Match) -> _Ment
         return None
     if _hedged(group) or _undecided(text, match.start(), match.end()):
         return _Mention(match.start(), None, match.group(0))
-    return _Mention(match.start(), _letters(group), match.group(0))
+    return _Mention(match.start(), lists.letters(group), match.group(0))
 
 
 def _verdicts(text: str, quoted: list[tuple[int, int]]) -> list[_Mention]:
@@ -504,22 +437,29 @@ def _formatted(text: str) -> list[_Mention]:
     found = []
     letter_lines = []
     for match in patterns.LETTERS_LINE.finditer(text):
-        found.append(_Mention(match.start(), _letters(match.group("group")), match.group(0).strip()))
+        found.append(_Mention(match.start(), lists.letters(match.group("group")), match.group(0).strip()))
         letter_lines.append((match.start(), match.end()))
     for pattern in (patterns.LINE_START, patterns.BRACKETED):
         for match in pattern.finditer(text):
             if not any(left <= match.start() < right for left, right in letter_lines):
-                found.append(_Mention(match.start(), _letters(match.group("group")), match.group(0).strip()))
+                found.append(
+                    _Mention(match.start(), lists.letters(match.group("group")), match.group(0).strip())
+                )
     return found
 
 
 def _rejected(text: str, quoted: list[tuple[int, int]], mention: _Mention) -> bool:
-    """Whether the letters of a statement are rejected later on ("不选A", "排除A", "答案不是A")."""
+    """Whether the letters of a statement are rejected later on ("不选A", "排除A", "答案不是A"), or the answer
+    is disputed by the writer ("但我认为这个答案有争议")."""
     after = mention.start + len(mention.evidence)
+    for match in patterns.DISPUTED.finditer(text, after):
+        inside_quotes = any(left < match.start() < right for left, right in quoted)
+        if mention.letters and not inside_quotes and not _reported(text, match.start(), match.end()):
+            return True
     for match in patterns.REJECTION.finditer(text, after):
         if any(left < match.start() < right for left, right in quoted):
             continue
-        if mention.letters and set(_letters(match.group("group"))) & set(mention.letters):
+        if mention.letters and set(lists.letters(match.group("group"))) & set(mention.letters):
             return True
     return False
 
@@ -533,8 +473,11 @@ def _combination(text: str, option_texts: dict[str, str]) -> _Mention | None:
     if not chosen:
         return None
     numerals = set(re.findall(r"[ⅠⅡⅢⅣⅤⅥⅦⅧ]", chosen[-1].group("first") or chosen[-1].group("second")))
-    fold = {letter: set(re.findall(r"[ⅠⅡⅢⅣⅤⅥⅦⅧ]", _fold(option))) for letter, option in option_texts.items()}
-    matching = [letter for letter, option_numerals in fold.items() if option_numerals == numerals]
+    numerals_of = {
+        letter: set(re.findall(r"[ⅠⅡⅢⅣⅤⅥⅦⅧ]", folding.fold(option)))
+        for letter, option in option_texts.items()
+    }
+    matching = [letter for letter, option_numerals in numerals_of.items() if option_numerals == numerals]
     return _Mention(chosen[-1].start(), matching[0], chosen[-1].group(0)) if len(matching) == 1 else None
 
 
@@ -600,9 +543,9 @@ def reason_rule(reason: str) -> str:
 
 def answer_line(answer: str) -> str | None:
     """The letters of the final line in the asked-for form `答案：X` / `答案：AC`, read strictly, or None."""
-    lines = [line for line in _fold_width(answer).splitlines() if line.strip()]
+    lines = [line for line in folding.fold_numerals(folding.fold_width(answer)).splitlines() if line.strip()]
     match = patterns.ANSWER_LINE_PATTERN.match(lines[-1]) if lines else None
-    return _letters(match.group("group")) if match else None
+    return lists.letters(match.group("group")) if match else None
 
 
 def extract_choice(answer: str, valid: str | Mapping[str, str], reasoning: str = "") -> Extraction:
@@ -626,14 +569,14 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
     line = answer_line(answer)
     if line:
         return _decide(_Mention(0, line, f"答案:{line}"), valid, ANSWER_LINE)
-    text = _fold(answer)
+    text = folding.fold(answer)
     if not text.strip():
         return Extraction(None, "empty answer")
     combination = _combination(text, option_texts)
     if combination:
         return _decide(combination, valid, "statement")
     quoted = _quoted_spans(text)
-    analysis = _analysis_spans(text)
+    analysis = lists.analysis_spans(text)
 
     def in_analysis(mention: _Mention) -> bool:
         return any(left <= mention.start < right for left, right in analysis)
@@ -654,13 +597,13 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
 
 
 def _compact(text: str) -> str:
-    return re.sub(r"[\s\W_]+", "", _fold(text)).lower()
+    return re.sub(r"[\s\W_]+", "", folding.fold(text)).lower()
 
 
 def _restated(answer: str, reasoning: str, option_texts: dict[str, str]) -> Extraction | None:
     """Rule 12: the reasoning's conclusion, when the answer names no option letter, commits without hedging
     or declining, and names the text of each option the reasoning concluded on and of no other option."""
-    text = _fold(answer)
+    text = folding.fold(answer)
     if patterns.ANY_LETTER.search(text) or patterns.NOT_COMMITTING.search(text):
         return None
     concluded = extract_choice(reasoning, "".join(option_texts))

@@ -52,7 +52,7 @@ STRONG_KEYWORD = "|".join(
         r"对应(?:的)?(?:选项|答案)?",  # a combination of numbered statements mapped to its option
         # a label with a colon opening a line: "最可能的诊断：C. …", "首选治疗：B"
         # (not a label that discusses options: "鉴别诊断：A项…", "排除的选项：B")
-        rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*(?:(?:(?!鉴别|排除|错误|不)[\u4e00-\u9fff]){{0,10}}(?:{LABEL_HEADS})"
+        rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*(?:(?:(?!{DISCUSSING})[\u4e00-\u9fff]){{0,10}}(?:{LABEL_HEADS})"
         r"|(?:最|首选|最终|正确)[\u4e00-\u9fff]{0,10})"
         r"(?=[ \t]*:[ \t]*[A-J](?![ \t]*(?:选项|项)))",
         # any label whose whole value is a letter with its option text: "致病菌：A（金黄色葡萄球菌）"
@@ -73,29 +73,34 @@ WEAK_KEYWORD = (
     r"故|因此|所以|因而|综上所述|综上|结论|(?<![不并])是|(?<![不并因认作成以称])为"
     r"|(?i:\b(?:is|therefore|thus|hence|so)\b)"
 )
-STRICT_END = r"(?=[ \t)\]】」』”’\"']*(?:$|[。.,;!\n]|项))"
+# informal endings after an answer: "所以是 D 啦～", "就是C吧", "选B哦😊"
+PARTICLES = r"(?:啦|吧|呀|哦|喔|噢|哈|嘛|咯|哟|呗|哇|了)"
+EMOJI = "\U0001f300-\U0001faff\u2600-\u27bf"
+STRICT_END = rf"(?=[ \t)\]】」』”’\"']*{PARTICLES}*[ \t~…]*(?:$|[。.,;!\n~…{EMOJI}]|项))"
 CONNECTOR = (
     r"(?:[ \t\n:=>\-—–#\"'“‘「『【\[(<《)\]】」』”’》]|(?<=\n)\d{1,2}[.、)]"  # "…包括：\n1. A、…"
     r"|应该|应当|应|就|当然|才|仍然|仍|还是|则|即|均|都|也|可能|最可能|肯定|显然|一定|是|为|选择|选|选项|答案"
     r"|只有|仅有|唯有|只是|仅是|只能是|唯一(?:的)?|只|仅"  # "正确答案只有D": the one answer
-    r"|(?i:option|choice|letter|is|are|would\s+be|should\s+be|must\s+be|will\s+be|clearly|definitely"
+    r"|(?i:options?|choices?|letters?|is|are|would\s+be|should\s+be|must\s+be|will\s+be|clearly|definitely"
     r"|only|just|both|all\s+of|us\s+with))"
 )
 STATEMENT = re.compile(
     rf"(?P<key>{STRONG_KEYWORD})(?P<conn>{CONNECTOR}{{0,8}}?)(?P<group>{GROUP}){BOUNDARY}"
     rf"|(?P<weak>{WEAK_KEYWORD})(?P<wconn>[ \t,:]*(?:选项|(?i:option|choice))?[ \t]*)"
-    rf"(?P<wgroup>[A-J]){BOUNDARY}{STRICT_END}"
+    rf"(?P<wgroup>[A-J](?:(?:{MULTI_SEP})?[A-J]){{0,9}}){BOUNDARY}{STRICT_END}"
 )
 
 VERDICT_ZH = re.compile(
     # not in the middle of a list ("选项B、C均正确" is read from 选项, never from C)
-    r"(?<![A-Ja-j]、)(?:(?<![A-Za-z0-9\u4e00-\u9fff])|(?<=[故即则而仅有此以见知])|(?=选项|答案))"
+    r"(?<![A-Ja-j]、)(?:(?<![A-Za-z0-9\u4e00-\u9fff])|(?<=[故即则而仅有此以见知第])|(?=选项|答案)"
+    # letters marked as options ("本题A、D项…", "因此C选项…") stand as options after any word
+    r"|(?<![A-Za-z0-9])(?=[A-J](?:[ \t]*[、,和及与][ \t]*[A-J])*[ \t]*(?:项|选项)))"
     rf"(?:选项|答案)?[ \t]*[(\[【「\"“]?(?P<group>{GROUP})[)\]】」\"”]?[ \t]*[.:、]?[ \t]*"
     r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*(?:[两三四五六](?:项|者|个选项|个))?[ \t]*"
     r"的?(?:说法|描述|叙述|表述)?[ \t]*"
     r"(?:(?:与|和|跟|同)[^。.,;:!?\n]{1,16}?)?"  # what it is compared with: "选项D与题干描述最为吻合"
     r"(?:均|都|也|才|是|为|最为|较为|全部|全都|全|皆)*[ \t]*"
-    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳"
+    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳|首选"
     r"|最(?:为)?(?:符合|恰当|合适|合理|准确|贴切|适宜|可能|相符|吻合|一致|匹配|契合)[^。.,;!?\n]{0,16}?)"
     r"的?(?:答案|选项|说法|描述|叙述|表述)?(?=[ \t]*(?:$|[。.,;:!?)\n]|因为))"
 )
@@ -130,7 +135,7 @@ LINE_START = re.compile(
 )
 BRACKETED = re.compile(r"(?<![A-Za-z0-9])[(\[【「][ \t]*(?P<group>[A-Ja-j])[ \t]*[)\]】」]")  # not poly(A)
 
-TENTATIVE = re.compile(rf"{CLOSERS}(?:项)?[ \t]*(?:\?|吗|呢)")
+TENTATIVE = re.compile(rf"{CLOSERS}(?:项)?[ \t]*{PARTICLES}?[ \t]*(?:\?|吗|呢)")
 RETRACTED = re.compile(
     r"[\s()\]】」』”’\"'项。.,!?…~、\-—]*"
     r"(?:不对(?!的)|不是[,。!]|不[,。!]|错了|有误|等等|等一下|且慢|再想想|再看看|再考虑|重新(?:考虑|审题|思考|分析)"
@@ -153,8 +158,13 @@ HEDGE_AFTER = re.compile(
     r"|(?i:or(?:\s+(?:possibly|maybe|perhaps))?))[ \t]*(?:选择?|选项|(?i:choose|pick|select|option))?[ \t]*"
     r"[A-J](?:[ \t]*[、,]?[ \t]*[A-J])*(?![A-Za-z0-9])"
 )
+HEDGE_PAIR = re.compile(
+    r"(?:可能|或许|也许|大概)[^。.!?;\n]{0,8}?(?<![A-Za-z0-9])[A-J](?![A-Za-z0-9])[^。.!?;\n]{0,8}?"
+    r"(?:也|又|还|或)(?:有)?(?:可能|或许|也许)"
+)
 HEDGE_IN_SENTENCE = re.compile(
-    r"^[^。.!?;\n]*?(?<![A-Za-z0-9])[A-J](?:项|选项)?[ \t]*(?:也|亦)(?:有|很)?(?:可能|可以|对|行|正确|说得通)"
+    r"^[^。.!?;\n]*?(?<![A-Za-z0-9])[A-J](?:项|选项)?[ \t]*(?:也|亦)(?:有|很)?"
+    r"(?:(?:可能|可以)(?:是)?(?:对|行|正确|说得通|成立)?|对|行|正确|说得通|成立)"
     r"(?=[ \t]*(?:$|[。.!?;,)\n]))"
 )
 # Reported speech: the statement is someone else's answer, an old key or a common mistake, not this one.
@@ -186,17 +196,42 @@ DECLARATION_KEY = re.compile(
     r"|最佳(?:选项|选择)|(?i:(?:I\s+would\s+)?(?:choose|pick|select|go\s+with))",
     re.DOTALL,
 )
+# The writer disputing an answer stated before: "但我认为这个答案有争议", "我不同意这个答案".
+DISPUTE = (
+    r"(?<!没有)(?<!无)(?<!不)(?:争议|存疑|值得商榷|有待商榷)|(?:我|本人)(?:并)?不(?:同意|认同|赞同)"
+    r"|(?i:\b(?:debatable|questionable|disputed|i\s+disagree)\b)"
+)
+DISPUTED = re.compile(
+    rf"(?:答案|(?i:\b(?:answer|key)\b))[^。.!?;\n]{{0,8}}?(?:{DISPUTE})"
+    r"|(?:题目?|题干|答案)[^。.!?;\n]{0,8}?(?:有(?:问题|错误|歧义)|不严谨|出错了)"
+    r"|(?:我|本人)(?:并)?不(?:同意|认同|赞同)[^。.!?;\n]{0,6}?(?:答案|(?i:\b(?:answer|key)\b))"
+)
+# an answer's letter followed by the source it was copied from: "参考答案：C（来自题库）"
+SOURCED = re.compile(
+    rf"{CLOSERS}[ \t]*\([ \t]*(?:来自|来源|出自|引自|据|摘自|源自|(?i:from|source|per))[^()\n]{{0,12}}\)"
+)
+# a line that opens an option item: "C. 肝素", "B、卡托普利", "D) …"
+OPTION_ITEM_LINE = re.compile(
+    r"[ \t]*(?:[-•>+][ \t]*)?[(\[【]?[A-J][ \t]*[.、:)\]】](?![ \t]*[A-J](?![A-Za-z0-9]))"
+)
+# the items of an option list in one sentence after an answer keyword: "应选：A. 限盐；C. 控制体重；D. 戒烟"
+ITEM_CONTINUATION = re.compile(
+    r"[ \t]*[.、:)][ \t]*(?P<item>[^;\n。]{1,40}?)[ \t]*(?:;|,|和|及|以及)[ \t]*"
+    r"(?P<letter>[A-J])(?=[ \t]*[.、:)][ \t]*(?![A-J](?![A-Za-z0-9]))\S)"
+)
 NOTE_OPENING = re.compile(
     r"^[^\w(\[【]*[(\[【]?[ \t]*"
     r"(?:注|备注|说明|提示|补充|附|另|拓展|延伸|提醒|易错|陷阱|常见|错选|误区|参考|链接|PS|P\.S\.|(?i:note|nb|tip|caveat|pitfall))"
 )
 CORRECTION = re.compile(
-    r"更正|修正|纠正|订正|改正|改为|抱歉|有误|错了|不对|等等|等一下|重新|复核|看错|搞错|写错|为准"
+    rf"{DISPUTE}|更正|修正|纠正|订正|改正|改为|抱歉|有误|错了|不对|等等|等一下|重新|复核|看错|搞错|写错|为准"
     r"|(?i:\b(?:correction|actually|wait|on\s+reflection|sorry|i\s+made\s+a\s+mistake|revised?)\b)"
 )
-TENTATIVE_WORD = re.compile(r"可能|也许|或许|大概|倾向于?|(?i:\b(?:probably|maybe|perhaps|might|likely)\b)")
+TENTATIVE_WORD = re.compile(
+    r"可能|也许|或许|大概|倾向于?|猜|(?i:\b(?:probably|maybe|perhaps|might|likely)\b)"
+)
 UNCERTAIN = re.compile(
-    r"(?:不|无法|难以|不能|才能|不太)(?:完全|十分)?确定|拿不准|不好说|需要更多信息|取决于|视[^。.;!?\n]{1,20}而定"
+    r"(?:不|无法|难以|不能|才能|不太)(?:完全|十分)?确定|拿不准|没(?:有|什么|太大)?把握|不敢(?:肯定|确定)|记不清|不好说|需要更多信息|取决于|视[^。.;!?\n]{1,20}而定"
     r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure|depends\s+on)\b)"
 )
 # "答案：B（不确定）": the letters flagged as uncertain where they stand
@@ -233,10 +268,19 @@ ALTERNATIVE = re.compile(
 )
 # "除A外都对" names every other option; "除C外都错" names C.
 COMPLEMENT = re.compile(
-    rf"除(?:了)?[ \t]*(?:选项)?[ \t]*(?P<group>{GROUP})[ \t]*(?:选项|项)?[ \t]*(?:以|之)?外[ \t]*,?[ \t]*"
-    r"(?:其余|其他|其它|余下|剩下)?(?:的)?(?:[两三四五六几各]?项|选项|说法|描述)?"
+    rf"除(?:了)?[ \t]*(?:选项)?[ \t]*(?P<group>{GROUP})[ \t]*(?:选项|项)?[ \t]*"
+    r"(?:(?:以|之)?外[ \t]*,?[ \t]*(?:其余|其他|其它|余下|剩下)?|,[ \t]*(?:其余|其他|其它|余下|剩下))"
+    r"(?:的)?(?:[两三四五六几各]?项|选项|说法|描述)?"
     r"[ \t]*(?:均|都|全)(?:是|为)?[ \t]*"
     r"(?P<verdict>正确|对|错误|错|不正确|不对)"
+)
+# "A、C项错误，其余正确" names every other option ("B正确，其余都错" is a verdict on B).
+COMPLEMENT_AFTER = re.compile(
+    rf"(?<![A-Za-z0-9])(?<![A-Ja-j]、)(?:第[ \t]*)?(?P<group>{GROUP}){BOUNDARY}[ \t]*"
+    r"(?:[两三四]?项|选项)?[ \t]*的?(?:说法|描述|叙述|表述)?[ \t]*(?:均|都|也|是|为)*[ \t]*"
+    r"(?:错误|不正确|不对|错)的?[ \t]*,[ \t]*"
+    r"(?:其余|其他|其它|余下|剩下)(?:的)?(?:[两三四五六几各]?项|选项|说法|描述|叙述|表述)?[ \t]*"
+    r"(?:均|都|全)?(?:是|为)?[ \t]*(?P<verdict>正确|对)"
 )
 HYPOTHETICAL = re.compile(
     r"如果|若|假如|假设|倘若|要是|如若|万一|否则|不然|是否|能否|可否|为什么|为何|(?<!这种)(?<!此种)(?<!这)(?<!该)(?<!此)(?:情况|条件|前提)下|的话"
@@ -253,10 +297,13 @@ ANALYSIS_HEADING = re.compile(
 # A list item's own verdict against its option: "- B：错误"
 ITEM_REJECTED = re.compile(r"错|不正确|不对|不选|排除|不符|×|✗|(?i:\b(?:incorrect|wrong|false)\b)")
 ITEM_APPROVED = re.compile(r"正确|对|√|✓|(?i:\b(?:correct|right|true)\b)")
+MORE_LETTERS = re.compile(r"[ \t]*(?:[、,&+]|和|及|与)[ \t]*[A-J](?![A-Za-z0-9])")  # "B、E…": a group goes on
 LIST_ITEM = re.compile(r"^[ \t]*(?:[-•>+][ \t]*|\d+[.、)][ \t]*)?[(\[【]?[A-J](?![A-Za-z0-9])")
 CONTEXT = 300  # characters of context read before a mention
 CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
 SENTENCE_BREAK = re.compile(r"[。.!?;\n]")
+# a sentence's end where an ellipsis ("……", folded to "......") only pauses it: "我猜是B吧……其实没把握"
+SENTENCE_END = re.compile(r"[。!?;\n]|(?<!\.)\.(?!\.)")
 CJK_SPACE = re.compile(r"(?<=[\u4e00-\u9fff])[ \t]+(?=[\u4e00-\u9fff])")
 QUOTES = {"“": "”", "「": "」", "『": "』", "‘": "’", '"': '"'}
 
@@ -272,12 +319,12 @@ ROMAN_RUN = re.compile(
 BRACKETED_RUN = re.compile(
     r"(?<![A-Za-z0-9])(?:[(\[【][ \t]*[A-Ja-j][ \t]*[)\]】][ \t]*(?:[、,]|和|及|与|,?[ \t]*and\b)?[ \t]*){2,}"
 )
-UNIT = r"(?P<pre>选项[ \t]*)?(?P<letter>[A-J])(?P<post>[ \t]*(?:选项|项))?"
+UNIT = r"(?P<pre>选项[ \t]*)?(?:第[ \t]*)?(?P<letter>[A-J])(?P<post>[ \t]*(?:选项|项))?"
 LETTER_UNIT = re.compile(rf"(?<![A-Za-z0-9]){UNIT}(?![A-Za-z0-9])")
 UNIT_NO_NAMES = UNIT.replace("?P<pre>", "?:").replace("?P<letter>", "?:").replace("?P<post>", "?:")
 # "选项A和选项C", "A项和D项", "A选项、C选项": letters each named as an option, joined.
 LETTER_UNITS = re.compile(
-    rf"(?<![A-Za-z0-9])(?=选项|[A-J][ \t]*(?:选项|项))(?:{UNIT_NO_NAMES})"
+    rf"(?<![A-Za-z0-9])(?=选项|(?:第[ \t]*)?[A-J][ \t]*(?:选项|项))(?:{UNIT_NO_NAMES})"
     rf"(?:[ \t]*(?:、|和|及|与|以及|跟|同|[+&])[ \t]*(?:{UNIT_NO_NAMES})(?![A-Za-z0-9]))+"
 )
 
