@@ -50,7 +50,8 @@ Rules
    - reported speech: someone else's answer, an old key, a common mistake, a distractor or another
      question's answer (`有同学选C`, `有人认为是D`, `另有观点认为应选E`, `原答案是D`, `题库答案为E`,
      `常见错误是A`, `选A是最常见的错误`, `容易误选B`, `选A者…`, `本题的干扰项是A`, `上一题（答案A）`,
-     `some students choose A`), or given with its source (`参考答案：C（来自题库）`), unless the sentence
+     `some students choose A`, `有争议的是D`), or a key given with where it was copied from
+     (`参考答案：C（来自题库）`; not `答案：B（据《内科学》）`, an answer citing a book), unless the sentence
      turns to the writer's own voice
      (`有同学选A，但正确答案是C` → C),
    - about the wording, not the answer (`更正：解析中“A项”应为“B项”（笔误）`),
@@ -339,14 +340,23 @@ def _retracted(text: str, group_end: int) -> bool:
     )
 
 
+def _sourced(text: str, start: int, group_end: int) -> bool:
+    """ "参考答案：C（来自题库）": letters given as a key's, with the source they were copied from."""
+    source = patterns.SOURCED.match(text, group_end)
+    return bool(source) and bool(
+        patterns.KEY_SOURCE.search(source.group("source"))
+        or patterns.KEY_LABEL.search(text, _last_break(patterns.CLAUSE_BREAK, text, start), group_end)
+    )
+
+
 def _counts(text: str, quoted: list[tuple[int, int]], start: int, group_end: int) -> bool:
     """Whether a statement or verdict between start and group_end is a committed one."""
     if any(left < start < right for left, right in quoted):
         return False
     if _negated_before(text, start) or _hypothetical(text, start) or _reported(text, start, group_end):
         return False
-    if _nominalised(text, group_end) or patterns.SOURCED.match(text, group_end):
-        return False  # "选A者…", "参考答案：C（来自题库）"
+    if _nominalised(text, group_end) or _sourced(text, start, group_end):
+        return False
     return not (patterns.TENTATIVE.match(text, group_end) or _retracted(text, group_end))
 
 
@@ -454,7 +464,8 @@ def _rejected(text: str, quoted: list[tuple[int, int]], mention: _Mention) -> bo
     after = mention.start + len(mention.evidence)
     for match in patterns.DISPUTED.finditer(text, after):
         inside_quotes = any(left < match.start() < right for left, right in quoted)
-        if mention.letters and not inside_quotes and not _reported(text, match.start(), match.end()):
+        # someone else's dispute ("有人认为这个答案有争议") withdraws nothing
+        if mention.letters and not inside_quotes and not _reported(text, match.start(), match.start()):
             return True
     for match in patterns.REJECTION.finditer(text, after):
         if any(left < match.start() < right for left, right in quoted):

@@ -178,7 +178,7 @@ REPORTED = re.compile(
     r"|多选(?=[ \t]*[A-J])"
     # a subject that names a wrong choice: "本题的干扰项是A", "迷惑性最强的选项为D", "错误率最高的选项是E"
     # (not "错误的选项是A": asked for the wrong statement, that is the answer)
-    r"|干扰(?:项|选项)|迷惑(?:性)?[\u4e00-\u9fff]{0,4}?(?:项|选项)|陷阱(?:项|选项)|易错(?:项|选项)|错误率"
+    r"|干扰(?:项|选项)|(?<!没)(?<!无)有争议的?(?:项|选项|是)|迷惑(?:性)?[\u4e00-\u9fff]{0,4}?(?:项|选项)|陷阱(?:项|选项)|易错(?:项|选项)|错误率"
     r"|(?i:\b(?:someone|(?<!the\s)others"  # not "the others": the other options
     r"|(?:some|many|most|other|a\s+lot\s+of)\s+(?:students|people|test[- ]takers"
     r"|candidates|examinees|sources|books|textbooks|references|clinicians|doctors)"
@@ -206,10 +206,17 @@ DISPUTED = re.compile(
     r"|(?:题目?|题干|答案)[^。.!?;\n]{0,8}?(?:有(?:问题|错误|歧义)|不严谨|出错了)"
     r"|(?:我|本人)(?:并)?不(?:同意|认同|赞同)[^。.!?;\n]{0,6}?(?:答案|(?i:\b(?:answer|key)\b))"
 )
-# an answer's letter followed by the source it was copied from: "参考答案：C（来自题库）"
+# Letters followed by where they come from: "参考答案：C（来自题库）", "答案：B（据《内科学》）". Reported
+# speech when the source is a key (题库) or the letters a reference answer ("参考答案为A（据人卫版教材）");
+# a plain answer citing a book is the writer's own.
 SOURCED = re.compile(
-    rf"{CLOSERS}[ \t]*\([ \t]*(?:来自|来源|出自|引自|据|摘自|源自|(?i:from|source|per))[^()\n]{{0,12}}\)"
+    rf"{CLOSERS}[ \t]*\([ \t]*(?:来自|来源于?|出自|引自|摘自|源自|转自|抄自|据|(?i:from|source:?|per))"
+    r"(?P<source>[^()\n]{0,16})\)"
 )
+KEY_SOURCE = re.compile(
+    r"题库|原题|真题|网上|网络|辅导书|习题集|答案|(?i:question\s+bank|answer\s+key|\bkey\b)"
+)
+KEY_LABEL = re.compile(r"参考答案|标准答案|(?i:reference\s+answer|answer\s+key)")
 # a line that opens an option item: "C. 肝素", "B、卡托普利", "D) …"
 OPTION_ITEM_LINE = re.compile(
     r"[ \t]*(?:[-•>+][ \t]*)?[(\[【]?[A-J][ \t]*[.、:)\]】](?![ \t]*[A-J](?![A-Za-z0-9]))"

@@ -407,6 +407,9 @@ def test_lists_analysis_labels_best_fit_and_either_way_hedges(answer, letters):
         ("答案：B\n\n此题答案没有争议。", "B"),
         ("答案：A。\n\n注：有人认为这个答案有争议。", "A"),  # someone else's dispute
         ("参考答案：D", "D"),  # the writer's own answer under that label
+        ("参考答案为A（据人卫版教材）。", None),  # a reference answer with its source
+        ("答案：B（据《内科学》第9版）", "B"),  # the writer's answer citing a book
+        ("选C，有争议的是D。", "C"),
         # two letters each offered as possible
         ("可能是C也可能是D。", None),
         ("A可能是早期表现，C也可能出现，但本题答案是B。", "B"),
