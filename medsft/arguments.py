@@ -42,11 +42,16 @@ def option(
     return field(default=default, metadata=metadata)
 
 
+def flag(name: str) -> str:
+    """How a field is written on the command line (`--max-new-tokens`), as errors name it."""
+    return f"--{name.replace('_', '-')}"
+
+
 def flag_spellings(options: object, name: str) -> list[str]:
-    """How a field is written on the command line: `--max-new-tokens`, then its aliases."""
+    """Every way a field is written on the command line: its flag, then its aliases."""
     (spec,) = [spec for spec in fields(options) if spec.name == name]
     aliases = spec.metadata.get("aliases", [])
-    return [f"--{name.replace('_', '-')}", *([aliases] if isinstance(aliases, str) else aliases)]
+    return [flag(name), *([aliases] if isinstance(aliases, str) else aliases)]
 
 
 def check_range(

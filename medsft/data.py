@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from transformers import HfArgumentParser
 
-from medsft.arguments import OptionError, command_parser, option, parse
+from medsft.arguments import OptionError, command_parser, flag, option, parse
 from medsft.atomic_folder import exit_on_signal, folder_lock, remove_stale_temporaries, replace_folder
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, is_non_thinking
 from medsft.conversion import MISSING_FIELD, REASONS, Converted, DataOptions, convert_rows, split_rows
@@ -618,19 +618,7 @@ class DataArguments:
         return [name for name in names if getattr(self, name) != defaults[name]]
 
     def conversion_options(self) -> DataOptions:
-        return DataOptions(
-            question_field=self.question_field,
-            think_field=self.think_field,
-            answer_field=self.answer_field,
-            system_prompt=self.system_prompt,
-            max_length=self.max_length,
-            val_ratio=self.val_ratio,
-            seed=self.seed,
-        )
-
-
-def flag(name: str) -> str:
-    return f"--{name.replace('_', '-')}"
+        return DataOptions(**{spec.name: getattr(self, spec.name) for spec in fields(DataOptions)})
 
 
 def build_parser() -> HfArgumentParser:
