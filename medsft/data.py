@@ -20,16 +20,19 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from transformers import HfArgumentParser
+
+from medsft.arguments import OptionError, command_parser, flag, option, parse
 from medsft.atomic_folder import exit_on_signal, folder_lock, remove_stale_temporaries, replace_folder
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, is_non_thinking
 from medsft.conversion import MISSING_FIELD, REASONS, Converted, DataOptions, convert_rows, split_rows
 from medsft.decontamination import BenchmarkIndex
 from medsft.jsonl import dumps_line
-from medsft.mcq_data import DEFAULT_DECONTAMINATION, MCQ_MODES, MCQ_REASONS, Mode, read_mcq_rows
+from medsft.mcq_data import DEFAULT_DECONTAMINATION, MCQ_REASONS, Mode, read_mcq_rows
 from medsft.mixture import (
     MIXTURE_REASONS,
     SAMPLED_OUT,
@@ -525,120 +528,106 @@ def load_length_tokenizer(source: str | Path | None = None) -> PreTrainedTokeniz
     return tokenizer
 
 
-def max_length_argument(text: str) -> int | None:
-    """--max-length: a number of tokens (at least 1), or `none` for no limit."""
-    if text.strip().lower() == "none":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of tokens or none, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"must be at least 1 token, not {value}; `--max-length none` turns the length check off"
-        )
-    return value
+class TokenLimit(int):
+    """The type of --max-length: a number of tokens, or `none` for no limit (None)."""
+
+    def __new__(cls, text: str | int) -> int | None:  # type: ignore[misc]
+        if isinstance(text, str) and text.strip().lower() == "none":
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of tokens or none, not {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="medsft data",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+@dataclass
+class DataArguments:
+    """The options of `medsft data`: where the rows come from, how they are converted, where they go."""
+
+    src: str = option("ModelScope dataset id, or a local file/folder", DEFAULT_SOURCE)
+    mixture: Path | None = option(
+        "a mixture file, or the name of a shipped one (recipes/data/*.yaml), instead of --src: several "
+        "sources with their columns, weights, thinking modes, seed, val_ratio and benchmarks to keep out"
     )
-    parser.add_argument("--src", default=DEFAULT_SOURCE, help="ModelScope dataset id, or a local file/folder")
-    parser.add_argument(
-        "--mixture",
-        type=Path,
-        help="a mixture file, or the name of a shipped one (recipes/data/*.yaml), instead of --src: several "
-        "sources with their columns, weights, thinking modes, seed, val_ratio and benchmarks to keep out",
+    name: str | None = option("output folder inside --out-dir (derived from --src when not given)")
+    out_dir: Path = option(
+        "parent of the output folder ($MEDSFT_DATA_DIR, else data/processed in the current folder)",
+        default_factory=processed_dir,
     )
-    parser.add_argument("--name", help="output folder inside --out-dir (derived from --src when not given)")
-    parser.add_argument(
-        "--out-dir",
-        type=Path,
-        default=processed_dir(),
-        help="parent of the output folder ($MEDSFT_DATA_DIR, else data/processed in the current folder)",
+    tokenizer: str | None = option(
+        "tokenizer folder or model id to measure conversations with (default: the bundled Qwen3 one)"
     )
-    parser.add_argument(
-        "--tokenizer",
-        help="tokenizer folder or model id to measure conversations with (default: the bundled Qwen3 one)",
+    max_length: TokenLimit | None = option(
+        "most tokens per conversation; `none`: no limit (and no measuring without --tokenizer)",
+        DataOptions.max_length,
     )
-    parser.add_argument(
-        "--max-length",
-        type=max_length_argument,
-        default=DataOptions.max_length,
-        help="most tokens per conversation; `none`: no limit (and no measuring without --tokenizer)",
-    )
-    parser.add_argument(
-        "--system-prompt", default=DEFAULT_SYSTEM_PROMPT, help='"" leaves the system turn out'
-    )
-    parser.add_argument(
-        "--question-field", default=DataOptions.question_field, help="raw field of the question"
-    )
-    parser.add_argument("--think-field", default=DataOptions.think_field, help="raw field of the reasoning")
-    parser.add_argument("--answer-field", default=DataOptions.answer_field, help="raw field of the answer")
-    parser.add_argument(
-        "--val-ratio", type=float, default=DataOptions.val_ratio, help="share of rows for val.jsonl"
-    )
-    parser.add_argument("--seed", type=int, default=DataOptions.seed, help="seed of the train/val split")
-    parser.add_argument("--strict", action="store_true", help="fail (writing nothing) if any row is rejected")
-    parser.add_argument(
-        "--kind",
-        choices=("chat", "mcq"),
-        default="chat",
-        help="chat: {question, think, answer} rows -> messages (SFT); mcq: multiple-choice files in the "
+    system_prompt: str = option('"" leaves the system turn out', DEFAULT_SYSTEM_PROMPT)
+    question_field: str = option("raw field of the question", DataOptions.question_field)
+    think_field: str = option("raw field of the reasoning", DataOptions.think_field)
+    answer_field: str = option("raw field of the answer", DataOptions.answer_field)
+    val_ratio: float = option("share of rows for val.jsonl", DataOptions.val_ratio)
+    seed: int = option("seed of the train/val split", DataOptions.seed)
+    strict: bool = option("fail (writing nothing) if any row is rejected", False)
+    kind: Literal["chat", "mcq"] = option(
+        "chat: {question, think, answer} rows -> messages (SFT); mcq: multiple-choice files in the "
         "formats `medsft eval --mcq-file` reads -> prompt + gold rows (GRPO)",
+        "chat",
     )
-    parser.add_argument(
-        "--decontaminate",
-        nargs="+",
-        default=list(DEFAULT_DECONTAMINATION),
-        metavar="BENCHMARK",
-        help="--kind mcq: benchmarks whose questions are never training prompts (xmedbench, one of its "
+    decontaminate: list[str] = option(
+        "--kind mcq: benchmarks whose questions are never training prompts (xmedbench, one of its "
         "sources, or benchmark files); `none` turns it off",
+        default_factory=lambda: list(DEFAULT_DECONTAMINATION),
+        metavar="BENCHMARK",
     )
-    parser.add_argument(
-        "--mcq-mode", choices=MCQ_MODES, default="thinking", help="--kind mcq: eval's prompt of that mode"
-    )
-    return parser
+    mcq_mode: Mode = option("--kind mcq: eval's prompt of that mode", "thinking")
+
+    def __post_init__(self) -> None:
+        if self.max_length is not None and self.max_length < 1:
+            problem = (
+                f"must be at least 1 token, not {self.max_length}; `--max-length none` turns the check off"
+            )
+            raise OptionError(f"--max-length {problem}.", f"argument --max-length: {problem}")
+        if not 0 <= self.val_ratio < 1:
+            raise OptionError("--val-ratio must be in [0, 1)")
+        for name in ("question_field", "think_field", "answer_field", "system_prompt", "src"):
+            try:
+                getattr(self, name).encode("utf-8")
+            except UnicodeEncodeError:
+                raise OptionError(f"{flag(name)} holds bytes that are not UTF-8 text") from None
+        for name in ("question_field", "think_field", "answer_field"):
+            if not getattr(self, name):
+                raise OptionError(f"{flag(name)} is empty")
+        if self.mixture:  # a mixture file holds these itself: a flag beside it would be silently ignored
+            for name in self.changed(
+                "src", "question_field", "think_field", "answer_field", "seed", "val_ratio"
+            ):
+                raise OptionError(
+                    f"{flag(name)} does not apply to --mixture (set it in the mixture file: docs/data.md)"
+                )
+        if self.kind == "mcq":  # the chat conversion's flags would be silently ignored
+            if self.mixture:
+                raise OptionError("--kind mcq reads --src, not --mixture")
+            if not self.changed("src"):
+                raise OptionError("--kind mcq needs --src: MCQ files, a folder or a glob pattern")
+            for name in self.changed("question_field", "think_field", "answer_field"):
+                raise OptionError(f"{flag(name)} does not apply to --kind mcq")
+
+    def changed(self, *names: str) -> list[str]:
+        """Those of the options `names` set to other than their defaults."""
+        defaults = {spec.name: spec.default for spec in fields(self)}
+        return [name for name in names if getattr(self, name) != defaults[name]]
+
+    def conversion_options(self) -> DataOptions:
+        return DataOptions(**{spec.name: getattr(self, spec.name) for spec in fields(DataOptions)})
+
+
+def build_parser() -> HfArgumentParser:
+    return command_parser("medsft data", __doc__.splitlines()[0], DataArguments)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not 0 <= args.val_ratio < 1:
-        parser.error("--val-ratio must be in [0, 1)")
-    for flag in ("question_field", "think_field", "answer_field", "system_prompt", "src"):
-        try:
-            getattr(args, flag).encode("utf-8")
-        except UnicodeEncodeError:
-            parser.error(f"--{flag.replace('_', '-')} holds bytes that are not UTF-8 text")
-    for flag in ("question_field", "think_field", "answer_field"):
-        if not getattr(args, flag):
-            parser.error(f"--{flag.replace('_', '-')} is empty")
-    if args.mixture:  # a mixture file holds these itself: a flag beside it would be silently ignored
-        for flag in ("src", "question_field", "think_field", "answer_field", "seed", "val_ratio"):
-            if getattr(args, flag) != parser.get_default(flag):
-                name = f"--{flag.replace('_', '-')}"
-                parser.error(f"{name} does not apply to --mixture (set it in the mixture file: docs/data.md)")
-    if args.kind == "mcq":  # the chat conversion's flags would be silently ignored
-        if args.mixture:
-            parser.error("--kind mcq reads --src, not --mixture")
-        if args.src == parser.get_default("src"):
-            parser.error("--kind mcq needs --src: MCQ files, a folder or a glob pattern")
-        for flag in ("question_field", "think_field", "answer_field"):
-            if getattr(args, flag) != parser.get_default(flag):
-                parser.error(f"--{flag.replace('_', '-')} does not apply to --kind mcq")
-    options = DataOptions(
-        question_field=args.question_field,
-        think_field=args.think_field,
-        answer_field=args.answer_field,
-        system_prompt=args.system_prompt,
-        max_length=args.max_length,
-        val_ratio=args.val_ratio,
-        seed=args.seed,
-    )
+    (args,) = parse(build_parser(), argv)
+    options = args.conversion_options()
     source_name = mixture_path(args.mixture).stem if args.mixture else args.src
     out_dir = args.out_dir / output_name(args.name, source_name)
     report = None

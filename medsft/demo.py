@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import html
 import logging
 import os
@@ -12,19 +11,19 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import gradio as gr
+from transformers import HfArgumentParser
 
+from medsft.arguments import WholeNumber, check_range, command_parser, option, parse
 from medsft.chat_format import ControlTokenInText, with_system_prompt
 from medsft.engine import Engine, GenerationSettings, load_engine
 from medsft.errors import MedsftError
 from medsft.options import (
-    add_generation_arguments,
+    SamplingArguments,
     listen_address_problem,
-    number_in,
     resolve_model_argument,
-    settings_from_args,
     system_prompt_for,
 )
 
@@ -160,7 +159,7 @@ def fit_history(
 
     Earlier turns carry answers only (no reasoning), as Qwen3's chat template expects.
     """
-    limit = engine.max_context - settings.max_new_tokens
+    limit = engine.max_context - settings.max_new_tokens  # shown to the user; the rule is length_problem's
     if config.max_input_tokens:
         limit = min(limit, config.max_input_tokens)
     turns = [history[i : i + 2] for i in range(0, len(history), 2)]
@@ -168,7 +167,8 @@ def fit_history(
         kept = [message for turn in turns[dropped:] for message in turn]
         messages = with_system_prompt([*kept, {"role": "user", "content": question}], config.system_prompt)
         length = engine.count_prompt_tokens(messages, settings.enable_thinking)
-        if length <= limit:
+        within_input_limit = not config.max_input_tokens or length <= config.max_input_tokens
+        if within_input_limit and engine.length_problem(length, settings.max_new_tokens) is None:
             return messages, dropped, length, limit
     return None, len(turns), length, limit
 
@@ -490,59 +490,57 @@ def run_check(app, host: str, port: int, question: str, max_new_tokens: int, out
         app.close(verbose=False)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medsft demo", description="Serve the Gradio medical chat.")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (%(default)s; 0.0.0.0 exposes it)")
-    parser.add_argument("--port", type=number_in(int, 1, 65535), default=6006, help="(%(default)s)")
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    parser.add_argument("--lang", choices=["zh", "en"], default="zh", help="UI language (%(default)s)")
-    parser.add_argument(
-        "--concurrency",
-        type=number_in(int, 1),
-        default=1,
-        help="requests generating at once; others wait in the queue (1)",
-    )
-    parser.add_argument(
-        "--max-input-tokens",
-        type=number_in(int, 1),
-        default=None,
-        help="prompt limit (default: context - max new tokens)",
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="serve, answer one question via the API, print it, exit"
-    )
-    parser.add_argument("--check-question", default="我最近总是头痛，晚上睡不好，这是什么原因？")
-    add_generation_arguments(parser, "auto: vLLM on a GPU when installed, else hf (auto)")
-    return parser
+@dataclass
+class DemoArguments:
+    """Where `medsft demo` serves its chat, and how many answers it generates at once."""
+
+    host: str = option("bind address (0.0.0.0 exposes it)", "127.0.0.1")
+    port: WholeNumber = option("port", 6006)
+    share: bool = option("also open a public gradio.live link", False)
+    lang: Literal["zh", "en"] = option("UI language", "zh")
+    concurrency: WholeNumber = option("requests generating at once; others wait in the queue", 1)
+    max_input_tokens: WholeNumber | None = option("prompt limit (default: context - max new tokens)")
+    check: bool = option("serve, answer one question via the API, print it, exit", False)
+    check_question: str = option("the question of --check", "我最近总是头痛，晚上睡不好，这是什么原因？")
+
+    def __post_init__(self) -> None:
+        check_range(self, "port", 1, 65535)
+        check_range(self, "concurrency", 1)
+        check_range(self, "max_input_tokens", 1)
+
+
+def build_parser() -> HfArgumentParser:
+    return command_parser("medsft demo", "Serve the Gradio medical chat.", DemoArguments, SamplingArguments)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    options, generation = parse(build_parser(), argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    settings = settings_from_args(args)
-    if not args.check and (problem := listen_address_problem(args.host, args.port)):
+    settings = generation.settings()
+    host, port = options.host, options.port
+    if not options.check and (problem := listen_address_problem(host, port)):
         raise MedsftError(f'{problem} (make demo ARGS="--port N").')
     engine = load_engine(
-        resolve_model_argument(args.model),
-        device=args.device,
-        dtype=args.dtype,
-        backend=args.backend,
-        max_batch_size=args.concurrency,
+        resolve_model_argument(generation.model),
+        device=generation.device,
+        dtype=generation.dtype,
+        backend=generation.backend,
+        max_batch_size=options.concurrency,
     )
     log.info("model: %s (%s, %s)", engine.model_dir, engine.backend, engine.device)
-    system_prompt = system_prompt_for(engine.model_dir, args.system_prompt)
-    config = DemoConfig(system_prompt, args.max_input_tokens, settings, args.lang)
+    system_prompt = system_prompt_for(engine.model_dir, generation.system_prompt)
+    config = DemoConfig(system_prompt, options.max_input_tokens, settings, options.lang)
     app = build_app(engine, config)
-    app.queue(default_concurrency_limit=args.concurrency)
+    app.queue(default_concurrency_limit=options.concurrency)
     try:
-        if args.check:
-            port = free_port(args.host) if listen_address_problem(args.host, args.port) else args.port
-            return run_check(app, args.host, port, args.check_question, min(args.max_new_tokens, 128))
-        where = "this machine only" if args.host in {"127.0.0.1", "localhost"} else f"interface {args.host}"
-        log.info("serving on http://%s:%s (%s; Ctrl+C stops it)", args.host, args.port, where)
-        if args.share:
+        if options.check:
+            port = free_port(host) if listen_address_problem(host, port) else port
+            return run_check(app, host, port, options.check_question, min(settings.max_new_tokens, 128))
+        where = "this machine only" if host in {"127.0.0.1", "localhost"} else f"interface {host}"
+        log.info("serving on http://%s:%s (%s; Ctrl+C stops it)", host, port, where)
+        if options.share:
             log.warning("--share: the demo is also published on a public gradio.live link")
-        app.launch(server_name=args.host, server_port=args.port, share=args.share, quiet=not args.share)
+        app.launch(server_name=host, server_port=port, share=options.share, quiet=not options.share)
         return 0
     finally:
         engine.close()  # its decoding thread ends before the interpreter does

@@ -15,7 +15,7 @@ import re
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -23,7 +23,14 @@ from typing import Literal, NamedTuple
 from transformers import HfArgumentParser
 
 from medsft.answer_choice import extract_choice
-from medsft.chat_format import assistant_content, build_messages, is_non_thinking, split_reasoning
+from medsft.arguments import WholeNumber, check_range, command_parser, option
+from medsft.chat_format import (
+    assistant_content,
+    build_messages,
+    is_non_thinking,
+    replace_system_turn,
+    split_reasoning,
+)
 from medsft.engine import (
     Generation,
     GenerationSettings,
@@ -55,7 +62,7 @@ from medsft.mcq import (
     thinking_conversation,
 )
 from medsft.model import BASELINE_SETTING, MODEL_SETTING, resolve_model_dir
-from medsft.options import resolve_model_argument
+from medsft.options import GenerationArguments, resolve_model_argument, system_prompt_for
 from medsft.paths import name_problem, output_dir, processed_dir, shared_dir
 from medsft.provenance import describe_device, git_state, package_versions
 from medsft.turn_loss import TurnLoss, teacher_forced_losses
@@ -75,80 +82,73 @@ log = logging.getLogger(__name__)
 # --- options ------------------------------------------------------------------------------------------------
 
 
-def _option(help_text: str, default=None, **argparse_kwargs):
-    return field(default=default, metadata={"help": help_text, **argparse_kwargs})
-
-
 @dataclass
-class EvalConfig:
-    """Every option of `medsft eval`. Parsed from the command line by HfArgumentParser (each field is a flag,
-    `--max-new-tokens` and `--max_new_tokens` alike) and written to run.json as it was used."""
+class EvalConfig(GenerationArguments):
+    """Every option of `medsft eval`: the generation options every command shares (medsft.options), with
+    eval's own defaults where they differ, and eval's own. Parsed from the command line by HfArgumentParser
+    (each field is a flag, `--max-new-tokens` and `--max_new_tokens` alike) and written to run.json as it was
+    used."""
 
-    model: str | None = _option("model folder, ModelScope id or hf:<id> (e.g. output/full_1epoch/final)")
-    baseline: str | None = _option("a second model evaluated the same way (e.g. Qwen/Qwen3-1.7B)")
-    data: Path | None = _option("held-out JSONL; unset: data/processed/<name>/val.jsonl", metavar="FILE")
-    limit: int | None = _option("first N held-out rows only (loss and generation)", metavar="N")
-    greedy: bool = _option("greedy decoding instead of Qwen3's recommended sampling", False)
-    max_new_tokens: int = _option("generation limit per answer, reasoning included", 2048, metavar="N")
-    batch_size: int = _option("prompts per forward/generate batch", 8, metavar="N")
-    mcq_file: list[Path] | None = _option(
+    max_new_tokens: WholeNumber = option(
+        "generation limit per answer, reasoning included", 2048, aliases=["--max-tokens"], metavar="N"
+    )
+    seed: int = option("sampling seed and MCQ sample seed", 42, metavar="N")
+    system_prompt: str | None = option(
+        "system turn of the generated answers and the MCQ prompts (default: the one each model was trained "
+        'with, as recorded in its folder, else medsft\'s default; "" for none)'
+    )
+    baseline: str | None = option("a second model evaluated the same way (e.g. Qwen/Qwen3-1.7B)")
+    data: Path | None = option("held-out JSONL; unset: data/processed/<name>/val.jsonl", metavar="FILE")
+    limit: WholeNumber | None = option("first N held-out rows only (loss and generation)", metavar="N")
+    batch_size: WholeNumber = option("prompts per forward/generate batch", 8, metavar="N")
+    mcq_file: list[Path] | None = option(
         "benchmark files, folders (e.g. CMMLU's data/test/) or glob patterns, each file a subject: .json "
         "(XMedBench), .csv (CMMLU/C-Eval), .jsonl; see --list-benchmarks; unset: XMedBench, see --mcq-split",
         metavar="PATH",
     )
-    mcq_split: Literal["dev", "test"] = _option(
+    mcq_split: Literal["dev", "test"] = option(
         "XMedBench file under $MEDSFT_SHARED/benchmarks/xmedbench_zh when no --mcq-file", "dev"
     )
-    mcq_columns: str | None = _option(
+    mcq_columns: str | None = option(
         "column names, e.g. question=stem,options=choices,answer=label", metavar="SPEC"
     )
-    mcq_subset: str | None = _option(
+    mcq_subset: str | None = option(
         f"comma-separated sources, e.g. {','.join(MCQ_SUBSETS[:2])}", metavar="A,B"
     )
-    mcq_limit: int | None = _option("N questions: a seeded sample stratified by source", metavar="N")
-    mcq_mode: Literal["think", "likelihood", "both", "none"] = _option(
+    mcq_limit: WholeNumber | None = option("N questions: a seeded sample stratified by source", metavar="N")
+    mcq_mode: Literal["think", "likelihood", "both", "none"] = option(
         "generated answers then letter extraction (in the modes of --thinking), option-letter likelihood, "
         "both, or no MCQ",
         "both",
     )
-    thinking: Literal["on", "off", "both"] = _option(
+    thinking: Literal["on", "off", "both"] = option(
         "Qwen3's mode for generated answers: on (thinking; held-out rows trained without reasoning answer "
         "in their own, non-thinking mode), off (enable_thinking=False for every answer), both (every row "
         "and question in each mode, side by side, with mode adherence)",
         "on",
     )
-    empty_think_loss: bool | None = _option(
+    empty_think_loss: bool | None = option(
         "how the model's non-thinking rows were trained (the recipe key; the held-out loss scores them the "
         "same way); unset: from the run_card.json next to the model folder, else false",
         metavar="true|false",
     )
-    seed: int = _option("sampling seed and MCQ sample seed", 42, metavar="N")
-    name: str | None = _option("report folder name; unset: the model folder's name")
-    out_dir: Path | None = _option("parent folder of reports; unset: output/eval", metavar="DIR")
-    samples: int = _option("sample answers shown in the report", 3, metavar="N")
-    device: str | None = _option("cuda, cpu, …; unset: cuda when available")
-    dtype: str | None = _option("bfloat16, float16, float32; unset: bf16 on GPU, fp32 on CPU")
-    backend: Literal["hf", "vllm", "auto"] = _option(
-        "generation backend; auto: vLLM when it is installed and the device is a GPU, else hf", "auto"
-    )
-    progress: bool = _option("progress bars while generating", False)
-    from_predictions: Path | None = _option(
+    name: str | None = option("report folder name; unset: the model folder's name")
+    out_dir: Path | None = option("parent folder of reports; unset: output/eval", metavar="DIR")
+    samples: WholeNumber = option("sample answers shown in the report", 3, metavar="N")
+    progress: bool = option("progress bars while generating", False)
+    from_predictions: Path | None = option(
         "recompute metrics, report and charts from an earlier run's folder (no model)", metavar="DIR"
     )
-    list_benchmarks: bool = _option("print the benchmark formats --mcq-file understands, and exit", False)
+    list_benchmarks: bool = option("print the benchmark formats --mcq-file understands, and exit", False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.name is not None and (problem := name_problem(self.name)):
             raise EvaluationError(f"--name {self.name!r}: {problem}; it names one folder inside output/eval.")
-        for flag, value, least in (
-            ("--limit", self.limit, 1),
-            ("--max-new-tokens", self.max_new_tokens, 1),
-            ("--batch-size", self.batch_size, 1),
-            ("--mcq-limit", self.mcq_limit, 1),
-            ("--samples", self.samples, 0),
-        ):
-            if value is not None and value < least:
-                raise EvaluationError(f"{flag} must be at least {least}, not {value}.")
+        check_range(self, "limit", 1)
+        check_range(self, "batch_size", 1)
+        check_range(self, "mcq_limit", 1)
+        check_range(self, "samples", 0)
         parse_columns(self.mcq_columns)  # a bad spec fails here, before any model is loaded
 
     @property
@@ -187,15 +187,16 @@ class EvalConfig:
 
 
 def build_parser() -> HfArgumentParser:
-    return HfArgumentParser(
+    return command_parser(
+        "medsft eval",
+        "Evaluate a model (and optionally a baseline): held-out split and a medical MCQ set.",
         EvalConfig,
-        prog="medsft eval",
-        description="Evaluate a model (and optionally a baseline): held-out split and a medical MCQ set.",
     )
 
 
 def parse_config(argv: list[str] | None = None) -> EvalConfig:
-    """The options of a command line; a bad flag exits 2 with argparse's usage, a bad value raises."""
+    """The options of a command line; a bad flag exits 2 with argparse's usage, a bad value raises (one
+    line, exit 2, as eval's other errors)."""
     return EvalConfig(**vars(build_parser().parse_args(argv)))
 
 
@@ -366,8 +367,10 @@ def skipped_summary(skipped: list[SkippedRow]) -> dict:
 # --- records of one model ----------------------------------------------------------------------------------
 
 
-def likelihood_records(model, tokenizer, questions: list[Question], batch_size: int) -> list[dict]:
-    results = score_by_likelihood(model, tokenizer, questions, batch_size)
+def likelihood_records(
+    model, tokenizer, questions: list[Question], batch_size: int, system_prompt: str
+) -> list[dict]:
+    results = score_by_likelihood(model, tokenizer, questions, batch_size, system_prompt)
     return [
         {
             "index": question.index,
@@ -451,9 +454,11 @@ def evaluate_model(
     questions: list[Question],
     config: EvalConfig,
     predictions_dir: Path,
+    system_prompt: str,
 ) -> dict:
-    """Score and generate with one model and write its predictions files; returns the generation backend
-    and the seconds per stage. Loss and likelihood need the transformers model; generation uses it too, or
+    """Score and generate with one model and write its predictions files, asking with `system_prompt` (the
+    held-out loss scores each row as it was converted); returns the generation backend and the seconds per
+    stage. Loss and likelihood need the transformers model; generation uses it too, or
     vLLM when the backend resolves to it (the transformers model is freed first)."""
     clock = _Stopwatch(role)
     engine = clock.time(
@@ -478,7 +483,7 @@ def evaluate_model(
         records = clock.time(
             "mcq_likelihood",
             f"MCQ likelihood on {len(questions)} questions",
-            lambda: likelihood_records(engine.model, tokenizer, questions, config.batch_size),
+            lambda: likelihood_records(engine.model, tokenizer, questions, config.batch_size, system_prompt),
         )
         write_jsonl(predictions_dir / f"{role}.mcq_likelihood.jsonl", records)
     backend = resolve_backend(config.backend, config.device)
@@ -492,11 +497,12 @@ def evaluate_model(
 
     for mode, rows in rows_per_mode(examples, config.thinking).items():
         settings = config.generation_settings(mode)
+        prompts = [replace_system_turn(e.prompt, system_prompt) for e in rows]
         generations = clock.time(
             "generate" + ("" if mode == "think" else f"_{mode}"),
             f"generated {len(rows)} answers ({MODE_NAMES[mode]})",
-            lambda rows=rows, settings=settings: engine.generate(
-                [e.prompt for e in rows], settings, config.batch_size, config.progress
+            lambda prompts=prompts, settings=settings: engine.generate(
+                prompts, settings, config.batch_size, config.progress
             ),
         )
         records = indomain_records(rows, generations, [loss_of[e.index] for e in rows], mode)
@@ -504,7 +510,7 @@ def evaluate_model(
     if questions and config.mcq_mode in {"think", "both"}:
         for mode in config.thinking_modes:
             ask = thinking_conversation if THINKING_MODES[mode] else direct_conversation
-            prompts = [ask(q) for q in questions]
+            prompts = [ask(q, system_prompt) for q in questions]
             outputs = clock.time(
                 MCQ_MODES[mode],
                 f"MCQ {MODE_NAMES[mode]} on {len(questions)} questions",
@@ -575,8 +581,12 @@ def run(config: EvalConfig) -> Path:
     }
     for role in ROLES:
         if role in sources:
-            result = evaluate_model(role, sources[role], examples, questions, config, predictions_dir)
-            run_info["models"][role] = {"source": given[role], **result}
+            # each model is asked as it was trained (a baseline: medsft's default) unless --system-prompt says
+            system_prompt = system_prompt_for(sources[role], config.system_prompt)
+            result = evaluate_model(
+                role, sources[role], examples, questions, config, predictions_dir, system_prompt
+            )
+            run_info["models"][role] = {"source": given[role], "system_prompt": system_prompt, **result}
             write_json(out_dir / "run.json", run_info)
     write_report(out_dir, config.samples)
     return out_dir

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -11,21 +10,18 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
+from transformers import HfArgumentParser
+
+from medsft.arguments import OptionError, WholeNumber, check_range, command_parser, option, parse
 from medsft.chat_format import SOFT_SWITCHES, THINK_SWITCH, Conversation, with_system_prompt
 from medsft.engine import Engine, Generation, GenerationSettings, load_engine
 from medsft.errors import MedsftError
 from medsft.jsonl import dumps_line
-from medsft.options import (
-    add_generation_arguments,
-    number_in,
-    resolve_model_argument,
-    settings_from_args,
-    system_prompt_for,
-)
+from medsft.options import SamplingArguments, resolve_model_argument, system_prompt_for
 
 REASONING_HEADER = "──────── 思考 / Reasoning ────────"
 ANSWER_HEADER = "──────── 回答 / Answer ────────"
@@ -376,61 +372,72 @@ def check_output_file(output: Path, input_path: Path) -> None:
         raise InferenceError(f"--output {output}: {parent} is a file, not a folder.")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="medsft infer",
-        description="Chat in the terminal (the default), answer one question, or a JSONL file of them; "
-        "answers stream: the reasoning (dimmed), then the answer.",
+@dataclass
+class InferArguments:
+    """What `medsft infer` answers: one question, a file of them, or (neither) a chat in the terminal."""
+
+    question: str | None = option("one question, answered with streaming (default: a chat)", aliases=["-q"])
+    file: Path | None = option("JSONL: one {question} or {messages} object per line")
+    output: Path | None = option("answers JSONL for --file (default: <file>.answers.jsonl)")
+    batch_size: WholeNumber = option("questions per generate batch", 8)
+
+    def __post_init__(self) -> None:
+        if self.question is not None and self.file is not None:
+            raise OptionError(
+                "--file cannot go with --question", "argument --file: not allowed with argument --question/-q"
+            )
+        check_range(self, "batch_size", 1)
+
+
+def build_parser() -> HfArgumentParser:
+    return command_parser(
+        "medsft infer",
+        "Chat in the terminal (the default), answer one question, or a JSONL file of them; answers stream: "
+        "the reasoning (dimmed), then the answer. One question and the chat use --backend hf unless vllm is "
+        "named (vLLM takes longer to start than to answer).",
+        InferArguments,
+        SamplingArguments,
     )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--question", "-q", help="one question, answered with streaming (default: a chat)")
-    source.add_argument("--file", type=Path, help="JSONL: one {question} or {messages} object per line")
-    parser.add_argument(
-        "--output", type=Path, help="answers JSONL for --file (default: <file>.answers.jsonl)"
-    )
-    parser.add_argument(
-        "--batch-size", type=number_in(int, 1), default=8, help="questions per generate batch (%(default)s)"
-    )
-    add_generation_arguments(
-        parser, "auto: vLLM for --file when it is installed and the device is a GPU, else hf (auto)"
-    )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.file is not None and not args.file.is_file():
-        raise InferenceError(f"Input file {args.file} does not exist.")
-    if args.question is not None and not args.question.strip():
+    options, generation = parse(build_parser(), argv)
+    if options.file is not None and not options.file.is_file():
+        raise InferenceError(f"Input file {options.file} does not exist.")
+    if options.question is not None and not options.question.strip():
         raise InferenceError("The question is empty.")
     output = None
-    if args.file is not None:
-        output = args.output or args.file.with_name(args.file.stem + ".answers.jsonl")
-        check_output_file(output, args.file)
-    settings = settings_from_args(args)
+    if options.file is not None:
+        output = options.output or options.file.with_name(options.file.stem + ".answers.jsonl")
+        check_output_file(output, options.file)
+    settings = generation.settings()
     # one question: transformers unless vLLM is asked for by name (starting vLLM takes longer than answering)
-    backend = args.backend if args.file is not None or args.backend == "vllm" else "hf"
+    backend = generation.backend if options.file is not None or generation.backend == "vllm" else "hf"
     engine = load_engine(
-        resolve_model_argument(args.model),
-        device=args.device,
-        dtype=args.dtype,
+        resolve_model_argument(generation.model),
+        device=generation.device,
+        dtype=generation.dtype,
         backend=backend,
-        max_batch_size=args.batch_size,
+        max_batch_size=options.batch_size,
     )
     log.info("model: %s (%s, %s)", engine.model_dir, engine.backend, engine.device)
     try:
-        return answer(engine, args, settings, output)
+        system_prompt = system_prompt_for(engine.model_dir, generation.system_prompt)
+        return answer(engine, options, settings, system_prompt, output)
     finally:
         engine.close()  # its decoding thread ends before the interpreter does
 
 
 def answer(
-    engine: Engine, args: argparse.Namespace, settings: GenerationSettings, output: Path | None
+    engine: Engine,
+    options: InferArguments,
+    settings: GenerationSettings,
+    system_prompt: str,
+    output: Path | None,
 ) -> int:
-    """One question, the terminal chat, or a file of questions, as the arguments say."""
-    args.system_prompt = system_prompt_for(engine.model_dir, args.system_prompt)
-    if args.question is not None:
-        messages = with_system_prompt([{"role": "user", "content": args.question}], args.system_prompt)
+    """One question, the terminal chat, or a file of questions, as the options say."""
+    if options.question is not None:
+        messages = with_system_prompt([{"role": "user", "content": options.question}], system_prompt)
         problem = prompt_too_long(engine, messages, settings)
         if problem:
             raise InferenceError(
@@ -438,11 +445,11 @@ def answer(
             )
         stream_answer(engine, messages, settings, sys.stdout)
         return 0
-    if args.file is None:
+    if options.file is None:
         with terminal_of_our_own():
-            chat(engine, settings, args.system_prompt, sys.stdout)
+            chat(engine, settings, system_prompt, sys.stdout)
         return 0
-    counts = answer_file(engine, args.file, output, settings, args.system_prompt, args.batch_size)
+    counts = answer_file(engine, options.file, output, settings, system_prompt, options.batch_size)
     log.info(
         f"wrote {counts['lines']} lines to {output}: {counts['answered']} answered "
         f"({counts['truncated']} hit --max-new-tokens), {counts['errors']} errors"

@@ -1,92 +1,78 @@
-"""Command-line options of the commands that generate (`medsft infer`, `medsft demo`, `medsft serve`),
-declared once: the model, the backend and the sampling settings, read back into GenerationSettings by one
-function. Numbers out of range are argument errors, before any model loads."""
+"""The options of the commands that generate, declared once: `GenerationArguments` (the model, where it runs,
+the reply length, greedy decoding, the seed, the system prompt: infer, demo, serve and eval) and
+`SamplingArguments` (those, the thinking switch and the sampling values: infer, demo, serve), as dataclasses
+parsed by HfArgumentParser (medsft.arguments); and what these commands resolve from them before a model
+loads: the model to use, its system prompt, a free address to listen on. Numbers out of range are argument
+errors, before any model loads."""
 
 from __future__ import annotations
 
-import argparse
 import errno
 import logging
-import math
 import socket
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from medsft.arguments import Number, WholeNumber, check_range, option
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT
-from medsft.engine import BACKENDS, GenerationSettings, newest_final_model
+from medsft.engine import Backend, GenerationSettings, newest_final_model
 from medsft.trained_prompt import trained_system_prompt
 
 log = logging.getLogger(__name__)
 
 
-def number_in(kind: type, low: float, high: float | None = None, above_low: bool = False) -> Callable:
-    """An argparse type: a finite `kind` (int or float) from `low` (excluded when `above_low`) to `high`."""
-    bounds = f"{'above' if above_low else 'at least'} {low}" + (
-        f" and at most {high}" if high is not None else ""
-    )
+@dataclass
+class GenerationArguments:
+    """The model and how it answers: the options of each command that generates (infer, demo, serve, eval)."""
 
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {'a whole number' if kind is int else 'a number'}, not {text!r}"
-            ) from None
-        below = value <= low if above_low else value < low
-        if not math.isfinite(value) or below or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be {bounds}, not {text}")
-        return value
+    model: str | None = option("model folder, ModelScope id or hf:<id> (default: the newest output/*/final)")
+    backend: Backend = option(
+        "generation backend; auto: vLLM when it is installed and the device is a GPU, else hf", "auto"
+    )
+    max_new_tokens: WholeNumber = option(
+        "reply length, reasoning included", GenerationSettings.max_new_tokens, aliases=["--max-tokens"]
+    )
+    greedy: bool = option("greedy decoding instead of sampling", False)
+    seed: int | None = option("sampling seed (default: random)")
+    system_prompt: str | None = option(
+        "system turn when a conversation has none (default: the one the model was trained with, as recorded "
+        'in its folder, else medsft\'s default; "" for none)'
+    )
+    device: str | None = option("cuda, cuda:1, cpu … (default: cuda when available)")
+    dtype: str | None = option("bfloat16, float16, float32 (default: bf16 on GPU, fp32 on CPU)")
 
-    return parse
-
-
-def add_generation_arguments(parser: argparse.ArgumentParser, backend_help: str) -> None:
-    """The model, where it runs and how it samples. An API request may ask for other sampling values: these
-    are the defaults of `medsft serve`."""
-    defaults = GenerationSettings()
-    parser.add_argument(
-        "--model", help="model folder, ModelScope id or hf:<id> (default: the newest output/*/final)"
-    )
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help=backend_help)
-    parser.add_argument("--no-think", action="store_true", help="answer directly (enable_thinking=False)")
-    parser.add_argument(
-        "--max-new-tokens",
-        "--max-tokens",
-        type=number_in(int, 1),
-        default=defaults.max_new_tokens,
-        help="reply length, reasoning included (%(default)s)",
-    )
-    parser.add_argument(
-        "--temperature", type=number_in(float, 0), default=defaults.temperature, help="(%(default)s)"
-    )
-    parser.add_argument(
-        "--top-p", type=number_in(float, 0, 1, above_low=True), default=defaults.top_p, help="(%(default)s)"
-    )
-    parser.add_argument(
-        "--top-k", type=number_in(int, 0), default=defaults.top_k, help="(%(default)s; 0: off)"
-    )
-    parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
-    parser.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
-    parser.add_argument(
-        "--system-prompt",
-        default=None,
-        help="system turn when a conversation has none (default: the one the model was trained with, as "
-        'recorded in its folder, else medsft\'s default; "" for none)',
-    )
-    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu … (default: cuda when available)")
-    parser.add_argument("--dtype", default=None, help="bfloat16, float16, float32 (default: bf16 on GPU)")
+    def __post_init__(self) -> None:
+        check_range(self, "max_new_tokens", 1)
 
 
-def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
-    return GenerationSettings(
-        max_new_tokens=args.max_new_tokens,
-        do_sample=not args.greedy,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        enable_thinking=not args.no_think,
-        seed=args.seed,
-    )
+@dataclass
+class SamplingArguments(GenerationArguments):
+    """The generation options, the thinking switch and the sampling values: infer, demo and serve (an API
+    request may ask for other sampling values; these are the defaults of `medsft serve`)."""
+
+    _argument_group_name = "generation"
+
+    no_think: bool = option("answer directly (enable_thinking=False)", False)
+    temperature: Number = option("sampling temperature", GenerationSettings.temperature)
+    top_p: Number = option("nucleus sampling", GenerationSettings.top_p)
+    top_k: WholeNumber = option("top-k sampling; 0: off", GenerationSettings.top_k)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range(self, "temperature", 0)
+        check_range(self, "top_p", 0, 1, above_low=True)
+        check_range(self, "top_k", 0)
+
+    def settings(self) -> GenerationSettings:
+        return GenerationSettings(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=not self.greedy,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            enable_thinking=not self.no_think,
+            seed=self.seed,
+        )
 
 
 def listen_address_problem(host: str, port: int) -> str | None:

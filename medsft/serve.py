@@ -8,7 +8,6 @@ decoded together by the engine's backend).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import logging
@@ -27,18 +26,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from transformers import HfArgumentParser
 
 from medsft import openai_protocol as protocol
+from medsft.arguments import WholeNumber, check_range, command_parser, option, parse
 from medsft.chat_format import DEFAULT_SYSTEM_PROMPT, ControlTokenInText, Conversation, prompt_token_ids
 from medsft.engine import DEFAULT_MAX_BATCH_SIZE, Engine, GenerationSettings, load_engine
 from medsft.errors import MedsftError
 from medsft.openai_protocol import APIError, ChatCompletionRequest
 from medsft.options import (
-    add_generation_arguments,
+    SamplingArguments,
     listen_address_problem,
-    number_in,
     resolve_model_argument,
-    settings_from_args,
     system_prompt_for,
 )
 from medsft.provenance import read_run_card
@@ -122,20 +121,20 @@ class Server:
     ) -> GenerationSettings:
         """How to decode the request: its own values, the server's defaults for the rest, the reply's length
         within the model's context."""
-        context = self.model.engine.max_context
-        room = context - prompt_tokens
-        if room < 1:
+        engine = self.model.engine
+        if engine.length_problem(prompt_tokens, 1):  # not one new token fits
             raise APIError(
-                f"The prompt has {prompt_tokens} tokens and the model's context is {context}: "
+                f"The prompt has {prompt_tokens} tokens and the model's context is {engine.max_context}: "
                 "shorten the messages.",
                 param="messages",
                 code="context_length_exceeded",
             )
+        room = engine.max_context - prompt_tokens
         asked = request.max_completion_tokens or request.max_tokens
-        if asked is not None and asked > room:
+        if asked is not None and engine.length_problem(prompt_tokens, asked):
             raise APIError(
                 f"The prompt ({prompt_tokens} tokens) plus max_tokens ({asked}) does not fit the model's "
-                f"context ({context}): ask for at most {room} tokens or shorten the messages.",
+                f"context ({engine.max_context}): ask for at most {room} tokens or shorten the messages.",
                 param="max_tokens",
                 code="context_length_exceeded",
             )
@@ -381,70 +380,64 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Numbers out of range are argument errors, before any model loads."""
-    settings = ServerSettings()
-    parser = argparse.ArgumentParser(
-        prog="medsft serve",
-        description="Serve an OpenAI-compatible chat-completions API (reasoning apart from the answer).",
-    )
-    parser.add_argument(
-        "--served-model-name", help="the name clients send as `model` (default: --model as given)"
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (%(default)s; 0.0.0.0 exposes it)")
-    parser.add_argument("--port", type=number_in(int, 1, 65535), default=8000, help="(%(default)s)")
-    parser.add_argument(
-        "--api-key",
-        default=os.environ.get(API_KEY_ENV),
-        help=f"require `Authorization: Bearer KEY` (or ${API_KEY_ENV})",
-    )
-    parser.add_argument(
-        "--max-batch-size",
-        type=number_in(int, 1),
-        default=DEFAULT_MAX_BATCH_SIZE,
-        help="requests decoded together (%(default)s)",
-    )
-    parser.add_argument(
-        "--max-queue",
-        type=number_in(int, 0),
-        default=settings.max_queue,
-        help="requests waiting beyond the batch (%(default)s)",
-    )
-    parser.add_argument(
-        "--max-model-len", type=number_in(int, 1), default=None, help="context limit (default: the model's)"
-    )
-    add_generation_arguments(parser, "auto: vLLM on a GPU when installed, else hf (auto)")
-    return parser
+@dataclass
+class ServeArguments:
+    """Where `medsft serve` listens, who may use it, and how many requests it takes at once."""
+
+    served_model_name: str | None = option("the name clients send as `model` (default: --model as given)")
+    host: str = option("bind address (0.0.0.0 exposes it)", "127.0.0.1")
+    port: WholeNumber = option("port", 8000)
+    api_key: str | None = option(f"require `Authorization: Bearer KEY` (default: ${API_KEY_ENV})")
+    max_batch_size: WholeNumber = option("requests decoded together", DEFAULT_MAX_BATCH_SIZE)
+    max_queue: WholeNumber = option("requests waiting beyond the batch", ServerSettings.max_queue)
+    max_model_len: WholeNumber | None = option("context limit (default: the model's)")
+
+    def __post_init__(self) -> None:
+        if self.api_key is None:
+            self.api_key = os.environ.get(API_KEY_ENV)
+        check_range(self, "port", 1, 65535)
+        check_range(self, "max_batch_size", 1)
+        check_range(self, "max_queue", 0)
+        check_range(self, "max_model_len", 1)
 
 
-def server_settings_from_args(args: argparse.Namespace) -> ServerSettings:
-    system_prompt = DEFAULT_SYSTEM_PROMPT if args.system_prompt is None else args.system_prompt
-    return ServerSettings(settings_from_args(args), system_prompt, args.api_key or None, args.max_queue)
+def build_parser() -> HfArgumentParser:
+    return command_parser(
+        "medsft serve",
+        "Serve an OpenAI-compatible chat-completions API (reasoning apart from the answer).",
+        ServeArguments,
+        SamplingArguments,
+    )
+
+
+def server_settings(options: ServeArguments, generation: SamplingArguments) -> ServerSettings:
+    system_prompt = DEFAULT_SYSTEM_PROMPT if generation.system_prompt is None else generation.system_prompt
+    return ServerSettings(generation.settings(), system_prompt, options.api_key or None, options.max_queue)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    settings = server_settings_from_args(args)
-    if problem := listen_address_problem(args.host, args.port):  # before minutes of model loading
+    options, generation = parse(build_parser(), argv)
+    settings = server_settings(options, generation)
+    if problem := listen_address_problem(options.host, options.port):  # before minutes of model loading
         raise MedsftError(f'{problem} (make serve ARGS="--port N").')
-    if not is_loopback(args.host) and settings.api_key is None:
+    if not is_loopback(options.host) and settings.api_key is None:
         log.warning(
             "listening on %s without an API key: anyone who can reach this port can use the model. "
             "Set --api-key or %s, or put an authenticating reverse proxy in front.",
-            args.host,
+            options.host,
             API_KEY_ENV,
         )
-    model = resolve_model_argument(args.model)
+    model = resolve_model_argument(generation.model)
     served = load_served_model(
         model,
-        args.served_model_name or str(model),
-        args.backend,
-        args.device,
-        args.dtype,
-        args.max_batch_size,
-        args.max_model_len,
+        options.served_model_name or str(model),
+        generation.backend,
+        generation.device,
+        generation.dtype,
+        options.max_batch_size,
+        options.max_model_len,
     )
-    if args.system_prompt is None:
+    if generation.system_prompt is None:
         settings = replace(settings, system_prompt=system_prompt_for(served.engine.model_dir, None))
     log.info(
         "serving %s (%s on %s, context %d) at http://%s:%d/v1 — Ctrl+C stops it",
@@ -452,12 +445,12 @@ def main(argv: list[str] | None = None) -> int:
         served.engine.backend,
         served.engine.device,
         served.engine.max_context,
-        args.host,
-        args.port,
+        options.host,
+        options.port,
     )
     server = Server(served, settings)
     config = uvicorn.Config(
-        build_app(server), host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5
+        build_app(server), host=options.host, port=options.port, log_level="info", timeout_graceful_shutdown=5
     )
     try:
         StoppingServer(config, server).run()

@@ -842,6 +842,47 @@ def test_both_modes_end_to_end_for_model_and_baseline(models_to_compare, mixed_v
     assert "## Medical MCQ: non-thinking mode" in markdown and "McNemar" in markdown
 
 
+def test_each_model_is_asked_with_the_prompt_it_was_trained_with(tiny_lm, val_file, tmp_path, monkeypatch):
+    """The model folder records a custom system prompt (final/medsft.json): held-out generation, the MCQ
+    answers and the MCQ likelihood prompts use it, the baseline keeps medsft's default, run.json records
+    both; an explicit --system-prompt wins ("" for none)."""
+    from medsft.mcq import score_by_likelihood
+    from medsft.trained_prompt import write_trained_system_prompt
+
+    write_trained_system_prompt(tmp_path, "你是儿科医生。")
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    likelihood_prompts = []
+
+    def recording_likelihood(model, tokenizer, questions, batch_size, system_prompt):
+        likelihood_prompts.append(system_prompt)
+        return score_by_likelihood(model, tokenizer, questions, batch_size, system_prompt)
+
+    monkeypatch.setattr(evaluate, "score_by_likelihood", recording_likelihood)
+    both = ("--mcq-mode", "both", "--baseline", str(baseline))
+    generator, report = _run_modes(tiny_lm, val_file, tmp_path, monkeypatch, *both)
+    system_turns = [conversation[0] for prompts, _, _ in generator.calls for conversation in prompts]
+    baseline_calls = len(generator.calls) // 2  # the baseline runs first, then the model, the same requests
+    default = {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
+    trained = {"role": "system", "content": "你是儿科医生。"}
+    per_call = [prompts for prompts, _, _ in generator.calls]
+    assert all(c[0] == default for prompts in per_call[:baseline_calls] for c in prompts)
+    assert all(c[0] == trained for prompts in per_call[baseline_calls:] for c in prompts)
+    assert len(system_turns) == 2 * (len(val_file.read_text(encoding="utf-8").splitlines()) + 2)
+    assert likelihood_prompts == [DEFAULT_SYSTEM_PROMPT, "你是儿科医生。"]
+    run = json.loads((tmp_path / "out/r/run.json").read_text(encoding="utf-8"))
+    assert run["config"]["system_prompt"] is None
+    assert run["models"]["model"]["system_prompt"] == "你是儿科医生。"
+    assert run["models"]["baseline"]["system_prompt"] == DEFAULT_SYSTEM_PROMPT
+
+    likelihood_prompts.clear()
+    generator, _ = _run_modes(tiny_lm, val_file, tmp_path, monkeypatch, *both, "--system-prompt", "")
+    assert all(c[0]["role"] == "user" for prompts, _, _ in generator.calls for c in prompts)
+    assert likelihood_prompts == ["", ""]
+    run = json.loads((tmp_path / "out/r/run.json").read_text(encoding="utf-8"))
+    assert run["config"]["system_prompt"] == "" and run["models"]["model"]["system_prompt"] == ""
+
+
 def test_thinking_options():
     config = evaluate.parse_config(["--model", "m", "--thinking", "both", "--empty-think-loss", "false"])
     assert config.thinking_modes == ("think", "no_think") and config.empty_think_loss is False
