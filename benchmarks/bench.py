@@ -80,6 +80,7 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
         ["--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1"],
     ),
     "medsft-fp32": ("medsft with fp32 weights, no bf16 autocast", ["--dtype", "float32", "--bf16", "false"]),
+    "medsft-no-autocast": ("medsft with bf16 weights and no bf16 autocast", ["--bf16", "false"]),
 }
 REFERENCE = "reference"
 TRL = "trl"
