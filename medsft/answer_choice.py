@@ -310,8 +310,13 @@ def _reported(text: str, start: int, group_end: int) -> bool:
         return True
     sentence_end = patterns.SENTENCE_BREAK.search(text, group_end)
     sentence = text[sentence_start : sentence_end.start() if sentence_end else len(text)]
-    return bool(patterns.ABOUT_THE_TEXT.search(sentence)) and not patterns.ANSWER_WORD.search(
-        before + text[start:group_end]
+    if patterns.ANSWER_WORD.search(before + text[start:group_end]):
+        return False
+    # a typo note replacing quoted wording ("…“A项”应为“B项”（笔误）") or naming the wording's place
+    # corrects the text; one replacing the answer's own letter ("上文“选A”为笔误…应选E") corrects the answer
+    letters_quoted = any(quote in text[start:group_end] for quote in patterns.QUOTES)
+    return bool(patterns.TEXT_PLACE.search(sentence)) or (
+        letters_quoted and bool(patterns.ABOUT_THE_TEXT.search(sentence))
     )
 
 
@@ -412,6 +417,12 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
         wrong_ones = match.group("verdict") in ("错误", "错", "不正确", "不对")
         letters = named if wrong_ones else "".join(letter for letter in valid if letter not in named)
         found.append(_Mention(match.start(), letters or None, match.group(0)))
+    closing = patterns.FINAL_LETTERS.search(text)
+    before = text[: closing.start()].rstrip() if closing else ""
+    # "…\n\nBE": a line of letters closing the answer (not the last of a list of letters, one a line)
+    if closing and before and not patterns.LETTERS_LINE.search(before[before.rfind("\n") + 1 :]):
+        group = closing.group("group")
+        found.append(_Mention(closing.start("group"), lists.letters(group), group, declaration=True))
     for pattern in (patterns.VERDICT_ZH, patterns.VERDICT_EN):
         for match in pattern.finditer(text):
             claim = match.group("claim").lower()
@@ -467,7 +478,8 @@ def _rejected(text: str, quoted: list[tuple[int, int]], mention: _Mention) -> bo
         # someone else's dispute ("有人认为这个答案有争议") withdraws nothing
         if mention.letters and not inside_quotes and not _reported(text, match.start(), match.start()):
             return True
-    for match in patterns.REJECTION.finditer(text, after):
+    rejections = [*patterns.REJECTION.finditer(text, after), *patterns.REJECTION_AFTER.finditer(text, after)]
+    for match in rejections:
         if any(left < match.start() < right for left, right in quoted):
             continue
         if mention.letters and set(lists.letters(match.group("group"))) & set(mention.letters):
@@ -587,6 +599,8 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
     if combination:
         return _decide(combination, valid, "statement")
     quoted = _quoted_spans(text)
+    if _unresolved(text):
+        return Extraction(None, "unresolved", text[-80:].strip())
     analysis = lists.analysis_spans(text)
 
     def in_analysis(mention: _Mention) -> bool:
@@ -605,6 +619,24 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
     if formatted:
         return _agreeing(formatted, valid, "formatted", "ambiguous letters")
     return Extraction(None, patterns.NO_LETTER)
+
+
+def _closing_sentence(text: str) -> str:
+    stripped = text.rstrip(" \t\n。.!?;")
+    breaks = list(patterns.SENTENCE_END.finditer(stripped))
+    return stripped[breaks[-1].end() if breaks else 0 :]
+
+
+def _unresolved(text: str) -> bool:
+    """ "…应选A。\n不对，…那就是C。\n可是…A和C都有可能。": a closing sentence that leaves the choice open
+    between two or more letters, with no turn after it, ends the answer unresolved."""
+    closing = _closing_sentence(text)
+    if len(patterns.ANY_LETTER.findall(closing)) < 2 or _in_note(closing, len(closing)):
+        return False
+    found = list(patterns.UNRESOLVED.finditer(closing))
+    if not found:
+        return False
+    return not re.search(r"但|然而|不过|所以|因此|故|(?i:\bbut\b)", closing[found[-1].end() :])
 
 
 def _compact(text: str) -> str:
