@@ -26,7 +26,8 @@ def fold(answer: str) -> str:
         lambda run: "、".join(re.findall(r"[(\[【][ \t]*([A-Ja-j])", run.group(0))), text
     )
     text = patterns.LETTER_UNITS.sub(_join_units, text)
-    return patterns.OPTION_GLOSS.sub(_drop_gloss, text)
+    text = patterns.OPTION_GLOSS.sub(_drop_gloss, text)
+    return patterns.DOT_GLOSS.sub(lambda gloss: gloss.group("letter"), text)
 
 
 def _drop_gloss(gloss: re.Match) -> str:

@@ -138,6 +138,11 @@ REJECTION_AFTER = re.compile(
 OPTION_GLOSS = re.compile(
     r"(?<![A-Za-z0-9])(?P<letter>[A-J](?![A-Za-z0-9])[ \t]*(?:选项|项)?)[ \t]*\((?P<gloss>[^()\n]{1,30})\)"
 )
+# the same after a dot, mid-sentence, right before a best-fit verdict: "综合来看，C. 肺血栓栓塞症最符合"
+DOT_GLOSS = re.compile(
+    r"(?<=[,;:\u4e00-\u9fff])[ \t]*(?P<letter>[A-J])\.[ \t]*[\u4e00-\u9fff]{2,12}?"
+    r"(?=[ \t]*(?:最(?:为)?(?:符合|恰当|合适|贴切|吻合)|当选|入选))"
+)
 NOT_A_GLOSS = re.compile(
     r"(?<![A-Za-z0-9])[A-Ja-j](?![A-Za-z0-9])|来自|来源|出自|引自|摘自|源自|转自|抄自|据|确定|存疑|待定|把握"
     r"|正确|错|对|不符|可能|也|或|亦|首选|最|答|选|注|见|[?:]"

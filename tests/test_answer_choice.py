@@ -113,6 +113,8 @@ def test_reason_names_the_rule(answer, expected, reason):
         # an option text glossing its letter reads like the bare letter, in every rule
         ("综合来看，C选项（肺血栓栓塞症）最符合。", "C", "verdict"),
         ("首先考虑 B（急性肾炎）。", "B", "statement"),
+        ("综合来看，C. 肺血栓栓塞症最符合。", "C", "verdict"),
+        ("其中，A. 急性心梗最可能出现在下壁。", None, "no option letter found"),
         ("答案：B（据题库）", None, "no option letter found"),  # a source, not a gloss
         ("A（高钾血症）和C（低钙血症）都可能，难以决定。", None, "unresolved"),
         # verdict verbs and frames
