@@ -12,7 +12,8 @@ Rules
    letters I and V. A LaTeX answer box states an answer (`$\\boxed{\\text{C}}$`, `\\[\\boxed{AC}\\]`).
    Letters written one by one as options join into one group: `（A）（C）`, `选项A和选项C`, `A项和D项`,
    `第A项和第D项`, `选项B + 选项E`. A letter's option text in brackets after it is a gloss, dropped
-   (`C选项（肺血栓栓塞症）最符合` reads as `C选项最符合`), unless the bracket names a source, flags, judges
+   (`C选项（肺血栓栓塞症）最符合` reads as `C选项最符合`; after a dot only right before a best-fit verdict,
+   `C. 肺血栓栓塞症最符合`), unless the bracket names a source, flags, judges
    or names another letter (`答案：B（据题库）`, `答案：B（不确定）`, `答案：C（D也对）`).
 2. Option letters. A letter A-J counts only where it stands as a choice: not touching another Latin
    letter or a digit (`CT`, `HbA1c`, `IgA`, `维生素B12`, `ECG`, `poly(A)`), not starting a word (`A型血`,
