@@ -11,7 +11,10 @@ Rules
    numerals (`Ⅰ`, and `I、III` joined as numerals), never the
    letters I and V. A LaTeX answer box states an answer (`$\\boxed{\\text{C}}$`, `\\[\\boxed{AC}\\]`).
    Letters written one by one as options join into one group: `（A）（C）`, `选项A和选项C`, `A项和D项`,
-   `第A项和第D项`, `选项B + 选项E`.
+   `第A项和第D项`, `选项B + 选项E`. A letter's option text in brackets after it is a gloss, dropped
+   (`C选项（肺血栓栓塞症）最符合` reads as `C选项最符合`; after a dot only right before a best-fit verdict,
+   `C. 肺血栓栓塞症最符合`), unless the bracket names a source, flags, judges
+   or names another letter (`答案：B（据题库）`, `答案：B（不确定）`, `答案：C（D也对）`).
 2. Option letters. A letter A-J counts only where it stands as a choice: not touching another Latin
    letter or a digit (`CT`, `HbA1c`, `IgA`, `维生素B12`, `ECG`, `poly(A)`), not starting a word (`A型血`,
    `A 型血`, `B超`, `A族`, `C反应蛋白`, `B细胞`, `D-二聚体`), not after a naming word (`vitamin C`, `type A`),
@@ -24,7 +27,10 @@ Rules
    `正确的是B`, `最恰当的处理是C`, `而是D`, `故C。`, `C为正确答案`, `Answer: C`, `The answer is (b)`,
    `I would choose E`, `it is D`, `C is the correct answer`, `故A、C。`, informal endings (`所以是 D 啦～`,
    `就是C吧`, `选E呀😄`), also with `only`/`both` (`正确答案只有D`,
-   `I would select both D and E`, `…, which corresponds to option D`, `所以本题答C`); a list answering a
+   `I would select both D and E`, `…, which corresponds to option D`, `所以本题答C`, `所以挑 E`,
+   `首先考虑 B`, `选项中符合…的有：B、C、E`, `符合题意的有A和D`, `So the correct ones are B and C`, an arrow
+   conclusion `A对，B错，C对 → AC`); a line of letters closing the answer (`…\n\nBE`, `…\n\nA和B`; not the
+   last of a list of letters one a line); a list answering a
    keyword with a colon, one letter an item a line (`正确的选项有：\n- A：…\n- C：…` → AC; when the items
    judge options, those judged right if every item is judged, none otherwise; the list ends where a
    sentence about other options begins: `\n\nB、E两项属于…`); option items in one sentence after a keyword
@@ -40,7 +46,8 @@ Rules
    the letter opening the next item's line (`B. 华法林：…但需要考虑题目问的是\nC. 肝素`: an answer cut off
    mid-analysis, no statement). A statement does not count when it is
    - inside quotation marks (`A选项“答案是D”的说法错误`),
-   - negated (`不选A`, `不应选E`, `不要误选C`, `答案A是错误的`; `答案不是A` names nothing),
+   - negated (`不选A`, `不应选E`, `不要误选C`, `答案A是错误的`, `能确定的是D和E与题意无关`; `答案不是A`
+     names nothing),
    - hypothetical (`如果选A，…`, `若答案是C，则…`, `…，则应选A` or `如果是慢性期，选C` after a condition,
      `在没有C的情况下，可以选择D`, `否则选D`, unless the sentence turns back to the case at hand:
      `…，因此答案是B`),
@@ -54,14 +61,18 @@ Rules
      (`参考答案：C（来自题库）`; not `答案：B（据《内科学》）`, an answer citing a book), unless the sentence
      turns to the writer's own voice
      (`有同学选A，但正确答案是C` → C),
-   - about the wording, not the answer (`更正：解析中“A项”应为“B项”（笔误）`),
+   - about the wording, not the answer: a typo note replacing quoted wording or naming where the wording is
+     (`更正：解析中“A项”应为“B项”（笔误）`); a note correcting the answer's own letter does count
+     (`（更正：上文“选A”为笔误…应选E）`, `抱歉，上面笔误写成了B…应为D` → the new letter),
    - a question (`答案是A？`, `答案是C吗`),
    - retracted right after (`答案是A。不对，…`, `…等等，…`, `…重新考虑…`, `Wait, …`), or
-   - rejected later (`不选A`, `排除A`, `答案不是A` after `答案是A`), or disputed by the writer (`但我认为这个
-     答案有争议`, `我不同意这个答案`, `这题出得有问题`; not `此题答案没有争议`, nor `有人认为…有争议`).
+   - rejected later (`不选A`, `排除A`, `答案不是A`, `A不能选` after `答案是A`), or disputed by the writer
+     (`但我认为这个答案有争议`, `我不同意这个答案`, `这题出得有问题`; not `此题答案没有争议`,
+     nor `有人认为…有争议`).
 4. The final statement wins on the same line and after a mere inference: a later correction overrides an
    earlier answer (`答案是A？不对，重新考虑，应选C` → C). After a declared answer (`答案：C`, `选C`,
-   `Answer: C`) a later line replaces it only as a correction (`更正`, `不对`, `等等`, `抱歉`, `Actually`) or
+   `Answer: C`) a later line replaces it only as a correction (`更正`, `勘误`, `不对`, `等等`, `抱歉`,
+   `不好意思`, `笔误`, `Actually`) or
    as a new declaration outside a note (a line opened by `注`/`备注`/`Note`…, or brackets): a note's
    inference or someone's choice (`本题的干扰项是A`, `（大多数考生选C）`) is commentary. An alternative
    offered later (`也可选C`, `D亦可考虑`, `其次是C`) is no commitment: in a later sentence or note it leaves
@@ -72,13 +83,17 @@ Rules
    options would do (`两个答案都说得通：…`, `选C或者选E都行`, `both are defensible`), or a choice "among"
    letters that names none (`A和B中的任意一个`). A choice among letters that names one reads that one:
    `答案是B和C中的B` → B. Three or more letters joined by slashes only are a list (`本题选择C/D/E` → CDE).
+   An answer whose closing sentence leaves the choice open between two or more letters, with no turn after
+   it, is unresolved whatever it said before (`应选A。\n不对，…那就是C。\n可是…A和C都有可能`,
+   `B和E好像都错…我现在没法确定`, `A和B之间关系比较复杂，我先分析到这里`; not `A和C都有可能，但…最终选C`).
 6. Several letters joined by `、` `,` `和` `及` `与` `and` `, and`, by spaces or written together (`AC`,
    `A、C、E`, `ACE`, `A, B, and D`) are a multi-answer choice, read as written and sorted (`CA` → AC);
    whether the question allows several answers is the scorer's business (several letters for a
    single-answer question are simply wrong).
    A comma ends the choice when an option is discussed after it (`答案是A，B项错误…` → A).
 7. Verdicts. Only without any statement: positive verdicts on options (`C项正确`, `选项C正确`, `(C) 正确`,
-   `C. 正确`, `只有D对`, `A、C、E正确`, `C、D两项正确`, `A、B、C、D、E五项全部正确`, `选项B、C均为正确描述`,
+   `C. 正确`, `只有D对`, `故 A 当选`, `A、C、E正确`, `C、D两项正确`, `A、B、C、D、E五项全部正确`,
+   `选项B、C均为正确描述`,
    `选项A和选项C都是正确的：…`, `本题第A、D项的表述是正确的`, `B选项最符合`, `选项D最恰当`, `E项为首选`,
    `Option C is correct`, `Options C and E are both correct`) and best-fit verdicts
    (`选项D与题干描述最为吻合`, `Option A fits best with…`) are read when they all name the same letters;
@@ -99,7 +114,8 @@ Rules
    of each of those options and of no other (`<think>…所以选B。</think>该患者最可能的诊断为急性胰腺炎。` with
    B = 急性胰腺炎 → B, reason "restated conclusion"). A reasoning's letter is never read over the answer's
    own: an answer that refuses (`无法作答`), hedges (`选项C和E…我倾向于两者之一`) or only analyses the options
-   (`A项为早期表现，B项…`) is unparseable whatever the reasoning chose.
+   (`A项为早期表现，B项…`) is unparseable whatever the reasoning chose, and so is an empty answer after a
+   closed think block (`<think>…所以选D。</think>` with nothing after it reads no letter).
 Everything else is unparseable, with the reason: an empty or truncated answer (`答案：`, `正确答案是`), a
 non-answer (`无法确定`, `以上都不对`), an option named only by its text. Nothing is ever guessed: no letter
 when a careful reader could not tell is a missed answer; a wrong letter would be a wrong answer scored.
@@ -310,8 +326,13 @@ def _reported(text: str, start: int, group_end: int) -> bool:
         return True
     sentence_end = patterns.SENTENCE_BREAK.search(text, group_end)
     sentence = text[sentence_start : sentence_end.start() if sentence_end else len(text)]
-    return bool(patterns.ABOUT_THE_TEXT.search(sentence)) and not patterns.ANSWER_WORD.search(
-        before + text[start:group_end]
+    if patterns.ANSWER_WORD.search(before + text[start:group_end]):
+        return False
+    # a typo note replacing quoted wording ("…“A项”应为“B项”（笔误）") or naming the wording's place
+    # corrects the text; one replacing the answer's own letter ("上文“选A”为笔误…应选E") corrects the answer
+    letters_quoted = any(quote in text[start:group_end] for quote in patterns.QUOTES)
+    return bool(patterns.TEXT_PLACE.search(sentence)) or (
+        letters_quoted and bool(patterns.ABOUT_THE_TEXT.search(sentence))
     )
 
 
@@ -412,6 +433,12 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
         wrong_ones = match.group("verdict") in ("错误", "错", "不正确", "不对")
         letters = named if wrong_ones else "".join(letter for letter in valid if letter not in named)
         found.append(_Mention(match.start(), letters or None, match.group(0)))
+    closing = patterns.FINAL_LETTERS.search(text)
+    before = text[: closing.start()].rstrip() if closing else ""
+    # "…\n\nBE": a line of letters closing the answer (not the last of a list of letters, one a line)
+    if closing and before and not patterns.LETTERS_LINE.search(before[before.rfind("\n") + 1 :]):
+        group = closing.group("group")
+        found.append(_Mention(closing.start("group"), lists.letters(group), group, declaration=True))
     for pattern in (patterns.VERDICT_ZH, patterns.VERDICT_EN):
         for match in pattern.finditer(text):
             claim = match.group("claim").lower()
@@ -467,7 +494,8 @@ def _rejected(text: str, quoted: list[tuple[int, int]], mention: _Mention) -> bo
         # someone else's dispute ("有人认为这个答案有争议") withdraws nothing
         if mention.letters and not inside_quotes and not _reported(text, match.start(), match.start()):
             return True
-    for match in patterns.REJECTION.finditer(text, after):
+    rejections = [*patterns.REJECTION.finditer(text, after), *patterns.REJECTION_AFTER.finditer(text, after)]
+    for match in rejections:
         if any(left < match.start() < right for left, right in quoted):
             continue
         if mention.letters and set(lists.letters(match.group("group"))) & set(mention.letters):
@@ -587,6 +615,8 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
     if combination:
         return _decide(combination, valid, "statement")
     quoted = _quoted_spans(text)
+    if _unresolved(text):
+        return Extraction(None, "unresolved", text[-80:].strip())
     analysis = lists.analysis_spans(text)
 
     def in_analysis(mention: _Mention) -> bool:
@@ -605,6 +635,24 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
     if formatted:
         return _agreeing(formatted, valid, "formatted", "ambiguous letters")
     return Extraction(None, patterns.NO_LETTER)
+
+
+def _closing_sentence(text: str) -> str:
+    stripped = text.rstrip(" \t\n。.!?;")
+    breaks = list(patterns.SENTENCE_END.finditer(stripped))
+    return stripped[breaks[-1].end() if breaks else 0 :]
+
+
+def _unresolved(text: str) -> bool:
+    """ "…应选A。\n不对，…那就是C。\n可是…A和C都有可能。": a closing sentence that leaves the choice open
+    between two or more letters, with no turn after it, ends the answer unresolved."""
+    closing = _closing_sentence(text)
+    if len(patterns.ANY_LETTER.findall(closing)) < 2 or _in_note(closing, len(closing)):
+        return False
+    found = list(patterns.UNRESOLVED.finditer(closing))
+    if not found:
+        return False
+    return not re.search(r"但|然而|不过|所以|因此|故|(?i:\bbut\b)", closing[found[-1].end() :])
 
 
 def _compact(text: str) -> str:

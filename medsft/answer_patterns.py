@@ -39,11 +39,15 @@ STRONG_KEYWORD = "|".join(
         r"(?<![回解作问])答(?=[ \t]*(?:选项)?[ \t]*[A-J](?![A-Za-z0-9]))",  # "所以本题答C"
         r"正确的?(?:选项|选择)",
         r"最佳(?:选项|选择)",
-        r"选择|选(?!项)",
+        r"选择|选(?!项)|挑选?",  # "所以挑 E"
+        r"(?:首先|首选|优先|最先)考虑(?:为|是)?",  # "首先考虑 B"
         r"应(?:该|当)?(?:是|为|选择?)",
         r"我(?:认为|觉得|选择?|倾向于选?|的选择)",
         r"的(?:选项|选择)?(?:是|为)",
         r"(?:正确|对)的(?:选项|答案)?(?:有|包括)",  # "正确的有：A、C"
+        r"的(?:选项|答案)?(?:有|包括)(?=[ \t]*:)",  # "选项中符合一般规律的有：B、C、E"
+        r"(?:符合|属于|满足)[^,，。.;:\n]{0,12}?的(?:选项|答案)?(?:有|包括)",  # "符合题意的有 A和D"
+        r"选项中[^,，。.;:\n]{0,12}?的(?:是|为|有|包括)",
         r"最(?:佳|合适|恰当|合理|正确|可能|符合题意|适宜|有效|准确)[^,，。.;；:\n]{0,8}?(?:是|为)",
         r"首选[^,，。.;；:\n]{0,6}?(?:是|为)",
         r"而是",
@@ -60,6 +64,7 @@ STRONG_KEYWORD = "|".join(
         r"(?=[ \t]*:[ \t]*[A-J][ \t]*(?:\([^()\n]{1,30}\)|[.、][^\n:,;。()]{1,30})?[ \t]*[。.]?[ \t]*(?m:$))",
         r"(?i:\b(?:the\s+)?(?:(?:final|correct|right|best|my)\s+)*answers?\b)",
         r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
+        r"(?i:\b(?:correct|right|true)\s+(?:ones|statements)\b)",  # "So the correct ones are B and C"
         r"(?i:\bcorrect(?=[ \t]*:))",  # "Correct: A, C, E"
         r"(?i:\b(?:choose|pick|select|go\s+with)\b)",
         rf"(?i:\b{LEFT_AFTER_ELIMINATION}\b)",  # only in a sentence that eliminates
@@ -72,6 +77,7 @@ STRONG_KEYWORD = "|".join(
 WEAK_KEYWORD = (
     r"故|因此|所以|因而|综上所述|综上|结论|(?<![不并])是|(?<![不并因认作成以称])为"
     r"|(?i:\b(?:is|therefore|thus|hence|so)\b)"
+    r"|→|⇒|=>|->"  # a conclusion drawn with an arrow: "A对，B错，C对 → AC"
 )
 # informal endings after an answer: "所以是 D 啦～", "就是C吧", "选B哦😊"
 PARTICLES = r"(?:啦|吧|呀|哦|喔|噢|哈|嘛|咯|哟|呗|哇|了)"
@@ -100,7 +106,7 @@ VERDICT_ZH = re.compile(
     r"的?(?:说法|描述|叙述|表述)?[ \t]*"
     r"(?:(?:与|和|跟|同)[^。.,;:!?\n]{1,16}?)?"  # what it is compared with: "选项D与题干描述最为吻合"
     r"(?:均|都|也|才|是|为|最为|较为|全部|全都|全|皆)*[ \t]*"
-    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳|首选"
+    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳|首选|当选|入选"
     r"|最(?:为)?(?:符合|恰当|合适|合理|准确|贴切|适宜|可能|相符|吻合|一致|匹配|契合)[^。.,;!?\n]{0,16}?)"
     r"的?(?:答案|选项|说法|描述|叙述|表述)?(?=[ \t]*(?:$|[。.,;:!?)\n]|因为))"
 )
@@ -121,6 +127,38 @@ VERDICT_FIT_EN = re.compile(
 REJECTION = re.compile(
     r"(?:不选|不应选|不能选|不可选|排除了?|并非|而非|不是|(?i:\bnot\b))"
     rf"[ \t]*(?:选项)?[ \t]*(?P<group>{GROUP}){BOUNDARY}"
+)
+# the same, the letters first: "所以A不能选", "B项可以排除"
+REJECTION_AFTER = re.compile(
+    rf"(?<![A-Za-z0-9])(?P<group>{GROUP}){BOUNDARY}[ \t]*(?:选项|项)?[ \t]*(?:也|就|则|都|均)?[ \t]*"
+    r"(?:不能选|不应选|不可选|不该选|不选|(?:可以|可|应)?排除|被排除)"
+)
+# A letter's option text after it, as a gloss: "C（肺血栓栓塞症）最符合", "首先考虑 B（急性肾炎）". Not a
+# bracket that says where the letters come from, flags them, judges them or names another letter.
+OPTION_GLOSS = re.compile(
+    r"(?<![A-Za-z0-9])(?P<letter>[A-J](?![A-Za-z0-9])[ \t]*(?:选项|项)?)[ \t]*\((?P<gloss>[^()\n]{1,30})\)"
+)
+# the same after a dot, mid-sentence, right before a best-fit verdict: "综合来看，C. 肺血栓栓塞症最符合"
+DOT_GLOSS = re.compile(
+    r"(?<=[,;:\u4e00-\u9fff])[ \t]*(?P<letter>[A-J])\.[ \t]*[\u4e00-\u9fff]{2,12}?"
+    r"(?=[ \t]*(?:最(?:为)?(?:符合|恰当|合适|贴切|吻合)|当选|入选))"
+)
+NOT_A_GLOSS = re.compile(
+    r"(?<![A-Za-z0-9])[A-Ja-j](?![A-Za-z0-9])|来自|来源|出自|引自|摘自|源自|转自|抄自|据|确定|存疑|待定|把握"
+    r"|正确|错|对|不符|可能|也|或|亦|首选|最|答|选|注|见|[?:]"
+    r"|(?i:\b(?:from|source|per|unsure|uncertain|sure|correct|wrong|incorrect|true|false|best|also|or)\b)"
+)
+# A closing line of letters only, the answer's last: "BE", "A和B", "ACD"
+FINAL_LETTERS = re.compile(
+    r"(?:^|\n)[ \t]*[(\[【「]?[ \t]*"
+    r"(?P<group>[A-J](?:(?:[ \t]*(?:[、,&+]|和|及|与)[ \t]*|[ \t]+)?[A-J]){0,9})"
+    r"[ \t]*[)\]】」]?[ \t]*[.。]?\s*$"
+)
+# A closing sentence that leaves the choice open between letters: "A和C都有可能",
+# "B和E好像都错…我现在没法确定", "A和B之间关系比较复杂，我先分析到这里"
+UNRESOLVED = re.compile(
+    r"(?:都|均|也都)(?:有)?可能(?!是)|(?:没法|没办法|无法|难以|不能|不好)(?:完全)?(?:确定|判断|决定|取舍|抉择|给出)"
+    r"|拿不准|(?:先|暂且|暂时)?分析到这里|先到这里|(?i:\b(?:can(?:no|')t|unable\s+to)\s+(?:decide|tell|determine)\b)"
 )
 
 LETTERS_LINE = re.compile(
@@ -145,6 +183,7 @@ NEGATED_AFTER = re.compile(
     rf"{CLOSERS}(?:选项|项)?[ \t]*(?:的说法|说法)?(?:是|也|都|均|则)?[ \t]*"
     r"(?:不对|错|不正确|不是|不符|不选|排除|除外|(?i:is\s+(?:wrong|incorrect|not)|wrong|incorrect))"
     r"|[ \t]*(?:是|为|属于)[^,。.;!?\n]{0,8}?(?:错误|错选|误选|陷阱|干扰项|迷惑项)"
+    r"|[ \t]*(?:都|均|也)?[ \t]*(?:(?:与|和|跟)[^,。.;!?\n]{0,8}?)?(?:无关|不相关|不相符)"  # "D和E与题意无关"
 )
 NEGATED_BEFORE = re.compile(
     r"(?:不|没有?|未|别|勿|(?<!错)误|非|并非|而非|避免)(?:要|能|应该?|应当|会|可以?|再|必)?[ \t]*误?[ \t]*$"
@@ -231,7 +270,7 @@ NOTE_OPENING = re.compile(
     r"(?:注|备注|说明|提示|补充|附|另|拓展|延伸|提醒|易错|陷阱|常见|错选|误区|参考|链接|PS|P\.S\.|(?i:note|nb|tip|caveat|pitfall))"
 )
 CORRECTION = re.compile(
-    rf"{DISPUTE}|更正|修正|纠正|订正|改正|改为|抱歉|有误|错了|不对|等等|等一下|重新|复核|看错|搞错|写错|为准"
+    rf"{DISPUTE}|更正|修正|纠正|订正|改正|勘误|改为|抱歉|不好意思|对不起|笔误|手误|口误|有误|错了|不对|等等|等一下|重新|复核|看错|搞错|写错|为准"
     r"|(?i:\b(?:correction|actually|wait|on\s+reflection|sorry|i\s+made\s+a\s+mistake|revised?)\b)"
 )
 TENTATIVE_WORD = re.compile(
@@ -267,6 +306,8 @@ CONTRAST = re.compile(
 )
 # A note on the wording (a typo, the explanation's text) corrects the text, not the answer.
 ABOUT_THE_TEXT = re.compile(r"笔误|错别字|打字错误|解析中|上文|前文|文中|原文|(?i:\btypo\b)")
+# where the wording is: a correction naming it is about the text whatever it says ("解析中选项B应为选项D")
+TEXT_PLACE = re.compile(r"错别字|打字错误|解析中|文中|原文")
 ANSWER_WORD = re.compile(r"答案|(?i:\banswer\b)")
 # A non-committal alternative: "也可选C", "亦可考虑D", "C also works".
 ALTERNATIVE = re.compile(

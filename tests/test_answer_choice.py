@@ -107,6 +107,42 @@ def test_reason_names_the_rule(answer, expected, reason):
     assert (read.letters, read.reason) == (expected, reason)
 
 
+@pytest.mark.parametrize(
+    ("answer", "expected", "reason"),
+    [
+        # an option text glossing its letter reads like the bare letter, in every rule
+        ("综合来看，C选项（肺血栓栓塞症）最符合。", "C", "verdict"),
+        ("首先考虑 B（急性肾炎）。", "B", "statement"),
+        ("综合来看，C. 肺血栓栓塞症最符合。", "C", "verdict"),
+        ("其中，A. 急性心梗最可能出现在下壁。", None, "no option letter found"),
+        ("答案：B（据题库）", None, "no option letter found"),  # a source, not a gloss
+        ("A（高钾血症）和C（低钙血症）都可能，难以决定。", None, "unresolved"),
+        # verdict verbs and frames
+        ("故 A 当选。", "A", "verdict"),
+        ("所以挑 E。", "E", "statement"),
+        ("选项中符合一般规律的有：B、C、E。", "BCE", "statement"),
+        ("So the correct ones are B and C.", "BC", "statement"),
+        ("A对，B错，C对，D对，E错 → ACD", "ACD", "statement"),
+        ("A对，B错，C对，D对，E错。", None, "conflicting verdicts: ['A', 'C', 'D']"),
+        # a closing line of letters commits; the last of a list of letters one a line does not alone
+        ("各项分析见上。\n\nA和B", "AB", "statement"),
+        ("正确的选项有：\n- A\n- C", "AC", "statement"),
+        # the writer correcting the answer's own letter, not the wording
+        ("故选A。\n\n（更正：上文“选A”为笔误，应选E。）", "E", "statement"),
+        ("答案：B\n\n抱歉，上面笔误写成了B，应为D。", "D", "statement"),
+        ("答案：C\n\n更正：解析中“B项”应为“D项”（笔误）。", "C", "statement"),
+        # no commitment
+        ("应选A。\n不对，那就是C。\n可是A和C都有可能。", None, "unresolved"),
+        ("能确定的是D和E与题意无关。", None, "no option letter found"),
+        ("A正确。\n等等，题目问的是错误的，所以A不能选。", None, "no option letter found"),
+        ("A和C都有可能，但结合年龄最终选C。", "C", "statement"),
+    ],
+)
+def test_language_of_commitment(answer, expected, reason):
+    read = extract_choice(answer, "ABCDE")
+    assert (read.letters, read.reason) == (expected, reason)
+
+
 def test_evidence_is_the_deciding_text():
     read = extract_choice("A项错误。\n答案：B\n更正：答案：D", "ABCD")
     assert read == Extraction("D", "statement", "答案:D")
