@@ -60,7 +60,7 @@ from medsft.paths import output_dir, shared_dir
 log = logging.getLogger("medsft.gpu_check")
 
 H200_BF16_DENSE_TFLOPS = 989.0
-SPEED_VARIANTS = ("reference", "medsft", "medsft-padding-free")
+SPEED_VARIANTS = ("reference", "medsft", "medsft-no-checkpointing", "medsft-padding-free")
 # What the GPU compares beyond `make bench`'s levers; each variant trains in its own process.
 GPU_LEVERS: dict[str, tuple[str, list[str]]] = {
     "medsft-padding-free": (
