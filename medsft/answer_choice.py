@@ -14,7 +14,8 @@ Rules
    `第A项和第D项`, `选项B + 选项E`. A letter's option text in brackets after it is a gloss, dropped
    (`C选项（肺血栓栓塞症）最符合` reads as `C选项最符合`; after a dot only right before a best-fit verdict,
    `C. 肺血栓栓塞症最符合`), unless the bracket names a source, flags, judges
-   or names another letter (`答案：B（据题库）`, `答案：B（不确定）`, `答案：C（D也对）`).
+   or names another letter (`答案：B（据题库）`, `答案：B（不确定）`, `答案：C（D也对）`). A range names each
+   letter in it (`A～D均正确` → ABCD).
 2. Option letters. A letter A-J counts only where it stands as a choice: not touching another Latin
    letter or a digit (`CT`, `HbA1c`, `IgA`, `维生素B12`, `ECG`, `poly(A)`), not starting a word (`A型血`,
    `A 型血`, `B超`, `A族`, `C反应蛋白`, `B细胞`, `D-二聚体`), not after a naming word (`vitamin C`, `type A`),
@@ -29,11 +30,13 @@ Rules
    `就是C吧`, `选E呀😄`), also with `only`/`both` (`正确答案只有D`,
    `I would select both D and E`, `…, which corresponds to option D`, `所以本题答C`, `所以挑 E`,
    `首先考虑 B`, `选项中符合…的有：B、C、E`, `符合题意的有A和D`, `So the correct ones are B and C`, an arrow
-   conclusion `A对，B错，C对 → AC`); a line of letters closing the answer (`…\n\nBE`, `…\n\nA和B`; not the
-   last of a list of letters one a line); a list answering a
+   conclusion `A对，B错，C对 → AC`, `【结论】A`, a dash closing the answer `…卡介苗 ——A。`,
+   `正确答案包括 B 和 D`, `正确的只有 C 和 E 两项`); a line of letters closing the answer (`…\n\nBE`,
+   `…\n\nA和B`; not the last of a list of letters one a line); a list answering a
    keyword with a colon, one letter an item a line (`正确的选项有：\n- A：…\n- C：…` → AC; when the items
    judge options, those judged right if every item is judged, none otherwise; the list ends where a
-   sentence about other options begins: `\n\nB、E两项属于…`); option items in one sentence after a keyword
+   sentence about other options begins, `\n\nB、E两项属于…`, or an item marked otherwise than the first,
+   `A. …\nC. …\n\nB项为禁忌证` → AC); option items in one sentence after a keyword
    (`应选：A. 限盐；C. 控制体重；D. 戒烟` → ACD; none when an item judges its option wrong); a label with
    a colon opening a line (`最可能的诊断：C. 急性胰腺炎`,
    `首选治疗：B`), or any label whose whole value is a letter with its option text
@@ -85,7 +88,9 @@ Rules
    `答案是B和C中的B` → B. Three or more letters joined by slashes only are a list (`本题选择C/D/E` → CDE).
    An answer whose closing sentence leaves the choice open between two or more letters, with no turn after
    it, is unresolved whatever it said before (`应选A。\n不对，…那就是C。\n可是…A和C都有可能`,
-   `B和E好像都错…我现在没法确定`, `A和B之间关系比较复杂，我先分析到这里`; not `A和C都有可能，但…最终选C`).
+   `B和E好像都错…我现在没法确定`, `A和B之间关系比较复杂，我先分析到这里`; not `A和C都有可能，但…最终选C`),
+   and so is one that leaves the choice to a source (`两个版本各有依据，以哪个为准…`). A list cut off after a
+   separator (`正确答案包括A、`) commits to nothing.
 6. Several letters joined by `、` `,` `和` `及` `与` `and` `, and`, by spaces or written together (`AC`,
    `A、C、E`, `ACE`, `A, B, and D`) are a multi-answer choice, read as written and sorted (`CA` → AC);
    whether the question allows several answers is the scorer's business (several letters for a
@@ -93,12 +98,17 @@ Rules
    A comma ends the choice when an option is discussed after it (`答案是A，B项错误…` → A).
 7. Verdicts. Only without any statement: positive verdicts on options (`C项正确`, `选项C正确`, `(C) 正确`,
    `C. 正确`, `只有D对`, `故 A 当选`, `A、C、E正确`, `C、D两项正确`, `A、B、C、D、E五项全部正确`,
-   `选项B、C均为正确描述`,
-   `选项A和选项C都是正确的：…`, `本题第A、D项的表述是正确的`, `B选项最符合`, `选项D最恰当`, `E项为首选`,
-   `Option C is correct`, `Options C and E are both correct`) and best-fit verdicts
+   `选项B、C均为正确描述`, `选项A和选项C都是正确的：…`, `本题第A、D项的表述是正确的`, `B选项最符合`,
+   `选项D最恰当`, `E项为首选`, `Option C is correct`, `Options C and E are both correct`, `B 无疑`,
+   `ABD三项是正确措施`, `AD 两项符合规定`, `选项A和选项D都属于…`, `只有 D 项“…”属于…`; not one letter's
+   class, `D、E属于二级预防`) and best-fit verdicts
    (`选项D与题干描述最为吻合`, `Option A fits best with…`) are read when they all name the same letters;
    verdicts naming different options (`A正确，B正确，D正确，C错误`) are unparseable. Negative verdicts
-   (`A项错误`) name nothing.
+   (`A项错误`) name nothing. A list or table judging every option (`A … —— 正确`, `| B | 突眼 | ✔ |`) is
+   read, before verdicts, only when a summary closing it commits to the options judged right (`表中标✔的即为
+   正确选项`, `五个选项均正确，全选`); without one it names nothing (the question may ask for the wrong ones).
+   Before verdicts and formatted letters, a closing sentence that declines (`信息不足，难以唯一确定`) reads
+   none.
 8. Formatted letters. Only without statements and verdicts: an answer that is just letters (`C`, `AC`, `(C)`,
    `**C**`), a letter opening a line (`C. 非离子型`, `C、…`, `B) 粒层`) or in brackets (`…毒性最低（C）`, but
    not `poly(A)`) is read when all such mentions agree (`(A) 错误；(B) 错误` is unparseable).
@@ -406,6 +416,8 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
             continue  # "B. 华法林…题目问的是\nC. 肝素": the next item of an option list, not the value
         group = _shrink_at_comma(text, group, match.end(name))
         group_end = match.start(name) + len(group)
+        if patterns.CUT_OFF_LIST.match(text, group_end):
+            continue  # "正确答案包括A、": a list cut off, no answer
         listed = (
             lists.itemised(text, lists.listed(text, group, match.start(name)), group_end) if strong else group
         )
@@ -462,7 +474,7 @@ def _verdict(text: str, quoted: list[tuple[int, int]], match: re.Match) -> _Ment
 
 def _verdicts(text: str, quoted: list[tuple[int, int]]) -> list[_Mention]:
     found = []
-    for pattern in (patterns.VERDICT_ZH, patterns.VERDICT_EN, patterns.VERDICT_FIT_EN):
+    for pattern in (patterns.VERDICT_ZH, patterns.VERDICT_ONLY, patterns.VERDICT_EN, patterns.VERDICT_FIT_EN):
         for match in pattern.finditer(text):
             mention = _verdict(text, quoted, match)
             if mention:
@@ -628,6 +640,11 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
     statements = [mention for mention in _statements(text, quoted, valid) if committed(mention)]
     if statements:
         return _decide(_final(text, statements), valid, "statement")
+    judged = lists.judged_summary(text)
+    if judged:
+        return _decide(_Mention(0, judged, text[-60:].strip()), valid, "judged list")
+    if patterns.DECLINED.search(_closing_sentence(text)):
+        return Extraction(None, "unresolved", text[-80:].strip())
     verdicts = [mention for mention in _verdicts(text, quoted) if committed(mention)]
     if verdicts:
         return _agreeing(verdicts, valid, "verdict", "conflicting verdicts")
@@ -647,9 +664,11 @@ def _unresolved(text: str) -> bool:
     """ "…应选A。\n不对，…那就是C。\n可是…A和C都有可能。": a closing sentence that leaves the choice open
     between two or more letters, with no turn after it, ends the answer unresolved."""
     closing = _closing_sentence(text)
-    if len(patterns.ANY_LETTER.findall(closing)) < 2 or _in_note(closing, len(closing)):
+    # "两个版本各有依据，要看你的考试以哪个为准": the choice left to a source, whatever letters it names
+    found = list(patterns.DEFERRED.finditer(closing))
+    if not found and (len(patterns.ANY_LETTER.findall(closing)) < 2 or _in_note(closing, len(closing))):
         return False
-    found = list(patterns.UNRESOLVED.finditer(closing))
+    found = found or list(patterns.UNRESOLVED.finditer(closing))
     if not found:
         return False
     return not re.search(r"但|然而|不过|所以|因此|故|(?i:\bbut\b)", closing[found[-1].end() :])

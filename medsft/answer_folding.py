@@ -1,6 +1,7 @@
 """How an answer's text is folded before medsft.answer_choice reads it (its rule 1): full-width characters,
 markdown emphasis, spaces between Chinese characters, ASCII Roman numerals of a combination, LaTeX answer
-boxes, letters written one by one as options joined into one group, and the option text glossing a letter."""
+boxes, ranges of letters (`A～D`), letters written one by one as options joined into one group, and the option
+text glossing a letter."""
 
 from __future__ import annotations
 
@@ -25,14 +26,23 @@ def fold(answer: str) -> str:
     text = patterns.BRACKETED_RUN.sub(
         lambda run: "、".join(re.findall(r"[(\[【][ \t]*([A-Ja-j])", run.group(0))), text
     )
-    text = patterns.LETTER_UNITS.sub(_join_units, text)
+    text = patterns.LETTER_RANGE.sub(_expand_range, text)
     text = patterns.OPTION_GLOSS.sub(_drop_gloss, text)
+    text = patterns.LETTER_UNITS.sub(_join_units, text)
     return patterns.DOT_GLOSS.sub(lambda gloss: gloss.group("letter"), text)
 
 
 def _drop_gloss(gloss: re.Match) -> str:
     """`C（肺血栓栓塞症）最符合` → `C最符合`: a letter's option text after it reads like the bare letter."""
     return gloss.group(0) if patterns.NOT_A_GLOSS.search(gloss.group("gloss")) else gloss.group("letter")
+
+
+def _expand_range(span: re.Match) -> str:
+    """`A～D` → `A、B、C、D`: a range of option letters names each letter in it (not `D-A`)."""
+    first, last = span.group("first"), span.group("last")
+    if first >= last:
+        return span.group(0)
+    return "、".join(chr(code) for code in range(ord(first), ord(last) + 1))
 
 
 def fold_numerals(text: str) -> str:

@@ -1,6 +1,6 @@
 """Letters given as lists in an answer, for medsft.answer_choice: a list answering a label, option items in
-one sentence after an answer keyword, an option enumeration a keyword must not reach into, and the lists
-under a heading that analyses the other options."""
+one sentence after an answer keyword, an option enumeration a keyword must not reach into, the lists
+under a heading that analyses the other options, and a list judging every option closed by a summary."""
 
 from __future__ import annotations
 
@@ -49,13 +49,18 @@ def listed(text: str, group: str, group_start: int) -> str | None:
         return group
     if not text[:line_start].rstrip().endswith(":"):
         return group
-    items = []
+    items, marker = [], None
     for line in text[line_start:].split("\n"):
         if not line.strip():
             continue
         item = patterns.LIST_ITEM.match(line)
         if not item or patterns.MORE_LETTERS.match(line, item.end()):
             break  # the list ends; "B、E两项属于…" after it is a sentence about other options
+        # the items share their marker ("A. …\nC. …"): "B项为…禁忌证" after them is a sentence, not an item
+        item_marker = re.match(r"[)\]】]?[ \t]*(选项|项|[.、:)\]】]|)", line[item.end() :]).group(1)
+        if marker is not None and item_marker != marker:
+            break
+        marker = item_marker
         items.append((item.group(0)[-1], line[item.end() :]))
     rejected = {letter for letter, rest in items if patterns.ITEM_REJECTED.search(rest)}
     if not rejected:
@@ -91,3 +96,27 @@ def itemised(text: str, group: str | None, group_end: int) -> str | None:
         items.append(item.group("letter"))
         position = item.end()
     return "、".join(items)
+
+
+def judged_summary(text: str) -> str | None:
+    """ "A …… —— 正确\nB …… —— 错误\n…\n正确的即为答案", "| B | 突眼 | ✔ |\n…\n表中标✔的即为正确选项": a
+    list or table judging each option, followed by a summary that commits to the options judged right, names
+    those. Without such a summary the list names nothing (the question may ask for the wrong ones)."""
+    judged = list(patterns.JUDGED_LINE.finditer(text))
+    if len(judged) < 2 or len({match.group("letter") for match in judged}) < len(judged):
+        return None
+    summary = patterns.JUDGED_SUMMARY.search(text, judged[-1].end())
+    if not summary or "\n" in text[judged[-1].end() : summary.start()].strip():
+        return None  # the summary must close the list, not stand somewhere later
+    judged_spans = {match.start() for match in judged}
+    line_start = 0
+    for line in text[judged[0].start() : judged[-1].end()].split("\n"):
+        position = judged[0].start() + line_start
+        opens_option = re.match(r"[ \t]*(?:[-•>+|][ \t]*)?[(\[【]?[A-J](?![A-Za-z0-9])", line)
+        if opens_option and position not in judged_spans:
+            return None  # an option line left unjudged: the list is no complete judgement
+        line_start += len(line) + 1
+    right = [m.group("letter") for m in judged if not patterns.JUDGED_WRONG.search(m.group("judgement"))]
+    if not right or (summary.group("all") and len(right) < len(judged)):
+        return None
+    return "".join(sorted(right))

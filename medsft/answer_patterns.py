@@ -45,6 +45,7 @@ STRONG_KEYWORD = "|".join(
         r"我(?:认为|觉得|选择?|倾向于选?|的选择)",
         r"的(?:选项|选择)?(?:是|为)",
         r"(?:正确|对)的(?:选项|答案)?(?:有|包括)",  # "正确的有：A、C"
+        r"(?:正确|对)的(?=[ \t]*(?:只有|仅有|唯有|仅|只|就是))",  # "正确的只有 C 和 E 两项"
         r"的(?:选项|答案)?(?:有|包括)(?=[ \t]*:)",  # "选项中符合一般规律的有：B、C、E"
         r"(?:符合|属于|满足)[^,，。.;:\n]{0,12}?的(?:选项|答案)?(?:有|包括)",  # "符合题意的有 A和D"
         r"选项中[^,，。.;:\n]{0,12}?的(?:是|为|有|包括)",
@@ -75,9 +76,11 @@ STRONG_KEYWORD = "|".join(
 )
 # These commit only when the letter ends the sentence or clause: "故C。", "诊断为B。", "diagnosis is B."
 WEAK_KEYWORD = (
-    r"故|因此|所以|因而|综上所述|综上|结论|(?<![不并])是|(?<![不并因认作成以称])为"
+    r"故|因此|所以|因而|综上所述|综上|结论|(?<=【)判断(?=】)|(?<![不并])是|(?<![不并因认作成以称])为"
     r"|(?i:\b(?:is|therefore|thus|hence|so)\b)"
     r"|→|⇒|=>|->"  # a conclusion drawn with an arrow: "A对，B错，C对 → AC"
+    # a dash closing the answer: "——A。"
+    r"|—{1,2}(?=[ \t]*[A-J](?:(?:[、,&+]|和|及|与)?[A-J])*[ \t]*[。.!]?\s*$)"
 )
 # informal endings after an answer: "所以是 D 啦～", "就是C吧", "选B哦😊"
 PARTICLES = r"(?:啦|吧|呀|哦|喔|噢|哈|嘛|咯|哟|呗|哇|了)"
@@ -86,13 +89,13 @@ STRICT_END = rf"(?=[ \t)\]】」』”’\"']*{PARTICLES}*[ \t~…]*(?:$|[。.,;
 CONNECTOR = (
     r"(?:[ \t\n:=>\-—–#\"'“‘「『【\[(<《)\]】」』”’》]|(?<=\n)\d{1,2}[.、)]"  # "…包括：\n1. A、…"
     r"|应该|应当|应|就|当然|才|仍然|仍|还是|则|即|均|都|也|可能|最可能|肯定|显然|一定|是|为|选择|选|选项|答案"
-    r"|只有|仅有|唯有|只是|仅是|只能是|唯一(?:的)?|只|仅"  # "正确答案只有D": the one answer
+    r"|只有|仅有|唯有|只是|仅是|只能是|唯一(?:的)?|只|仅|包括|包含"  # "正确答案只有D": the one answer
     r"|(?i:options?|choices?|letters?|is|are|would\s+be|should\s+be|must\s+be|will\s+be|clearly|definitely"
     r"|only|just|both|all\s+of|us\s+with))"
 )
 STATEMENT = re.compile(
     rf"(?P<key>{STRONG_KEYWORD})(?P<conn>{CONNECTOR}{{0,8}}?)(?P<group>{GROUP}){BOUNDARY}"
-    rf"|(?P<weak>{WEAK_KEYWORD})(?P<wconn>[ \t,:]*(?:选项|(?i:option|choice))?[ \t]*)"
+    rf"|(?P<weak>{WEAK_KEYWORD})(?P<wconn>[ \t,:】\]]*(?:选项|(?i:option|choice))?[ \t]*)"
     rf"(?P<wgroup>[A-J](?:(?:{MULTI_SEP})?[A-J]){{0,9}}){BOUNDARY}{STRICT_END}"
 )
 
@@ -100,15 +103,30 @@ VERDICT_ZH = re.compile(
     # not in the middle of a list ("选项B、C均正确" is read from 选项, never from C)
     r"(?<![A-Ja-j]、)(?:(?<![A-Za-z0-9\u4e00-\u9fff])|(?<=[故即则而仅有此以见知第])|(?=选项|答案)"
     # letters marked as options ("本题A、D项…", "因此C选项…") stand as options after any word
-    r"|(?<![A-Za-z0-9])(?=[A-J](?:[ \t]*[、,和及与][ \t]*[A-J])*[ \t]*(?:项|选项)))"
+    # ("本题A、D项…", "ABD三项…", "因此C选项…")
+    r"|(?<![A-Za-z0-9])(?=[A-J](?:[ \t]*(?:[、,和及与][ \t]*)?[A-J])*[ \t]*[一两三四五六]?(?:项|选项))"
+    # as do several letters judged together: "题目给出的A、B、C、D均为…，正确"
+    r"|(?<![A-Za-z0-9])(?=[A-J](?:[ \t]*[、,和及与][ \t]*[A-J])+[ \t]*(?:均|都)))"
     rf"(?:选项|答案)?[ \t]*[(\[【「\"“]?(?P<group>{GROUP})[)\]】」\"”]?[ \t]*[.:、]?[ \t]*"
-    r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*(?:[两三四五六](?:项|者|个选项|个))?[ \t]*"
+    r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*(?:“[^”\n]{1,20}”)?[ \t]*"  # its text: D项“阿托伐他汀”
+    r"(?:[一两三四五六](?:项|者|个选项|个))?[ \t]*"
     r"的?(?:说法|描述|叙述|表述)?[ \t]*"
-    r"(?:(?:与|和|跟|同)[^。.,;:!?\n]{1,16}?)?"  # what it is compared with: "选项D与题干描述最为吻合"
+    r"(?:(?:与|和|跟|同)[^。.,;:!?\n不非未没]{1,16}?)?"  # what it is compared with: "选项D与题干描述最为吻合"
+    # what they all are, then the verdict: "A～D均为传导系统组成，正确"
+    r"(?:(?:均|都)(?:为|是)[^。.,;:!?\n不非未没错]{1,16}?,[ \t]*)?"
     r"(?:均|都|也|才|是|为|最为|较为|全部|全都|全|皆)*[ \t]*"
-    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳|首选|当选|入选"
+    r"(?P<claim>正确答案|最佳答案|正确选项|最佳选项|正确|对|符合题意|符合|最佳|首选|当选|入选|无疑|毋庸置疑"
+    # fitting a class counts for letters judged together ("AD 两项符合规定", "A、D都属于手术指征"); one
+    # letter's class alone ("D、E属于二级预防") is a description, read only after "only" (VERDICT_ONLY)
+    r"|(?:(?<=[都均皆])|(?<=[两三四五六]项))(?:符合|属于|满足)[^。.,;:!?\n]{0,8}?"
     r"|最(?:为)?(?:符合|恰当|合适|合理|准确|贴切|适宜|可能|相符|吻合|一致|匹配|契合)[^。.,;!?\n]{0,16}?)"
-    r"的?(?:答案|选项|说法|描述|叙述|表述)?(?=[ \t]*(?:$|[。.,;:!?)\n]|因为))"
+    r"的?(?:答案|选项|选择|说法|描述|叙述|表述|措施|做法|方法)?(?=[ \t]*(?:$|[。.,;:!?)\n]|因为))"
+)
+# "只有 D 符合Ⅲ型超敏反应", "唯有 C 项“甘露醇”属于渗透性利尿剂": the one option that fits
+VERDICT_ONLY = re.compile(
+    rf"(?:只有|仅有|唯有|仅)[ \t]*(?:选项)?[ \t]*(?P<group>{GROUP}){BOUNDARY}[ \t]*(?:选项|项)?[ \t]*"
+    r"(?:“[^”\n]{1,20}”)?[ \t]*(?:才)?(?P<claim>(?:符合|属于|满足)[^。.,;:!?\n]{0,10}?)"
+    r"(?=[ \t]*(?:$|[。.,;:!?)\n]|因此|所以|故))"
 )
 VERDICT_EN = re.compile(
     r"(?i:(?:options?|choices?|answers?)[ \t]+)?\(?"
@@ -161,6 +179,18 @@ UNRESOLVED = re.compile(
     r"|拿不准|(?:先|暂且|暂时)?分析到这里|先到这里|(?i:\b(?:can(?:no|')t|unable\s+to)\s+(?:decide|tell|determine)\b)"
 )
 
+# A closing sentence that leaves the choice between answers to a source:
+# "两个版本各有依据，要看你的考试以哪个为准"
+DEFERRED = re.compile(
+    r"各有(?:依据|道理|根据|出处)|以哪(?:个|一?种|一?版|一?本)为准"
+    r"|(?i:\b(?:depends\s+on\s+(?:which|your)\s+(?:source|textbook|exam)))"
+)
+# A closing sentence that declines to choose, read where no statement commits:
+# "信息不足，首选检查难以唯一确定"
+DECLINED = re.compile(
+    rf"{DEFERRED.pattern}|信息不足|(?:无法|难以|不能|没法)(?:唯一|完全)?(?:确定|判断|作答|选择)"
+    r"|(?i:\b(?:cannot\s+be\s+determined|not\s+enough\s+information)\b)"
+)
 LETTERS_LINE = re.compile(
     r"^[ \t]*(?:[-•>#][ \t]*)*[(\[【「]?[ \t]*"
     r"(?P<group>[A-J](?:(?:[ \t]*[、,&][ \t]*|[ \t]+)?[A-J])*)[ \t]*[)\]】」]?[ \t]*[.。]?[ \t]*$",
@@ -193,7 +223,7 @@ NEGATED_BEFORE = re.compile(
 SCOPE = re.compile(rf"{CLOSERS}(?:两者|二者|两项|三者|这两个|这两项)?(?:之中|当中|中|里面|里|之间)")
 SCOPE_CHOICE = re.compile(r"[^。.!?;\n]{0,10}?(?<![A-Za-z0-9])(?P<letter>[A-J])(?![A-Za-z0-9])")
 HEDGE_AFTER = re.compile(
-    rf"{CLOSERS}[,(]?[ \t]*(?:也可能是?|也有可能是?|或许是?|也许是?|或者是?|或是|或|还是"
+    rf"{CLOSERS}[,(]?[ \t]*(?:也可能是?|也有可能是?|(?:或许|也许|可能)(?:还有|是)?|或者是?|或是|或|还是"
     r"|(?i:or(?:\s+(?:possibly|maybe|perhaps))?))[ \t]*(?:选择?|选项|(?i:choose|pick|select|option))?[ \t]*"
     r"[A-J](?:[ \t]*[、,]?[ \t]*[A-J])*(?![A-Za-z0-9])"
 )
@@ -277,7 +307,8 @@ TENTATIVE_WORD = re.compile(
     r"可能|也许|或许|大概|倾向于?|猜|(?i:\b(?:probably|maybe|perhaps|might|likely)\b)"
 )
 UNCERTAIN = re.compile(
-    r"(?:不|无法|难以|不能|才能|不太)(?:完全|十分)?确定|拿不准|没(?:有|什么|太大)?把握|不敢(?:肯定|确定)|记不清|不好说|需要更多信息|取决于|视[^。.;!?\n]{1,20}而定"
+    r"(?:有待|需要?|需)[^。.;!?\n]{0,10}?(?:确认|核实|核对|查证)"
+    r"|(?:不|无法|难以|不能|才能|不太)(?:完全|十分|唯一)?确定|拿不准|没(?:有|什么|太大)?把握|不敢(?:肯定|确定)|记不清|不好说|需要更多信息|取决于|视[^。.;!?\n]{1,20}而定"
     r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure|depends\s+on)\b)"
 )
 # "答案：B（不确定）": the letters flagged as uncertain where they stand
@@ -345,6 +376,22 @@ ANALYSIS_HEADING = re.compile(
 # A list item's own verdict against its option: "- B：错误"
 ITEM_REJECTED = re.compile(r"错|不正确|不对|不选|排除|不符|×|✗|(?i:\b(?:incorrect|wrong|false)\b)")
 ITEM_APPROVED = re.compile(r"正确|对|√|✓|(?i:\b(?:correct|right|true)\b)")
+# "正确答案包括A、": a list of letters cut off after its separator
+CUT_OFF_LIST = re.compile(r"[ \t]*(?:[、,&+]|和|及|与)[ \t]*$")
+# the judgement closing a line of a per-option list or table: "A …… —— 正确", "| B | 突眼 | ✔ |"
+JUDGED_LINE = re.compile(
+    r"^[ \t]*(?:[-•>+|][ \t]*)?[(\[【]?(?P<letter>[A-J])(?![A-Za-z0-9])[^\n]*?"
+    r"(?:——|—|--|\||:|,)[ \t]*(?P<judgement>正确|错误|不正确|对|错|[✔✓√✅✘✗×❌])[^\n|]{0,12}\|?[ \t]*$",
+    re.MULTILINE,
+)
+JUDGED_WRONG = re.compile(r"错|不正确|[✘✗×❌]")
+# a summary committing to the options a list judged right: "表中标✔的即为正确选项", "五个选项均正确，全选"
+JUDGED_SUMMARY = re.compile(
+    r"(?:标|打|画|判为|判断为|标为|记为)(?:有|了)?[ \t]*(?:[✔✓√✅]|对|正确)[ \t]*(?:号)?的"
+    r"(?:选项|项|几项|各项)?"
+    r"[ \t]*(?:即|就|均|都)?(?:为|是)[ \t]*(?:本题的?)?(?:正确|应选)?的?(?:选项|答案)"
+    r"|(?P<all>全选|(?:[五四六三]个|全部|所有)选项(?:均|都|全)(?:正确|对))"
+)
 MORE_LETTERS = re.compile(r"[ \t]*(?:[、,&+]|和|及|与)[ \t]*[A-J](?![A-Za-z0-9])")  # "B、E…": a group goes on
 LIST_ITEM = re.compile(r"^[ \t]*(?:[-•>+][ \t]*|\d+[.、)][ \t]*)?[(\[【]?[A-J](?![A-Za-z0-9])")
 CONTEXT = 300  # characters of context read before a mention
@@ -363,6 +410,10 @@ ROMAN_SEP = r"[ \t]*(?:[、,+]|和|及|与)[ \t]*"
 # Two or more ASCII numerals joined ("I、III", "II+IV") are numerals of a combination, not option letters.
 ROMAN_RUN = re.compile(
     rf"(?<![A-Za-z])(?:VIII|VII|VI|IV|V|III|II|I)(?:{ROMAN_SEP}(?:VIII|VII|VI|IV|V|III|II|I))+(?![A-Za-z])"
+)
+# "A～D均正确": a range of option letters, every letter in it
+LETTER_RANGE = re.compile(
+    r"(?<![A-Za-z0-9])(?P<first>[A-J])[ \t]*(?:~|-|至|到)[ \t]*(?P<last>[A-J])(?![A-Za-z0-9\-])"
 )
 BRACKETED_RUN = re.compile(
     r"(?<![A-Za-z0-9])(?:[(\[【][ \t]*[A-Ja-j][ \t]*[)\]】][ \t]*(?:[、,]|和|及|与|,?[ \t]*and\b)?[ \t]*){2,}"
