@@ -1,5 +1,5 @@
-"""Training speed at the real Qwen3-1.7B shape on this machine: the original recipe and medsft's recipe, each in
-its own process, taking turns, and where one step's time goes against its floor.
+"""Training speed at the real Qwen3-1.7B shape on this machine: the original recipe and medsft's recipe, each
+in its own process, taking turns, and where one step's time goes against its floor.
 
     python -m benchmarks.real_shape                                   # reference vs medsft, 2 rounds, 12 rows
     python -m benchmarks.real_shape --variants reference,medsft,medsft-no-checkpointing --rounds 1
@@ -9,11 +9,11 @@ Each run is one process (a Qwen3-1.7B training process holds ~15-20 GiB; two wou
 it builds the random Qwen3-1.7B weights from `$MEDSFT_SHARED/models/Qwen3-1.7B-tokenizer/config.json` (the
 same seed, so the same weights in every run), takes the first `--rows` real rows of the data set and trains
 them for rows / 4 optimizer steps with batch 1 x accumulation 4, as `full_1epoch` and the original train.py
-do. `reference` is the original recipe (`benchmarks/original_recipe.py`); `medsft` is `recipes/full_1epoch.yaml`
-exactly as `medsft train` loads it, with only what a timed CPU run must change (`--use_cpu true`, the random
-model, no evaluation, saving or reporting, the rows in order); a lever is that recipe with overrides
-(`benchmarks/bench.py`: `LEVERS`). Processes alternate (A B, then B A, ...), so load on a shared machine hits
-both alike.
+do. `reference` is the original recipe (`benchmarks/original_recipe.py`); `medsft` is
+`recipes/full_1epoch.yaml` exactly as `medsft train` loads it, with only what a timed CPU run must change
+(`--use_cpu true`, the random model, no evaluation, saving or reporting, the rows in order); a lever is that
+recipe with overrides (`benchmarks/bench.py`: `LEVERS`). Processes alternate (A B, then B A, ...), so load on a
+shared machine hits both alike.
 
 Reported per run: trained tokens/s over every step but the first (warm-up), the process's peak resident
 memory (the kernel's high-water mark), and for the last step a profile (`benchmarks/step_profile.py`): each
@@ -176,7 +176,9 @@ def floors(run: dict, config, speeds: dict, bandwidth: float, parameters: int) -
                 seconds += flops / speed["flops_per_s"]
             result[name] = seconds
     attention = run["attention_isolated"]
-    result[step_profile.ATTENTION_KERNEL] = attention["forward"] * (2 if recomputed else 1) + attention["backward"]
+    result[step_profile.ATTENTION_KERNEL] = (
+        attention["forward"] * (2 if recomputed else 1) + attention["backward"]
+    )
     for name, traffic in memory_bytes(config, sum(lengths), loss_positions, parameters, recomputed).items():
         result[name] = traffic / bandwidth
     result[step_profile.OTHER] = 0.0
@@ -212,7 +214,9 @@ def gib(value: float) -> str:
     return f"{value / 2**30:.2f} GiB"
 
 
-def report(runs: list[dict], config_path: Path, args: argparse.Namespace, started: datetime) -> tuple[str, dict]:
+def report(
+    runs: list[dict], config_path: Path, args: argparse.Namespace, started: datetime
+) -> tuple[str, dict]:
     reference = [run for run in runs if run["variant"] == bench.REFERENCE]
     lines = [
         "| run | variant | trained tokens/s | steps (s) | trained tokens per step | peak RSS |",
@@ -225,13 +229,19 @@ def report(runs: list[dict], config_path: Path, args: argparse.Namespace, starte
             f"| {index} | {run['variant']} | {run['trained_tokens_per_s']:.2f} | {steps} | {tokens} | "
             f"{gib(run['peak_rss_bytes'])} |"
         )
-    summary = ["", "| variant | mean trained tokens/s | ratio to reference | highest peak RSS |", "|---|---:|---:|---:|"]
+    summary = [
+        "",
+        "| variant | mean trained tokens/s | ratio to reference | highest peak RSS |",
+        "|---|---:|---:|---:|",
+    ]
     base = statistics.mean(run["trained_tokens_per_s"] for run in reference) if reference else None
     for variant in args.variants:
         mine = [run for run in runs if run["variant"] == variant]
         rate = statistics.mean(run["trained_tokens_per_s"] for run in mine)
         ratio = f"{rate / base:.2f}x" if base else "–"
-        summary.append(f"| {variant} | {rate:.2f} | {ratio} | {gib(max(run['peak_rss_bytes'] for run in mine))} |")
+        summary.append(
+            f"| {variant} | {rate:.2f} | {ratio} | {gib(max(run['peak_rss_bytes'] for run in mine))} |"
+        )
     speeds, bandwidth, extra = measure_floors(runs, config_path)
     config = extra["config"]
     with torch.device("meta"):
@@ -242,10 +252,10 @@ def report(runs: list[dict], config_path: Path, args: argparse.Namespace, starte
     parameters = sum(parameter.numel() for parameter in meta.parameters())
     last = {run["variant"]: run for run in runs}  # each variant's last run
     profile_lines = breakdown_table(last, config, speeds, bandwidth, parameters)
+    mean_tokens = round(statistics.mean(runs[-1]["row_lengths_per_step"][-1]))
     speed_lines = [
         "",
-        f"Floors: matrix products at their fastest layout's speed at {round(statistics.mean(runs[-1]['row_lengths_per_step'][-1]))} "
-        f"tokens (bf16, TFLOP/s): "
+        f"Floors: matrix products at their fastest layout's speed at {mean_tokens} tokens (bf16, TFLOP/s): "
         + "; ".join(
             f"{out}x{inp} {kind} {value['flops_per_s'] / 1e12:.2f} ({value['layout']})"
             for (out, inp, kind), value in speeds.items()
@@ -256,16 +266,16 @@ def report(runs: list[dict], config_path: Path, args: argparse.Namespace, starte
     minutes = (datetime.now(timezone.utc) - started).total_seconds() / 60
     text = "\n".join(
         [
-            f"Run {started:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min: {len(runs)} processes, {args.rows} real rows "
-            f"each ({args.rows // ROWS_PER_STEP} optimizer steps of batch 1 x accumulation 4; tokens/s exclude the "
-            f"first step), shape from {config_path.name} with {config.num_hidden_layers} layers, "
+            f"Run {started:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min: {len(runs)} processes, {args.rows} real "
+            f"rows each ({args.rows // ROWS_PER_STEP} optimizer steps of batch 1 x accumulation 4; tokens/s "
+            f"exclude the first step), shape from {config_path.name} with {config.num_hidden_layers} layers, "
             f"{parameters:,} parameters.",
             "",
             *lines,
             *summary,
             "",
-            "Where the last step of each variant's last run went (`torch.profiler`, self time of each operation "
-            "by kernel class; seconds) and the floor of that step's work on this machine:",
+            "Where the last step of each variant's last run went (`torch.profiler`, self time of each "
+            "operation by kernel class; seconds) and the floor of that step's work on this machine:",
             "",
             *profile_lines,
             *speed_lines,
@@ -275,7 +285,11 @@ def report(runs: list[dict], config_path: Path, args: argparse.Namespace, starte
             f"Command: `{args.command}`",
         ]
     )
-    return text, {"runs": runs, "bandwidth": bandwidth, "speeds": {" ".join(map(str, key)): value for key, value in speeds.items()}}
+    return text, {
+        "runs": runs,
+        "bandwidth": bandwidth,
+        "speeds": {" ".join(map(str, key)): value for key, value in speeds.items()},
+    }
 
 
 def breakdown_table(last: dict, config, speeds: dict, bandwidth: float, parameters: int) -> list[str]:
@@ -306,9 +320,14 @@ def breakdown_table(last: dict, config, speeds: dict, bandwidth: float, paramete
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.real_shape", description=__doc__.split("\n")[0])
-    parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated ({DEFAULT_VARIANTS}); "
-                        f"known: {', '.join([bench.REFERENCE, *bench.LEVERS])}")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.real_shape", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--variants",
+        default=DEFAULT_VARIANTS,
+        help=f"comma-separated ({DEFAULT_VARIANTS}); known: {', '.join([bench.REFERENCE, *bench.LEVERS])}",
+    )
     parser.add_argument("--rows", type=int, default=12, help="real rows per run (12: 3 optimizer steps)")
     parser.add_argument("--rounds", type=int, default=2, help="times each variant runs, alternating (2)")
     parser.add_argument("--layers", type=int, help="keep only this many decoder layers (a quick look)")
@@ -328,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     config = args.config or shared_dir() / CONFIG
     if args.child:
         return child(args.child, args.out, config, args.rows)
-    args.command = f"python -m benchmarks.real_shape {' '.join(sys.argv[1:] if argv is None else argv)}".strip()
+    args.command = (
+        f"python -m benchmarks.real_shape {' '.join(sys.argv[1:] if argv is None else argv)}".strip()
+    )
     started = datetime.now(timezone.utc)
     runs = []
     with tempfile.TemporaryDirectory() as work:

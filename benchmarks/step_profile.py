@@ -34,7 +34,13 @@ from torch.profiler import ProfilerActivity, profile, record_function
 PRODUCT_OPS = {"aten::mm", "aten::addmm", "aten::bmm"}
 ATTENTION_OPS = ("flash_attention", "scaled_dot_product", "_efficient_attention")
 LABEL_PREFIX = "medsft::"
-CLIP_OPS = {"aten::_foreach_norm", "aten::linalg_vector_norm", "aten::_foreach_mul_", "aten::stack", "aten::clamp"}
+CLIP_OPS = {
+    "aten::_foreach_norm",
+    "aten::linalg_vector_norm",
+    "aten::_foreach_mul_",
+    "aten::stack",
+    "aten::clamp",
+}
 
 ATTENTION_PRODUCTS = "attention projections q, k, v, o"
 MLP_PRODUCTS = "MLP projections gate, up, down"
@@ -90,7 +96,9 @@ def module_class(name: str, module: torch.nn.Module) -> str | None:
     if kind.endswith("DecoderLayer") or kind.endswith("Model") and not kind.endswith("CausalLM"):
         return RESIDUAL
     if kind.endswith("CausalLM") or name == "":
-        return LOSS  # the output layer's loss, as the model's own forward or medsft's trained-token loss runs it
+        return (
+            LOSS  # the output layer's loss, as the model's own forward or medsft's trained-token loss runs it
+        )
     return None
 
 
@@ -99,7 +107,7 @@ def _in_backward() -> bool:
 
 
 def label_modules(model: torch.nn.Module) -> list:
-    """Forward hooks that open a profiler range named after each module's kernel class; returns the handles."""
+    """Forward hooks that open a profiler range named after each module's kernel class; returns the hooks."""
     handles = []
     for name, module in model.named_modules():
         kind = module_class(name, module)
@@ -151,7 +159,8 @@ class StepBreakdown:
                     "seconds": dict(entry.seconds),
                     "flops": entry.flops,
                     "product_shapes": {
-                        f"{out}x{in_} {kind}": flops for (out, in_, kind), flops in entry.product_shapes.items()
+                        f"{out}x{in_} {kind}": flops
+                        for (out, in_, kind), flops in entry.product_shapes.items()
                     },
                 }
                 for name, entry in self.classes.items()
@@ -170,13 +179,13 @@ def _is_autograd_node(name: str) -> bool:
     return "Backward" in name or name.startswith("autograd::engine::evaluate_function")
 
 
-def _product_flops(event) -> tuple[float, tuple[int, int] | None]:
+def _product_flops(event) -> tuple[float, tuple[int, int, int] | None]:
     shapes = [shape for shape in (event.input_shapes or []) if shape]
     if event.name == "aten::addmm" and len(shapes) >= 3:
         shapes = shapes[1:3]
     if len(shapes) < 2 or len(shapes[0]) < 2 or len(shapes[1]) < 2:
         return 0.0, None
-    (*batch, rows, inner), (*_, inner2, cols) = shapes[0], shapes[1]
+    (*batch, rows, inner), (*_, cols) = shapes[0], shapes[1]
     flops = 2.0 * rows * inner * cols
     for size in batch:
         flops *= size
@@ -296,6 +305,25 @@ def copy_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
     return 2 * source.numel() * source.element_size() / seconds
 
 
+def _linear_layouts(weight: torch.Tensor, inputs: torch.Tensor, grads: torch.Tensor) -> dict[str, dict]:
+    """The layouts a linear layer's three products can take: kind -> layout name -> a call."""
+    weight_t = weight.t().contiguous()
+    return {
+        "forward": {
+            "x @ W.T": lambda: inputs @ weight.t(),
+            "x @ contiguous(W.T)": lambda: inputs @ weight_t,
+        },
+        "input gradient": {
+            "g @ W": lambda: grads @ weight,
+            "g @ contiguous(W.T).T": lambda: grads @ weight_t.t(),
+        },
+        "weight gradient": {
+            "g.T @ x": lambda: grads.t() @ inputs,
+            "(x.T @ g).T": lambda: (inputs.t() @ grads).t(),
+        },
+    }
+
+
 def product_speeds(shapes: list[tuple[int, int]], tokens: int, repeats: int = 3) -> dict[tuple, dict]:
     """FLOP/s of the three products of a linear layer with weight (out, in) at `tokens` rows, in bf16, each
     in its fastest layout: forward (x W^T, or x (W^T contiguous)), input gradient (g W, or g (W^T)^T from a
@@ -304,16 +332,10 @@ def product_speeds(shapes: list[tuple[int, int]], tokens: int, repeats: int = 3)
     speeds: dict[tuple, dict] = {}
     for out_features, in_features in shapes:
         weight = torch.randn(out_features, in_features, generator=generator).to(torch.bfloat16)
-        weight_t = weight.t().contiguous()
         inputs = torch.randn(tokens, in_features, generator=generator).to(torch.bfloat16)
         grads = torch.randn(tokens, out_features, generator=generator).to(torch.bfloat16)
         flops = 2.0 * tokens * in_features * out_features
-        layouts = {
-            "forward": {"x @ W.T": lambda: inputs @ weight.t(), "x @ contiguous(W.T)": lambda: inputs @ weight_t},
-            "input gradient": {"g @ W": lambda: grads @ weight, "g @ contiguous(W.T).T": lambda: grads @ weight_t.t()},
-            "weight gradient": {"g.T @ x": lambda: grads.t() @ inputs, "(x.T @ g).T": lambda: (inputs.t() @ grads).t()},
-        }
-        for kind, options in layouts.items():
+        for kind, options in _linear_layouts(weight, inputs, grads).items():
             timed = {name: _best_seconds(run, repeats) for name, run in options.items()}
             best = min(timed, key=timed.__getitem__)
             speeds[(out_features, in_features, kind)] = {
@@ -324,26 +346,30 @@ def product_speeds(shapes: list[tuple[int, int]], tokens: int, repeats: int = 3)
     return speeds
 
 
+def _attention_at(length: int, heads: int, kv_heads: int, head_dim: int, repeats: int) -> tuple[float, float]:
+    """Seconds of one sdpa call forward and of its backward alone, at one row length."""
+    query = torch.randn(1, heads, length, head_dim, dtype=torch.bfloat16, requires_grad=True)
+    key = torch.randn(1, kv_heads, length, head_dim, dtype=torch.bfloat16, requires_grad=True)
+    value = torch.randn(1, kv_heads, length, head_dim, dtype=torch.bfloat16, requires_grad=True)
+
+    def run_forward():
+        return torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, is_causal=True, enable_gqa=True
+        )
+
+    grad = torch.randn_like(run_forward())
+    forward = _best_seconds(run_forward, repeats)
+    both = _best_seconds(lambda: torch.autograd.grad(run_forward(), (query, key, value), grad), repeats)
+    return forward, max(both - forward, 0.0)
+
+
 def attention_seconds(config, row_lengths: list[int], repeats: int = 3) -> dict[str, float]:
     """The sdpa kernel of every layer, forward and backward, at these row lengths, timed in isolation."""
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    forward = backward = 0.0
-    for length in row_lengths:
-        query = torch.randn(1, heads, length, head_dim, dtype=torch.bfloat16, requires_grad=True)
-        key = torch.randn(1, kv_heads, length, head_dim, dtype=torch.bfloat16, requires_grad=True)
-        value = torch.randn(1, kv_heads, length, head_dim, dtype=torch.bfloat16, requires_grad=True)
-
-        def run_forward():
-            return torch.nn.functional.scaled_dot_product_attention(
-                query, key, value, is_causal=True, enable_gqa=True
-            )
-
-        output = run_forward()
-        grad = torch.randn_like(output)
-        forward += _best_seconds(run_forward, repeats)
-        backward += _best_seconds(
-            lambda: torch.autograd.grad(run_forward(), (query, key, value), grad), repeats
-        ) - _best_seconds(run_forward, 1)
+    timed = [_attention_at(length, heads, kv_heads, head_dim, repeats) for length in row_lengths]
     layers = config.num_hidden_layers
-    return {"forward": forward * layers, "backward": max(backward, 0.0) * layers}
+    return {
+        "forward": sum(forward for forward, _ in timed) * layers,
+        "backward": sum(backward for _, backward in timed) * layers,
+    }
