@@ -12,8 +12,8 @@ them for rows / 4 optimizer steps with batch 1 x accumulation 4, as `full_1epoch
 do. `reference` is the original recipe (`benchmarks/original_recipe.py`); `medsft` is
 `recipes/full_1epoch.yaml` exactly as `medsft train` loads it, with only what a timed CPU run must change
 (`--use_cpu true`, the random model, no evaluation, saving or reporting, the rows in order); a lever is that
-recipe with overrides (`benchmarks/bench.py`: `LEVERS`). Processes alternate (A B, then B A, ...), so load on a
-shared machine hits both alike.
+recipe with overrides (`benchmarks/bench.py`: `LEVERS`). Processes alternate (A B, then B A, ...), so load on
+a shared machine hits both alike.
 
 Reported per run: trained tokens/s over every step but the first (warm-up), the process's peak resident
 memory (the kernel's high-water mark), and for the last step a profile (`benchmarks/step_profile.py`): each
