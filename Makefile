@@ -28,7 +28,7 @@ BASELINE  ?=
 Q         ?=
 ARGS      ?=
 
-.PHONY: setup setup-vllm data train eval infer demo serve bench scale-check gpu-bundle smoke test lint format clean
+.PHONY: setup setup-vllm data train eval infer demo serve bench real-shape scale-check gpu-bundle smoke test lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -89,6 +89,11 @@ serve: $(STAMP)
 # Speed against the original recipe (benchmarks/, not part of the package): docs/benchmarks.md
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench $(ARGS)
+
+# Training speed at the real Qwen3-1.7B shape, the original and full_1epoch in alternating processes, and where a
+# step's time goes against its floor (~20 GiB of RAM, ~1 hour on 2 cores): docs/benchmarks.md
+real-shape: $(STAMP)
+	$(PY) -m benchmarks.real_shape $(ARGS)
 
 # The whole path at the real Qwen3-1.7B shape, random weights, on CPU: full_1epoch and lora for 2 steps each,
 # eval and infer on their final/ (tens of minutes, ~15 GiB of RAM; not part of `make test`): docs/benchmarks.md

@@ -169,6 +169,7 @@ def floors(run: dict, config, speeds: dict, bandwidth: float, parameters: int) -
             seconds = 0.0
             for key, flops in entry["product_shapes"].items():
                 shape, kind = key.split(" ", 1)
+                kind = "forward" if kind == "recompute" else kind  # the same products again
                 out_features, in_features = (int(size) for size in shape.split("x"))
                 speed = speeds.get((out_features, in_features, kind))
                 if speed is None:  # the output layer's products: its vocabulary block's speed

@@ -126,7 +126,9 @@ def label_modules(model: torch.nn.Module) -> list:
                 scopes.pop().__exit__(None, None, None)
 
         handles.append(module.register_forward_pre_hook(enter))
-        handles.append(module.register_forward_hook(leave))
+        handles.append(
+            module.register_forward_hook(leave, always_call=True)
+        )  # closes after an early stop too
     return handles
 
 
@@ -239,8 +241,8 @@ def classify(events, model_dims: set[int]) -> dict[str, ClassTime]:
                     entry.product_shapes[(rows, cols, "weight gradient")] += flops
                 elif direction == "backward":  # g W
                     entry.product_shapes[(inner, cols, "input gradient")] += flops
-                else:  # x W^T
-                    entry.product_shapes[(cols, inner, "forward")] += flops
+                else:  # x W^T, in the forward pass or its recomputation
+                    entry.product_shapes[(cols, inner, direction)] += flops
             entry.seconds[direction] += seconds
         else:
             classes[kind].seconds[direction] += seconds
