@@ -614,11 +614,12 @@ def test_generation_requests_and_answer_part_extraction(tiny_lm, val_file, tmp_p
         "cmexam": {"share": 0.5, "answers": 2},
         "overall": {"share": 0.5, "answers": 2},
     }
-    assert think["extraction_reasons"] == {"answer line": 1, "no option letter found": 1}
+    # "无法确定。" declines to choose: the grader's reason says so
+    assert think["extraction_reasons"] == {"answer line": 1, "unresolved": 1}
     markdown = (tmp_path / "out/r/report.md").read_text(encoding="utf-8")
     assert "| answers in the asked-for line `答案：X` | 50.0% |" in markdown
     assert "| cmexam | 50.0% |" in markdown
-    assert "| answer line | 1 |" in markdown and "| no option letter found | 1 |" in markdown
+    assert "| answer line | 1 |" in markdown and "| unresolved | 1 |" in markdown
     assert "Examples read as `answer line` (1 of 1, drawn at random):" in markdown
     assert "- model q0: read C, gold C: `答案：C`" in markdown
     assert "- model q1: read –, gold A: `无法确定。`" in markdown
