@@ -91,7 +91,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.bench $(ARGS)
 
 # Training speed at the real Qwen3-1.7B shape, the original and full_1epoch in alternating processes, and where a
-# step's time goes against its floor (~20 GiB of RAM, ~1 hour on 2 cores): docs/benchmarks.md
+# step's time goes against its floor (~20 GiB of RAM; 43 min for 3 variants x 2 rounds on 2 cores): docs/benchmarks.md
 real-shape: $(STAMP)
 	$(PY) -m benchmarks.real_shape $(ARGS)
 
