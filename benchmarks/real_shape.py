@@ -35,11 +35,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
 from transformers import AutoConfig, TrainerCallback
 
-from benchmarks import bench, step_profile
+from benchmarks import bench, gpu_check, step_profile
 from medsft.cli import run_command
+from medsft.jsonl import write_json
 from medsft.paths import shared_dir
 
 RECIPE = "full_1epoch"
@@ -98,7 +98,7 @@ def child(variant: str, out: Path, config: Path, rows: int) -> int:
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "profile": profiler.breakdown.as_json() if profiler.breakdown else None,
     }
-    out.write_text(json.dumps(numbers, indent=1), encoding="utf-8")
+    write_json(out, numbers)
     return 0
 
 
@@ -139,8 +139,7 @@ def run_child(variant: str, config: Path, rows: int, work: Path, index: int) -> 
 def memory_bytes(config, tokens: int, loss_positions: int, parameters: int, recomputed: bool) -> dict:
     """The least memory traffic (bytes) of each elementwise class for one optimizer step (bf16 values)."""
     h, layers, inter = config.hidden_size, config.num_hidden_layers, config.intermediate_size
-    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
-    q, kv = head_dim * config.num_attention_heads, head_dim * config.num_key_value_heads
+    q, kv = step_profile.projection_widths(config)
     passes = 2 if recomputed else 1
     two = 2  # bytes per bf16 value
     return {
@@ -173,7 +172,7 @@ def floors(run: dict, config, speeds: dict, bandwidth: float, parameters: int) -
                 out_features, in_features = (int(size) for size in shape.split("x"))
                 speed = speeds.get((out_features, in_features, kind))
                 if speed is None:  # the output layer's products: its vocabulary block's speed
-                    speed = speeds.get(("vocabulary block", config.hidden_size, kind))
+                    speed = speeds[(step_profile.VOCABULARY_BLOCK, config.hidden_size, kind)]
                 seconds += flops / speed["flops_per_s"]
             result[name] = seconds
     attention = run["attention_isolated"]
@@ -186,18 +185,15 @@ def floors(run: dict, config, speeds: dict, bandwidth: float, parameters: int) -
     return result
 
 
-def measure_floors(runs: list[dict], config_path: Path) -> tuple[dict, float, dict]:
-    config = AutoConfig.from_pretrained(config_path)
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+def measure_floors(runs: list[dict], config) -> tuple[dict, float]:
+    """Product speeds and copy bandwidth; each run gets its profiled step's sdpa timed alone."""
     h, inter = config.hidden_size, config.intermediate_size
-    q, kv = head_dim * config.num_attention_heads, head_dim * config.num_key_value_heads
+    q, kv = step_profile.projection_widths(config)
     lengths = runs[-1]["row_lengths_per_step"][-1]
     mean_tokens = round(statistics.mean(lengths))
     shapes = sorted({(q, h), (kv, h), (h, q), (inter, h), (h, inter)})
     print(f"[real_shape] floors: products at {mean_tokens} tokens, attention, bandwidth", file=sys.stderr)
-    speeds = step_profile.product_speeds([*shapes, (8192, h)], mean_tokens)
-    for kind in ("forward", "input gradient", "weight gradient"):
-        speeds[("vocabulary block", h, kind)] = speeds[(8192, h, kind)]
+    speeds = step_profile.product_speeds([*shapes, (step_profile.VOCABULARY_BLOCK, h)], mean_tokens)
     bandwidth = step_profile.copy_bandwidth()
     attention = {}
     for run in runs:
@@ -205,7 +201,7 @@ def measure_floors(runs: list[dict], config_path: Path) -> tuple[dict, float, di
         if key not in attention:
             attention[key] = step_profile.attention_seconds(config, list(key))
         run["attention_isolated"] = attention[key]
-    return speeds, bandwidth, {"config": config}
+    return speeds, bandwidth
 
 
 # ---------------------------------------------------------------- report
@@ -243,14 +239,9 @@ def report(
         summary.append(
             f"| {variant} | {rate:.2f} | {ratio} | {gib(max(run['peak_rss_bytes'] for run in mine))} |"
         )
-    speeds, bandwidth, extra = measure_floors(runs, config_path)
-    config = extra["config"]
-    with torch.device("meta"):
-        from transformers import AutoModelForCausalLM
-
-        meta = AutoModelForCausalLM.from_config(config)
-    meta.tie_weights()
-    parameters = sum(parameter.numel() for parameter in meta.parameters())
+    config = AutoConfig.from_pretrained(config_path)
+    speeds, bandwidth = measure_floors(runs, config)
+    parameters = gpu_check.count_parameters(config_path)
     last = {run["variant"]: run for run in runs}  # each variant's last run
     profile_lines = breakdown_table(last, config, speeds, bandwidth, parameters)
     mean_tokens = round(statistics.mean(runs[-1]["row_lengths_per_step"][-1]))
@@ -260,7 +251,6 @@ def report(
         + "; ".join(
             f"{out}x{inp} {kind} {value['flops_per_s'] / 1e12:.2f} ({value['layout']})"
             for (out, inp, kind), value in speeds.items()
-            if out != "vocabulary block"
         )
         + f". Memory-bound classes at the copy bandwidth, {bandwidth / 1e9:.1f} GB/s (read + write).",
     ]

@@ -73,6 +73,19 @@ CLASSES = (
 PRODUCT_CLASSES = {ATTENTION_PRODUCTS: ATTENTION_PRODUCTS, MLP_PRODUCTS: MLP_PRODUCTS, LOSS: OUTPUT_PRODUCTS}
 
 
+# Vocabulary rows of the output layer timed for its floor (the layer runs its products in such blocks).
+VOCABULARY_BLOCK = 8192
+
+
+def head_dim(config) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def projection_widths(config) -> tuple[int, int]:
+    """Output widths of the query and of the key/value projections."""
+    return head_dim(config) * config.num_attention_heads, head_dim(config) * config.num_key_value_heads
+
+
 def module_class(name: str, module: torch.nn.Module) -> str | None:
     """The kernel class of the operations a module runs itself (its children label their own)."""
     leaf = name.rsplit(".", 1)[-1]
@@ -261,8 +274,7 @@ class StepProfiler:
             if config is not None
         }
         if config is not None:
-            head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-            dims |= {head_dim * config.num_attention_heads, head_dim * config.num_key_value_heads}
+            dims |= set(projection_widths(config))
         self.model_dims = {dim for dim in dims if dim}
         self._profile = None
         self._handles: list = []
@@ -348,11 +360,11 @@ def product_speeds(shapes: list[tuple[int, int]], tokens: int, repeats: int = 3)
     return speeds
 
 
-def _attention_at(length: int, heads: int, kv_heads: int, head_dim: int, repeats: int) -> tuple[float, float]:
+def _attention_at(length: int, heads: int, kv_heads: int, width: int, repeats: int) -> tuple[float, float]:
     """Seconds of one sdpa call forward and of its backward alone, at one row length."""
-    query = torch.randn(1, heads, length, head_dim, dtype=torch.bfloat16, requires_grad=True)
-    key = torch.randn(1, kv_heads, length, head_dim, dtype=torch.bfloat16, requires_grad=True)
-    value = torch.randn(1, kv_heads, length, head_dim, dtype=torch.bfloat16, requires_grad=True)
+    query = torch.randn(1, heads, length, width, dtype=torch.bfloat16, requires_grad=True)
+    key = torch.randn(1, kv_heads, length, width, dtype=torch.bfloat16, requires_grad=True)
+    value = torch.randn(1, kv_heads, length, width, dtype=torch.bfloat16, requires_grad=True)
 
     def run_forward():
         return torch.nn.functional.scaled_dot_product_attention(
@@ -368,8 +380,7 @@ def _attention_at(length: int, heads: int, kv_heads: int, head_dim: int, repeats
 def attention_seconds(config, row_lengths: list[int], repeats: int = 3) -> dict[str, float]:
     """The sdpa kernel of every layer, forward and backward, at these row lengths, timed in isolation."""
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    timed = [_attention_at(length, heads, kv_heads, head_dim, repeats) for length in row_lengths]
+    timed = [_attention_at(length, heads, kv_heads, head_dim(config), repeats) for length in row_lengths]
     layers = config.num_hidden_layers
     return {
         "forward": sum(forward for forward, _ in timed) * layers,
