@@ -126,6 +126,17 @@ Rules
    own: an answer that refuses (`无法作答`), hedges (`选项C和E…我倾向于两者之一`) or only analyses the options
    (`A项为早期表现，B项…`) is unparseable whatever the reasoning chose, and so is an empty answer after a
    closed think block (`<think>…所以选D。</think>` with nothing after it reads no letter).
+13. A confirmed conclusion. An answer that reads no letter by the rules above but names exactly the
+   letters its reasoning concluded on (read by these rules), against none of them, and names no other
+   letter but to reject it, reads the reasoning's letters (`<think>…选AB。</think>属于青霉素类的是
+   阿莫西林（A）和哌拉西林（B）。` → AB, reason "confirmed conclusion"). An answer that refuses, hedges
+   or leaves the choice open never does.
+14. The stance of the clauses (medsft.answer_stance). Last, an answer the rules above leave unread, or
+   whose verdicts conflict but which a clause sums up (`（A 对）…（E 错）…所以本题选前四项`), is read by the
+   stance its clauses take on each option: the options some clause is for and none against
+   (`四个选项里只有D说得对`, `E，毫无疑问。`, `诊断考虑E（…）`, `✅ A. …\n❌ B. …` judging every option,
+   `除B外，其余各项均为…`, `前三项都对，D不对`, `A–C 正确，D 错误`), reason "stance"; none where the writer
+   leaves the choice open anywhere in the answer.
 Everything else is unparseable, with the reason: an empty or truncated answer (`答案：`, `正确答案是`), a
 non-answer (`无法确定`, `以上都不对`), an option named only by its text. Nothing is ever guessed: no letter
 when a careful reader could not tell is a missed answer; a wrong letter would be a wrong answer scored.
@@ -137,12 +148,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from medsft import answer_context as context
 from medsft import answer_folding as folding
 from medsft import answer_lists as lists
 from medsft import answer_patterns as patterns
 from medsft.answer_patterns import ANSWER_LINE, RESTATED
+from medsft.answer_stance import read_stance, stance_of
 
 OPTION_LETTERS = "ABCDEFGHIJ"
+CONFIRMED = "confirmed conclusion"  # the reason of a reasoning's letters the answer confirms (rule 13)
+STANCE = "stance"  # the reason of an answer read by the stance of its clauses (medsft.answer_stance)
 
 
 @dataclass(frozen=True)
@@ -163,242 +178,6 @@ class _Mention:
     )
 
 
-# --- helpers ------------------------------------------------------------------------------------------------
-
-
-def _quoted_spans(text: str) -> list[tuple[int, int]]:
-    spans = []
-    position = 0
-    while position < len(text):
-        closer = patterns.QUOTES.get(text[position])
-        end = text.find(closer, position + 1) if closer else -1
-        if end == -1:
-            position += 1
-            continue
-        spans.append((position, end))
-        position = end + 1
-    return spans
-
-
-def _last_break(pattern: re.Pattern, text: str, end: int) -> int:
-    """Where the clause or sentence that ends at `end` begins; one longer than patterns.CONTEXT characters is
-    cut there (what decides a reading stands near it, and the cut keeps long answers linear)."""
-    window = max(0, end - patterns.CONTEXT)
-    found = [match.end() for match in pattern.finditer(text, window, end)]
-    return found[-1] if found else window
-
-
-def _hypothetical(text: str, start: int) -> bool:
-    clause_start = _last_break(patterns.CLAUSE_BREAK, text, start)
-    if patterns.HYPOTHETICAL.search(text, clause_start, start):
-        return True
-    sentence_start = _last_break(patterns.SENTENCE_BREAK, text, clause_start)
-    condition = list(patterns.HYPOTHETICAL.finditer(text, sentence_start, clause_start))
-    if patterns.CONSEQUENCE.match(text[clause_start:start]):
-        return bool(condition)
-    # "如果是慢性期，选C": a clause right after a condition, with no turn back to the case at hand, is its
-    # consequence too
-    return bool(condition) and not patterns.CONTRAST.search(text, condition[-1].end(), start)
-
-
-def _negated_before(text: str, start: int) -> bool:
-    clause_start = _last_break(patterns.CLAUSE_BREAK, text, start)
-    return bool(patterns.NEGATED_BEFORE.search(text[clause_start:start]))
-
-
-def _is_word(text: str, group: str, group_start: int, group_end: int) -> bool:
-    """Lowercase runs (`acid`), `vitamin C`, and the article or pronoun `A`/`I` before an English word."""
-    if patterns.NAMING_WORD.search(text, max(0, group_start - 12), group_start):
-        return True
-    if re.search(
-        r"[a-z][a-z]", re.sub(r"\b(?:and|or)\b", " ", group)
-    ):  # a run like "acid"; a list like "a、c" or "a, c" is letters
-        return True
-    if group in ("A", "a", "I", "i"):
-        following = re.match(r"[ \t]+([a-z]+)", text[group_end:])
-        return bool(following) and following.group(1) not in patterns.NOT_A_CHOICE_WORD
-    return False
-
-
-def _shrink_at_comma(text: str, group: str, group_end: int) -> str:
-    """`答案是A，B项错误`: a comma ends the choice when the text after the last letter goes on about it."""
-    parts = re.split(r"[ \t]*,[ \t]*", group)
-    if len(parts) == 1:
-        return group
-    ends_here = re.match(r"[ \t)\]】」』”’\"'(]*(?:$|[。.;!?\n])", text[group_end:])
-    verdict_follows = re.match(r"[ \t]*(?:[两三几]?项)?[ \t]*(?:均|都)?[ \t]*(?:正确|对)", text[group_end:])
-    return group if ends_here or verdict_follows else parts[0]
-
-
-def _unsure(text: str, start: int, group_end: int) -> bool:
-    """ "答案可能是A，需要更多信息才能确定": a tentative answer the sentence itself calls uncertain."""
-    clause_start = _last_break(patterns.CLAUSE_BREAK, text, start)
-    if not patterns.TENTATIVE_WORD.search(text, clause_start, group_end):
-        return False
-    sentence_end = patterns.SENTENCE_END.search(text, group_end)
-    return bool(
-        patterns.UNCERTAIN.search(text, group_end, sentence_end.start() if sentence_end else len(text))
-    )
-
-
-def _undecided(text: str, start: int, end: int) -> bool:
-    """ "B、C都对，但只能选一个的话难以决定", "两个答案都说得通：选A或者选D": the sentence says the choice is
-    not made, or that either letter would do."""
-    sentence_end = patterns.SENTENCE_BREAK.search(text, end)
-    stop = sentence_end.start() if sentence_end else len(text)
-    sentence_start = _last_break(patterns.SENTENCE_BREAK, text, start)
-    return bool(
-        patterns.UNDECIDED.search(text, end, stop) or patterns.EITHER_WAY.search(text, sentence_start, stop)
-    )
-
-
-def _two_ways(text: str, start: int, group_end: int) -> bool:
-    """ "可能是C也可能是D": the sentence offers two letters, each as possible."""
-    sentence_end = patterns.SENTENCE_BREAK.search(text, group_end)
-    sentence_start = _last_break(patterns.SENTENCE_BREAK, text, start)
-    stop = sentence_end.start() if sentence_end else len(text)
-    clause_start = _last_break(patterns.CLAUSE_BREAK, text, start)
-    return any(  # a pair that reaches the statement's own clause ("A可能…，C也可能…，但答案是B" is none)
-        pair.start() <= group_end and pair.end() >= clause_start
-        for pair in patterns.HEDGE_PAIR.finditer(text, sentence_start, stop)
-    )
-
-
-def _hedged(group: str) -> bool:
-    """Letters joined by `或`, `还是`, `or` or `/` are a hedge (`C或D`, `C/D`); a run of three or more joined
-    by slashes only lists them (`C/D/E`)."""
-    separators = patterns.HEDGE_IN_GROUP.findall(group)
-    if not separators:
-        return False
-    return not (all(patterns.SLASH.fullmatch(sep) for sep in separators) and len(lists.letters(group)) >= 3)
-
-
-def _letter_run(text: str, group: str, group_end: int) -> bool:
-    """ "答案是 acd。": after an answer keyword, a lowercase run of distinct letters in order, ending the
-    clause, lists options; a word ("acid", "bad") is none."""
-    return (
-        re.fullmatch(r"[a-j]{2,10}", group) is not None
-        and list(group) == sorted(set(group))
-        and re.match(patterns.STRICT_END, text[group_end:]) is not None
-    )
-
-
-def _choice(text: str, group: str, group_end: int, start: int = 0) -> tuple[str | None, int]:
-    """The letters a group commits to (None for a hedge), and where the hedge ends (0 without one)."""
-    if (
-        _unsure(text, start, group_end)
-        or _undecided(text, start, group_end)
-        or patterns.FLAGGED_UNSURE.match(text, group_end)
-        or _two_ways(text, start, group_end)
-    ):
-        return None, group_end
-    rest = text[group_end:]
-    scope = patterns.SCOPE.match(rest)
-    if scope:
-        named = patterns.SCOPE_CHOICE.match(rest, scope.end())
-        if named and named.group("letter") in lists.letters(group):
-            return named.group("letter"), 0
-        return None, group_end + scope.end()
-    if _hedged(group):
-        return None, group_end
-    hedge = patterns.HEDGE_AFTER.match(rest) or patterns.HEDGE_IN_SENTENCE.match(rest)
-    if hedge:
-        return None, group_end + hedge.end()
-    return lists.letters(group), 0
-
-
-def _turns_back(text: str, reported_end: int, start: int) -> bool:
-    """Whether a new clause between the reported words and a statement turns to the writer's own voice
-    ("有同学选A，但正确答案是C"); inside the reported clause the same words are reported too
-    ("有网友指出本题应选C")."""
-    if re.search(r"但|然而|不过|(?i:\b(?:but|however)\b)", text[reported_end:start]):
-        return True
-    clause_break = patterns.REPORT_CLAUSE_BREAK.search(text, reported_end, start)
-    return bool(clause_break) and bool(patterns.CONTRAST.search(text, clause_break.end(), start))
-
-
-def _reported(text: str, start: int, group_end: int) -> bool:
-    """Someone else's answer ("有同学选C", "原答案是D", "常见错误是A"), or a note on the text's wording."""
-    sentence_start = _last_break(patterns.SENTENCE_BREAK, text, start)
-    before = text[sentence_start:start]
-    # a reporter in the statement's own clause, or anywhere before it in the sentence with a verb of saying
-    clause_start = max(sentence_start, _last_break(patterns.REPORT_CLAUSE_BREAK, text, start))
-    reporters = list(patterns.REPORTED.finditer(text, clause_start, group_end))
-    reporters += [
-        r
-        for r in patterns.REPORTED.finditer(text, sentence_start, start)
-        if patterns.SAYING.match(text, r.end())
-    ]
-    if reporters and not _turns_back(text, max(r.end() for r in reporters), start):
-        return True
-    other = list(patterns.OTHER_QUESTION.finditer(text, sentence_start, start))
-    if other and not _turns_back(text, other[-1].end(), start):
-        return True
-    sentence_end = patterns.SENTENCE_BREAK.search(text, group_end)
-    sentence = text[sentence_start : sentence_end.start() if sentence_end else len(text)]
-    if patterns.ANSWER_WORD.search(before + text[start:group_end]):
-        return False
-    # a typo note replacing quoted wording ("…“A项”应为“B项”（笔误）") or naming the wording's place
-    # corrects the text; one replacing the answer's own letter ("上文“选A”为笔误…应选E") corrects the answer
-    letters_quoted = any(quote in text[start:group_end] for quote in patterns.QUOTES)
-    return bool(patterns.TEXT_PLACE.search(sentence)) or (
-        letters_quoted and bool(patterns.ABOUT_THE_TEXT.search(sentence))
-    )
-
-
-def _left_over(text: str, key: str, start: int) -> bool:
-    """ "leaving A", "we are left with E" state an answer only in a sentence that eliminates the others
-    ("…can be ruled out, leaving A"); "which leaves C unexplained" is none."""
-    if not re.fullmatch(patterns.LEFT_AFTER_ELIMINATION, key.strip(), re.IGNORECASE):
-        return True
-    return bool(patterns.ELIMINATING.search(text, _last_break(patterns.SENTENCE_BREAK, text, start), start))
-
-
-def _nominalised(text: str, group_end: int) -> bool:
-    """ "选A者", "选E的同学": the choice names the people who made it, not the writer's answer."""
-    return bool(re.match(r"[ \t]*(?:项|选项)?(?:者|的(?:人|同学|考生|学生))", text[group_end:]))
-
-
-def _retracted(text: str, group_end: int) -> bool:
-    """A retraction right after the letters; a correction of the wording ("更正：解析中…笔误") is none."""
-    retraction = patterns.RETRACTED.match(text, group_end)
-    if not retraction:
-        return False
-    sentence_end = patterns.SENTENCE_BREAK.search(text, retraction.end())
-    rest = text[retraction.end() : sentence_end.start() if sentence_end else len(text)]
-    return not (
-        patterns.ABOUT_THE_TEXT.search(rest) or re.search(r"答案不变|(?i:answer\s+(?:is\s+)?unchanged)", rest)
-    )
-
-
-def _sourced(text: str, start: int, group_end: int) -> bool:
-    """ "参考答案：C（来自题库）": letters given as a key's, with the source they were copied from."""
-    source = patterns.SOURCED.match(text, group_end)
-    return bool(source) and bool(
-        patterns.KEY_SOURCE.search(source.group("source"))
-        or patterns.KEY_LABEL.search(text, _last_break(patterns.CLAUSE_BREAK, text, start), group_end)
-    )
-
-
-def _counts(text: str, quoted: list[tuple[int, int]], start: int, group_end: int) -> bool:
-    """Whether a statement or verdict between start and group_end is a committed one."""
-    if any(left < start < right for left, right in quoted):
-        return False
-    if _negated_before(text, start) or _hypothetical(text, start) or _reported(text, start, group_end):
-        return False
-    if _nominalised(text, group_end) or _sourced(text, start, group_end):
-        return False
-    return not (patterns.TENTATIVE.match(text, group_end) or _retracted(text, group_end))
-
-
-def _alternative(text: str, start: int) -> bool:
-    clause_start = _last_break(patterns.CLAUSE_BREAK, text, start)
-    return bool(patterns.ALTERNATIVE.search(text, clause_start, start))
-
-
-# --- the three readings -------------------------------------------------------------------------------------
-
-
 def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_Mention]:
     found = []
     hedged_until = 0  # the letters a hedge offers ("答案可能是A，也可能是C") are no new statement
@@ -408,13 +187,15 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
         group, start = match.group(name), match.start()
         if start < hedged_until:
             continue
-        if _is_word(text, group, match.start(name), match.end(name)) and not (
-            strong and _letter_run(text, group, match.end(name))
+        if context.is_word(text, group, match.start(name), match.end(name)) and not (
+            strong and context.letter_run(text, group, match.end(name))
         ):
             continue
         if lists.enumerated(text, start, match.start(name)):
             continue  # "B. 华法林…题目问的是\nC. 肝素": the next item of an option list, not the value
-        group = _shrink_at_comma(text, group, match.end(name))
+        if patterns.OPTION_LIST_REST.match(text, match.end(name)):
+            continue  # "选项：A 高热惊厥 B 手足搐搦 C 喉痉挛": the options listed, not a choice
+        group = context.shrink_at_comma(text, group, match.end(name))
         group_end = match.start(name) + len(group)
         if patterns.CUT_OFF_LIST.match(text, group_end):
             continue  # "正确答案包括A、": a list cut off, no answer
@@ -424,20 +205,25 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
         if listed is None:
             continue  # a list judging some options wrong and leaving others unjudged commits to none
         group = listed
-        if not _counts(text, quoted, start, group_end):
+        if not context.counts(text, quoted, start, group_end):
             continue
         if strong and ":" not in match.group("conn") and patterns.NEGATED_AFTER.match(text, group_end):
             continue  # "答案A是错误的"; after a colon ("答案：C项错误") the letter is the answer
-        if strong and not _left_over(text, match.group("key"), start):
+        if strong and not context.left_over(text, match.group("key"), start):
             continue
-        letters, hedge_end = _choice(text, group, group_end, start)
+        letters, hedge_end = context.choice(text, group, group_end, start)
         hedged_until = max(hedged_until, hedge_end)
         declaration = strong and bool(patterns.DECLARATION_KEY.fullmatch(match.group("key").strip()))
-        found.append(_Mention(start, letters, text[start:group_end], _alternative(text, start), declaration))
-    complements = [*patterns.COMPLEMENT.finditer(text), *patterns.COMPLEMENT_AFTER.finditer(text)]
+        alternative = context.alternative(text, start)
+        found.append(_Mention(start, letters, text[start:group_end], alternative, declaration))
+    complements = [
+        *patterns.COMPLEMENT.finditer(text),
+        *patterns.COMPLEMENT_AFTER.finditer(text),
+        *patterns.COMPLEMENT_EN.finditer(text),
+    ]
     for match in complements:
         group = match.group("group")
-        if _is_word(text, group, match.start("group"), match.end("group")) or not _counts(
+        if context.is_word(text, group, match.start("group"), match.end("group")) or not context.counts(
             text, quoted, match.start(), match.end()
         ):
             continue
@@ -463,11 +249,11 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
 
 def _verdict(text: str, quoted: list[tuple[int, int]], match: re.Match) -> _Mention | None:
     group, group_end = match.group("group"), match.end("group")
-    if _is_word(text, group, match.start("group"), group_end) or not _counts(
+    if context.is_word(text, group, match.start("group"), group_end) or not context.counts(
         text, quoted, match.start(), match.end()
     ):
         return None
-    if _hedged(group) or _undecided(text, match.start(), match.end()):
+    if context.hedged(group) or context.undecided(text, match.start(), match.end()):
         return _Mention(match.start(), None, match.group(0))
     return _Mention(match.start(), lists.letters(group), match.group(0))
 
@@ -504,7 +290,7 @@ def _rejected(text: str, quoted: list[tuple[int, int]], mention: _Mention) -> bo
     for match in patterns.DISPUTED.finditer(text, after):
         inside_quotes = any(left < match.start() < right for left, right in quoted)
         # someone else's dispute ("有人认为这个答案有争议") withdraws nothing
-        if mention.letters and not inside_quotes and not _reported(text, match.start(), match.start()):
+        if mention.letters and not inside_quotes and not context.reported(text, match.start(), match.start()):
             return True
     rejections = [*patterns.REJECTION.finditer(text, after), *patterns.REJECTION_AFTER.finditer(text, after)]
     for match in rejections:
@@ -520,7 +306,7 @@ def _combination(text: str, option_texts: dict[str, str]) -> _Mention | None:
     when the answer names no letter itself."""
     if not option_texts or patterns.STATEMENT.search(text):
         return None
-    chosen = [m for m in patterns.ROMAN_ANSWER.finditer(text) if not _negated_before(text, m.start())]
+    chosen = [m for m in patterns.ROMAN_ANSWER.finditer(text) if not context.negated_before(text, m.start())]
     if not chosen:
         return None
     numerals = set(re.findall(r"[ⅠⅡⅢⅣⅤⅥⅦⅧ]", chosen[-1].group("first") or chosen[-1].group("second")))
@@ -552,6 +338,36 @@ def _overrides(text: str, current: _Mention, later: _Mention) -> bool:
     ):
         return True
     return later.declaration and not _in_note(text, later.start)
+
+
+def _line_of(text: str, position: int) -> tuple[int, int]:
+    return text.rfind("\n", 0, position) + 1, (text.find("\n", position) + 1 or len(text) + 1) - 1
+
+
+def _listed_statements(text: str, statements: list[_Mention]) -> list[_Mention]:
+    """ "✓ 选 A（…）\n✓ 选 C（…）\n✓ 选 D（…）": statements opening consecutive lines the same way are one
+    list, their letters one answer."""
+    joined: list[_Mention] = []
+    last_start = -1  # where the last statement joined into joined[-1] starts
+    for mention in statements:
+        line_start, _ = _line_of(text, mention.start)
+        if joined and joined[-1].letters and mention.letters and last_start >= 0:
+            last_line_start, last_line_end = _line_of(text, last_start)
+            prefix = text[line_start : mention.start]
+            if (
+                last_line_end + 1 == line_start
+                and text[last_line_start:last_start] == prefix
+                and len(prefix) <= 4
+            ):
+                previous = joined[-1]
+                letters = lists.letters(previous.letters + mention.letters)
+                evidence = text[previous.start : mention.start + len(mention.evidence)]
+                joined[-1] = _Mention(previous.start, letters, evidence, declaration=previous.declaration)
+                last_start = mention.start
+                continue
+        joined.append(mention)
+        last_start = mention.start if "\n" not in mention.evidence else -1
+    return joined
 
 
 def _final(text: str, statements: list[_Mention]) -> _Mention:
@@ -613,6 +429,8 @@ def extract_choice(answer: str, valid: str | Mapping[str, str], reasoning: str =
     read = _read_answer(answer, valid, option_texts)
     if read.reason == patterns.NO_LETTER and reasoning.strip() and option_texts:
         return _restated(answer, reasoning, option_texts) or read
+    if read.letters is None and reasoning.strip():
+        return _confirmed(answer, reasoning, valid) or read
     return read
 
 
@@ -626,7 +444,7 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
     combination = _combination(text, option_texts)
     if combination:
         return _decide(combination, valid, "statement")
-    quoted = _quoted_spans(text)
+    quoted = context.quoted_spans(text)
     if _unresolved(text):
         return Extraction(None, "unresolved", text[-80:].strip())
     analysis = lists.analysis_spans(text)
@@ -639,7 +457,7 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
 
     statements = [mention for mention in _statements(text, quoted, valid) if committed(mention)]
     if statements:
-        return _decide(_final(text, statements), valid, "statement")
+        return _decide(_final(text, _listed_statements(text, statements)), valid, "statement")
     judged = lists.judged_summary(text)
     if judged:
         return _decide(_Mention(0, judged, text[-60:].strip()), valid, "judged list")
@@ -647,11 +465,23 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
         return Extraction(None, "unresolved", text[-80:].strip())
     verdicts = [mention for mention in _verdicts(text, quoted) if committed(mention)]
     if verdicts:
-        return _agreeing(verdicts, valid, "verdict", "conflicting verdicts")
+        read = _agreeing(verdicts, valid, "verdict", "conflicting verdicts")
+        # verdicts on several options ("A对…B对…E错") read only with a clause summing them up
+        stance = stance_of(text, valid, analysis) if read.letters is None else None
+        if stance and stance.summarised and stance.reading:
+            return _decide(_Mention(0, stance.reading, text[-60:].strip()), valid, STANCE)
+        return read
     formatted = [mention for mention in _formatted(text) if not in_analysis(mention)]
-    if formatted:
-        return _agreeing(formatted, valid, "formatted", "ambiguous letters")
-    return Extraction(None, patterns.NO_LETTER)
+    read = (
+        _agreeing(formatted, valid, "formatted", "ambiguous letters")
+        if formatted
+        else Extraction(None, patterns.NO_LETTER)
+    )
+    if read.letters is None:
+        stance = read_stance(text, valid, analysis)
+        if stance:
+            return _decide(_Mention(0, stance, text[-60:].strip()), valid, STANCE)
+    return read
 
 
 def _closing_sentence(text: str) -> str:
@@ -666,7 +496,8 @@ def _unresolved(text: str) -> bool:
     closing = _closing_sentence(text)
     # "两个版本各有依据，要看你的考试以哪个为准": the choice left to a source, whatever letters it names
     found = list(patterns.DEFERRED.finditer(closing))
-    if not found and (len(patterns.ANY_LETTER.findall(closing)) < 2 or _in_note(closing, len(closing))):
+    options_named = len(patterns.ANY_LETTER.findall(closing)) >= 2 or patterns.TWO_OPTIONS.search(closing)
+    if not found and (not options_named or _in_note(closing, len(closing))):
         return False
     found = found or list(patterns.UNRESOLVED.finditer(closing))
     if not found:
@@ -697,3 +528,19 @@ def _restated(answer: str, reasoning: str, option_texts: dict[str, str]) -> Extr
         return None
     shown = "、".join(option_texts[letter] for letter in concluded.letters)
     return Extraction(concluded.letters, RESTATED, f"{concluded.evidence} → {shown}")
+
+
+def _confirmed(answer: str, reasoning: str, valid: str) -> Extraction | None:
+    """Rule 13: the reasoning's conclusion, when the answer reads no letter of its own but names exactly the
+    letters the reasoning concluded on, against none of them, and names no other letter but to reject it."""
+    text = folding.fold(answer)
+    if _unresolved(text):
+        return None
+    stance = stance_of(text, valid, lists.analysis_spans(text))
+    concluded = extract_choice(reasoning, valid)
+    if stance is None or not concluded.letters:
+        return None
+    chosen = set(concluded.letters)
+    if chosen & stance.rejected or not chosen <= stance.named or stance.named - chosen - stance.rejected:
+        return None
+    return Extraction(concluded.letters, CONFIRMED, f"{concluded.evidence} → {text[-60:].strip()}")

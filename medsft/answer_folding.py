@@ -16,7 +16,7 @@ def fold_width(answer: str) -> str:
     text = "".join(
         char if char in patterns.ROMAN_CHARS else unicodedata.normalize("NFKC", char) for char in answer
     )
-    return re.sub(r"[*`]", "", text)
+    return re.sub(r"[*`]", "", text).translate(patterns.TRADITIONAL)
 
 
 def fold(answer: str) -> str:

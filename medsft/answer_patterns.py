@@ -64,6 +64,7 @@ STRONG_KEYWORD = "|".join(
         rf"(?m:^)[ \t]*(?:[-#>•][ \t]*)*(?:(?!{DISCUSSING})[\u4e00-\u9fff]){{1,10}}"
         r"(?=[ \t]*:[ \t]*[A-J][ \t]*(?:\([^()\n]{1,30}\)|[.、][^\n:,;。()]{1,30})?[ \t]*[。.]?[ \t]*(?m:$))",
         r"(?i:\b(?:the\s+)?(?:(?:final|correct|right|best|my)\s+)*answers?\b)",
+        r"(?i:\b(?:final|my)\s+(?:choice|pick|selection)\b)",
         r"(?i:\b(?:correct|right|best)\s+(?:options?|choices?)\b)",
         r"(?i:\b(?:correct|right|true)\s+(?:ones|statements)\b)",  # "So the correct ones are B and C"
         r"(?i:\bcorrect(?=[ \t]*:))",  # "Correct: A, C, E"
@@ -168,28 +169,37 @@ NOT_A_GLOSS = re.compile(
 )
 # A closing line of letters only, the answer's last: "BE", "A和B", "ACD"
 FINAL_LETTERS = re.compile(
-    r"(?:^|\n)[ \t]*[(\[【「]?[ \t]*"
+    r"(?:^|\n)[ \t]*(?:(?:👉|→|⇒|=>|->)[ \t]*)?[(\[【「]?[ \t]*"
     r"(?P<group>[A-J](?:(?:[ \t]*(?:[、,&+]|和|及|与)[ \t]*|[ \t]+)?[A-J]){0,9})"
     r"[ \t]*[)\]】」]?[ \t]*[.。]?\s*$"
 )
 # A closing sentence that leaves the choice open between letters: "A和C都有可能",
 # "B和E好像都错…我现在没法确定", "A和B之间关系比较复杂，我先分析到这里"
 UNRESOLVED = re.compile(
-    r"(?:都|均|也都)(?:有)?可能(?!是)|(?:没法|没办法|无法|难以|不能|不好)(?:完全)?(?:确定|判断|决定|取舍|抉择|给出)"
+    r"(?:都|均|也都)(?:有)?可能(?!是)|(?:没法|没办法|无法|难以|很难|不能|不好)(?:完全)?(?:确定|判断|决定|取舍|抉择|给出)"
+    r"|(?:没法|没办法|无法|不能)[^。.!?;\n]{0,8}?(?:选出|给(?:你|您)?(?:一个)?(?:确定|明确|唯一)的?答案)"
+    r"|(?:都|均)(?:可以)?(?:算对|说得通|讲得通|成立)"
     r"|拿不准|(?:先|暂且|暂时)?分析到这里|先到这里|(?i:\b(?:can(?:no|')t|unable\s+to)\s+(?:decide|tell|determine)\b)"
 )
 
+# a closing sentence about two options without naming them: "两个选项都说得通", "两种说法我都见过"
+TWO_OPTIONS = re.compile(r"两个(?:选项|答案)|两者|二者|两种(?:说法|观点|答案|理解)|(?i:\bboth\b)")
 # A closing sentence that leaves the choice between answers to a source:
 # "两个版本各有依据，要看你的考试以哪个为准"
 DEFERRED = re.compile(
-    r"各有(?:依据|道理|根据|出处)|以哪(?:个|一?种|一?版|一?本)为准"
+    r"各有(?:依据|道理|根据|出处)|以哪(?:个|一?种|一?版|一?本)为准|(?:答案|说法)不一致"
+    r"|哪(?:个|一个|项|一项)[^。.!?;\n]{0,12}?(?:需要|要|得)(?:看|根据|结合)"
+    r"|(?:需要|请)(?:您|你)?(?:确认|核对|对照)[^。.!?;\n]{0,12}?(?:版本|教材|题库|答案)"
     r"|(?i:\b(?:depends\s+on\s+(?:which|your)\s+(?:source|textbook|exam)))"
 )
 # A closing sentence that declines to choose, read where no statement commits:
 # "信息不足，首选检查难以唯一确定"
 DECLINED = re.compile(
     rf"{DEFERRED.pattern}|信息不足|(?:无法|难以|不能|没法)(?:唯一|完全)?(?:确定|判断|作答|选择)"
-    r"|(?i:\b(?:cannot\s+be\s+determined|not\s+enough\s+information)\b)"
+    r"|(?:所有|全部|[五四六]个|各个?)选项中?(?:都|均)?(?:没有|不)(?:正确|符合|对)|选项中(?:没有|都不|均不)"
+    r"|没有(?:一个)?正确的?(?:选项|答案)|(?:正确|应有)的?(?:选项|答案)不在"
+    r"|(?i:\b(?:cannot\s+be\s+determined|not\s+enough\s+information|none\s+of\s+the\s+(?:listed\s+)?"
+    r"(?:options|choices|answers)|(?:option|answer)\s+is\s+(?:missing|not\s+(?:listed|among|there)))\b)"
 )
 LETTERS_LINE = re.compile(
     r"^[ \t]*(?:[-•>#][ \t]*)*[(\[【「]?[ \t]*"
@@ -197,7 +207,7 @@ LETTERS_LINE = re.compile(
     re.MULTILINE,
 )
 LINE_START = re.compile(
-    rf"^[ \t]*(?:[-•>#][ \t]*)*[(\[【]?[ \t]*(?P<group>[A-J]){BOUNDARY}"
+    rf"^[ \t]*(?:[-•>#✔✓√✅☑✘✗×❌][ \t]*)*[(\[【]?[ \t]*(?P<group>[A-J]){BOUNDARY}"
     r"(?:[ \t]*(?:[.:)\]】]|、(?![ \t]*[A-J](?![A-Za-z0-9])))|[ \t]+(?=[^\sA-Za-z0-9]))",
     re.MULTILINE,
 )
@@ -238,7 +248,7 @@ HEDGE_IN_SENTENCE = re.compile(
 )
 # Reported speech: the statement is someone else's answer, an old key or a common mistake, not this one.
 REPORTED = re.compile(
-    r"(?:有|很多|许多|不少|部分|一些|某些|其他|其它|别的|大多数|多数|大部分)(?:的|些)?(?:同学|人|考生|学生|医生|资料"
+    r"(?:你|您)(?:所)?(?:提到|提供|给出?|说|贴|附)的|(?:有|很多|许多|不少|部分|一些|某些|其他|其它|别的|大多数|多数|大部分)(?:的|些)?(?:同学|人|考生|学生|医生|资料"
     r"|教材|书|文献|题库|版本|解析|参考书|学者|专家|网友|老师)|别人|他人|老师|专家|学者|网友|(?:另|也|还)?有(?:观点|意见|说法|看法)"
     r"|(?:考生|学生|同学|初学者)(?:们)?(?:常|多|容易|往往|经常|可能|会)"
     r"|(?<![最正])(?:(?:原|旧|题库|原题|原书|网上|官方|给定|辅导书)[\u4e00-\u9fff]{0,6}?|教材|资料|题目给出?)的?"
@@ -316,7 +326,7 @@ FLAGGED_UNSURE = re.compile(
     r"[ \t]*\([^()\n]{0,6}?(?:不确定|存疑|待定|不太确定|没把握|(?i:unsure|uncertain|not\s+sure|\?))"
 )
 UNDECIDED = re.compile(
-    r"(?:难以|无法|不好|很难|不能)(?:做出)?(?:决定|取舍|抉择|选择|二选一)|(?i:\b(?:can(?:no|')t|hard\s+to)\s+(?:decide|choose)\b)"
+    r"(?:难以|无法|不好|很难|不能)(?:做出)?(?:决定|取舍|抉择|选择|二选一)|很难说|难说|不好说|(?i:\b(?:can(?:no|')t|hard\s+to)\s+(?:decide|choose)\b)"
 )
 # Letters offered as both acceptable: "两个答案都说得通：选A或者选D", "选C或者选E都行", "both are defensible".
 EITHER_WAY = re.compile(
@@ -350,8 +360,13 @@ COMPLEMENT = re.compile(
     rf"除(?:了)?[ \t]*(?:选项)?[ \t]*(?P<group>{GROUP})[ \t]*(?:选项|项)?[ \t]*"
     r"(?:(?:以|之)?外[ \t]*,?[ \t]*(?:其余|其他|其它|余下|剩下)?|,[ \t]*(?:其余|其他|其它|余下|剩下))"
     r"(?:的)?(?:[两三四五六几各]?项|选项|说法|描述)?"
-    r"[ \t]*(?:均|都|全)(?:是|为)?[ \t]*"
-    r"(?P<verdict>正确|对|错误|错|不正确|不对)"
+    r"[ \t]*(?:均|都|全)(?:是|为|应)?[ \t]*"
+    r"(?P<verdict>正确|对|错误|错|不正确|不对|选)"
+)
+# "All of the above except D", "all options are correct except B" name every other option.
+COMPLEMENT_EN = re.compile(
+    r"(?i:\ball\s+(?:of\s+the\s+above|(?:the\s+)?options|of\s+them|others)\s+(?:are\s+(?:correct|right|true)\s+)?"
+    rf"(?:except|but)(?:\s+for)?\s+(?:options?\s+)?)(?P<group>{GROUP})(?![A-Za-z0-9])(?P<verdict>)"
 )
 # "A、C项错误，其余正确" names every other option ("B正确，其余都错" is a verdict on B).
 COMPLEMENT_AFTER = re.compile(
@@ -399,6 +414,16 @@ CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
 SENTENCE_BREAK = re.compile(r"[。.!?;\n]")
 # a sentence's end where an ellipsis ("……", folded to "......") only pauses it: "我猜是B吧……其实没把握"
 SENTENCE_END = re.compile(r"[。!?;\n]|(?<!\.)\.(?!\.)")
+# Traditional characters of the words read here, as their simplified forms: "選 A 與 E" reads "选 A 与 E"
+TRADITIONAL = str.maketrans(
+    "選擇項確為對錯誤應該與說題個無僅這還實際認兩斷診標準參結論當屬於並種後從裡來難決議據證們嗎麼餘夠會則號問較優適",
+    "选择项确为对错误应该与说题个无仅这还实际认两断诊标准参结论当属于并种后从里来难决议据证们吗么余够会则号问较优适",
+)
+# the rest of a line listing options after a letter ("选项：A 高热惊厥 B 手足搐搦 C …"): no answer
+OPTION_TEXT = r"[^\sA-Za-z0-9,。;:\n]{1,20}"
+OPTION_LIST_REST = re.compile(
+    rf"[ \t]*{OPTION_TEXT}[ \t]+[A-J](?![A-Za-z0-9])[ \t]*{OPTION_TEXT}[ \t]+[A-J](?![A-Za-z0-9])"
+)
 CJK_SPACE = re.compile(r"(?<=[\u4e00-\u9fff])[ \t]+(?=[\u4e00-\u9fff])")
 QUOTES = {"“": "”", "「": "」", "『": "』", "‘": "’", '"': '"'}
 
@@ -413,7 +438,7 @@ ROMAN_RUN = re.compile(
 )
 # "A～D均正确": a range of option letters, every letter in it
 LETTER_RANGE = re.compile(
-    r"(?<![A-Za-z0-9])(?P<first>[A-J])[ \t]*(?:~|-|至|到)[ \t]*(?P<last>[A-J])(?![A-Za-z0-9\-])"
+    r"(?<![A-Za-z0-9])(?P<first>[A-J])[ \t]*(?:~|-|–|至|到)[ \t]*(?P<last>[A-J])(?![A-Za-z0-9\-])"
 )
 BRACKETED_RUN = re.compile(
     r"(?<![A-Za-z0-9])(?:[(\[【][ \t]*[A-Ja-j][ \t]*[)\]】][ \t]*(?:[、,]|和|及|与|,?[ \t]*and\b)?[ \t]*){2,}"

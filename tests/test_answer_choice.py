@@ -30,13 +30,9 @@ REQUIRED_AGREEMENT = 0.97
 # rule saw them: each is guarded by a floor set just under its first measured figure, recorded beside it. A
 # regression guard, not a target: rules are never fitted to a held-out corpus.
 # file name -> (floor, the figure measured on its first run)
-# Earlier ones: answer_corpus_outside3.jsonl, measured once as held-out at 154/160 (96.2 %, 4 wrong
-# letters, 2 missed), and answer_corpus_outside5.jsonl, at 222/240 (92.5 %, 4 wrong letters, 14 missed),
-# became development data once their disagreements were worked on (docs/evaluation.md).
-HELDOUT_FLOORS: dict[str, tuple[float, str]] = {
-    # a sixth outside corpus, written blind; measured once on the rules as they stand, then frozen
-    "answer_corpus_heldout.jsonl": (208 / 240, "208/240 (86.7 %), 6 wrong letters, 26 missed"),
-}
+# Earlier ones (answer_corpus_outside3/5/6.jsonl, first measured at 96.2 %, 92.5 % and 86.7 %) became
+# development data once their disagreements were worked on (docs/evaluation.md).
+HELDOUT_FLOORS: dict[str, tuple[float, str]] = {}
 
 
 def test_corpus_covers_every_class():
@@ -145,6 +141,87 @@ def test_reason_names_the_rule(answer, expected, reason):
 def test_language_of_commitment(answer, expected, reason):
     read = extract_choice(answer, "ABCDE")
     assert (read.letters, read.reason) == (expected, reason)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected", "reason"),
+    [
+        # the stance of the clauses: for an option and against none
+        ("四个选项里只有D说得对。知情同意是患者的权利。", "D", "stance"),
+        ("E，毫无疑问。\n\n苯丙酮尿症需低苯丙氨酸饮食。", "E", "stance"),
+        ("诊断考虑E（原发性醛固酮增多症）。\n\n依据：高血压伴低血钾。", "E", "stance"),
+        (
+            "✅ A. 血清铁降低\n❌ B. 血清铁升高\n❌ C. 铁蛋白升高\n❌ D. 总铁结合力降低\n❌ E. 饱和度升高",
+            "A",
+            "stance",
+        ),
+        ("除B外，其余各项均为库欣综合征的典型表现。", "ACDE", "stance"),
+        ("唯有C不对，其余都是支气管扩张症的典型表现。", "ABDE", "stance"),
+        ("前三项都对，D不对。\n早期并发症包括术后出血。", "ABC", "stance"),
+        ("排除法：\nA ×\nB ×\nC ×\nD ×\n所以是E——关节痛属于次要表现。", "E", "stance"),
+        (
+            "A. 洛伐他汀——降TC\nB. 考来烯胺——降LDL-C\nC. 非诺贝特——降TG\n\n问降甘油三酯的药物，即非诺贝特。",
+            "C",
+            "stance",
+        ),
+        ("（A 对）复温\n（B 对）补液\n（E 错）热敷\n所以本题选前两项。", "AB", "stance"),
+        ("全选。营养不良的原因包括摄入不足。", "ABCDE", "stance"),
+        # and where it reads nothing
+        ("✅ A. 血清铁降低\n❌ B. 血清铁升高\nC. 铁蛋白升高", None, "ambiguous letters: ['A', 'B', 'C']"),
+        ("只有 D 不符合诊断标准，其余都符合。", None, "no option letter found"),  # may answer "不符合的是"
+        (
+            "A 急性期卧床 —— 正确\nB 大量补液 —— 错误\nC 监测血糖 —— 正确",
+            None,
+            "ambiguous letters: ['A', 'B', 'C']",
+        ),
+        ("首先想到的是B，但似乎更像C，两者的鉴别点相互矛盾，很难取舍。", None, "unresolved"),
+        ("B（维生素B12）和D（叶酸）缺乏都会致贫，所以这道题两个选项都说得通。", None, "unresolved"),
+        ("如果是成人，应选A；如果是儿童，应选D。", None, "no option letter found"),
+        ("C选项最符合吗？还需要看有无发热。", None, "no option letter found"),
+        ("正确答案包括B、", None, "no option letter found"),
+        ("A 型血患者最常见", None, "no option letter found"),
+        # forms of commitment the statements read
+        ("Final choice: B (pancreatic head carcinoma).", "B", "statement"),
+        ("All of the above except D.", "ABCE", "statement"),
+        ("Correct: A, C, D (all except B).", "ACD", "statement"),
+        ("選 A 與 C。", "AC", "statement"),
+        ("RR间期绝对不等——心房颤动。\n👉 D", "D", "statement"),
+        ("✓ 选 A（补液）\n✓ 选 C（减压）\n✗ B（止痛）", "AC", "statement"),
+        (
+            "最常见的是无热惊厥。\n\n选项：A 高热惊厥 B 手足搐搦 C 喉痉挛\n\n嗯……",
+            None,
+            "no option letter found",
+        ),
+        ("None of the listed options (A, B, C) matches; the correct option is missing.", None, "unresolved"),
+        # a key the asker gave is reported speech
+        ("我认为应该选D。\n\n不过你提供的参考答案是C，我认为那个答案有误。", "D", "statement"),
+    ],
+)
+def test_language_of_the_fallbacks(answer, expected, reason):
+    read = extract_choice(answer, "ABCDE")
+    assert (read.letters, read.reason) == (expected, reason)
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "answer", "letters", "reason"),
+    [
+        ("选AB。", "属于青霉素类的是阿莫西林（A）和哌拉西林（B）。", "AB", "confirmed conclusion"),
+        ("选BD。", "含sIgA——B正确；乳糖高——D正确。\n故A、C、E错误。", "BD", "confirmed conclusion"),
+        (
+            "选AB。",
+            "阿莫西林（A）属于青霉素类；哌拉西林（B）、头孢呋辛（C）也常用。",
+            None,
+            None,
+        ),  # C not rejected
+        ("选AB。", "A和B我都拿不准，无法确定。", None, None),  # the answer leaves it open
+        ("选D。", "", None, None),  # an empty answer shows the user nothing
+    ],
+)
+def test_a_reasoning_conclusion_the_answer_confirms(reasoning, answer, letters, reason):
+    read = extract_choice(answer, "ABCDE", reasoning=reasoning)
+    assert read.letters == letters
+    if reason:
+        assert read.reason == reason
 
 
 def test_evidence_is_the_deciding_text():

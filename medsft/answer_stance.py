@@ -1,0 +1,279 @@
+"""The stance reading, the last fallback of medsft.answer_choice: an answer that no statement, verdict or
+formatted letter reads is read by the stance each of its clauses takes on the options it names.
+
+A clause (the text between two of `，。；！？：—` or a line break) that names option letters is *for* them
+when it carries a word of approval (`正确`, `对`, `符合`, `就是`, `答案`, `考虑`, `毫无疑问`, `✔`, `correct`…)
+and no word of rejection, *against* them when it carries one (`错`, `不对`, `不符合`, `排除`, `鉴别`, `见于`,
+`✘`, `wrong`…). A line opening with an option letter is one unit, judged by its mark alone (`✅ A. …`,
+`| B | … | ✘ |`): its wording is the option's own, and so are words in quotation marks. A clause with no
+letter speaks for options as a whole: `全选` for all, `前三项都对` for the first three, `其余都是…` after
+`除B外` or after options judged wrong for the others, and a clause naming the text the answer's own option
+lines give one option (`C. 非诺贝特…` then `即非诺贝特`) for that option. `只有A符合` is for A and against
+the rest; an answer leading with its letters (`E，毫无疑问。`, `B和D。`, a first line `**A. 葡萄糖-6-磷酸脱氢
+酶缺乏症**` standing alone) is for them. Someone else's view, a key, a question or a condition takes no
+stance. The reading is the options something is for and nothing against. It commits to none when the
+writer leaves the choice open anywhere in the answer (`很难取舍`, `两者都说得通`, `没法确定`, `取决于…`,
+`ambiguous`), offers letters as alternatives (`B或C`, `在B和D之间`), hesitates over several (`似乎`,
+`看起来`), cuts a list off (`正确答案包括B、`), marks only some options of a list, or chooses all and
+rejects some.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from medsft import answer_lists as lists
+from medsft import answer_patterns as patterns
+
+# a clause ends at a comma, colon, sentence end or line break ("C. 非诺贝特" is one clause)
+CLAUSE = re.compile(r"(?:[^,。!?;:\n.—]|(?<=[A-J])\.|\.(?=\S))+")
+# letters written together ("正确的应该是ACE"), distinct and in order; not a word ("ACE抑制剂")
+LETTER_RUN = re.compile(r"(?<![A-Za-z0-9])[A-J]{2,10}(?=[ \t]*(?:$|[。.,;!?)—]|项|选项|都|均|[两三四五]项))")
+# letters offered as alternatives, or a choice left between them: "B or C", "B或C", "在B和D之间"
+BETWEEN = re.compile(
+    r"(?<![A-Za-z0-9])[A-J](?![A-Za-z0-9])[^,。;\n]{0,12}?(?:或|还是|(?i:\bor\b))[^,。;\n]{0,12}?"
+    r"(?<![A-Za-z0-9])[A-J](?![A-Za-z0-9])|之间|(?i:\b(?:either|between)\b)"
+)
+# a line opening with an option letter is one unit about that option: "✅ A. 血清铁降低…", "| B | … | ✔ |"
+MARKS = "✔✓√✅☑✘✗×❌"
+ITEM_LINE = re.compile(
+    rf"^[ \t]*(?:[-•>+*|#][ \t]*|\d+[.、)][ \t]*|[{MARKS}][ \t]*)*[(\[【]?"
+    rf"(?P<letter>[A-J]){patterns.BOUNDARY}"
+    r"(?![ \t]*(?:和|与|及|、|,)[ \t]*[A-J](?![A-Za-z0-9]))(?![ \t]+[a-z])(?![ \t]*[,;。!?]|[ \t]*$)"
+)
+# an option standing alone as a heading: "**A. 葡萄糖-6-磷酸脱氢酶缺乏症**"
+ITEM_HEADING = re.compile(r"[ \t#>*-]*[(\[【]?[A-J][)\]】]?[ \t]*[.、:)][^。!?;\n]{1,30}")
+# an inference concluding on letters: "所以是E", "故选BD", "因此答案为C"
+CONCLUDED = re.compile(
+    r"(?:所以|因此|故|综上|因而)[^,。!?;\n]{0,6}?[ \t]*[A-J](?:[ \t]*(?:[、,&+]|和|及|与)?[ \t]*[A-J])*"
+    r"[ \t]*(?:[两三四五]?项|选项)?[ \t]*$"
+)
+TICK = re.compile(r"[✔✓√✅☑]")
+CROSS = re.compile(r"[✘✗×❌]")
+APPROVAL = re.compile(
+    r"[✔✓√✅☑]|(?<![不非])正确|(?<![不错反针相绝核校应])对(?![应于照比称])|答案|(?<![不别])(?:应)?选(?![项择题])"
+    r"|当选|首选|(?<![不未])(?:符合|吻合|相符)|最(?:可能|佳|恰当|合适|准确|支持)(?=[ \t]*(?:$|是|为|的))"
+    r"|考虑(?!到)|就是|即为|即是"
+    r"|无疑|毫无疑问|说得对|才是|没错|成立|^[ \t]*即"
+    r"|(?i:\b(?:correct|right|answer|best|first[- ]line|choose|pick|select|yes)\b)"
+)
+REJECTION = re.compile(
+    r"[✘✗×❌]|错|不(?:是|对|正确|符合|相符|选|属于|会|能|应|宜|该|可|考虑|支持|包括|成立|当|太|合|妥|首选|作为|一致|吻合)"
+    r"|排除|并非|而非|除外|违反|违背|无关|鉴别|易混|混淆|误|干扰|陷阱|见于|相反|否"
+    r"|(?i:\b(?:wrong|incorrect|not|false|no|rule[sd]?\s+out|exclude[sd]?|never)\b)"
+)
+HESITATION = re.compile(
+    r"可能|似乎|好像|像是|更像|也许|或许|倾向|不确定|看起来|看似|看上去"
+    r"|(?i:\b(?:maybe|perhaps|possibly|might|seems?|appears?)\b)"
+)
+# a clause choosing every option ("全选", "都应选"); a mere "所有选项都正确" may answer "错误的是"
+ALL_OPTIONS = re.compile(r"全选|全部都?选|(?:都|均)(?:应(?:当|该)?)?选")
+THE_REST = re.compile(r"其余|其他|其它|余下|剩下|剩余")
+# "唯有C不对，其余都是…": the rest are approved only after options judged wrong, not merely unfitting
+# ("只有D不符合…，其余都符合" may answer "不符合的是")
+WRONG = re.compile(r"[✘✗×❌]|错|不对|不正确|(?i:(?:wrong|incorrect))")
+# someone else's view, a question or a key: no stance of the writer's own
+NOT_OWN = re.compile(rf"{patterns.REPORTED.pattern}|{patterns.KEY_LABEL.pattern}|原答案|(?:吗|呢)[ \t]*$")
+FIRST_ONES = re.compile(r"前([两二三四五])项")
+# "只有A符合…": the one option approved, every other one rejected
+ONLY = re.compile(r"只有|唯有|仅有?|唯一|(?i:\bonly\b)")
+# "除B外，其余各项均为…": every option but the excepted ones
+EXCEPT = re.compile(
+    r"除(?:了)?[^,。!?;:\n]{0,12}?(?:以|之)?外|除(?:了)?[ \t]*(?:选项)?[ \t]*[A-J](?![A-Za-z0-9])"
+    r"|(?i:\bexcept\b)"
+)
+REST_AFFIRMED = re.compile(r"(?:都|均|全)(?:是|为|属于|对|正确|符合)")
+# a clause of letters alone ("E", "B和D") opening the answer: the answer leads with its choice
+BARE_LETTERS = re.compile(
+    r"[ \t*(\[【]*[A-J](?:[ \t]*(?:[、,&+]|和|及|与|以及)?[ \t]*[A-J])*[ \t*)\]】]*(?:项|选项)?[ \t]*"
+)
+# an option item line's name: "C. 非诺贝特——贝特类…" names C 非诺贝特
+ITEM_NAME = re.compile(r"[ \t]*(?:[.、:)\]】]|选项|项)?[ \t]*(?P<name>[^\s,。;:()—|✔✓√✅☑✘✗×❌]{2,20})")
+COUNTS = {"两": 2, "二": 2, "三": 3, "四": 4, "五": 5}
+# the writer leaves the choice open somewhere in the answer
+UNDECIDED = re.compile(
+    rf"{patterns.UNRESOLVED.pattern}|{patterns.DEFERRED.pattern}|{patterns.UNDECIDED.pattern}"
+    rf"|{patterns.EITHER_WAY.pattern}|{patterns.UNCERTAIN.pattern}|{patterns.DISPUTED.pattern}|{patterns.DISPUTE}"
+    r"|两种说法|(?:请|需要?|需)您?(?:确认|核对|参考|对照)"
+    r"|没法|无法|不好说|两个选项|二选一|缺陷|自行(?:选择|判断|作答)|歧义|(?:也|亦)(?:说得通|讲得通|可以|对|成立)"
+    r"|(?:需要?|需)[^。.;!?\n]{0,12}?判断"
+    r"|(?i:\b(?:ambiguous|depending|depends|more\s+(?:clinical\s+)?information"
+    r"|i\s+(?:can(?:no|')t|won't|would\s+rather\s+not))\b)"
+)
+
+
+def _unquoted(text: str) -> str:
+    """The text with what stands in quotation marks blanked (the option's own words, not the writer's)."""
+    chars = list(text)
+    position = 0
+    while position < len(text):
+        closer = patterns.QUOTES.get(text[position])
+        end = text.find(closer, position + 1) if closer else -1
+        if end == -1 or "\n" in text[position:end]:
+            position += 1
+            continue
+        chars[position + 1 : end] = " " * (end - position - 1)
+        position = end + 1
+    return "".join(chars)
+
+
+def _letters_in(clause: str, valid: str) -> str:
+    named = {
+        match.group(0)
+        for match in patterns.ANY_LETTER.finditer(clause)
+        if not patterns.NAMING_WORD.search(clause, max(0, match.start() - 12), match.start())
+    }
+    for run in LETTER_RUN.finditer(clause):
+        if list(run.group(0)) == sorted(set(run.group(0))):
+            named.update(run.group(0))
+    return "".join(letter for letter in valid if letter in named)
+
+
+def _conditional(text: str, start: int, end: int) -> bool:
+    """Whether the clause stands in a sentence that states a condition ("如果是慢性期，选C")."""
+    sentence_start = max((m.end() for m in patterns.SENTENCE_BREAK.finditer(text, 0, start)), default=0)
+    return bool(patterns.HYPOTHETICAL.search(text, sentence_start, end))
+
+
+def _units(text: str, valid: str) -> list[tuple[int, str, str]]:
+    """(start, text, item letter or "") for each unit: a line opening with an option letter and naming no
+    other one whole, otherwise each clause."""
+    units, offset = [], 0
+    for line in text.split("\n"):
+        item = ITEM_LINE.match(line)
+        if item and _letters_in(line, valid) in ("", item.group("letter")):
+            units.append((offset, line, item.group("letter")))
+        else:
+            units.extend((offset + m.start(), m.group(0), "") for m in CLAUSE.finditer(line))
+        offset += len(line) + 1
+    return units
+
+
+def _item_names(units: list[tuple[int, str, str]]) -> dict[str, str]:
+    """The option texts the answer's own item lines give ("C. 非诺贝特——…" → {"C": "非诺贝特"})."""
+    names = {}
+    for _, line, item in units:
+        if item:
+            name = ITEM_NAME.match(line, ITEM_LINE.match(line).end())
+            if name:
+                names[item] = name.group("name")
+    return names
+
+
+def _leading(plain: str, units: list[tuple[int, str, str]]) -> str:
+    """The letters an answer leads with: a first clause of letters alone ("E，毫无疑问", "B和D。") or a first
+    line that is one option standing alone ("**A. 葡萄糖-6-磷酸脱氢酶缺乏症**\n\n…")."""
+    if not units:
+        return ""
+    start, first, item = units[0]
+    if item:
+        line_end = plain.find("\n", start)
+        alone = line_end == -1 or plain[line_end : line_end + 2] == "\n\n"
+        heading = ITEM_HEADING.fullmatch(first.rstrip()) and not REJECTION.search(first)
+        return item if alone and heading else ""
+    follows = plain[start + len(first) : start + len(first) + 1]
+    return first if BARE_LETTERS.fullmatch(first) and follows != "?" else ""
+
+
+@dataclass(frozen=True)
+class Stance:
+    approved: frozenset[str]  # the letters some clause is for
+    rejected: frozenset[str]  # the letters some clause is against
+    named: frozenset[str]  # every letter a clause of the writer's own names
+    summarised: bool  # a clause sums the options up ("所以本题选前四项", "其余都对", "只有A符合", "故选E")
+    reading: str | None  # the letters read (see the module docstring), None when they commit to none
+
+
+def read_stance(text: str, valid: str, skipped: list[tuple[int, int]]) -> str | None:
+    """The letters the answer's clauses are for and none is against, or None (see the module docstring).
+    `text` is the folded answer; clauses starting inside a `skipped` span (analysis of the other options) are
+    not read."""
+    stance = stance_of(text, valid, skipped)
+    return stance.reading if stance else None
+
+
+def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance | None:
+    """The stance the answer's clauses take on each option; None when the writer leaves the choice open
+    (undecided, letters offered as alternatives, a list cut off)."""
+    plain = _unquoted(text)
+    if UNDECIDED.search(plain):
+        return None
+    units = _units(plain, valid)
+    names = _item_names(units)
+    approved: list[str] = list(_letters_in(_leading(plain, units), valid))
+    rejected: set[str] = set()
+    judged_wrong: set[str] = set()
+    excepted: set[str] = set()
+    named_anywhere: set[str] = set()
+    hesitant = every_option = summarised = False
+    marked_items = 0
+    for start, clause, item in units:
+        if any(left <= start < right for left, right in skipped):
+            continue
+        if NOT_OWN.search(clause) or plain[start + len(clause) : start + len(clause) + 1] == "?":
+            continue
+        if _conditional(plain, start, start + len(clause)):
+            continue
+        named = (item if item in valid else "") if item else _letters_in(clause, valid)
+        named_anywhere.update(named)
+        if len(named) > 1 and BETWEEN.search(clause):
+            return None
+        if named and patterns.CUT_OFF_LIST.search(clause):
+            return None  # "正确答案包括B、": a list cut off
+        if item:
+            # an option's line is judged by its mark alone: its wording is the option's, and an unmarked
+            # enumeration ("A. 头孢——应选\nB. …") may be cut off or answer "错误的是"
+            against = bool(CROSS.search(clause) or (not TICK.search(clause) and WRONG.search(clause)))
+            for_them = bool(TICK.search(clause)) and not against
+            marked_items += for_them or against
+        else:
+            against = bool(REJECTION.search(clause))
+            for_them = not against and bool(
+                TICK.search(clause) or APPROVAL.search(clause) or CONCLUDED.search(clause)
+            )
+        if not named and not item:
+            named = _named_by_text(clause, names)
+        if named and not item and EXCEPT.search(clause):
+            excepted.update(named)
+            continue
+        if against and WRONG.search(clause):
+            judged_wrong.update(named)
+        if not named:
+            first = FIRST_ONES.search(clause)
+            rest = THE_REST.search(clause) and (excepted or judged_wrong)
+            summarised = summarised or bool(for_them and (first or rest or ALL_OPTIONS.search(clause)))
+            if first and for_them:
+                approved.extend(valid[: COUNTS[first.group(1)]])
+            elif rest and (for_them or (REST_AFFIRMED.search(clause) and not against)):
+                approved.extend(letter for letter in valid if letter not in excepted | judged_wrong)
+            elif rest and against and excepted:
+                approved.extend(excepted)  # "除C外都错"
+            elif ALL_OPTIONS.search(clause) and for_them:
+                approved.extend(valid)
+                every_option = True
+            continue
+        if against:
+            rejected.update(named)
+        elif for_them:
+            approved.extend(named)
+            if ONLY.search(clause):
+                rejected.update(letter for letter in valid if letter not in named)
+            summarised = summarised or bool(ONLY.search(clause) or CONCLUDED.search(clause))
+            hesitant = hesitant or bool(HESITATION.search(clause))
+    chosen = sorted(set(approved) - rejected)
+    committed = not (
+        not chosen
+        or (hesitant and len(chosen) > 1)
+        or (every_option and rejected)
+        # a list marking options reads only when it judges every option
+        or (marked_items > 1 and set(valid) - set(approved) - rejected)
+    )
+    reading = lists.letters("".join(chosen)) if committed else None
+    return Stance(frozenset(approved), frozenset(rejected), frozenset(named_anywhere), summarised, reading)
+
+
+def _named_by_text(clause: str, names: dict[str, str]) -> str:
+    """The one option whose text (as the answer's own item lines give it) the clause names, or ""."""
+    named = [letter for letter, name in names.items() if name in clause]
+    return named[0] if len(named) == 1 else ""
