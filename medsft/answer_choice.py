@@ -153,7 +153,7 @@ from medsft import answer_folding as folding
 from medsft import answer_lists as lists
 from medsft import answer_patterns as patterns
 from medsft.answer_patterns import ANSWER_LINE, RESTATED
-from medsft.answer_stance import read_stance, stance_of
+from medsft.answer_stance import UNDECIDED, read_stance, stance_of
 
 OPTION_LETTERS = "ABCDEFGHIJ"
 CONFIRMED = "confirmed conclusion"  # the reason of a reasoning's letters the answer confirms (rule 13)
@@ -255,6 +255,12 @@ def _verdict(text: str, quoted: list[tuple[int, int]], match: re.Match) -> _Ment
         return None
     if context.hedged(group) or context.undecided(text, match.start(), match.end()):
         return _Mention(match.start(), None, match.group(0))
+    clause_start = context.last_break(patterns.CLAUSE_BREAK_OUTSIDE_BRACKETS, text, match.start())
+    joined = patterns.JOINED_BEFORE.search(text, clause_start, match.start())
+    if joined:  # "第一个（A）和最后一个（E）正确": the letters joined before it share the verdict
+        return _Mention(
+            joined.start(), lists.letters(joined.group("letter") + group), text[joined.start() : match.end()]
+        )
     return _Mention(match.start(), lists.letters(group), match.group(0))
 
 
@@ -272,7 +278,9 @@ def _formatted(text: str) -> list[_Mention]:
     found = []
     letter_lines = []
     for match in patterns.LETTERS_LINE.finditer(text):
-        found.append(_Mention(match.start(), lists.letters(match.group("group")), match.group(0).strip()))
+        group = match.group("group")
+        letters = None if context.hedged(group) else lists.letters(group)  # "B 或 E。" is a hedge
+        found.append(_Mention(match.start(), letters, match.group(0).strip()))
         letter_lines.append((match.start(), match.end()))
     for pattern in (patterns.LINE_START, patterns.BRACKETED):
         for match in pattern.finditer(text):
@@ -296,6 +304,9 @@ def _rejected(text: str, quoted: list[tuple[int, int]], mention: _Mention) -> bo
     for match in rejections:
         if any(left < match.start() < right for left, right in quoted):
             continue
+        group_start, group_end = match.span("group")
+        if context.is_word(text, match.group("group"), group_start, group_end):
+            continue  # "…, not a risk factor": the article, not option A
         if mention.letters and set(lists.letters(match.group("group"))) & set(mention.letters):
             return True
     return False
@@ -457,7 +468,12 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
 
     statements = [mention for mention in _statements(text, quoted, valid) if committed(mention)]
     if statements:
-        return _decide(_final(text, _listed_statements(text, statements)), valid, "statement")
+        final = _final(text, _listed_statements(text, statements))
+        clause_start = context.last_break(patterns.CLAUSE_BREAK, text, final.start)
+        tentative = patterns.TENTATIVE_WORD.search(text, clause_start, final.start + len(final.evidence))
+        if tentative and patterns.DECLINED.search(_closing_sentence(text)):
+            return Extraction(None, "unresolved", text[-80:].strip())  # "像是B…无法给出确定答案"
+        return _decide(final, valid, "statement")
     judged = lists.judged_summary(text)
     if judged:
         return _decide(_Mention(0, judged, text[-60:].strip()), valid, "judged list")
@@ -471,7 +487,8 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
         if stance and stance.summarised and stance.reading:
             return _decide(_Mention(0, stance.reading, text[-60:].strip()), valid, STANCE)
         return read
-    formatted = [mention for mention in _formatted(text) if not in_analysis(mention)]
+    cut_off = bool(patterns.CUT_OFF_END.search(text))  # a letter opening the cut-off line is no choice
+    formatted = [mention for mention in _formatted(text) if not in_analysis(mention) and not cut_off]
     read = (
         _agreeing(formatted, valid, "formatted", "ambiguous letters")
         if formatted
@@ -531,16 +548,23 @@ def _restated(answer: str, reasoning: str, option_texts: dict[str, str]) -> Extr
 
 
 def _confirmed(answer: str, reasoning: str, valid: str) -> Extraction | None:
-    """Rule 13: the reasoning's conclusion, when the answer reads no letter of its own but names exactly the
-    letters the reasoning concluded on, against none of them, and names no other letter but to reject it."""
+    """Rule 13: the reasoning's conclusion, when the answer reads no letter of its own but names every letter
+    the reasoning concluded on, against none of them, before any other letter it does not reject, and is
+    for no other letter."""
     text = folding.fold(answer)
-    if _unresolved(text):
+    if _unresolved(text) or patterns.CUT_OFF_END.search(text) or UNDECIDED.search(folding.fold(reasoning)):
         return None
     stance = stance_of(text, valid, lists.analysis_spans(text))
     concluded = extract_choice(reasoning, valid)
     if stance is None or not concluded.letters:
         return None
     chosen = set(concluded.letters)
-    if chosen & stance.rejected or not chosen <= stance.named or stance.named - chosen - stance.rejected:
+    if chosen & stance.rejected or not chosen <= stance.named or stance.approved - chosen:
         return None
+    in_order = list(
+        dict.fromkeys(m.group(0) for m in patterns.ANY_LETTER.finditer(text) if m.group(0) in valid)
+    )
+    others = [letter for letter in in_order if letter not in chosen and letter not in stance.rejected]
+    if others and in_order.index(others[0]) < max(in_order.index(letter) for letter in chosen):
+        return None  # "A项为早期表现，B项为晚期表现": an analysis of the options, not the conclusion restated
     return Extraction(concluded.letters, CONFIRMED, f"{concluded.evidence} → {text[-60:].strip()}")

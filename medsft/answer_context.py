@@ -98,8 +98,8 @@ def undecided(text: str, start: int, end: int) -> bool:
 
 def two_ways(text: str, start: int, group_end: int) -> bool:
     """ "可能是C也可能是D": the sentence offers two letters, each as possible."""
-    sentence_end = patterns.SENTENCE_BREAK.search(text, group_end)
-    sentence_start = last_break(patterns.SENTENCE_BREAK, text, start)
+    sentence_end = patterns.HEDGE_BREAK.search(text, group_end)
+    sentence_start = last_break(patterns.HEDGE_BREAK, text, start)
     stop = sentence_end.start() if sentence_end else len(text)
     clause_start = last_break(patterns.CLAUSE_BREAK, text, start)
     return any(  # a pair that reaches the statement's own clause ("A可能…，C也可能…，但答案是B" is none)

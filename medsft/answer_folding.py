@@ -12,6 +12,9 @@ from medsft import answer_patterns as patterns
 
 
 def fold_width(answer: str) -> str:
+    # markdown check boxes are marks ("- [x] C." ticks C); circled numbers (①A ②B) only number a list
+    answer = patterns.CHECKED_BOX.sub("✔", patterns.EMPTY_BOX.sub("☐", answer))
+    answer = re.sub("[\u2460-\u2473]", " ", answer)
     # Roman numerals (Ⅰ, Ⅲ) stay numerals: NFKC would turn them into the letters I and V.
     text = "".join(
         char if char in patterns.ROMAN_CHARS else unicodedata.normalize("NFKC", char) for char in answer

@@ -72,7 +72,8 @@ STRONG_KEYWORD = "|".join(
         rf"(?i:\b{LEFT_AFTER_ELIMINATION}\b)",  # only in a sentence that eliminates
         # "…, which corresponds to option D": the conclusion named as its option
         r"(?i:\bcorrespond(?:s|ing)?\s+to(?=\s+(?:the\s+)?(?:option|choice|answer)\b))",
-        r"(?i:\b(?:it|this)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
+        r"(?i:\b(?:it|this|that)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
+        r"(?i:\b(?:ans|final)(?=[ \t]*:))",  # "ans: A", "Final: B"
     ]
 )
 # These commit only when the letter ends the sentence or clause: "故C。", "诊断为B。", "diagnosis is B."
@@ -112,7 +113,8 @@ VERDICT_ZH = re.compile(
     r"(?:\([^()\n]{1,20}\))?[ \t]*(?:选项|项)?[ \t]*(?:“[^”\n]{1,20}”)?[ \t]*"  # its text: D项“阿托伐他汀”
     r"(?:[一两三四五六](?:项|者|个选项|个))?[ \t]*"
     r"的?(?:说法|描述|叙述|表述)?[ \t]*"
-    r"(?:(?:与|和|跟|同)[^。.,;:!?\n不非未没]{1,16}?)?"  # what it is compared with: "选项D与题干描述最为吻合"
+    # what it is compared with: "选项D与题干描述最为吻合"
+    r"(?:(?:与|和|跟|同)[^。.,;:!?\n不非未没A-J]{1,16}?)?"
     # what they all are, then the verdict: "A～D均为传导系统组成，正确"
     r"(?:(?:均|都)(?:为|是)[^。.,;:!?\n不非未没错]{1,16}?,[ \t]*)?"
     r"(?:均|都|也|才|是|为|最为|较为|全部|全都|全|皆)*[ \t]*"
@@ -177,8 +179,8 @@ FINAL_LETTERS = re.compile(
 # "B和E好像都错…我现在没法确定", "A和B之间关系比较复杂，我先分析到这里"
 UNRESOLVED = re.compile(
     r"(?:都|均|也都)(?:有)?可能(?!是)|(?:没法|没办法|无法|难以|很难|不能|不好)(?:完全)?(?:确定|判断|决定|取舍|抉择|给出)"
-    r"|(?:没法|没办法|无法|不能)[^。.!?;\n]{0,8}?(?:选出|给(?:你|您)?(?:一个)?(?:确定|明确|唯一)的?答案)"
-    r"|(?:都|均)(?:可以)?(?:算对|说得通|讲得通|成立)"
+    r"|(?:没法|没办法|无法|不能)[^。.!?;\n]{0,8}?(?:选出|给出?(?:你|您)?(?:一个)?(?:确定|明确|唯一)的?答案)"
+    r"|(?:都|均)(?:可以)?(?:算对|说得通|讲得通|成立)|(?:都|均)可以(?:作为|是|选)|取决于"
     r"|拿不准|(?:先|暂且|暂时)?分析到这里|先到这里|(?i:\b(?:can(?:no|')t|unable\s+to)\s+(?:decide|tell|determine)\b)"
 )
 
@@ -187,7 +189,8 @@ TWO_OPTIONS = re.compile(r"两个(?:选项|答案)|两者|二者|两种(?:说法
 # A closing sentence that leaves the choice between answers to a source:
 # "两个版本各有依据，要看你的考试以哪个为准"
 DEFERRED = re.compile(
-    r"各有(?:依据|道理|根据|出处)|以哪(?:个|一?种|一?版|一?本)为准|(?:答案|说法)不一致"
+    r"各有(?:依据|道理|根据|出处)|以哪(?:个|一?种|一?版|一?本)为准|(?:答案|说法)不一致|存在分歧"
+    r"|以(?:你|您)[^。.!?;\n]{0,12}?为准|看(?:你|您)?(?:用|采用|使用|依据|按)?哪(?:个|一|一个)?(?:版本|教材|指南)"
     r"|哪(?:个|一个|项|一项)[^。.!?;\n]{0,12}?(?:需要|要|得)(?:看|根据|结合)"
     r"|(?:需要|请)(?:您|你)?(?:确认|核对|对照)[^。.!?;\n]{0,12}?(?:版本|教材|题库|答案)"
     r"|(?i:\b(?:depends\s+on\s+(?:which|your)\s+(?:source|textbook|exam)))"
@@ -197,21 +200,26 @@ DEFERRED = re.compile(
 DECLINED = re.compile(
     rf"{DEFERRED.pattern}|信息不足|(?:无法|难以|不能|没法)(?:唯一|完全)?(?:确定|判断|作答|选择)"
     r"|(?:所有|全部|[五四六]个|各个?)选项中?(?:都|均)?(?:没有|不)(?:正确|符合|对)|选项中(?:没有|都不|均不)"
-    r"|没有(?:一个)?正确的?(?:选项|答案)|(?:正确|应有)的?(?:选项|答案)不在"
+    r"|(?:向|给)[^。.!?;\n]{0,8}?反馈|(?:各|每个|所有)选项(?:都|均)(?:有|存在)(?:瑕疵|问题|缺陷|错误)"
+    r"|(?:无法|不能|没法)给出?[^。.!?;\n]{0,4}?(?:确定|明确|唯一)的?答案"
+    r"|没有(?:一个)?正确的?(?:选项|答案)|没有(?:与之|与此|相)?(?:对应|相应|匹配|符合)的选项|(?:正确|应有)的?(?:选项|答案)不在"
     r"|(?i:\b(?:cannot\s+be\s+determined|not\s+enough\s+information|none\s+of\s+the\s+(?:listed\s+)?"
     r"(?:options|choices|answers)|(?:option|answer)\s+is\s+(?:missing|not\s+(?:listed|among|there)))\b)"
 )
 LETTERS_LINE = re.compile(
     r"^[ \t]*(?:[-•>#][ \t]*)*[(\[【「]?[ \t]*"
-    r"(?P<group>[A-J](?:(?:[ \t]*[、,&][ \t]*|[ \t]+)?[A-J])*)[ \t]*[)\]】」]?[ \t]*[.。]?[ \t]*$",
+    r"(?P<group>[A-J](?:(?:[ \t]*(?:[、,&/]|或|还是)[ \t]*|[ \t]+(?:or[ \t]+)?)?[A-J])*)"
+    r"[ \t]*[)\]】」]?[ \t]*[.。]?[ \t]*$",
     re.MULTILINE,
 )
 LINE_START = re.compile(
-    rf"^[ \t]*(?:[-•>#✔✓√✅☑✘✗×❌][ \t]*)*[(\[【]?[ \t]*(?P<group>[A-J]){BOUNDARY}"
+    rf"^[ \t]*(?:[-•>#✔✓√✅☑✘✗×❌☐□][ \t]*)*[(\[【]?[ \t]*(?P<group>[A-J]){BOUNDARY}"
     r"(?:[ \t]*(?:[.:)\]】]|、(?![ \t]*[A-J](?![A-Za-z0-9])))|[ \t]+(?=[^\sA-Za-z0-9]))",
     re.MULTILINE,
 )
-BRACKETED = re.compile(r"(?<![A-Za-z0-9])[(\[【「][ \t]*(?P<group>[A-Ja-j])[ \t]*[)\]】」]")  # not poly(A)
+BRACKETED = re.compile(  # not poly(A)
+    r"(?<![A-Za-z0-9])[(\[【「][ \t]*(?:选项|(?i:option)[ \t])?[ \t]*(?P<group>[A-Ja-j])[ \t]*[)\]】」]"
+)
 
 TENTATIVE = re.compile(rf"{CLOSERS}(?:项)?[ \t]*{PARTICLES}?[ \t]*(?:\?|吗|呢)")
 RETRACTED = re.compile(
@@ -238,7 +246,7 @@ HEDGE_AFTER = re.compile(
     r"[A-J](?:[ \t]*[、,]?[ \t]*[A-J])*(?![A-Za-z0-9])"
 )
 HEDGE_PAIR = re.compile(
-    r"(?:可能|或许|也许|大概)[^。.!?;\n]{0,8}?(?<![A-Za-z0-9])[A-J](?![A-Za-z0-9])[^。.!?;\n]{0,8}?"
+    r"(?:可能|或许|也许|大概)[^。.!?;\n]{0,8}?(?<![A-Za-z0-9])[A-J](?![A-Za-z0-9])[^。.!;\n]{0,8}?"
     r"(?:也|又|还|或)(?:有)?(?:可能|或许|也许)"
 )
 HEDGE_IN_SENTENCE = re.compile(
@@ -314,11 +322,11 @@ CORRECTION = re.compile(
     r"|(?i:\b(?:correction|actually|wait|on\s+reflection|sorry|i\s+made\s+a\s+mistake|revised?)\b)"
 )
 TENTATIVE_WORD = re.compile(
-    r"可能|也许|或许|大概|倾向于?|猜|(?i:\b(?:probably|maybe|perhaps|might|likely)\b)"
+    r"可能|也许|或许|大概|倾向于?|猜|像是|似乎|好像|看起来|(?i:\b(?:probably|maybe|perhaps|might|likely)\b)"
 )
 UNCERTAIN = re.compile(
     r"(?:有待|需要?|需)[^。.;!?\n]{0,10}?(?:确认|核实|核对|查证)"
-    r"|(?:不|无法|难以|不能|才能|不太)(?:完全|十分|唯一)?确定|拿不准|没(?:有|什么|太大)?把握|不敢(?:肯定|确定)|记不清|不好说|需要更多信息|取决于|视[^。.;!?\n]{1,20}而定"
+    r"|(?:不|无法|难以|不能|才能|不太)(?:完全|十分|唯一)?确定|拿不准|没(?:有|什么|太大)?把握|不(?:是)?(?:很|太)?有把握|不敢(?:肯定|确定)|记不清|不好说|需要更多信息|取决于|视[^。.;!?\n]{1,20}而定"
     r"|(?i:\b(?:not\s+sure|uncertain|unsure|cannot\s+be\s+sure|depends\s+on)\b)"
 )
 # "答案：B（不确定）": the letters flagged as uncertain where they stand
@@ -346,9 +354,11 @@ CONTRAST = re.compile(
     r"但|然而|不过|其实|实际上|事实上|而是|正确|本题|本例|我|因此|所以|故|综上|因而|(?i:\b(?:but|however|actually|in\s+fact|correct)\b)"
 )
 # A note on the wording (a typo, the explanation's text) corrects the text, not the answer.
-ABOUT_THE_TEXT = re.compile(r"笔误|错别字|打字错误|解析中|上文|前文|文中|原文|(?i:\btypo\b)")
+ABOUT_THE_TEXT = re.compile(
+    r"笔误|错别字|打字错误|解析中|解析第|上文|前文|文中|原文|不影响(?:最终|本题)?的?答案|(?i:\btypo\b)"
+)
 # where the wording is: a correction naming it is about the text whatever it says ("解析中选项B应为选项D")
-TEXT_PLACE = re.compile(r"错别字|打字错误|解析中|文中|原文")
+TEXT_PLACE = re.compile(r"错别字|打字错误|解析中|解析第|文中|原文|不影响(?:最终|本题)?的?答案")
 ANSWER_WORD = re.compile(r"答案|(?i:\banswer\b)")
 # A non-committal alternative: "也可选C", "亦可考虑D", "C also works".
 ALTERNATIVE = re.compile(
@@ -412,8 +422,20 @@ LIST_ITEM = re.compile(r"^[ \t]*(?:[-•>+][ \t]*|\d+[.、)][ \t]*)?[(\[【]?[A-
 CONTEXT = 300  # characters of context read before a mention
 CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
 SENTENCE_BREAK = re.compile(r"[。.!?;\n]")
+# an answer cut off mid-sentence: "…再看B选项：粘连性肠梗阻，", "A. 肺功能表现为…——"
+CUT_OFF_END = re.compile(r"(?:[,、:(\-]|—{1,2}|(?:\.\.\.)+|…+)[ \t]*$")
+CLAUSE_BREAK_OUTSIDE_BRACKETS = re.compile(r"[。.!?;\n,:]")
+# a bracketed letter joined to the one a verdict names: "第一个（A）和最后一个（E）正确"
+JOINED_BEFORE = re.compile(
+    r"\([ \t]*(?P<letter>[A-J])[ \t]*\)[^,。.;:!?\n()A-Za-z]{0,2}(?:和|与|及|以及)"
+    r"[^,。.;:!?\n()A-Za-z]{0,6}\(?[ \t]*$"
+)
+# a question mark does not end a hedge: "可能是 B？也可能是 E"
+HEDGE_BREAK = re.compile(r"[。.!;\n]")
 # a sentence's end where an ellipsis ("……", folded to "......") only pauses it: "我猜是B吧……其实没把握"
 SENTENCE_END = re.compile(r"[。!?;\n]|(?<!\.)\.(?!\.)")
+CHECKED_BOX = re.compile(r"(?m:(?<=^)|(?<=^[ \t])|(?<=^[ \t]{2})|(?<=[-*+][ \t]))\[[xX✓✔√][ \t]*\]")
+EMPTY_BOX = re.compile(r"(?m:(?<=^)|(?<=^[ \t])|(?<=^[ \t]{2})|(?<=[-*+][ \t]))\[[ \t]\]")
 # Traditional characters of the words read here, as their simplified forms: "選 A 與 E" reads "选 A 与 E"
 TRADITIONAL = str.maketrans(
     "選擇項確為對錯誤應該與說題個無僅這還實際認兩斷診標準參結論當屬於並種後從裡來難決議據證們嗎麼餘夠會則號問較優適",
@@ -421,9 +443,8 @@ TRADITIONAL = str.maketrans(
 )
 # the rest of a line listing options after a letter ("选项：A 高热惊厥 B 手足搐搦 C …"): no answer
 OPTION_TEXT = r"[^\sA-Za-z0-9,。;:\n]{1,20}"
-OPTION_LIST_REST = re.compile(
-    rf"[ \t]*{OPTION_TEXT}[ \t]+[A-J](?![A-Za-z0-9])[ \t]*{OPTION_TEXT}[ \t]+[A-J](?![A-Za-z0-9])"
-)
+NEXT_OPTION = rf"{OPTION_TEXT}(?:[ \t]+|[、,;][ \t]*)[A-J](?![A-Za-z0-9])"
+OPTION_LIST_REST = re.compile(rf"[ \t]*{NEXT_OPTION}[ \t]*{NEXT_OPTION}")
 CJK_SPACE = re.compile(r"(?<=[\u4e00-\u9fff])[ \t]+(?=[\u4e00-\u9fff])")
 QUOTES = {"“": "”", "「": "」", "『": "』", "‘": "’", '"': '"'}
 
@@ -438,7 +459,8 @@ ROMAN_RUN = re.compile(
 )
 # "A～D均正确": a range of option letters, every letter in it
 LETTER_RANGE = re.compile(
-    r"(?<![A-Za-z0-9])(?P<first>[A-J])[ \t]*(?:~|-|–|至|到)[ \t]*(?P<last>[A-J])(?![A-Za-z0-9\-])"
+    r"(?<![A-Za-z0-9])(?P<first>[A-J])[ \t]*(?:~|-|–|至|到|[ \t](?i:through|to)[ \t])[ \t]*"
+    r"(?P<last>[A-J])(?![A-Za-z0-9\-])"
 )
 BRACKETED_RUN = re.compile(
     r"(?<![A-Za-z0-9])(?:[(\[【][ \t]*[A-Ja-j][ \t]*[)\]】][ \t]*(?:[、,]|和|及|与|,?[ \t]*and\b)?[ \t]*){2,}"

@@ -27,7 +27,10 @@ from medsft import answer_lists as lists
 from medsft import answer_patterns as patterns
 
 # a clause ends at a comma, colon, sentence end or line break ("C. 非诺贝特" is one clause)
-CLAUSE = re.compile(r"(?:[^,。!?;:\n.—]|(?<=[A-J])\.|\.(?=\S))+")
+CLAUSE = re.compile(
+    r"(?:[^,。!?;:\n.—]|(?<=[A-J])\.(?![ \t]+[A-Z])|\.(?=\S)"
+    r"|(?<=[A-J]),(?=[ \t]*(?:(?i:and)[ \t]+)?[A-J](?![A-Za-z0-9])))+"
+)
 # letters written together ("正确的应该是ACE"), distinct and in order; not a word ("ACE抑制剂")
 LETTER_RUN = re.compile(r"(?<![A-Za-z0-9])[A-J]{2,10}(?=[ \t]*(?:$|[。.,;!?)—]|项|选项|都|均|[两三四五]项))")
 # letters offered as alternatives, or a choice left between them: "B or C", "B或C", "在B和D之间"
@@ -36,10 +39,10 @@ BETWEEN = re.compile(
     r"(?<![A-Za-z0-9])[A-J](?![A-Za-z0-9])|之间|(?i:\b(?:either|between)\b)"
 )
 # a line opening with an option letter is one unit about that option: "✅ A. 血清铁降低…", "| B | … | ✔ |"
-MARKS = "✔✓√✅☑✘✗×❌"
+MARKS = "✔✓√✅☑✘✗×❌☐□"
 ITEM_LINE = re.compile(
     rf"^[ \t]*(?:[-•>+*|#][ \t]*|\d+[.、)][ \t]*|[{MARKS}][ \t]*)*[(\[【]?"
-    rf"(?P<letter>[A-J]){patterns.BOUNDARY}"
+    rf"(?P<letter>[A-J])(?:(?<=[{MARKS}][ \t][A-J])|(?<=[{MARKS}][A-J])|{patterns.BOUNDARY})(?![A-Za-z0-9])"
     r"(?![ \t]*(?:和|与|及|、|,)[ \t]*[A-J](?![A-Za-z0-9]))(?![ \t]+[a-z])(?![ \t]*[,;。!?]|[ \t]*$)"
 )
 # an option standing alone as a heading: "**A. 葡萄糖-6-磷酸脱氢酶缺乏症**"
@@ -50,17 +53,18 @@ CONCLUDED = re.compile(
     r"[ \t]*(?:[两三四五]?项|选项)?[ \t]*$"
 )
 TICK = re.compile(r"[✔✓√✅☑]")
-CROSS = re.compile(r"[✘✗×❌]")
+LETTER_MARK = re.compile(r"(?<![A-Za-z0-9])(?P<letter>[A-J])[ \t]*(?P<mark>[✔✓√✅☑✘✗×❌☐□])")
+CROSS = re.compile(r"[✘✗×❌☐□]")
 APPROVAL = re.compile(
     r"[✔✓√✅☑]|(?<![不非])正确|(?<![不错反针相绝核校应])对(?![应于照比称])|答案|(?<![不别])(?:应)?选(?![项择题])"
     r"|当选|首选|(?<![不未])(?:符合|吻合|相符)|最(?:可能|佳|恰当|合适|准确|支持)(?=[ \t]*(?:$|是|为|的))"
-    r"|考虑(?!到)|就是|即为|即是"
+    r"|考虑(?!到)|就是|即为|即是|(?<!鉴别)诊断(?:为|是)"
     r"|无疑|毫无疑问|说得对|才是|没错|成立|^[ \t]*即"
     r"|(?i:\b(?:correct|right|answer|best|first[- ]line|choose|pick|select|yes)\b)"
 )
 REJECTION = re.compile(
     r"[✘✗×❌]|错|不(?:是|对|正确|符合|相符|选|属于|会|能|应|宜|该|可|考虑|支持|包括|成立|当|太|合|妥|首选|作为|一致|吻合)"
-    r"|排除|并非|而非|除外|违反|违背|无关|鉴别|易混|混淆|误|干扰|陷阱|见于|相反|否"
+    r"|排除|并非|而非|除外|违反|违背|无关|鉴别|易混|混淆|误|干扰|陷阱|相反|否|不同"
     r"|(?i:\b(?:wrong|incorrect|not|false|no|rule[sd]?\s+out|exclude[sd]?|never)\b)"
 )
 HESITATION = re.compile(
@@ -86,7 +90,9 @@ EXCEPT = re.compile(
 REST_AFFIRMED = re.compile(r"(?:都|均|全)(?:是|为|属于|对|正确|符合)")
 # a clause of letters alone ("E", "B和D") opening the answer: the answer leads with its choice
 BARE_LETTERS = re.compile(
-    r"[ \t*(\[【]*[A-J](?:[ \t]*(?:[、,&+]|和|及|与|以及)?[ \t]*[A-J])*[ \t*)\]】]*(?:项|选项)?[ \t]*"
+    r"[ \t*(\[【]*(?:(?i:options?|choices?)[ \t]+|选项[ \t]*)?"
+    r"[A-J](?:[ \t]*(?:[、,&+]|和|及|与|以及|(?i:and))?[ \t]*[A-J])*"
+    r"[ \t*)\]】]*(?:项|选项)?[ \t]*"
 )
 # an option item line's name: "C. 非诺贝特——贝特类…" names C 非诺贝特
 ITEM_NAME = re.compile(r"[ \t]*(?:[.、:)\]】]|选项|项)?[ \t]*(?P<name>[^\s,。;:()—|✔✓√✅☑✘✗×❌]{2,20})")
@@ -96,7 +102,8 @@ UNDECIDED = re.compile(
     rf"{patterns.UNRESOLVED.pattern}|{patterns.DEFERRED.pattern}|{patterns.UNDECIDED.pattern}"
     rf"|{patterns.EITHER_WAY.pattern}|{patterns.UNCERTAIN.pattern}|{patterns.DISPUTED.pattern}|{patterns.DISPUTE}"
     r"|两种说法|(?:请|需要?|需)您?(?:确认|核对|参考|对照)"
-    r"|没法|无法|不好说|两个选项|二选一|缺陷|自行(?:选择|判断|作答)|歧义|(?:也|亦)(?:说得通|讲得通|可以|对|成立)"
+    r"|没法|无法|不好说|下定论|表述不一|说法不一|(?:需要?|需|要)根据[^。.;!?\n]{0,12}?(?:确定|判断|选择)"
+    r"|两个选项|二选一|缺陷|自行(?:选择|判断|作答)|歧义|(?:也|亦)(?:说得通|讲得通|可以|对|成立)"
     r"|(?:需要?|需)[^。.;!?\n]{0,12}?判断"
     r"|(?i:\b(?:ambiguous|depending|depends|more\s+(?:clinical\s+)?information"
     r"|i\s+(?:can(?:no|')t|won't|would\s+rather\s+not))\b)"
@@ -145,7 +152,21 @@ def _units(text: str, valid: str) -> list[tuple[int, str, str]]:
         if item and _letters_in(line, valid) in ("", item.group("letter")):
             units.append((offset, line, item.group("letter")))
         else:
-            units.extend((offset + m.start(), m.group(0), "") for m in CLAUSE.finditer(line))
+            clauses = [(offset + m.start(), m.group(0), "") for m in CLAUSE.finditer(line)]
+            for clause in clauses:
+                previous = units[-1] if units else None
+                if (
+                    previous
+                    and not previous[2]
+                    and text[previous[0] + len(previous[1]) : clause[0]] == ":"
+                    and len(previous[1].strip()) <= 12
+                    and not _letters_in(previous[1], valid)
+                    # an answer label's value the statements declined ("答案：E（来源：某题库）") stays apart
+                    and not re.search(r"答案|选|(?i:answer)", previous[1])
+                ):
+                    units[-1] = (previous[0], text[previous[0] : clause[0] + len(clause[1])], "")
+                else:
+                    units.append(clause)
         offset += len(line) + 1
     return units
 
@@ -208,12 +229,16 @@ def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance |
     named_anywhere: set[str] = set()
     hesitant = every_option = summarised = False
     marked_items = 0
+    after_skipped = False
     for start, clause, item in units:
         if any(left <= start < right for left, right in skipped):
             continue
-        if NOT_OWN.search(clause) or plain[start + len(clause) : start + len(clause) + 1] == "?":
-            continue
-        if _conditional(plain, start, start + len(clause)):
+        if (
+            NOT_OWN.search(clause)
+            or plain[start + len(clause) : start + len(clause) + 1] == "?"
+            or _conditional(plain, start, start + len(clause))
+        ):
+            after_skipped = True
             continue
         named = (item if item in valid else "") if item else _letters_in(clause, valid)
         named_anywhere.update(named)
@@ -221,6 +246,14 @@ def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance |
             return None
         if named and patterns.CUT_OFF_LIST.search(clause):
             return None  # "正确答案包括B、": a list cut off
+        marks = list(LETTER_MARK.finditer(clause)) if not item else []
+        if len(marks) > 1:
+            for mark in marks:
+                letter = mark.group("letter")
+                (rejected.add if CROSS.match(mark.group("mark")) else approved.append)(letter)
+                named_anywhere.add(letter)
+            marked_items += len(marks)
+            continue
         if item:
             # an option's line is judged by its mark alone: its wording is the option's, and an unmarked
             # enumeration ("A. 头孢——应选\nB. …") may be cut off or answer "错误的是"
@@ -234,8 +267,20 @@ def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance |
             )
         if not named and not item:
             named = _named_by_text(clause, names)
+        closes_sentence = plain[start + len(clause) : start + len(clause) + 1] in ("。", ".", ";", "\n", "!")
+        value = clause.rsplit(":", 1)[-1]  # a label's value: "以下四项属于…原则：A、B、C、E"
+        bare = named and not item and BARE_LETTERS.fullmatch(value)
+        if bare and after_skipped:
+            continue  # "题库答案：B": the letters of a label that takes no stance of the writer's own
+        after_skipped = False
+        if bare and closes_sentence and start + len(clause) - len(value) > 0:
+            for_them = True  # "…that's carbamazepine, option B.": the sentence closes on the option it names
         if named and not item and EXCEPT.search(clause):
             excepted.update(named)
+            rest = THE_REST.search(clause) or re.search(r"(?i:\ball\b)", clause)
+            if rest and REST_AFFIRMED.search(clause, rest.end()) and not REJECTION.search(clause, rest.end()):
+                approved.extend(letter for letter in valid if letter not in excepted)  # "除C项外其余均为…"
+                summarised = True
             continue
         if against and WRONG.search(clause):
             judged_wrong.update(named)

@@ -193,6 +193,25 @@ def test_language_of_commitment(answer, expected, reason):
             "no option letter found",
         ),
         ("None of the listed options (A, B, C) matches; the correct option is missing.", None, "unresolved"),
+        (
+            "- [ ] A. 立即手术\n- [x] C. 胸腔闭式引流\n- [ ] B. 抗生素\n- [ ] D. 观察\n- [ ] E. 观察后穿刺",
+            "C",
+            "stance",
+        ),
+        ("Tick: A ✓  B ✗  C ✓  D ✓  E ✗", "ACD", "stance"),
+        ("Hmm, the drug of choice is carbamazepine, option B. Phenytoin is second-line.", "B", "stance"),
+        ("以下四项属于无菌技术原则：A、B、C、E；D项“48小时内可再用”是错误的。", "ABCE", "stance"),
+        ("最可能的诊断：**急性心包炎**（选项 C）\n\n这与心肌梗死（A）的弓背向上抬高不同。", "C", "stance"),
+        ("应选：①A ②B ③E\n\n少尿期的危险是高钾血症。", "ABE", "statement"),
+        ("A through C are all correct; D and E are not.", "ABC", "verdict"),
+        ("第一个（A）和最后一个（E）正确。", "AE", "verdict"),
+        ("So the answers are A, C, D and E. Option B is protective, not a risk factor.", "ACDE", "statement"),
+        ("B 或 E。", None, "hedge between options"),
+        ("可能是 B？也可能是 E。我对这个知识点不是很有把握。", None, "hedge between options"),
+        ("从症状上看像是B，但Murphy征阴性又不太支持。题干信息有限，无法给出确定答案。", None, "unresolved"),
+        ("A和C都对，看你用哪个版本的指南。", None, "unresolved"),
+        ("答案：B\n\n勘误：解析第二行“选项D”应为“选项E”，不影响最终答案。", "B", "statement"),
+        ("下面看各选项：\nA. 肺功能表现为限制性通气功能障碍——", None, "no option letter found"),
         # a key the asker gave is reported speech
         ("我认为应该选D。\n\n不过你提供的参考答案是C，我认为那个答案有误。", "D", "statement"),
     ],
@@ -209,12 +228,15 @@ def test_language_of_the_fallbacks(answer, expected, reason):
         ("选BD。", "含sIgA——B正确；乳糖高——D正确。\n故A、C、E错误。", "BD", "confirmed conclusion"),
         (
             "选AB。",
-            "阿莫西林（A）属于青霉素类；哌拉西林（B）、头孢呋辛（C）也常用。",
+            "阿莫西林（A）属于青霉素类；头孢呋辛（C）属于头孢菌素。",
             None,
             None,
-        ),  # C not rejected
+        ),  # B is not named
         ("选AB。", "A和B我都拿不准，无法确定。", None, None),  # the answer leaves it open
         ("选D。", "", None, None),  # an empty answer shows the user nothing
+        ("选项B。", "最常见的是子宫收缩乏力（B）。\n\n其次是胎盘因素（C）。", "B", "confirmed conclusion"),
+        ("选项B。这个我真不确定。", "最常见的是子宫收缩乏力（B）。\n\n其次是胎盘因素（C）。", None, None),
+        ("选B。", "首先分析A选项：嵌顿疝，可能性小。\n再看B选项：粘连性肠梗阻，", None, None),  # cut off
     ],
 )
 def test_a_reasoning_conclusion_the_answer_confirms(reasoning, answer, letters, reason):
