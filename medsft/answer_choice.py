@@ -193,7 +193,7 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
             continue
         if lists.enumerated(text, start, match.start(name)):
             continue  # "B. 华法林…题目问的是\nC. 肝素": the next item of an option list, not the value
-        if patterns.OPTION_LIST_REST.match(text, match.end(name)):
+        if len(lists.letters(group)) == 1 and patterns.OPTION_LIST_REST.match(text, match.end(name)):
             continue  # "选项：A 高热惊厥 B 手足搐搦 C 喉痉挛": the options listed, not a choice
         group = context.shrink_at_comma(text, group, match.end(name))
         group_end = match.start(name) + len(group)
@@ -284,6 +284,11 @@ def _formatted(text: str) -> list[_Mention]:
         letter_lines.append((match.start(), match.end()))
     for pattern in (patterns.LINE_START, patterns.BRACKETED):
         for match in pattern.finditer(text):
+            line_start = text.rfind("\n", 0, match.start()) + 1
+            if pattern is patterns.BRACKETED and patterns.TELLING_APART.search(
+                text, line_start, match.start()
+            ):
+                continue
             if not any(left <= match.start() < right for left, right in letter_lines):
                 found.append(
                     _Mention(match.start(), lists.letters(match.group("group")), match.group(0).strip())
@@ -463,7 +468,13 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
     def in_analysis(mention: _Mention) -> bool:
         return any(left <= mention.start < right for left, right in analysis)
 
+    # an answer cut off at an option's opening ("…最合适：\n\nA. …\nD."): its last line chooses nothing
+    cut_off = bool(patterns.CUT_OFF_END.search(text))
+    last_line_start = text.rstrip().rfind("\n") + 1
+
     def committed(mention: _Mention) -> bool:
+        if cut_off and mention.start >= last_line_start:
+            return False
         return not in_analysis(mention) and not _rejected(text, quoted, mention)
 
     statements = [mention for mention in _statements(text, quoted, valid) if committed(mention)]
@@ -477,7 +488,8 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
     judged = lists.judged_summary(text)
     if judged:
         return _decide(_Mention(0, judged, text[-60:].strip()), valid, "judged list")
-    if patterns.DECLINED.search(_closing_sentence(text)):
+    # declining, in any sentence, outweighs verdicts ("这题我给不出确定答案。…A、B、D是对的…")
+    if patterns.DECLINED.search(_closing_sentence(text)) or patterns.DECLINED.search(context.unquoted(text)):
         return Extraction(None, "unresolved", text[-80:].strip())
     verdicts = [mention for mention in _verdicts(text, quoted) if committed(mention)]
     if verdicts:
@@ -487,7 +499,6 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
         if stance and stance.summarised and stance.reading:
             return _decide(_Mention(0, stance.reading, text[-60:].strip()), valid, STANCE)
         return read
-    cut_off = bool(patterns.CUT_OFF_END.search(text))  # a letter opening the cut-off line is no choice
     formatted = [mention for mention in _formatted(text) if not in_analysis(mention) and not cut_off]
     read = (
         _agreeing(formatted, valid, "formatted", "ambiguous letters")

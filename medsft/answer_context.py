@@ -69,7 +69,11 @@ def shrink_at_comma(text: str, group: str, group_end: int) -> str:
     parts = re.split(r"[ \t]*,[ \t]*", group)
     if len(parts) == 1:
         return group
-    ends_here = re.match(r"[ \t)\]】」』”’\"']*(?:\([^()\n]*\))?[ \t]*(?:$|[。.;!?\n])", text[group_end:])
+    # the group closes the sentence, or an aside closes it ("A, C, D, E — all except B.")
+    ends_here = re.match(
+        r"[ \t)\]】」』”’\"']*(?:\([^()\n]*\)|[ \t]*—{1,2}[^。.;!?\n]*)?[ \t]*(?:$|[。.;!?\n])",
+        text[group_end:],
+    )
     verdict_follows = re.match(r"[ \t]*(?:[两三几]?项)?[ \t]*(?:均|都)?[ \t]*(?:正确|对)", text[group_end:])
     return group if ends_here or verdict_follows else parts[0]
 
@@ -140,8 +144,9 @@ def choice(text: str, group: str, group_end: int, start: int = 0) -> tuple[str |
     scope = patterns.SCOPE.match(rest)
     if scope:
         named = patterns.SCOPE_CHOICE.match(rest, scope.end())
-        if named and named.group("letter") in lists.letters(group):
-            return named.group("letter"), 0
+        chosen = lists.letters(named.group("letter")) if named else ""
+        if chosen and set(chosen) <= set(lists.letters(group)):
+            return chosen, 0
         return None, group_end + scope.end()
     if hedged(group):
         return None, group_end
@@ -241,3 +246,18 @@ def alternative(text: str, start: int) -> bool:
 
 
 # --- the three readings -------------------------------------------------------------------------------------
+
+
+def unquoted(text: str) -> str:
+    """The text with what stands in quotation marks blanked (the option's own words, not the writer's)."""
+    chars = list(text)
+    position = 0
+    while position < len(text):
+        closer = patterns.QUOTES.get(text[position])
+        end = text.find(closer, position + 1) if closer else -1
+        if end == -1 or "\n" in text[position:end]:
+            position += 1
+            continue
+        chars[position + 1 : end] = " " * (end - position - 1)
+        position = end + 1
+    return "".join(chars)

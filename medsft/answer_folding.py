@@ -30,6 +30,7 @@ def fold(answer: str) -> str:
         lambda run: "、".join(re.findall(r"[(\[【][ \t]*([A-Ja-j])", run.group(0))), text
     )
     text = patterns.LETTER_RANGE.sub(_expand_range, text)
+    text = patterns.QUOTED_LETTER.sub(lambda quoted: quoted.group("letter"), text)  # "'A', 'C', and 'D'"
     text = patterns.OPTION_GLOSS.sub(_drop_gloss, text)
     text = patterns.LETTER_UNITS.sub(_join_units, text)
     return patterns.DOT_GLOSS.sub(lambda gloss: gloss.group("letter"), text)

@@ -52,6 +52,7 @@ STRONG_KEYWORD = "|".join(
         r"最(?:佳|合适|恰当|合理|正确|可能|符合题意|适宜|有效|准确)[^,，。.;；:\n]{0,8}?(?:是|为)",
         r"首选[^,，。.;；:\n]{0,6}?(?:是|为)",
         r"而是",
+        r"(?:不正确|错误|不恰当|不妥|不合理)的(?:做法|说法|选项|描述|叙述|措施|一项)?(?:是|为)",  # asked for
         r"即(?:为|是)?",  # "…，即选项A"
         r"(?:只|仅|就)剩(?:下|余)?(?:的)?|剩(?:下|余)(?:的)?(?:只有|仅有|就是|只能是)?",  # after elimination
         r"对应(?:的)?(?:选项|答案)?",  # a combination of numbered statements mapped to its option
@@ -73,7 +74,7 @@ STRONG_KEYWORD = "|".join(
         # "…, which corresponds to option D": the conclusion named as its option
         r"(?i:\bcorrespond(?:s|ing)?\s+to(?=\s+(?:the\s+)?(?:option|choice|answer)\b))",
         r"(?i:\b(?:it|this|that)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
-        r"(?i:\b(?:ans|final)(?=[ \t]*:))",  # "ans: A", "Final: B"
+        r"(?i:\b(?:ans|final|selected|selection|chosen|choice)(?=[ \t]*:))",  # "ans: A", "Selected: A + C"
     ]
 )
 # These commit only when the letter ends the sentence or clause: "故C。", "诊断为B。", "diagnosis is B."
@@ -87,7 +88,7 @@ WEAK_KEYWORD = (
 # informal endings after an answer: "所以是 D 啦～", "就是C吧", "选B哦😊"
 PARTICLES = r"(?:啦|吧|呀|哦|喔|噢|哈|嘛|咯|哟|呗|哇|了)"
 EMOJI = "\U0001f300-\U0001faff\u2600-\u27bf"
-STRICT_END = rf"(?=[ \t)\]】」』”’\"']*{PARTICLES}*[ \t~…]*(?:$|[。.,;!\n~…{EMOJI}]|项))"
+STRICT_END = rf"(?=[ \t)\]】」』”’\"']*{PARTICLES}*[ \t~…]*(?:$|[。.,;!\n~…—{EMOJI}]|项))"
 CONNECTOR = (
     r"(?:[ \t\n:=>\-—–#\"'“‘「『【\[(<《)\]】」』”’》]|(?<=\n)\d{1,2}[.、)]"  # "…包括：\n1. A、…"
     r"|应该|应当|应|就|当然|才|仍然|仍|还是|则|即|均|都|也|可能|最可能|肯定|显然|一定|是|为|选择|选|选项|答案"
@@ -180,16 +181,20 @@ FINAL_LETTERS = re.compile(
 UNRESOLVED = re.compile(
     r"(?:都|均|也都)(?:有)?可能(?!是)|(?:没法|没办法|无法|难以|很难|不能|不好)(?:完全)?(?:确定|判断|决定|取舍|抉择|给出)"
     r"|(?:没法|没办法|无法|不能)[^。.!?;\n]{0,8}?(?:选出|给出?(?:你|您)?(?:一个)?(?:确定|明确|唯一)的?答案)"
+    r"|给不出|(?:没法|无法|不能)(?:只)?定(?:一个|下来)"
     r"|(?:都|均)(?:可以)?(?:算对|说得通|讲得通|成立)|(?:都|均)可以(?:作为|是|选)|取决于"
     r"|拿不准|(?:先|暂且|暂时)?分析到这里|先到这里|(?i:\b(?:can(?:no|')t|unable\s+to)\s+(?:decide|tell|determine)\b)"
 )
 
 # a closing sentence about two options without naming them: "两个选项都说得通", "两种说法我都见过"
-TWO_OPTIONS = re.compile(r"两个(?:选项|答案)|两者|二者|两种(?:说法|观点|答案|理解)|(?i:\bboth\b)")
+TWO_OPTIONS = re.compile(
+    r"两个(?:选项|答案)|两个都|两项都|两者|二者|两种(?:说法|观点|答案|理解)|哪一个|哪个|(?i:\bboth\b)"
+)
 # A closing sentence that leaves the choice between answers to a source:
 # "两个版本各有依据，要看你的考试以哪个为准"
 DEFERRED = re.compile(
     r"各有(?:依据|道理|根据|出处)|以哪(?:个|一?种|一?版|一?本)为准|(?:答案|说法)不一致|存在分歧"
+    r"|要看具体|视具体情况|没有(?:绝对)?(?:的)?唯一(?:的)?(?:正确)?答案"
     r"|以(?:你|您)[^。.!?;\n]{0,12}?为准|看(?:你|您)?(?:用|采用|使用|依据|按)?哪(?:个|一|一个)?(?:版本|教材|指南)"
     r"|哪(?:个|一个|项|一项)[^。.!?;\n]{0,12}?(?:需要|要|得)(?:看|根据|结合)"
     r"|(?:需要|请)(?:您|你)?(?:确认|核对|对照)[^。.!?;\n]{0,12}?(?:版本|教材|题库|答案)"
@@ -200,16 +205,17 @@ DEFERRED = re.compile(
 DECLINED = re.compile(
     rf"{DEFERRED.pattern}|信息不足|(?:无法|难以|不能|没法)(?:唯一|完全)?(?:确定|判断|作答|选择)"
     r"|(?:所有|全部|[五四六]个|各个?)选项中?(?:都|均)?(?:没有|不)(?:正确|符合|对)|选项中(?:没有|都不|均不)"
+    r"|(?i:\b(?:item|question)\s+(?:seems|is|looks)\s+(?:flawed|defective|ambiguous))"
     r"|(?:向|给)[^。.!?;\n]{0,8}?反馈|(?:各|每个|所有)选项(?:都|均)(?:有|存在)(?:瑕疵|问题|缺陷|错误)"
-    r"|(?:无法|不能|没法)给出?[^。.!?;\n]{0,4}?(?:确定|明确|唯一)的?答案"
+    r"|(?:无法|不能|没法)给出?[^。.!?;\n]{0,4}?(?:确定|明确|唯一)的?答案|给不出[^。.!?;\n]{0,4}?答案"
     r"|没有(?:一个)?正确的?(?:选项|答案)|没有(?:与之|与此|相)?(?:对应|相应|匹配|符合)的选项|(?:正确|应有)的?(?:选项|答案)不在"
     r"|(?i:\b(?:cannot\s+be\s+determined|not\s+enough\s+information|none\s+of\s+the\s+(?:listed\s+)?"
     r"(?:options|choices|answers)|(?:option|answer)\s+is\s+(?:missing|not\s+(?:listed|among|there)))\b)"
 )
 LETTERS_LINE = re.compile(
-    r"^[ \t]*(?:[-•>#][ \t]*)*[(\[【「]?[ \t]*"
+    r"^[ \t]*(?:(?:[-•>#]|👉|→|⇒|=>|->)[ \t]*)*[(\[【「]?[ \t]*"
     r"(?P<group>[A-J](?:(?:[ \t]*(?:[、,&/]|或|还是)[ \t]*|[ \t]+(?:or[ \t]+)?)?[A-J])*)"
-    r"[ \t]*[)\]】」]?[ \t]*[.。]?[ \t]*$",
+    r"[ \t]*[)\]】」]?[ \t]*(?:[两三四五]?项|选项)?[ \t]*[.。]?[ \t]*$",
     re.MULTILINE,
 )
 LINE_START = re.compile(
@@ -217,8 +223,10 @@ LINE_START = re.compile(
     r"(?:[ \t]*(?:[.:)\]】]|、(?![ \t]*[A-J](?![A-Za-z0-9])))|[ \t]+(?=[^\sA-Za-z0-9]))",
     re.MULTILINE,
 )
-BRACKETED = re.compile(  # not poly(A)
-    r"(?<![A-Za-z0-9])[(\[【「][ \t]*(?:选项|(?i:option)[ \t])?[ \t]*(?P<group>[A-Ja-j])[ \t]*[)\]】」]"
+# words telling options apart: a bracketed letter after them is a differential, not the answer
+TELLING_APART = re.compile(r"鉴别|区分|注意|易混|对比|不同于|相比|而非|(?i:\b(?:unlike|versus|vs)\b)")
+BRACKETED = re.compile(  # not poly(A); after an abbreviation it counts: "TSH（A）"
+    r"(?<![a-z0-9])[(\[【「][ \t]*(?:选项|(?i:option)[ \t])?[ \t]*(?P<group>[A-Ja-j])[ \t]*[)\]】」]"
 )
 
 TENTATIVE = re.compile(rf"{CLOSERS}(?:项)?[ \t]*{PARTICLES}?[ \t]*(?:\?|吗|呢)")
@@ -230,7 +238,7 @@ RETRACTED = re.compile(
 NEGATED_AFTER = re.compile(
     rf"{CLOSERS}(?:选项|项)?[ \t]*(?:的说法|说法)?(?:是|也|都|均|则)?[ \t]*"
     r"(?:不对|错|不正确|不是|不符|不选|排除|除外|(?i:is\s+(?:wrong|incorrect|not)|wrong|incorrect))"
-    r"|[ \t]*(?:是|为|属于)[^,。.;!?\n]{0,8}?(?:错误|错选|误选|陷阱|干扰项|迷惑项)"
+    r"|[ \t]*(?:是|为|属于)[^,。.;!?\n]{0,8}?(?:错误|错选|误选|陷阱|干扰项|迷惑项|看错|搞错|选错|错了)"
     r"|[ \t]*(?:都|均|也)?[ \t]*(?:(?:与|和|跟)[^,。.;!?\n]{0,8}?)?(?:无关|不相关|不相符)"  # "D和E与题意无关"
 )
 NEGATED_BEFORE = re.compile(
@@ -239,7 +247,10 @@ NEGATED_BEFORE = re.compile(
     r"|(?i:\b(?:not|never|n't|cannot)\s*)$"
 )
 SCOPE = re.compile(rf"{CLOSERS}(?:两者|二者|两项|三者|这两个|这两项)?(?:之中|当中|中|里面|里|之间)")
-SCOPE_CHOICE = re.compile(r"[^。.!?;\n]{0,10}?(?<![A-Za-z0-9])(?P<letter>[A-J])(?![A-Za-z0-9])")
+SCOPE_CHOICE = re.compile(
+    r"[^。.!?;\n]{0,10}?(?<![A-Za-z0-9])"
+    r"(?P<letter>[A-J](?:[ \t]*(?:[、,]|和|及|与)[ \t]*[A-J])*)(?![A-Za-z0-9])"
+)
 HEDGE_AFTER = re.compile(
     rf"{CLOSERS}[,(]?[ \t]*(?:也可能是?|也有可能是?|(?:或许|也许|可能)(?:还有|是)?|或者是?|或是|或|还是"
     r"|(?i:or(?:\s+(?:possibly|maybe|perhaps))?))[ \t]*(?:选择?|选项|(?i:choose|pick|select|option))?[ \t]*"
@@ -359,7 +370,7 @@ ABOUT_THE_TEXT = re.compile(
 )
 # where the wording is: a correction naming it is about the text whatever it says ("解析中选项B应为选项D")
 TEXT_PLACE = re.compile(r"错别字|打字错误|解析中|解析第|文中|原文|不影响(?:最终|本题)?的?答案")
-ANSWER_WORD = re.compile(r"答案|(?i:\banswer\b)")
+ANSWER_WORD = re.compile(r"答案|回答|(?i:\banswer\b)")
 # A non-committal alternative: "也可选C", "亦可考虑D", "C also works".
 ALTERNATIVE = re.compile(
     r"(?:也|亦|或|还)(?:可以?|能|行)|或许|也许|不排除|也有人|其次|次选|(?i:\b(?:also|alternatively|might|could"
@@ -375,7 +386,8 @@ COMPLEMENT = re.compile(
 )
 # "All of the above except D", "all options are correct except B" name every other option.
 COMPLEMENT_EN = re.compile(
-    r"(?i:\ball\s+(?:of\s+the\s+above|(?:the\s+)?options|of\s+them|others)\s+(?:are\s+(?:correct|right|true)\s+)?"
+    r"(?i:\b(?:all\s+(?:of\s+the\s+above|(?:the\s+)?options|of\s+them|others)|everything)\s+"
+    r"(?:are\s+(?:correct|right|true)\s+)?"
     rf"(?:except|but)(?:\s+for)?\s+(?:options?\s+)?)(?P<group>{GROUP})(?![A-Za-z0-9])(?P<verdict>)"
 )
 # "A、C项错误，其余正确" names every other option ("B正确，其余都错" is a verdict on B).
@@ -387,7 +399,7 @@ COMPLEMENT_AFTER = re.compile(
     r"(?:均|都|全)?(?:是|为)?[ \t]*(?P<verdict>正确|对)"
 )
 HYPOTHETICAL = re.compile(
-    r"如果|若|假如|假设|倘若|要是|如若|万一|否则|不然|是否|能否|可否|为什么|为何|(?<!这种)(?<!此种)(?<!这)(?<!该)(?<!此)(?:情况|条件|前提)下|的话"
+    r"如果|若|假如|假设|倘若|要是|如若|万一|否则|不然|是否|能否|可否|为什么|为何|(?<!这种)(?<!此种)(?<!这)(?<!该)(?<!此)(?:情况|条件|前提)下|(?<!题)的话"
     r"|(?i:\b(?:if|suppose|assuming|whether|why|unless|in\s+case|otherwise)\b)"
 )
 CONSEQUENCE = re.compile(r"^[ \t]*(?:则|那么|那就|就|便|(?i:then\b))")
@@ -423,7 +435,7 @@ CONTEXT = 300  # characters of context read before a mention
 CLAUSE_BREAK = re.compile(r"[。.!?;\n,:()]")
 SENTENCE_BREAK = re.compile(r"[。.!?;\n]")
 # an answer cut off mid-sentence: "…再看B选项：粘连性肠梗阻，", "A. 肺功能表现为…——"
-CUT_OFF_END = re.compile(r"(?:[,、:(\-]|—{1,2}|(?:\.\.\.)+|…+)[ \t]*$")
+CUT_OFF_END = re.compile(r"(?:[,、:(\-]|—{1,2}|(?:\.\.\.)+|…+|\n[ \t]*[A-J][.、:)])[ \t]*$")
 CLAUSE_BREAK_OUTSIDE_BRACKETS = re.compile(r"[。.!?;\n,:]")
 # a bracketed letter joined to the one a verdict names: "第一个（A）和最后一个（E）正确"
 JOINED_BEFORE = re.compile(
@@ -456,6 +468,10 @@ ROMAN_SEP = r"[ \t]*(?:[、,+]|和|及|与)[ \t]*"
 # Two or more ASCII numerals joined ("I、III", "II+IV") are numerals of a combination, not option letters.
 ROMAN_RUN = re.compile(
     rf"(?<![A-Za-z])(?:VIII|VII|VI|IV|V|III|II|I)(?:{ROMAN_SEP}(?:VIII|VII|VI|IV|V|III|II|I))+(?![A-Za-z])"
+)
+# a letter quoted alone as one of several: "The answers are 'A', 'C', and 'D'"
+QUOTED_LETTER = re.compile(
+    r"(?<![A-Za-z0-9])['‘\"“](?P<letter>[A-J])['’\"”](?=[ \t]*(?:,|、|和|与|(?i:and\b)|$|[.。]))"
 )
 # "A～D均正确": a range of option letters, every letter in it
 LETTER_RANGE = re.compile(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from medsft import answer_context as context
 from medsft import answer_lists as lists
 from medsft import answer_patterns as patterns
 
@@ -32,7 +33,19 @@ CLAUSE = re.compile(
     r"|(?<=[A-J]),(?=[ \t]*(?:(?i:and)[ \t]+)?[A-J](?![A-Za-z0-9])))+"
 )
 # letters written together ("正确的应该是ACE"), distinct and in order; not a word ("ACE抑制剂")
-LETTER_RUN = re.compile(r"(?<![A-Za-z0-9])[A-J]{2,10}(?=[ \t]*(?:$|[。.,;!?)—]|项|选项|都|均|[两三四五]项))")
+LETTER_RUN = re.compile(
+    r"(?<![A-Za-z0-9])[A-J]{2,10}(?=[ \t]*(?:$|[。.,;!?)—]|项|选项|都|均|[两三四五](?:项|个)))"
+)
+# an option named by its place: "按选项来看是第三个"
+ORDINAL = re.compile(
+    r"第([一二三四五六])个(?:选项)?|(?i:\bthe\s+(first|second|third|fourth|fifth)\s+(?:one|option)\b)"
+)
+ORDINALS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "first": 0, "second": 1, "third": 2}
+ORDINALS |= {"fourth": 3, "fifth": 4}
+# a choice referring back to the option just named: "只有 D 是葡萄糖酸钙，我选它"
+THAT_ONE = re.compile(
+    r"(?:选|就是|就选|选择)(?:它|这个|这一项|此项)|(?i:\b(?:pick|choose|go\s+with)\s+(?:it|that\s+one)\b)"
+)
 # letters offered as alternatives, or a choice left between them: "B or C", "B或C", "在B和D之间"
 BETWEEN = re.compile(
     r"(?<![A-Za-z0-9])[A-J](?![A-Za-z0-9])[^,。;\n]{0,12}?(?:或|还是|(?i:\bor\b))[^,。;\n]{0,12}?"
@@ -43,7 +56,7 @@ MARKS = "✔✓√✅☑✘✗×❌☐□"
 ITEM_LINE = re.compile(
     rf"^[ \t]*(?:[-•>+*|#][ \t]*|\d+[.、)][ \t]*|[{MARKS}][ \t]*)*[(\[【]?"
     rf"(?P<letter>[A-J])(?:(?<=[{MARKS}][ \t][A-J])|(?<=[{MARKS}][A-J])|{patterns.BOUNDARY})(?![A-Za-z0-9])"
-    r"(?![ \t]*(?:和|与|及|、|,)[ \t]*[A-J](?![A-Za-z0-9]))(?![ \t]+[a-z])(?![ \t]*[,;。!?]|[ \t]*$)"
+    r"(?![ \t]*(?:和|与|及|、|,)[ \t]*[A-J](?![A-Za-z0-9]))(?![ \t]+[a-z])(?![ \t]*[,;。!?—]|[ \t]*$)"
 )
 # an option standing alone as a heading: "**A. 葡萄糖-6-磷酸脱氢酶缺乏症**"
 ITEM_HEADING = re.compile(r"[ \t#>*-]*[(\[【]?[A-J][)\]】]?[ \t]*[.、:)][^。!?;\n]{1,30}")
@@ -56,15 +69,16 @@ TICK = re.compile(r"[✔✓√✅☑]")
 LETTER_MARK = re.compile(r"(?<![A-Za-z0-9])(?P<letter>[A-J])[ \t]*(?P<mark>[✔✓√✅☑✘✗×❌☐□])")
 CROSS = re.compile(r"[✘✗×❌☐□]")
 APPROVAL = re.compile(
-    r"[✔✓√✅☑]|(?<![不非])正确|(?<![不错反针相绝核校应])对(?![应于照比称])|答案|(?<![不别])(?:应)?选(?![项择题])"
+    r"[✔✓√✅☑]|(?<![不非])正确|(?<![不错反针相绝核校应])对(?=[ \t]*(?:$|[,。.;!?)\]】✓✔]|的|了|吧|啊))"
+    r"|答案|(?<![不别])(?:应)?选(?![项择题])"
     r"|当选|首选|(?<![不未])(?:符合|吻合|相符)|最(?:可能|佳|恰当|合适|准确|支持)(?=[ \t]*(?:$|是|为|的))"
-    r"|考虑(?!到)|就是|即为|即是|(?<!鉴别)诊断(?:为|是)"
+    r"|考虑(?!到)|就是|即为|即是|(?<!鉴别)诊断(?:为|是)|最(?:重要|主要|关键|有价值)|首要|关键|无误|我选"
     r"|无疑|毫无疑问|说得对|才是|没错|成立|^[ \t]*即"
     r"|(?i:\b(?:correct|right|answer|best|first[- ]line|choose|pick|select|yes)\b)"
 )
 REJECTION = re.compile(
     r"[✘✗×❌]|错|不(?:是|对|正确|符合|相符|选|属于|会|能|应|宜|该|可|考虑|支持|包括|成立|当|太|合|妥|首选|作为|一致|吻合)"
-    r"|排除|并非|而非|除外|违反|违背|无关|鉴别|易混|混淆|误|干扰|陷阱|相反|否|不同"
+    r"|排除|并非|而非|除外|违反|违背|无关|鉴别|易混|混淆|(?<!无)误|干扰|陷阱|相反|否|不同"
     r"|(?i:\b(?:wrong|incorrect|not|false|no|rule[sd]?\s+out|exclude[sd]?|never)\b)"
 )
 HESITATION = re.compile(
@@ -90,10 +104,12 @@ EXCEPT = re.compile(
 REST_AFFIRMED = re.compile(r"(?:都|均|全)(?:是|为|属于|对|正确|符合)")
 # a clause of letters alone ("E", "B和D") opening the answer: the answer leads with its choice
 BARE_LETTERS = re.compile(
-    r"[ \t*(\[【]*(?:(?i:options?|choices?)[ \t]+|选项[ \t]*)?"
+    r"[ \t*(\[【]*(?:(?:→|👉|=>|->)[ \t]*)?"
+    r"(?:(?i:options?|choices?)[ \t]+|选项[ \t]*)?"
     r"[A-J](?:[ \t]*(?:[、,&+]|和|及|与|以及|(?i:and))?[ \t]*[A-J])*"
     r"[ \t*)\]】]*(?:项|选项)?[ \t]*"
 )
+OTHER_LINE_LETTER = re.compile(r"\n[ \t]*([A-J])(?![A-Za-z0-9])")
 # an option item line's name: "C. 非诺贝特——贝特类…" names C 非诺贝特
 ITEM_NAME = re.compile(r"[ \t]*(?:[.、:)\]】]|选项|项)?[ \t]*(?P<name>[^\s,。;:()—|✔✓√✅☑✘✗×❌]{2,20})")
 COUNTS = {"两": 2, "二": 2, "三": 3, "四": 4, "五": 5}
@@ -108,21 +124,6 @@ UNDECIDED = re.compile(
     r"|(?i:\b(?:ambiguous|depending|depends|more\s+(?:clinical\s+)?information"
     r"|i\s+(?:can(?:no|')t|won't|would\s+rather\s+not))\b)"
 )
-
-
-def _unquoted(text: str) -> str:
-    """The text with what stands in quotation marks blanked (the option's own words, not the writer's)."""
-    chars = list(text)
-    position = 0
-    while position < len(text):
-        closer = patterns.QUOTES.get(text[position])
-        end = text.find(closer, position + 1) if closer else -1
-        if end == -1 or "\n" in text[position:end]:
-            position += 1
-            continue
-        chars[position + 1 : end] = " " * (end - position - 1)
-        position = end + 1
-    return "".join(chars)
 
 
 def _letters_in(clause: str, valid: str) -> str:
@@ -193,8 +194,12 @@ def _leading(plain: str, units: list[tuple[int, str, str]]) -> str:
         alone = line_end == -1 or plain[line_end : line_end + 2] == "\n\n"
         heading = ITEM_HEADING.fullmatch(first.rstrip()) and not REJECTION.search(first)
         return item if alone and heading else ""
+    leading_letters = set(_letters_in(first.upper(), "ABCDEFGHIJ"))
+    if any(set(line.group(1)) - leading_letters for line in OTHER_LINE_LETTER.finditer(plain)):
+        return ""  # "A——主动脉瓣关闭不全\nB——二尖瓣狭窄": options listed one a line, none led with
     follows = plain[start + len(first) : start + len(first) + 1]
-    return first if BARE_LETTERS.fullmatch(first) and follows != "?" else ""
+    letters = first.upper() if re.fullmatch(r"[a-j、,和及与 \t]+", first) else first  # "b 和 d。"
+    return letters if BARE_LETTERS.fullmatch(letters) and follows != "?" else ""
 
 
 @dataclass(frozen=True)
@@ -217,7 +222,7 @@ def read_stance(text: str, valid: str, skipped: list[tuple[int, int]]) -> str | 
 def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance | None:
     """The stance the answer's clauses take on each option; None when the writer leaves the choice open
     (undecided, letters offered as alternatives, a list cut off)."""
-    plain = _unquoted(text)
+    plain = context.unquoted(text)
     if UNDECIDED.search(plain):
         return None
     units = _units(plain, valid)
@@ -230,6 +235,7 @@ def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance |
     hesitant = every_option = summarised = False
     marked_items = 0
     after_skipped = False
+    last_named = ""
     for start, clause, item in units:
         if any(left <= start < right for left, right in skipped):
             continue
@@ -241,7 +247,14 @@ def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance |
             after_skipped = True
             continue
         named = (item if item in valid else "") if item else _letters_in(clause, valid)
+        ordinal = ORDINAL.search(clause) if not named else None
+        chosen_by_place = None
+        if ordinal:
+            place = ORDINALS[(ordinal.group(1) or ordinal.group(2)).lower()]
+            named = valid[place] if place < len(valid) else ""
+            chosen_by_place = re.search(r"(?:是|选|为)[ \t]*$", clause[: ordinal.start()])
         named_anywhere.update(named)
+        last_named = named or last_named
         if len(named) > 1 and BETWEEN.search(clause):
             return None
         if named and patterns.CUT_OFF_LIST.search(clause):
@@ -263,10 +276,16 @@ def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance |
         else:
             against = bool(REJECTION.search(clause))
             for_them = not against and bool(
-                TICK.search(clause) or APPROVAL.search(clause) or CONCLUDED.search(clause)
+                TICK.search(clause)
+                or APPROVAL.search(clause)
+                or CONCLUDED.search(clause)
+                or ONLY.search(clause)
+                or (ordinal and chosen_by_place)
             )
         if not named and not item:
             named = _named_by_text(clause, names)
+        if not named and THAT_ONE.search(clause) and last_named:
+            named, for_them, against = last_named, True, False  # "…只有 D 是葡萄糖酸钙，我选它"
         closes_sentence = plain[start + len(clause) : start + len(clause) + 1] in ("。", ".", ";", "\n", "!")
         value = clause.rsplit(":", 1)[-1]  # a label's value: "以下四项属于…原则：A、B、C、E"
         bare = named and not item and BARE_LETTERS.fullmatch(value)

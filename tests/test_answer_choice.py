@@ -158,7 +158,7 @@ def test_language_of_commitment(answer, expected, reason):
         ("除B外，其余各项均为库欣综合征的典型表现。", "ACDE", "stance"),
         ("唯有C不对，其余都是支气管扩张症的典型表现。", "ABDE", "stance"),
         ("前三项都对，D不对。\n早期并发症包括术后出血。", "ABC", "stance"),
-        ("排除法：\nA ×\nB ×\nC ×\nD ×\n所以是E——关节痛属于次要表现。", "E", "stance"),
+        ("排除法：\nA ×\nB ×\nC ×\nD ×\n所以是E——关节痛属于次要表现。", "E", "statement"),
         (
             "A. 洛伐他汀——降TC\nB. 考来烯胺——降LDL-C\nC. 非诺贝特——降TG\n\n问降甘油三酯的药物，即非诺贝特。",
             "C",
