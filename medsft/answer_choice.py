@@ -153,7 +153,7 @@ from medsft import answer_folding as folding
 from medsft import answer_lists as lists
 from medsft import answer_patterns as patterns
 from medsft.answer_patterns import ANSWER_LINE, RESTATED
-from medsft.answer_stance import UNDECIDED, read_stance, stance_of
+from medsft.answer_stance import LETTER_MARK, UNDECIDED, read_stance, stance_of
 
 OPTION_LETTERS = "ABCDEFGHIJ"
 CONFIRMED = "confirmed conclusion"  # the reason of a reasoning's letters the answer confirms (rule 13)
@@ -193,6 +193,11 @@ def _statements(text: str, quoted: list[tuple[int, int]], valid: str) -> list[_M
             continue
         if lists.enumerated(text, start, match.start(name)):
             continue  # "B. 华法林…题目问的是\nC. 肝素": the next item of an option list, not the value
+        if patterns.ABOUT_THE_OPTION.match(text, match.end(name)):
+            continue  # "我觉得A的说法只适用于…": the option's claim discussed, not chosen
+        run = re.fullmatch(r"[A-J]{2,}", group)
+        if run and set(group) - set(valid):
+            continue  # "它是ACEI": an abbreviation, not letters
         if len(lists.letters(group)) == 1 and patterns.OPTION_LIST_REST.match(text, match.end(name)):
             continue  # "选项：A 高热惊厥 B 手足搐搦 C 喉痉挛": the options listed, not a choice
         group = context.shrink_at_comma(text, group, match.end(name))
@@ -284,6 +289,9 @@ def _formatted(text: str) -> list[_Mention]:
         letter_lines.append((match.start(), match.end()))
     for pattern in (patterns.LINE_START, patterns.BRACKETED):
         for match in pattern.finditer(text):
+            line_end = text.find("\n", match.start())
+            if len(LETTER_MARK.findall(text, match.start(), line_end if line_end >= 0 else len(text))) > 1:
+                continue  # "√A √B ×C": marks on several letters judge them, read by their stance
             line_start = text.rfind("\n", 0, match.start()) + 1
             if pattern is patterns.BRACKETED and patterns.TELLING_APART.search(
                 text, line_start, match.start()
@@ -482,7 +490,8 @@ def _read_answer(answer: str, valid: str, option_texts: dict[str, str]) -> Extra
         final = _final(text, _listed_statements(text, statements))
         clause_start = context.last_break(patterns.CLAUSE_BREAK, text, final.start)
         tentative = patterns.TENTATIVE_WORD.search(text, clause_start, final.start + len(final.evidence))
-        if tentative and patterns.DECLINED.search(_closing_sentence(text)):
+        declined = patterns.DECLINED.search(_closing_sentence(text))
+        if declined and (tentative or not final.declaration):
             return Extraction(None, "unresolved", text[-80:].strip())  # "像是B…无法给出确定答案"
         return _decide(final, valid, "statement")
     judged = lists.judged_summary(text)

@@ -52,6 +52,7 @@ STRONG_KEYWORD = "|".join(
         r"最(?:佳|合适|恰当|合理|正确|可能|符合题意|适宜|有效|准确)[^,，。.;；:\n]{0,8}?(?:是|为)",
         r"首选[^,，。.;；:\n]{0,6}?(?:是|为)",
         r"而是",
+        r"(?:判断|结论)(?:是|为)",  # "我的判断是选项E"
         r"(?:不正确|错误|不恰当|不妥|不合理)的(?:做法|说法|选项|描述|叙述|措施|一项)?(?:是|为)",  # asked for
         r"即(?:为|是)?",  # "…，即选项A"
         r"(?:只|仅|就)剩(?:下|余)?(?:的)?|剩(?:下|余)(?:的)?(?:只有|仅有|就是|只能是)?",  # after elimination
@@ -74,7 +75,8 @@ STRONG_KEYWORD = "|".join(
         # "…, which corresponds to option D": the conclusion named as its option
         r"(?i:\bcorrespond(?:s|ing)?\s+to(?=\s+(?:the\s+)?(?:option|choice|answer)\b))",
         r"(?i:\b(?:it|this|that)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
-        r"(?i:\b(?:ans|final|selected|selection|chosen|choice)(?=[ \t]*:))",  # "ans: A", "Selected: A + C"
+        r"(?i:\b(?:ans|final|selected|selection|chosen|choice|picked|pick)(?=[ \t]*:))",
+        r"(?:还是|仍然|依然|仍)?坚持(?:选择?)?",  # "所以我还是坚持C"  # "ans: A", "Selected: A + C"
     ]
 )
 # These commit only when the letter ends the sentence or clause: "故C。", "诊断为B。", "diagnosis is B."
@@ -94,7 +96,7 @@ CONNECTOR = (
     r"|应该|应当|应|就|当然|才|仍然|仍|还是|则|即|均|都|也|可能|最可能|肯定|显然|一定|是|为|选择|选|选项|答案"
     r"|只有|仅有|唯有|只是|仅是|只能是|唯一(?:的)?|只|仅|包括|包含"  # "正确答案只有D": the one answer
     r"|(?i:options?|choices?|letters?|is|are|would\s+be|should\s+be|must\s+be|will\s+be|clearly|definitely"
-    r"|only|just|both|all\s+of|us\s+with))"
+    r"|only|just|both|all\s+of|us\s+with|here|there))"
 )
 STATEMENT = re.compile(
     rf"(?P<key>{STRONG_KEYWORD})(?P<conn>{CONNECTOR}{{0,8}}?)(?P<group>{GROUP}){BOUNDARY}"
@@ -204,6 +206,7 @@ DEFERRED = re.compile(
 # "信息不足，首选检查难以唯一确定"
 DECLINED = re.compile(
     rf"{DEFERRED.pattern}|信息不足|(?:无法|难以|不能|没法)(?:唯一|完全)?(?:确定|判断|作答|选择)"
+    r"|(?:不能|无法|没法|难以)下(?:结论|定论)"
     r"|(?:所有|全部|[五四六]个|各个?)选项中?(?:都|均)?(?:没有|不)(?:正确|符合|对)|选项中(?:没有|都不|均不)"
     r"|(?i:\b(?:item|question)\s+(?:seems|is|looks)\s+(?:flawed|defective|ambiguous))"
     r"|(?:向|给)[^。.!?;\n]{0,8}?反馈|(?:各|每个|所有)选项(?:都|均)(?:有|存在)(?:瑕疵|问题|缺陷|错误)"
@@ -301,7 +304,7 @@ DISPUTE = (
 )
 DISPUTED = re.compile(
     rf"(?:答案|(?i:\b(?:answer|key)\b))[^。.!?;\n]{{0,8}}?(?:{DISPUTE})"
-    r"|(?:题目?|题干|答案)[^。.!?;\n]{0,8}?(?:有(?:问题|错误|歧义)|不严谨|出错了)"
+    r"|(?:题目?|题干|答案)[^。.!?;\n]{0,8}?(?:(?<!没)有(?:问题|错误|歧义)|不严谨|出错了)"
     r"|(?:我|本人)(?:并)?不(?:同意|认同|赞同)[^。.!?;\n]{0,6}?(?:答案|(?i:\b(?:answer|key)\b))"
 )
 # Letters followed by where they come from: "参考答案：C（来自题库）", "答案：B（据《内科学》）". Reported
@@ -357,7 +360,7 @@ EITHER_WAY = re.compile(
 # Another question's answer: "很多人把本题与上一题（答案A）混淆".
 OTHER_QUESTION = re.compile(
     r"(?:上|下|前|后|另)一(?:道|个)?(?:题|问)|其他题目?|那(?:道|个)?题|第[ \t]*\d+[ \t]*题"
-    r"|(?:同类|类似|相似|此类)题"
+    r"|(?:同类|类似|相似|此类)题|(?:另一|其他|其它|别的)(?:个)?版本"
     r"|(?i:\b(?:previous|next|other)\s+question\b)"
 )
 # What turns reported speech back into the writer's own voice: "有同学选A，但正确答案是C".
@@ -453,6 +456,8 @@ TRADITIONAL = str.maketrans(
     "選擇項確為對錯誤應該與說題個無僅這還實際認兩斷診標準參結論當屬於並種後從裡來難決議據證們嗎麼餘夠會則號問較優適",
     "选择项确为对错误应该与说题个无仅这还实际认两断诊标准参结论当属于并种后从里来难决议据证们吗么余够会则号问较优适",
 )
+# a letter followed by what it says: "A的说法只适用于…" discusses the option
+ABOUT_THE_OPTION = re.compile(r"[ \t]*(?:项|选项)?的(?:说法|描述|观点|叙述|表述|解释|内容|意思|理由)")
 # the rest of a line listing options after a letter ("选项：A 高热惊厥 B 手足搐搦 C …"): no answer
 OPTION_TEXT = r"[^\sA-Za-z0-9,。;:\n]{1,20}"
 NEXT_OPTION = rf"{OPTION_TEXT}(?:[ \t]+|[、,;][ \t]*)[A-J](?![A-Za-z0-9])"

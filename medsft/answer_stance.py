@@ -66,7 +66,10 @@ CONCLUDED = re.compile(
     r"[ \t]*(?:[两三四五]?项|选项)?[ \t]*$"
 )
 TICK = re.compile(r"[✔✓√✅☑]")
-LETTER_MARK = re.compile(r"(?<![A-Za-z0-9])(?P<letter>[A-J])[ \t]*(?P<mark>[✔✓√✅☑✘✗×❌☐□])")
+LETTER_MARK = re.compile(
+    r"(?<![A-Za-z0-9])(?P<letter>[A-J])[ \t]*(?P<mark>[✔✓√✅☑✘✗×❌☐□])"
+    r"|(?P<mark_first>[✔✓√✅☑✘✗×❌☐□])[ \t]*(?P<letter_after>[A-J])(?![A-Za-z0-9])"
+)
 CROSS = re.compile(r"[✘✗×❌☐□]")
 APPROVAL = re.compile(
     r"[✔✓√✅☑]|(?<![不非])正确|(?<![不错反针相绝核校应])对(?=[ \t]*(?:$|[,。.;!?)\]】✓✔]|的|了|吧|啊))"
@@ -86,7 +89,9 @@ HESITATION = re.compile(
     r"|(?i:\b(?:maybe|perhaps|possibly|might|seems?|appears?)\b)"
 )
 # a clause choosing every option ("全选", "都应选"); a mere "所有选项都正确" may answer "错误的是"
-ALL_OPTIONS = re.compile(r"全选|全部都?选|(?:都|均)(?:应(?:当|该)?)?选")
+ALL_OPTIONS = re.compile(
+    r"全选|全部都?选|(?:都|均)(?:应(?:当|该)?)?选|(?i:\ball\s+of\s+(?:them|the\s+above)\b)"
+)
 THE_REST = re.compile(r"其余|其他|其它|余下|剩下|剩余")
 # "唯有C不对，其余都是…": the rest are approved only after options judged wrong, not merely unfitting
 # ("只有D不符合…，其余都符合" may answer "不符合的是")
@@ -110,6 +115,14 @@ BARE_LETTERS = re.compile(
     r"[ \t*)\]】]*(?:项|选项)?[ \t]*"
 )
 OTHER_LINE_LETTER = re.compile(r"\n[ \t]*([A-J])(?![A-Za-z0-9])")
+INFERENCE = re.compile(r"[ \t]*(?:所以|因此|故|综上|因而|即)")
+# a letter singled out as the one the question asks for: "因此E是不属于的那一项"
+SINGLED_OUT = re.compile(
+    r"(?<![A-Za-z0-9])[A-J][ \t]*(?:项|选项)?[ \t]*(?:是|为|就是)[^,。.;!?\n]{0,10}?"
+    r"的(?:那)?(?:一项|一个|选项)"
+)
+# a list of lowercase letters, distinct, as a label's value: "b、c、e"
+LOWERCASE_LIST = re.compile(r"[ \t]*[a-j](?:[ \t]*(?:[、,]|和|及|与)[ \t]*[a-j])+[ \t]*")
 # an option item line's name: "C. 非诺贝特——贝特类…" names C 非诺贝特
 ITEM_NAME = re.compile(r"[ \t]*(?:[.、:)\]】]|选项|项)?[ \t]*(?P<name>[^\s,。;:()—|✔✓√✅☑✘✗×❌]{2,20})")
 COUNTS = {"两": 2, "二": 2, "三": 3, "四": 4, "五": 5}
@@ -118,7 +131,7 @@ UNDECIDED = re.compile(
     rf"{patterns.UNRESOLVED.pattern}|{patterns.DEFERRED.pattern}|{patterns.UNDECIDED.pattern}"
     rf"|{patterns.EITHER_WAY.pattern}|{patterns.UNCERTAIN.pattern}|{patterns.DISPUTED.pattern}|{patterns.DISPUTE}"
     r"|两种说法|(?:请|需要?|需)您?(?:确认|核对|参考|对照)"
-    r"|没法|无法|不好说|下定论|表述不一|说法不一|(?:需要?|需|要)根据[^。.;!?\n]{0,12}?(?:确定|判断|选择)"
+    r"|没法|无法|不好说|出题(?:有误|有问题|错误)|下定论|表述不一|说法不一|(?:需要?|需|要)根据[^。.;!?\n]{0,12}?(?:确定|判断|选择)"
     r"|两个选项|二选一|缺陷|自行(?:选择|判断|作答)|歧义|(?:也|亦)(?:说得通|讲得通|可以|对|成立)"
     r"|(?:需要?|需)[^。.;!?\n]{0,12}?判断"
     r"|(?i:\b(?:ambiguous|depending|depends|more\s+(?:clinical\s+)?information"
@@ -262,8 +275,12 @@ def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance |
         marks = list(LETTER_MARK.finditer(clause)) if not item else []
         if len(marks) > 1:
             for mark in marks:
-                letter = mark.group("letter")
-                (rejected.add if CROSS.match(mark.group("mark")) else approved.append)(letter)
+                letter = mark.group("letter") or mark.group("letter_after")
+                (
+                    rejected.add
+                    if CROSS.match(mark.group("mark") or mark.group("mark_first"))
+                    else approved.append
+                )(letter)
                 named_anywhere.add(letter)
             marked_items += len(marks)
             continue
@@ -284,10 +301,15 @@ def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance |
             )
         if not named and not item:
             named = _named_by_text(clause, names)
+            if named and INFERENCE.match(clause):
+                for_them, against = True, False  # "…所以是碳酸锂": the option named by its own text
         if not named and THAT_ONE.search(clause) and last_named:
             named, for_them, against = last_named, True, False  # "…只有 D 是葡萄糖酸钙，我选它"
         closes_sentence = plain[start + len(clause) : start + len(clause) + 1] in ("。", ".", ";", "\n", "!")
         value = clause.rsplit(":", 1)[-1]  # a label's value: "以下四项属于…原则：A、B、C、E"
+        if not named and not item and ":" in clause and LOWERCASE_LIST.fullmatch(value):
+            named = lists.letters(value)  # "结论先说：b、c、e。"
+            value = named
         bare = named and not item and BARE_LETTERS.fullmatch(value)
         if bare and after_skipped:
             continue  # "题库答案：B": the letters of a label that takes no stance of the writer's own
@@ -301,6 +323,9 @@ def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance |
                 approved.extend(letter for letter in valid if letter not in excepted)  # "除C项外其余均为…"
                 summarised = True
             continue
+        if named and not item and SINGLED_OUT.search(clause):
+            for_them, against = True, False
+            summarised = True
         if against and WRONG.search(clause):
             judged_wrong.update(named)
         if not named:
@@ -313,7 +338,12 @@ def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance |
                 approved.extend(letter for letter in valid if letter not in excepted | judged_wrong)
             elif rest and against and excepted:
                 approved.extend(excepted)  # "除C外都错"
-            elif ALL_OPTIONS.search(clause) and for_them:
+            elif THE_REST.search(clause) and against and approved:
+                rejected.update(
+                    letter for letter in valid if letter not in approved
+                )  # "[B] 正确，[D] 正确，其余错误"
+                summarised = True
+            elif ALL_OPTIONS.search(clause) and (for_them or not against):
                 approved.extend(valid)
                 every_option = True
             continue

@@ -212,6 +212,27 @@ def test_language_of_commitment(answer, expected, reason):
         ("A和C都对，看你用哪个版本的指南。", None, "unresolved"),
         ("答案：B\n\n勘误：解析第二行“选项D”应为“选项E”，不影响最终答案。", "B", "statement"),
         ("下面看各选项：\nA. 肺功能表现为限制性通气功能障碍——", None, "no option letter found"),
+        ("√A √B ×C √D √E\n\nC项是错误的。", "ABDE", "stance"),
+        ("[B] 正确，[D] 正确，其余错误。", "BD", "stance"),
+        ("结论先说：b、c、e。\n\nb. 血钙降低\nc. 手足搐搦", "BCE", "stance"),
+        ("医学伦理学四大原则不含“互助原则”，因此E是不属于的那一项。", "E", "stance"),
+        ("All of them — A through E are risk factors.", "ABCDE", "stance"),
+        (
+            "A. 氯丙嗪——抗精神病\nB. 碳酸锂——心境稳定剂\nC. 地西泮——抗焦虑\n\n治疗躁狂首选，所以是碳酸锂。",
+            "B",
+            "stance",
+        ),
+        ("Picked: **C** and **E**.", "CE", "statement"),
+        ("我的判断是选项E“卡托普利”——因为它是ACEI。", "E", "statement"),
+        ("答案：C\n\n评论区有人说应该选A，我觉得A的说法只适用于二度Ⅰ型，所以我还是坚持C。", "C", "statement"),
+        ("选E。\n——题目的另一版本问首选检查，那时答案为A。", "E", "statement"),
+        ("E显然不对。\n剩下A、B、C、D。\n目前还不能下结论，需要更多信息。", None, "unresolved"),
+        (
+            "选项B和选项E描述的都是正确的。如果只允许选一个，这道题本身可能出题有误。",
+            None,
+            "no option letter found",
+        ),
+        ("A. 对\nB. 对\nC. 不对\nD. 不对", None, "conflicting verdicts: ['A', 'B']"),  # may answer "错误的是"
         # a key the asker gave is reported speech
         ("我认为应该选D。\n\n不过你提供的参考答案是C，我认为那个答案有误。", "D", "statement"),
     ],
