@@ -32,7 +32,10 @@ REQUIRED_AGREEMENT = 0.97
 # file name -> (floor, the figure measured on its first run)
 # Earlier ones (answer_corpus_outside3/5/6.jsonl, first measured at 96.2 %, 92.5 % and 86.7 %) became
 # development data once their disagreements were worked on (docs/evaluation.md).
-HELDOUT_FLOORS: dict[str, tuple[float, str]] = {}
+HELDOUT_FLOORS: dict[str, tuple[float, str]] = {
+    # a seventh outside corpus, written blind; measured once on the rules as they stand, then frozen
+    "answer_corpus_heldout.jsonl": (230 / 240, "230/240 (95.8 %), 5 wrong letters, 5 missed"),
+}
 
 
 def test_corpus_covers_every_class():
