@@ -36,6 +36,7 @@ STRONG_KEYWORD = "|".join(
     [
         r"答案",
         r"(?<![回解作])答(?=[ \t]*:)",
+        r"(?<=【)答(?=】)",  # "【答】C"
         r"(?<![回解作问])答(?=[ \t]*(?:选项)?[ \t]*[A-J](?![A-Za-z0-9]))",  # "所以本题答C"
         r"正确的?(?:选项|选择)",
         r"最佳(?:选项|选择)",
@@ -75,8 +76,8 @@ STRONG_KEYWORD = "|".join(
         # "…, which corresponds to option D": the conclusion named as its option
         r"(?i:\bcorrespond(?:s|ing)?\s+to(?=\s+(?:the\s+)?(?:option|choice|answer)\b))",
         r"(?i:\b(?:it|this|that)(?:'s|\s+is|\s+must\s+be|\s+would\s+be|\s+should\s+be)\b)",
-        r"(?i:\b(?:ans|final|selected|selection|chosen|choice|picked|pick)(?=[ \t]*:))",
-        r"(?:还是|仍然|依然|仍)?坚持(?:选择?)?",  # "所以我还是坚持C"  # "ans: A", "Selected: A + C"
+        r"(?i:\b(?:ans|final|selected|selection|chosen|choice|picked|pick)(?=[ \t]*:))",  # "ans: A"
+        r"(?:还是|仍然|依然|仍)?(?:坚持|维持)(?:选择?|原答案)?",  # "所以我还是坚持C", "仍维持E"
     ]
 )
 # These commit only when the letter ends the sentence or clause: "故C。", "诊断为B。", "diagnosis is B."
@@ -90,7 +91,9 @@ WEAK_KEYWORD = (
 # informal endings after an answer: "所以是 D 啦～", "就是C吧", "选B哦😊"
 PARTICLES = r"(?:啦|吧|呀|哦|喔|噢|哈|嘛|咯|哟|呗|哇|了)"
 EMOJI = "\U0001f300-\U0001faff\u2600-\u27bf"
-STRICT_END = rf"(?=[ \t)\]】」』”’\"']*{PARTICLES}*[ \t~…]*(?:$|[。.,;!\n~…—{EMOJI}]|项))"
+STRICT_END = (
+    rf"(?=[ \t)\]】」』”’\"']*(?:“[^”\n]{{1,20}}”)?{PARTICLES}*[ \t~…]*(?:$|[。.,;!\n~…—{EMOJI}]|项))"
+)
 CONNECTOR = (
     r"(?:[ \t\n:=>\-—–#\"'“‘「『【\[(<《)\]】」』”’》]|(?<=\n)\d{1,2}[.、)]"  # "…包括：\n1. A、…"
     r"|应该|应当|应|就|当然|才|仍然|仍|还是|则|即|均|都|也|可能|最可能|肯定|显然|一定|是|为|选择|选|选项|答案"
@@ -183,7 +186,7 @@ FINAL_LETTERS = re.compile(
 UNRESOLVED = re.compile(
     r"(?:都|均|也都)(?:有)?可能(?!是)|(?:没法|没办法|无法|难以|很难|不能|不好)(?:完全)?(?:确定|判断|决定|取舍|抉择|给出)"
     r"|(?:没法|没办法|无法|不能)[^。.!?;\n]{0,8}?(?:选出|给出?(?:你|您)?(?:一个)?(?:确定|明确|唯一)的?答案)"
-    r"|给不出|(?:没法|无法|不能)(?:只)?定(?:一个|下来)"
+    r"|给不出|(?:没法|无法|不能)只?(?:定|选)(?:出)?(?:一个|下来)"
     r"|(?:都|均)(?:可以)?(?:算对|说得通|讲得通|成立)|(?:都|均)可以(?:作为|是|选)|取决于"
     r"|拿不准|(?:先|暂且|暂时)?分析到这里|先到这里|(?i:\b(?:can(?:no|')t|unable\s+to)\s+(?:decide|tell|determine)\b)"
 )
@@ -200,13 +203,16 @@ DEFERRED = re.compile(
     r"|以(?:你|您)[^。.!?;\n]{0,12}?为准|看(?:你|您)?(?:用|采用|使用|依据|按)?哪(?:个|一|一个)?(?:版本|教材|指南)"
     r"|哪(?:个|一个|项|一项)[^。.!?;\n]{0,12}?(?:需要|要|得)(?:看|根据|结合)"
     r"|(?:需要|请)(?:您|你)?(?:确认|核对|对照)[^。.!?;\n]{0,12}?(?:版本|教材|题库|答案)"
-    r"|(?i:\b(?:depends\s+on\s+(?:which|your)\s+(?:source|textbook|exam)))"
+    r"|(?i:\b(?:depends\s+on\s+(?:which|your)\s+(?:source|textbook|exam)|it\s+depends\b))"
 )
 # A closing sentence that declines to choose, read where no statement commits:
 # "信息不足，首选检查难以唯一确定"
 DECLINED = re.compile(
     rf"{DEFERRED.pattern}|信息不足|(?:无法|难以|不能|没法)(?:唯一|完全)?(?:确定|判断|作答|选择)"
     r"|(?:不能|无法|没法|难以)下(?:结论|定论)"
+    r"|(?:题目|题干|本题|这道题|原题)(?:本身)?[^。.!?;\n]{0,4}?(?:存在|有)(?:问题|错误|缺陷|歧义)"
+    r"|(?:题目|题干|本题|这道题|原题)[^。.!?;\n]{0,6}?有误|核对原题|出题[^。.!?;\n]{0,4}?(?:疏漏|失误|有误)"
+    r"|(?:这是一道|题目是|本题是|本题为)单选"
     r"|(?:所有|全部|[五四六]个|各个?)选项中?(?:都|均)?(?:没有|不)(?:正确|符合|对)|选项中(?:没有|都不|均不)"
     r"|(?i:\b(?:item|question)\s+(?:seems|is|looks)\s+(?:flawed|defective|ambiguous))"
     r"|(?:向|给)[^。.!?;\n]{0,8}?反馈|(?:各|每个|所有)选项(?:都|均)(?:有|存在)(?:瑕疵|问题|缺陷|错误)"
@@ -270,7 +276,7 @@ HEDGE_IN_SENTENCE = re.compile(
 )
 # Reported speech: the statement is someone else's answer, an old key or a common mistake, not this one.
 REPORTED = re.compile(
-    r"(?:你|您)(?:所)?(?:提到|提供|给出?|说|贴|附)的|(?:有|很多|许多|不少|部分|一些|某些|其他|其它|别的|大多数|多数|大部分)(?:的|些)?(?:同学|人|考生|学生|医生|资料"
+    r"读者|评论区|(?:有)?网友|(?:你|您)(?:所)?(?:提到|提供|给出?|说|贴|附)的|(?:有|很多|许多|不少|部分|一些|某些|其他|其它|别的|大多数|多数|大部分)(?:的|些)?(?:同学|人|考生|学生|医生|资料"
     r"|教材|书|文献|题库|版本|解析|参考书|学者|专家|网友|老师)|别人|他人|老师|专家|学者|网友|(?:另|也|还)?有(?:观点|意见|说法|看法)"
     r"|(?:考生|学生|同学|初学者)(?:们)?(?:常|多|容易|往往|经常|可能|会)"
     r"|(?<![最正])(?:(?:原|旧|题库|原题|原书|网上|官方|给定|辅导书)[\u4e00-\u9fff]{0,6}?|教材|资料|题目给出?)的?"

@@ -81,7 +81,7 @@ APPROVAL = re.compile(
 )
 REJECTION = re.compile(
     r"[✘✗×❌]|错|不(?:是|对|正确|符合|相符|选|属于|会|能|应|宜|该|可|考虑|支持|包括|成立|当|太|合|妥|首选|作为|一致|吻合)"
-    r"|排除|并非|而非|除外|违反|违背|无关|鉴别|易混|混淆|(?<!无)误|干扰|陷阱|相反|否|不同"
+    r"|排除|(?:并非|而非|而不是)(?=[^,。;\n]{0,6}?(?<![A-Za-z0-9])[A-J](?![A-Za-z0-9]))|除外|违反|违背|无关|鉴别|易混|混淆|(?<!无)误|干扰|陷阱|相反|否|不同"
     r"|(?i:\b(?:wrong|incorrect|not|false|no|rule[sd]?\s+out|exclude[sd]?|never)\b)"
 )
 HESITATION = re.compile(
@@ -90,6 +90,7 @@ HESITATION = re.compile(
 )
 # a clause choosing every option ("全选", "都应选"); a mere "所有选项都正确" may answer "错误的是"
 ALL_OPTIONS = re.compile(
+    r"(?:所以|因此|故)(?:全部|都|均)(?:正确|对|选)|"
     r"全选|全部都?选|(?:都|均)(?:应(?:当|该)?)?选|(?i:\ball\s+of\s+(?:them|the\s+above)\b)"
 )
 THE_REST = re.compile(r"其余|其他|其它|余下|剩下|剩余")
@@ -112,7 +113,7 @@ BARE_LETTERS = re.compile(
     r"[ \t*(\[【]*(?:(?:→|👉|=>|->)[ \t]*)?"
     r"(?:(?i:options?|choices?)[ \t]+|选项[ \t]*)?"
     r"[A-J](?:[ \t]*(?:[、,&+]|和|及|与|以及|(?i:and))?[ \t]*[A-J])*"
-    r"[ \t*)\]】]*(?:项|选项)?[ \t]*"
+    r"[ \t*)\]】]*(?:[两三四五六]?项|选项)?[ \t]*"
 )
 OTHER_LINE_LETTER = re.compile(r"\n[ \t]*([A-J])(?![A-Za-z0-9])")
 INFERENCE = re.compile(r"[ \t]*(?:所以|因此|故|综上|因而|即)")
@@ -152,9 +153,13 @@ def _letters_in(clause: str, valid: str) -> str:
 
 
 def _conditional(text: str, start: int, end: int) -> bool:
-    """Whether the clause stands in a sentence that states a condition ("如果是慢性期，选C")."""
+    """Whether the clause stands in a sentence that states a condition before its first letter
+    ("如果是慢性期，选C"); "…（C）、在补液尿量足够的情况下BUN升高（E）" states it inside an option's text."""
     sentence_start = max((m.end() for m in patterns.SENTENCE_BREAK.finditer(text, 0, start)), default=0)
-    return bool(patterns.HYPOTHETICAL.search(text, sentence_start, end))
+    first_letter = patterns.ANY_LETTER.search(text, start, end)
+    return bool(
+        patterns.HYPOTHETICAL.search(text, sentence_start, first_letter.start() if first_letter else end)
+    )
 
 
 def _units(text: str, valid: str) -> list[tuple[int, str, str]]:

@@ -233,9 +233,26 @@ def test_language_of_commitment(answer, expected, reason):
         (
             "选项B和选项E描述的都是正确的。如果只允许选一个，这道题本身可能出题有误。",
             None,
-            "no option letter found",
+            "unresolved",
         ),
         ("A. 对\nB. 对\nC. 不对\nD. 不对", None, "conflicting verdicts: ['A', 'B']"),  # may answer "错误的是"
+        (
+            "选项A、C、E的描述都是正确的，而这是一道单选题。题目本身可能存在问题，请核对原题。",
+            None,
+            "unresolved",
+        ),
+        ("B和D都对，但题目是单选，无法只选一个。可能是出题时的疏漏。", None, "unresolved"),
+        (
+            "Option A is what WHO recommends, but C would be right if vomiting persists. I'd say it depends.",
+            None,
+            "unresolved",
+        ),
+        ("最接近的是A（急性心肌梗死）和E（主动脉夹层），但都不完全符合。题目可能有误。", None, "unresolved"),
+        ("答案：E\n\n有读者反馈参考答案是D，我复核了一遍，仍维持E。", "E", "statement"),
+        ("【答】C\n【解析】阿托品可致眼内压升高。", "C", "statement"),
+        ("CE两项。\n\n心肌收缩力增强（C），并舒张支气管平滑肌（E）。", "CE", "stance"),
+        ("题目问哪项属于烟碱样表现，所以是A“肌束颤动”。", "A", "statement"),
+        ("A、B、C、D、E 均是护理措施。E表述为“注意保暖”而非“热水袋加温”，所以全部正确。", "ABCDE", "stance"),
         # a key the asker gave is reported speech
         ("我认为应该选D。\n\n不过你提供的参考答案是C，我认为那个答案有误。", "D", "statement"),
     ],
@@ -259,6 +276,12 @@ def test_language_of_the_fallbacks(answer, expected, reason):
         ("选AB。", "A和B我都拿不准，无法确定。", None, None),  # the answer leaves it open
         ("选D。", "", None, None),  # an empty answer shows the user nothing
         ("选项B。", "最常见的是子宫收缩乏力（B）。\n\n其次是胎盘因素（C）。", "B", "confirmed conclusion"),
+        (
+            "A、C、E。",
+            "指标是：黑便增多（A）、血红蛋白下降（C）、在尿量足够的情况下BUN升高（E）。",
+            "ACE",
+            "confirmed conclusion",
+        ),
         ("选项B。这个我真不确定。", "最常见的是子宫收缩乏力（B）。\n\n其次是胎盘因素（C）。", None, None),
         ("选B。", "首先分析A选项：嵌顿疝，可能性小。\n再看B选项：粘连性肠梗阻，", None, None),  # cut off
     ],
