@@ -30,11 +30,11 @@ REQUIRED_AGREEMENT = 0.97
 # rule saw them: each is guarded by a floor set just under its first measured figure, recorded beside it. A
 # regression guard, not a target: rules are never fitted to a held-out corpus.
 # file name -> (floor, the figure measured on its first run)
-# Earlier ones (answer_corpus_outside3/5/6.jsonl, first measured at 96.2 %, 92.5 % and 86.7 %) became
-# development data once their disagreements were worked on (docs/evaluation.md).
+# Earlier ones (answer_corpus_outside3/5/6/14.jsonl, first measured at 96.2 %, 92.5 %, 86.7 % and 95.8 %)
+# became development data once their disagreements were worked on (docs/evaluation.md).
 HELDOUT_FLOORS: dict[str, tuple[float, str]] = {
-    # a seventh outside corpus, written blind; measured once on the rules as they stand, then frozen
-    "answer_corpus_heldout.jsonl": (230 / 240, "230/240 (95.8 %), 5 wrong letters, 5 missed"),
+    # an eighth outside corpus, written blind; measured once on the rules as they stand, then frozen
+    "answer_corpus_heldout.jsonl": (233 / 240, "233/240 (97.1 %), 4 wrong letters, 3 missed"),
 }
 
 
