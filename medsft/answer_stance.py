@@ -344,9 +344,8 @@ def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance |
             elif rest and against and excepted:
                 approved.extend(excepted)  # "除C外都错"
             elif THE_REST.search(clause) and against and approved:
-                rejected.update(
-                    letter for letter in valid if letter not in approved
-                )  # "[B] 正确，[D] 正确，其余错误"
+                # "[B] 正确，[D] 正确，其余错误": the rest judged wrong
+                rejected.update(letter for letter in valid if letter not in approved)
                 summarised = True
             elif ALL_OPTIONS.search(clause) and (for_them or not against):
                 approved.extend(valid)
