@@ -126,11 +126,11 @@ Rules
    own: an answer that refuses (`无法作答`), hedges (`选项C和E…我倾向于两者之一`) or only analyses the options
    (`A项为早期表现，B项…`) is unparseable whatever the reasoning chose, and so is an empty answer after a
    closed think block (`<think>…所以选D。</think>` with nothing after it reads no letter).
-13. A confirmed conclusion. An answer that reads no letter by the rules above but names exactly the
-   letters its reasoning concluded on (read by these rules), against none of them, and names no other
-   letter but to reject it, reads the reasoning's letters (`<think>…选AB。</think>属于青霉素类的是
-   阿莫西林（A）和哌拉西林（B）。` → AB, reason "confirmed conclusion"). An answer that refuses, hedges
-   or leaves the choice open never does.
+13. A confirmed conclusion. An answer that reads no letter by the rules above but names every letter
+   its reasoning concluded on (read by these rules), before any other letter it does not reject, against
+   none of them and for no other letter, reads the reasoning's letters
+   (`<think>…选AB。</think>属于青霉素类的是阿莫西林（A）和哌拉西林（B）。` → AB, reason "confirmed
+   conclusion"). An answer that refuses, hedges or leaves the choice open never does.
 14. The stance of the clauses (medsft.answer_stance). Last, an answer the rules above leave unread, or
    whose verdicts conflict but which a clause sums up (`（A 对）…（E 错）…所以本题选前四项`), is read by the
    stance its clauses take on each option: the options some clause is for and none against
@@ -153,7 +153,7 @@ from medsft import answer_folding as folding
 from medsft import answer_lists as lists
 from medsft import answer_patterns as patterns
 from medsft.answer_patterns import ANSWER_LINE, RESTATED
-from medsft.answer_stance import LETTER_MARK, UNDECIDED, read_stance, stance_of
+from medsft.answer_stance import UNDECIDED, read_stance, stance_of
 
 OPTION_LETTERS = "ABCDEFGHIJ"
 CONFIRMED = "confirmed conclusion"  # the reason of a reasoning's letters the answer confirms (rule 13)
@@ -290,7 +290,10 @@ def _formatted(text: str) -> list[_Mention]:
     for pattern in (patterns.LINE_START, patterns.BRACKETED):
         for match in pattern.finditer(text):
             line_end = text.find("\n", match.start())
-            if len(LETTER_MARK.findall(text, match.start(), line_end if line_end >= 0 else len(text))) > 1:
+            marks = patterns.LETTER_MARK.findall(
+                text, match.start(), line_end if line_end >= 0 else len(text)
+            )
+            if len(marks) > 1:
                 continue  # "√A √B ×C": marks on several letters judge them, read by their stance
             line_start = text.rfind("\n", 0, match.start()) + 1
             if pattern is patterns.BRACKETED and patterns.TELLING_APART.search(

@@ -10,13 +10,15 @@ from medsft import answer_lists as lists
 from medsft import answer_patterns as patterns
 
 
-def quoted_spans(text: str) -> list[tuple[int, int]]:
+def quoted_spans(text: str, within_line: bool = False) -> list[tuple[int, int]]:
+    """(opening, closing) positions of each quotation; `within_line`: only quotations that close on their
+    own line."""
     spans = []
     position = 0
     while position < len(text):
         closer = patterns.QUOTES.get(text[position])
         end = text.find(closer, position + 1) if closer else -1
-        if end == -1:
+        if end == -1 or (within_line and "\n" in text[position:end]):
             position += 1
             continue
         spans.append((position, end))
@@ -251,13 +253,6 @@ def alternative(text: str, start: int) -> bool:
 def unquoted(text: str) -> str:
     """The text with what stands in quotation marks blanked (the option's own words, not the writer's)."""
     chars = list(text)
-    position = 0
-    while position < len(text):
-        closer = patterns.QUOTES.get(text[position])
-        end = text.find(closer, position + 1) if closer else -1
-        if end == -1 or "\n" in text[position:end]:
-            position += 1
-            continue
-        chars[position + 1 : end] = " " * (end - position - 1)
-        position = end + 1
+    for opening, closing in quoted_spans(text, within_line=True):
+        chars[opening + 1 : closing] = " " * (closing - opening - 1)
     return "".join(chars)

@@ -227,8 +227,18 @@ LETTERS_LINE = re.compile(
     r"[ \t]*[)\]】」]?[ \t]*(?:[两三四五]?项|选项)?[ \t]*[.。]?[ \t]*$",
     re.MULTILINE,
 )
+# marks written on options: ticks choose, crosses and empty boxes do not
+TICKS = "✔✓√✅☑"
+CROSSES = "✘✗×❌"
+EMPTY_BOXES = "☐□"
+MARKS = TICKS + CROSSES + EMPTY_BOXES
+# letters each with its own mark, before or after it: "A ✓  B ✗", "√A √B ×C"
+LETTER_MARK = re.compile(
+    rf"(?<![A-Za-z0-9])(?P<letter>[A-J])[ \t]*(?P<mark>[{MARKS}])"
+    rf"|(?P<mark_first>[{MARKS}])[ \t]*(?P<letter_after>[A-J])(?![A-Za-z0-9])"
+)
 LINE_START = re.compile(
-    rf"^[ \t]*(?:[-•>#✔✓√✅☑✘✗×❌☐□][ \t]*)*[(\[【]?[ \t]*(?P<group>[A-J]){BOUNDARY}"
+    rf"^[ \t]*(?:[-•>#{MARKS}][ \t]*)*[(\[【]?[ \t]*(?P<group>[A-J]){BOUNDARY}"
     r"(?:[ \t]*(?:[.:)\]】]|、(?![ \t]*[A-J](?![A-Za-z0-9])))|[ \t]+(?=[^\sA-Za-z0-9]))",
     re.MULTILINE,
 )

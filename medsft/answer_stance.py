@@ -52,7 +52,7 @@ BETWEEN = re.compile(
     r"(?<![A-Za-z0-9])[A-J](?![A-Za-z0-9])|之间|(?i:\b(?:either|between)\b)"
 )
 # a line opening with an option letter is one unit about that option: "✅ A. 血清铁降低…", "| B | … | ✔ |"
-MARKS = "✔✓√✅☑✘✗×❌☐□"
+MARKS = patterns.MARKS
 ITEM_LINE = re.compile(
     rf"^[ \t]*(?:[-•>+*|#][ \t]*|\d+[.、)][ \t]*|[{MARKS}][ \t]*)*[(\[【]?"
     rf"(?P<letter>[A-J])(?:(?<=[{MARKS}][ \t][A-J])|(?<=[{MARKS}][A-J])|{patterns.BOUNDARY})(?![A-Za-z0-9])"
@@ -65,14 +65,11 @@ CONCLUDED = re.compile(
     r"(?:所以|因此|故|综上|因而)[^,。!?;\n]{0,6}?[ \t]*[A-J](?:[ \t]*(?:[、,&+]|和|及|与)?[ \t]*[A-J])*"
     r"[ \t]*(?:[两三四五]?项|选项)?[ \t]*$"
 )
-TICK = re.compile(r"[✔✓√✅☑]")
-LETTER_MARK = re.compile(
-    r"(?<![A-Za-z0-9])(?P<letter>[A-J])[ \t]*(?P<mark>[✔✓√✅☑✘✗×❌☐□])"
-    r"|(?P<mark_first>[✔✓√✅☑✘✗×❌☐□])[ \t]*(?P<letter_after>[A-J])(?![A-Za-z0-9])"
-)
-CROSS = re.compile(r"[✘✗×❌☐□]")
+TICK = re.compile(f"[{patterns.TICKS}]")
+CROSS = re.compile(f"[{patterns.CROSSES}{patterns.EMPTY_BOXES}]")
 APPROVAL = re.compile(
-    r"[✔✓√✅☑]|(?<![不非])正确|(?<![不错反针相绝核校应])对(?=[ \t]*(?:$|[,。.;!?)\]】✓✔]|的|了|吧|啊))"
+    rf"[{patterns.TICKS}]|"
+    r"(?<![不非])正确|(?<![不错反针相绝核校应])对(?=[ \t]*(?:$|[,。.;!?)\]】✓✔]|的|了|吧|啊))"
     r"|答案|(?<![不别])(?:应)?选(?![项择题])"
     r"|当选|首选|(?<![不未])(?:符合|吻合|相符)|最(?:可能|佳|恰当|合适|准确|支持)(?=[ \t]*(?:$|是|为|的))"
     r"|考虑(?!到)|就是|即为|即是|(?<!鉴别)诊断(?:为|是)|最(?:重要|主要|关键|有价值)|首要|关键|无误|我选"
@@ -80,7 +77,8 @@ APPROVAL = re.compile(
     r"|(?i:\b(?:correct|right|answer|best|first[- ]line|choose|pick|select|yes)\b)"
 )
 REJECTION = re.compile(
-    r"[✘✗×❌]|错|不(?:是|对|正确|符合|相符|选|属于|会|能|应|宜|该|可|考虑|支持|包括|成立|当|太|合|妥|首选|作为|一致|吻合)"
+    rf"[{patterns.CROSSES}]|"
+    r"错|不(?:是|对|正确|符合|相符|选|属于|会|能|应|宜|该|可|考虑|支持|包括|成立|当|太|合|妥|首选|作为|一致|吻合)"
     r"|排除|(?:并非|而非|而不是)(?=[^,。;\n]{0,6}?(?<![A-Za-z0-9])[A-J](?![A-Za-z0-9]))|除外|违反|违背|无关|鉴别|易混|混淆|(?<!无)误|干扰|陷阱|相反|否|不同"
     r"|(?i:\b(?:wrong|incorrect|not|false|no|rule[sd]?\s+out|exclude[sd]?|never)\b)"
 )
@@ -96,7 +94,7 @@ ALL_OPTIONS = re.compile(
 THE_REST = re.compile(r"其余|其他|其它|余下|剩下|剩余")
 # "唯有C不对，其余都是…": the rest are approved only after options judged wrong, not merely unfitting
 # ("只有D不符合…，其余都符合" may answer "不符合的是")
-WRONG = re.compile(r"[✘✗×❌]|错|不对|不正确|(?i:(?:wrong|incorrect))")
+WRONG = re.compile(rf"[{patterns.CROSSES}]|" r"错|不对|不正确|(?i:(?:wrong|incorrect))")
 # someone else's view, a question or a key: no stance of the writer's own
 NOT_OWN = re.compile(rf"{patterns.REPORTED.pattern}|{patterns.KEY_LABEL.pattern}|原答案|(?:吗|呢)[ \t]*$")
 FIRST_ONES = re.compile(r"前([两二三四五])项")
@@ -277,7 +275,7 @@ def stance_of(text: str, valid: str, skipped: list[tuple[int, int]]) -> Stance |
             return None
         if named and patterns.CUT_OFF_LIST.search(clause):
             return None  # "正确答案包括B、": a list cut off
-        marks = list(LETTER_MARK.finditer(clause)) if not item else []
+        marks = list(patterns.LETTER_MARK.finditer(clause)) if not item else []
         if len(marks) > 1:
             for mark in marks:
                 letter = mark.group("letter") or mark.group("letter_after")
