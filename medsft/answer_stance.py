@@ -94,7 +94,7 @@ ALL_OPTIONS = re.compile(
 THE_REST = re.compile(r"其余|其他|其它|余下|剩下|剩余")
 # "唯有C不对，其余都是…": the rest are approved only after options judged wrong, not merely unfitting
 # ("只有D不符合…，其余都符合" may answer "不符合的是")
-WRONG = re.compile(rf"[{patterns.CROSSES}]|" r"错|不对|不正确|(?i:(?:wrong|incorrect))")
+WRONG = re.compile(rf"[{patterns.CROSSES}]|" r"错|不对|不正确|(?i:\b(?:wrong|incorrect)\b)")
 # someone else's view, a question or a key: no stance of the writer's own
 NOT_OWN = re.compile(rf"{patterns.REPORTED.pattern}|{patterns.KEY_LABEL.pattern}|原答案|(?:吗|呢)[ \t]*$")
 FIRST_ONES = re.compile(r"前([两二三四五])项")

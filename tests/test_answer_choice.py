@@ -216,6 +216,7 @@ def test_language_of_commitment(answer, expected, reason):
         ("答案：B\n\n勘误：解析第二行“选项D”应为“选项E”，不影响最终答案。", "B", "statement"),
         ("下面看各选项：\nA. 肺功能表现为限制性通气功能障碍——", None, "no option letter found"),
         ("√A √B ×C √D √E\n\nC项是错误的。", "ABDE", "stance"),
+        ("✔ A. 阿托品\nB. 新斯的明 — wrong\n✘ C. 毒扁豆碱\n✘ D. 碘解磷定\n✘ E. 氯解磷定", "A", "stance"),
         ("[B] 正确，[D] 正确，其余错误。", "BD", "stance"),
         ("结论先说：b、c、e。\n\nb. 血钙降低\nc. 手足搐搦", "BCE", "stance"),
         ("医学伦理学四大原则不含“互助原则”，因此E是不属于的那一项。", "E", "stance"),
